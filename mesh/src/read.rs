@@ -1,0 +1,382 @@
+//! STL decoding: detects binary or ASCII by content and yields a triangle soup.
+//!
+//! Format detection never trusts the first five bytes alone: many CAD tools
+//! write binary files whose 80-byte header starts with `solid`. A file is
+//! binary when its size matches the triangle count in its header; otherwise it
+//! is ASCII when it reads as text that starts with `solid`.
+//!
+//! Stored facet normals are ignored on purpose. Real files often carry zero
+//! normals or normals that contradict the vertex winding, so every quantity we
+//! derive comes from the vertices and their order.
+
+use rayon::prelude::*;
+
+use crate::{Limits, ReadError, ReadErrorKind};
+
+/// One triangle as three vertices in file order (counter-clockwise seen from
+/// outside, when the file is well formed).
+pub type Triangle = [[f32; 3]; 3];
+
+const HEADER_BYTES: usize = 80;
+const BINARY_PREFIX_BYTES: usize = HEADER_BYTES + 4;
+const BINARY_FACET_BYTES: usize = 50;
+/// Below this many triangles the rayon fork/join costs more than it saves.
+const PARALLEL_THRESHOLD: usize = 16 * 1024;
+
+/// How the file was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StlFormat {
+    Binary,
+    Ascii,
+}
+
+impl StlFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StlFormat::Binary => "binary",
+            StlFormat::Ascii => "ascii",
+        }
+    }
+}
+
+/// Something unusual the reader accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadWarning {
+    /// Bytes after the last triangle the header declares; they are ignored.
+    TrailingBytes { bytes: u64 },
+    /// An ASCII file with more than one `solid` block; all blocks are joined.
+    MultipleSolids { solids: u64 },
+}
+
+impl std::fmt::Display for ReadWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadWarning::TrailingBytes { bytes } => {
+                write!(f, "{bytes} bytes after the last declared triangle were ignored")
+            }
+            ReadWarning::MultipleSolids { solids } => {
+                write!(f, "the ASCII file holds {solids} solids; they were joined")
+            }
+        }
+    }
+}
+
+/// The triangles of a file, before any welding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Soup {
+    pub format: StlFormat,
+    pub triangles: Vec<Triangle>,
+    pub warnings: Vec<ReadWarning>,
+}
+
+/// Decodes an STL file held in memory.
+pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
+    let len = bytes.len() as u64;
+    if len == 0 {
+        return Err(ReadError::new(ReadErrorKind::Empty));
+    }
+    if len > limits.max_bytes {
+        return Err(ReadError::new(ReadErrorKind::TooLarge { bytes: len, limit: limits.max_bytes }));
+    }
+    let starts_like_ascii = starts_with_solid(bytes);
+    if bytes.len() >= BINARY_PREFIX_BYTES {
+        let declared = declared_triangles(bytes);
+        let expected = BINARY_PREFIX_BYTES as u64 + BINARY_FACET_BYTES as u64 * declared;
+        if expected == len || !(starts_like_ascii && looks_like_text(bytes)) {
+            return read_binary(bytes, declared, expected, limits);
+        }
+    } else if !starts_like_ascii {
+        return Err(ReadError::new(ReadErrorKind::NotStl {
+            reason: format!(
+                "{len} bytes is shorter than a binary STL header ({BINARY_PREFIX_BYTES} bytes) \
+                 and the text does not start with `solid`"
+            ),
+        }));
+    }
+    read_ascii(bytes, limits)
+}
+
+fn declared_triangles(bytes: &[u8]) -> u64 {
+    let count: [u8; 4] = bytes[HEADER_BYTES..BINARY_PREFIX_BYTES].try_into().expect("4 bytes");
+    u64::from(u32::from_le_bytes(count))
+}
+
+fn starts_with_solid(bytes: &[u8]) -> bool {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    bytes[start..].len() >= 5 && bytes[start..start + 5].eq_ignore_ascii_case(b"solid")
+}
+
+/// Binary STL is full of NUL and high bytes; ASCII STL has none in its first
+/// kilobyte. Checking a bounded prefix keeps detection O(1).
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let prefix = &bytes[..bytes.len().min(1024)];
+    prefix.iter().all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b))
+}
+
+fn read_binary(bytes: &[u8], declared: u64, expected: u64, limits: &Limits) -> Result<Soup, ReadError> {
+    let len = bytes.len() as u64;
+    if declared > limits.max_triangles {
+        return Err(ReadError::new(ReadErrorKind::TooManyTriangles {
+            triangles: declared,
+            limit: limits.max_triangles,
+        }));
+    }
+    if len < expected {
+        return Err(ReadError::new(ReadErrorKind::Truncated {
+            declared_triangles: declared,
+            expected_bytes: expected,
+            actual_bytes: len,
+        }));
+    }
+    let mut warnings = Vec::new();
+    if len > expected {
+        warnings.push(ReadWarning::TrailingBytes { bytes: len - expected });
+    }
+    // `declared` fits in usize: the file holding it is in memory.
+    let body = &bytes[BINARY_PREFIX_BYTES..expected as usize];
+    let facets = body.chunks_exact(BINARY_FACET_BYTES);
+    let triangles: Vec<Triangle> = if facets.len() >= PARALLEL_THRESHOLD {
+        body.par_chunks_exact(BINARY_FACET_BYTES).map(decode_facet).collect()
+    } else {
+        facets.map(decode_facet).collect()
+    };
+    check_finite(&triangles)?;
+    Ok(Soup { format: StlFormat::Binary, triangles, warnings })
+}
+
+/// A facet is a normal (skipped), three vertices and a 2-byte attribute field.
+fn decode_facet(facet: &[u8]) -> Triangle {
+    let f = |i: usize| {
+        let at = 12 + 4 * i;
+        f32::from_le_bytes(facet[at..at + 4].try_into().expect("4 bytes"))
+    };
+    [[f(0), f(1), f(2)], [f(3), f(4), f(5)], [f(6), f(7), f(8)]]
+}
+
+fn check_finite(triangles: &[Triangle]) -> Result<(), ReadError> {
+    let bad = |t: &Triangle| t.iter().flatten().any(|c| !c.is_finite());
+    let first_bad = if triangles.len() >= PARALLEL_THRESHOLD {
+        triangles.par_iter().position_first(bad)
+    } else {
+        triangles.iter().position(bad)
+    };
+    match first_bad {
+        Some(index) => Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate { triangle: index as u64 })),
+        None => Ok(()),
+    }
+}
+
+/// Where the ASCII grammar is, between keywords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AsciiState {
+    /// Before `solid`, or after `endsolid`.
+    Outside,
+    /// Inside `solid`, between facets.
+    InSolid,
+    /// After `facet normal …`, before `outer loop`.
+    InFacet,
+    /// Inside `outer loop`, collecting vertices.
+    InLoop,
+    /// After `endloop`, before `endfacet`.
+    LoopClosed,
+}
+
+/// A line-oriented parser that accepts the variants real exporters write:
+/// upper- or lower-case keywords, CRLF, tabs, scientific notation, and several
+/// `solid` blocks in one file.
+fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
+    let mut triangles: Vec<Triangle> = Vec::new();
+    let mut state = AsciiState::Outside;
+    let mut solids = 0u64;
+    let mut loop_vertices: Vec<[f32; 3]> = Vec::with_capacity(3);
+    let mut line_number = 0u64;
+    let mut state_opened_at = 0u64;
+    for raw_line in bytes.split(|&b| b == b'\n') {
+        line_number += 1;
+        let mut tokens = raw_line.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty());
+        let Some(keyword) = tokens.next() else { continue };
+        let syntax = |message: String| {
+            ReadError::new(ReadErrorKind::AsciiSyntax { line: line_number, message })
+        };
+        let keyword_is = |k: &[u8]| keyword.eq_ignore_ascii_case(k);
+        match state {
+            AsciiState::Outside if keyword_is(b"solid") => {
+                solids += 1;
+                state = AsciiState::InSolid;
+                state_opened_at = line_number;
+            }
+            AsciiState::InSolid if keyword_is(b"facet") => {
+                if triangles.len() as u64 >= limits.max_triangles {
+                    return Err(ReadError::new(ReadErrorKind::TooManyTriangles {
+                        triangles: triangles.len() as u64 + 1,
+                        limit: limits.max_triangles,
+                    }));
+                }
+                state = AsciiState::InFacet;
+                state_opened_at = line_number;
+            }
+            AsciiState::InSolid if keyword_is(b"endsolid") => state = AsciiState::Outside,
+            AsciiState::InFacet if keyword_is(b"outer") => {
+                loop_vertices.clear();
+                state = AsciiState::InLoop;
+            }
+            AsciiState::InLoop if keyword_is(b"vertex") => {
+                if loop_vertices.len() == 3 {
+                    return Err(syntax("a facet loop has more than 3 vertices".into()));
+                }
+                let mut coordinate = [0f32; 3];
+                for c in &mut coordinate {
+                    let token = tokens.next().ok_or_else(|| syntax("a vertex needs 3 coordinates".into()))?;
+                    *c = parse_coordinate(token).ok_or_else(|| {
+                        syntax(format!("`{}` is not a number", String::from_utf8_lossy(token)))
+                    })?;
+                    if !c.is_finite() {
+                        return Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate {
+                            triangle: triangles.len() as u64,
+                        }));
+                    }
+                }
+                loop_vertices.push(coordinate);
+            }
+            AsciiState::InLoop if keyword_is(b"endloop") => {
+                if loop_vertices.len() != 3 {
+                    return Err(syntax(format!("a facet loop has {} vertices, not 3", loop_vertices.len())));
+                }
+                state = AsciiState::LoopClosed;
+            }
+            AsciiState::LoopClosed if keyword_is(b"endfacet") => {
+                triangles.push([loop_vertices[0], loop_vertices[1], loop_vertices[2]]);
+                state = AsciiState::InSolid;
+            }
+            _ => {
+                let word = String::from_utf8_lossy(&keyword[..keyword.len().min(40)]).into_owned();
+                return Err(syntax(format!("unexpected `{word}` {}", expectation(state))));
+            }
+        }
+    }
+    let inside = match state {
+        AsciiState::Outside => None,
+        AsciiState::InSolid => Some("solid"),
+        AsciiState::InFacet | AsciiState::LoopClosed => Some("facet"),
+        AsciiState::InLoop => Some("loop"),
+    };
+    if let Some(inside) = inside {
+        return Err(ReadError::new(ReadErrorKind::Unterminated { line: state_opened_at, inside }));
+    }
+    let mut warnings = Vec::new();
+    if solids > 1 {
+        warnings.push(ReadWarning::MultipleSolids { solids });
+    }
+    Ok(Soup { format: StlFormat::Ascii, triangles, warnings })
+}
+
+fn expectation(state: AsciiState) -> &'static str {
+    match state {
+        AsciiState::Outside => "where `solid` was expected",
+        AsciiState::InSolid => "where `facet` or `endsolid` was expected",
+        AsciiState::InFacet => "where `outer loop` was expected",
+        AsciiState::InLoop => "where `vertex` or `endloop` was expected",
+        AsciiState::LoopClosed => "where `endfacet` was expected",
+    }
+}
+
+fn parse_coordinate(token: &[u8]) -> Option<f32> {
+    std::str::from_utf8(token).ok()?.parse::<f32>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{cuboid, write_binary_stl};
+
+    fn ascii_cube_facet(keyword_case: fn(&str) -> String, eol: &str) -> String {
+        let k = keyword_case;
+        [
+            format!("{} cube", k("solid")),
+            format!("  {} {} 0 0 -1", k("facet"), k("normal")),
+            format!("    {} {}", k("outer"), k("loop")),
+            format!("\t{} 0 0 0", k("vertex")),
+            format!("\t{} 1.0E+01 0 0", k("vertex")),
+            format!("\t{} 0 1e1 0", k("vertex")),
+            format!("    {}", k("endloop")),
+            format!("  {}", k("endfacet")),
+            format!("{} cube", k("endsolid")),
+        ]
+        .join(eol)
+    }
+
+    #[test]
+    fn ascii_variants_parse_to_the_same_triangle() {
+        let expected = vec![[[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]]];
+        for text in [
+            ascii_cube_facet(|s| s.to_string(), "\n"),
+            ascii_cube_facet(|s| s.to_uppercase(), "\r\n"),
+        ] {
+            let soup = read_stl(text.as_bytes(), &Limits::default()).unwrap();
+            assert_eq!(soup.format, StlFormat::Ascii);
+            assert_eq!(soup.triangles, expected);
+        }
+    }
+
+    #[test]
+    fn several_solids_are_joined_with_a_warning() {
+        let one = ascii_cube_facet(|s| s.to_string(), "\n");
+        let text = format!("{one}\n{one}\n");
+        let soup = read_stl(text.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(soup.triangles.len(), 2);
+        assert_eq!(soup.warnings, vec![ReadWarning::MultipleSolids { solids: 2 }]);
+    }
+
+    #[test]
+    fn binary_with_solid_header_is_read_as_binary() {
+        let mut bytes = write_binary_stl(&cuboid([1.0, 2.0, 3.0]));
+        bytes[..12].copy_from_slice(b"solid part  ");
+        let soup = read_stl(&bytes, &Limits::default()).unwrap();
+        assert_eq!(soup.format, StlFormat::Binary);
+        assert_eq!(soup.triangles.len(), 12);
+    }
+
+    #[test]
+    fn truncated_binary_is_refused() {
+        let bytes = write_binary_stl(&cuboid([1.0, 1.0, 1.0]));
+        let err = read_stl(&bytes[..bytes.len() - 30], &Limits::default()).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::Truncated { declared_triangles: 12, .. }), "{err}");
+    }
+
+    #[test]
+    fn unclosed_ascii_is_refused() {
+        let text = "solid x\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\n";
+        let err = read_stl(text.as_bytes(), &Limits::default()).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::Unterminated { inside: "loop", .. }), "{err}");
+        let err = read_stl(b"solid x\n", &Limits::default()).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::Unterminated { inside: "solid", .. }), "{err}");
+    }
+
+    #[test]
+    fn nan_coordinates_are_refused() {
+        let mut triangles = cuboid([1.0, 1.0, 1.0]);
+        triangles[5][1][2] = f32::NAN;
+        let err = read_stl(&write_binary_stl(&triangles), &Limits::default()).unwrap_err();
+        assert_eq!(err.kind(), &ReadErrorKind::NonFiniteCoordinate { triangle: 5 });
+    }
+
+    #[test]
+    fn limits_are_enforced_before_allocation() {
+        let mut header = vec![0u8; 84];
+        header[80..84].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = read_stl(&header, &Limits::default()).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::TooManyTriangles { .. }), "{err}");
+        let limits = Limits { max_bytes: 10, ..Limits::default() };
+        let err = read_stl(&header, &limits).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::TooLarge { bytes: 84, limit: 10 }), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_not_stl() {
+        let err = read_stl(b"hello world", &Limits::default()).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::NotStl { .. }), "{err}");
+        let err = read_stl(b"solid but then nonsense\nfoo bar\n", &Limits::default()).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::AsciiSyntax { line: 2, .. }), "{err}");
+    }
+}

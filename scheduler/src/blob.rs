@@ -1,0 +1,163 @@
+//! The blob seam: where model files live. A local folder in embedded mode, an
+//! S3 bucket (path-style, so MinIO and SeaweedFS work) in production.
+//!
+//! Models are stored under their content hash, so a key is written once and
+//! never changes; a reader never sees a half-written model because the local
+//! store renames into place and S3 puts are atomic.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutConfig};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+/// Where a model's bytes are kept.
+pub fn model_key(model_id: &str) -> String {
+    format!("models/{model_id}.stl")
+}
+
+#[derive(Debug, Clone)]
+pub enum BlobSettings {
+    Local { dir: PathBuf },
+    S3 { endpoint: String, bucket: String, region: String, access_key_id: String, secret_access_key: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    #[error("no blob at `{key}`")]
+    NotFound { key: String },
+    /// Worth retrying: the store was unreachable or answered with an error.
+    #[error("blob store failed on `{key}`: {message}")]
+    Unavailable { key: String, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub enum BlobStore {
+    Local(PathBuf),
+    S3 { client: aws_sdk_s3::Client, bucket: String },
+}
+
+impl BlobStore {
+    /// Opens the store, creating the folder or bucket when it is missing.
+    pub async fn open(settings: &BlobSettings) -> Result<Self, BlobError> {
+        match settings {
+            BlobSettings::Local { dir } => {
+                tokio::fs::create_dir_all(dir.join("models"))
+                    .await
+                    .map_err(|e| unavailable(&dir.display().to_string(), e))?;
+                Ok(Self::Local(dir.clone()))
+            }
+            BlobSettings::S3 { endpoint, bucket, region, access_key_id, secret_access_key } => {
+                let config = aws_sdk_s3::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .endpoint_url(endpoint)
+                    .region(Region::new(region.clone()))
+                    .credentials_provider(Credentials::new(access_key_id, secret_access_key, None, None, "farm"))
+                    .force_path_style(true)
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(5))
+                            .operation_attempt_timeout(Duration::from_secs(120))
+                            .build(),
+                    )
+                    .build();
+                let client = aws_sdk_s3::Client::from_conf(config);
+                let store = Self::S3 { client, bucket: bucket.clone() };
+                store.ensure_bucket().await?;
+                Ok(store)
+            }
+        }
+    }
+
+    async fn ensure_bucket(&self) -> Result<(), BlobError> {
+        let Self::S3 { client, bucket } = self else { return Ok(()) };
+        if client.head_bucket().bucket(bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match client.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let service = e.as_service_error();
+                if service.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
+                    Ok(())
+                } else {
+                    Err(unavailable(bucket, aws_sdk_s3::error::DisplayErrorContext(e)))
+                }
+            }
+        }
+    }
+
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
+        match self {
+            Self::Local(dir) => {
+                let path = dir.join(key);
+                // Write beside the target, then rename: readers never see a partial file.
+                let partial = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
+                if let Some(parent) = path.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(|e| unavailable(key, e))?;
+                }
+                tokio::fs::write(&partial, &bytes).await.map_err(|e| unavailable(key, e))?;
+                tokio::fs::rename(&partial, &path).await.map_err(|e| unavailable(key, e))
+            }
+            Self::S3 { client, bucket } => client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| unavailable(key, aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
+        match self {
+            Self::Local(dir) => match tokio::fs::read(dir.join(key)).await {
+                Ok(bytes) => Ok(Bytes::from(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound { key: key.into() }),
+                Err(e) => Err(unavailable(key, e)),
+            },
+            Self::S3 { client, bucket } => {
+                let object = match client.get_object().bucket(bucket).key(key).send().await {
+                    Ok(object) => object,
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                        return Err(BlobError::NotFound { key: key.into() });
+                    }
+                    Err(e) => return Err(unavailable(key, aws_sdk_s3::error::DisplayErrorContext(e))),
+                };
+                let body = object.body.collect().await.map_err(|e| unavailable(key, e))?;
+                Ok(body.into_bytes())
+            }
+        }
+    }
+
+    /// Whether the store answers; for readiness probes.
+    pub async fn is_ready(&self) -> bool {
+        match self {
+            Self::Local(dir) => tokio::fs::metadata(dir).await.is_ok(),
+            Self::S3 { client, bucket } => client.head_bucket().bucket(bucket).send().await.is_ok(),
+        }
+    }
+}
+
+fn unavailable(key: &str, error: impl std::fmt::Display) -> BlobError {
+    BlobError::Unavailable { key: key.into(), message: error.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_round_trips_and_reports_missing_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&BlobSettings::Local { dir: dir.path().into() }).await.unwrap();
+        store.put(&model_key("abc"), Bytes::from_static(b"solid")).await.unwrap();
+        assert_eq!(store.get(&model_key("abc")).await.unwrap(), Bytes::from_static(b"solid"));
+        assert!(matches!(store.get(&model_key("nope")).await, Err(BlobError::NotFound { .. })));
+        assert!(store.is_ready().await);
+    }
+}
