@@ -1,0 +1,77 @@
+//! The one error type of the HTTP layer, and how each case reaches a client.
+//!
+//! Client mistakes map to 4xx with a message that says what to fix. Server
+//! faults map to 5xx with a generic message: the details go to the log, never
+//! to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{what} `{id}` does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the model is not a readable STL file: {0}")]
+    InvalidModel(String),
+    /// Well-formed but unacceptable input, such as an unknown material.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Input that is not even well-formed JSON, or misses a field.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a dependency is unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl AppError {
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::InvalidModel(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_model"),
+            AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let AppError::Internal(detail) | AppError::Unavailable(detail) = &self {
+            tracing::error!(status = status.as_u16(), detail = %detail, "request failed");
+        }
+        // Display of the 5xx variants is generic by construction.
+        let body = ErrorBody { error: ErrorDetail { code, message: self.to_string() } };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AppError::internal(e)
+    }
+}

@@ -1,0 +1,18 @@
+//! MES order API: HTTP, the database and the job-queue side of pricing.
+//!
+//! It accepts models and pricing jobs, keeps them in the database ([`store`]),
+//! hands jobs to the queue through a transactional outbox ([`relay`]) and
+//! writes workers' results back ([`results`]). The heavy lifting happens in
+//! `scheduler` workers; nothing here prices a model.
+
+pub mod error;
+mod relay;
+mod results;
+mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use error::AppError;
+pub use startup::{ApiSettings, Application, Services, StartupError, serve_ops};
+pub use store::Store;

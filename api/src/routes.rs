@@ -1,0 +1,248 @@
+//! HTTP routes: models, pricing jobs, health and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use scheduler::JobMessage;
+use scheduler::messages::now_ms;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::AppError;
+use crate::startup::AppState;
+use crate::store::{JobRow, ModelRow};
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let model_limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/v1/models", post(upload_model).layer(DefaultBodyLimit::max(model_limit)))
+        .route("/v1/pricing-jobs", post(create_job))
+        .route("/v1/pricing-jobs/{job_id}", get(get_job))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn(record_http_metrics))
+        .with_state(state)
+}
+
+/// Counts requests and their latency per route template (not per URL, so a
+/// job id never becomes a label value).
+async fn record_http_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("farm_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("farm_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Serialize)]
+struct ModelCreated {
+    model_id: String,
+    /// False when the same bytes were uploaded before.
+    created: bool,
+    triangles: i64,
+    size_bytes: i64,
+    format: String,
+}
+
+async fn upload_model(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ModelCreated>), AppError> {
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit: state.settings.max_model_bytes },
+        _ => AppError::BadRequest(rejection.body_text()),
+    })?;
+    // Parsing and hashing a large model takes real CPU: keep it off the runtime.
+    let limits = state.settings.mesh_limits;
+    let checked = bytes.clone();
+    let (soup, model_id) = scheduler::compute::run_on(&state.compute, move || {
+        let soup = mesh::read_stl(&checked, &limits);
+        let digest = Sha256::digest(&checked);
+        let model_id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        soup.map(|soup| (soup.triangles.len(), soup.format)).map(|soup| (soup, model_id))
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(|e| AppError::InvalidModel(e.to_string()))?;
+    let (triangles, format) = soup;
+    if triangles == 0 {
+        return Err(AppError::InvalidModel("the file holds no triangles".into()));
+    }
+    let row = ModelRow {
+        model_id: model_id.clone(),
+        size_bytes: bytes.len() as i64,
+        triangles: triangles as i64,
+        format: format.as_str().into(),
+        created_at_ms: now_ms(),
+    };
+    let created = match state.services.store.model(&model_id).await? {
+        Some(_) => false,
+        None => {
+            // Blob first, row second: a row never names a missing blob.
+            state
+                .services
+                .blobs
+                .put(&scheduler::blob::model_key(&model_id), bytes)
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()))?;
+            state.services.store.insert_model(&row).await?
+        }
+    };
+    if created {
+        metrics::counter!("farm_models_stored_total").increment(1);
+    }
+    let body = ModelCreated { model_id, created, triangles: row.triangles, size_bytes: row.size_bytes, format: row.format };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Deserialize)]
+struct CreateJob {
+    model_id: String,
+    material: String,
+    #[serde(default = "one")]
+    quantity: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Serialize)]
+struct JobAccepted {
+    job_id: String,
+    status: &'static str,
+}
+
+async fn create_job(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<CreateJob>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
+    let book = &state.services.price_book;
+    book.material(&request.material).map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    if request.quantity == 0 || request.quantity > book.max_quantity {
+        return Err(AppError::Unprocessable(format!(
+            "quantity must be between 1 and {}, got {}",
+            book.max_quantity, request.quantity
+        )));
+    }
+    if state.services.store.model(&request.model_id).await?.is_none() {
+        return Err(AppError::NotFound { what: "model", id: request.model_id });
+    }
+    let now = now_ms();
+    let job = JobRow {
+        job_id: uuid::Uuid::now_v7().to_string(),
+        model_id: request.model_id,
+        material: request.material,
+        quantity: i64::from(request.quantity),
+        status: "queued".into(),
+        quote: None,
+        error: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    state.services.store.create_job(&job, &job_message(&job)).await?;
+    state.relay_wakeup.notify_one();
+    metrics::counter!("farm_jobs_submitted_total").increment(1);
+    let location = format!("/v1/pricing-jobs/{}", job.job_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(JobAccepted { job_id: job.job_id, status: "queued" }),
+    ))
+}
+
+/// The queue message for a job row.
+pub(crate) fn job_message(job: &JobRow) -> String {
+    let message = JobMessage {
+        job_id: job.job_id.clone(),
+        model_id: job.model_id.clone(),
+        material: job.material.clone(),
+        quantity: u32::try_from(job.quantity).unwrap_or(u32::MAX),
+        submitted_at_ms: job.created_at_ms,
+    };
+    serde_json::to_string(&message).expect("job messages always serialize")
+}
+
+fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => AppError::Unprocessable(e.body_text()),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit },
+        other => AppError::BadRequest(other.body_text()),
+    }
+}
+
+#[derive(Serialize)]
+struct JobView {
+    job_id: String,
+    model_id: String,
+    material: String,
+    quantity: i64,
+    status: String,
+    quote: Option<serde_json::Value>,
+    error: Option<ErrorView>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+#[derive(Serialize)]
+struct ErrorView {
+    kind: String,
+    message: String,
+}
+
+async fn get_job(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Result<Json<JobView>, AppError> {
+    let job = state.services.store.job(&job_id).await?.ok_or(AppError::NotFound { what: "pricing job", id: job_id })?;
+    let quote = job.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
+    Ok(Json(JobView {
+        job_id: job.job_id,
+        model_id: job.model_id,
+        material: job.material,
+        quantity: job.quantity,
+        status: job.status,
+        quote,
+        error: job.error.map(|e| ErrorView { kind: e.kind, message: e.message }),
+        created_at_ms: job.created_at_ms,
+        updated_at_ms: job.updated_at_ms,
+    }))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database and the broker both answer; a load balancer then
+/// stops sending traffic to an instance that cannot accept jobs.
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
+    let database = state.services.store.ping().await.is_ok();
+    let broker = state.services.broker.is_ready();
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let status = if database && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+        "checks": { "database": word(database), "broker": word(broker) },
+    });
+    (status, Json(body))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

@@ -1,0 +1,169 @@
+//! Building and running the API: injected services in, a bound server out.
+//!
+//! `Application::build` binds the listener (port 0 picks a free port, which
+//! tests rely on), and `run_until_stopped` serves HTTP next to the outbox
+//! relay and the result consumer until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use calculator::PriceBook;
+use metrics_exporter_prometheus::PrometheusHandle;
+use scheduler::messages::now_ms;
+use scheduler::{BlobStore, Broker, Topology};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// Largest model upload accepted, bytes.
+    pub max_model_bytes: u64,
+    /// Largest JSON request body accepted, bytes.
+    pub max_json_bytes: usize,
+    /// A request that takes longer is answered 408.
+    pub request_timeout: Duration,
+    pub mesh_limits: mesh::Limits,
+    /// The relay's fallback poll; a new job wakes it at once.
+    pub relay_interval: Duration,
+    pub relay_batch: i64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_model_bytes: 256 * 1024 * 1024,
+            max_json_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(120),
+            mesh_limits: mesh::Limits::default(),
+            relay_interval: Duration::from_secs(1),
+            relay_batch: 100,
+        }
+    }
+}
+
+/// The backends the API runs on, chosen by the caller.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub store: Store,
+    pub broker: Broker,
+    pub blobs: BlobStore,
+    pub topology: Topology,
+    pub price_book: Arc<PriceBook>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the compute pool: {0}")]
+    Pool(std::io::Error),
+}
+
+pub struct AppState {
+    pub(crate) services: Services,
+    pub(crate) settings: ApiSettings,
+    pub(crate) relay_wakeup: Notify,
+    /// Validates and hashes uploads off the async runtime.
+    pub(crate) compute: rayon::ThreadPool,
+    pub(crate) metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: ApiSettings, services: Services) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
+        if !services.broker.is_durable() {
+            // The in-process queue lost whatever it held when the process
+            // last stopped; the database still knows those jobs.
+            let requeued = services.store.requeue_unfinished(crate::routes::job_message, now_ms()).await?;
+            if requeued > 0 {
+                tracing::info!(requeued, "re-queued unfinished jobs for the in-process queue");
+            }
+        }
+        let compute = scheduler::compute::pool("api-compute", 0).map_err(StartupError::Pool)?;
+        let state = Arc::new(AppState {
+            services,
+            settings,
+            relay_wakeup: Notify::new(),
+            compute,
+            metrics: crate::telemetry::metrics_handle(),
+        });
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown` fires, then lets in-flight requests finish and
+    /// stops the relay and the result consumer.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let state = self.state;
+        let relay = tokio::spawn(crate::relay::run(state.clone(), shutdown.clone()));
+        let results = tokio::spawn(crate::results::run(state.clone(), shutdown.clone()));
+        let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
+        let timeout = state.settings.request_timeout;
+        let router = crate::routes::router(state)
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout));
+        tracing::info!(addr = %self.listener.local_addr()?, "api listening");
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        // The server stops only on shutdown or a fatal error; make sure the
+        // background tasks stop either way.
+        shutdown.cancel();
+        let _ = tokio::join!(relay, results, upkeep);
+        served
+    }
+}
+
+/// Drains histogram samples into buckets between scrapes, which bounds the
+/// recorder's memory on a busy instance.
+async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+        }
+    }
+}
+
+/// A router with only `/healthz` and `/metrics`, for processes that serve no
+/// API (the worker), so probes and scrapes work the same everywhere.
+pub async fn serve_ops(listen: SocketAddr, shutdown: CancellationToken) -> Result<(), StartupError> {
+    use axum::routing::get;
+    let listener = TcpListener::bind(listen).await.map_err(|source| StartupError::Bind { addr: listen, source })?;
+    let handle = crate::telemetry::metrics_handle();
+    let upkeep = tokio::spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/metrics", get(move || async move { handle.render() }));
+    tracing::info!(addr = %listener.local_addr().map_err(|source| StartupError::Bind { addr: listen, source })?, "ops endpoint listening");
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let _ = upkeep.await;
+    served.map_err(|source| StartupError::Bind { addr: listen, source })
+}

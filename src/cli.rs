@@ -1,0 +1,123 @@
+//! Command-line arguments. Every service setting can also come from a
+//! `FARM_*` environment variable; a flag wins over the variable, and the
+//! variable over the default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "farm", version, about = "Pricing farm and MES order API for 3D printing")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Analyse and price an STL file locally, with no services.
+    Quote(QuoteArgs),
+    /// Analyse an STL file locally: size, volume, area, topology.
+    Analyze(AnalyzeArgs),
+    /// Run the whole farm in one process: API, relay, result consumer and a
+    /// worker. With no configuration it needs no services at all.
+    Serve(ServiceArgs),
+    /// Run the API, the outbox relay and the result consumer.
+    Api(ServiceArgs),
+    /// Run a pricing worker.
+    Worker(ServiceArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QuoteArgs {
+    /// The STL file (binary or ASCII).
+    pub(crate) file: PathBuf,
+    /// Material name from the price book.
+    #[arg(long, default_value = "pla")]
+    pub(crate) material: String,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) quantity: u32,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AnalyzeArgs {
+    /// The STL file (binary or ASCII).
+    pub(crate) file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// Largest model accepted, bytes.
+    #[arg(long, env = "FARM_MAX_MODEL_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub(crate) max_model_bytes: u64,
+    /// Most triangles accepted in one model.
+    #[arg(long, env = "FARM_MAX_TRIANGLES", default_value_t = 20_000_000)]
+    pub(crate) max_triangles: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// JSON lines, unless stderr is a terminal.
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServiceArgs {
+    /// Address to serve HTTP on [default: 127.0.0.1:8080; 127.0.0.1:9091 for
+    /// `worker`, which serves only /healthz and /metrics].
+    #[arg(long, env = "FARM_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Where the embedded database and model folder live.
+    #[arg(long, env = "FARM_DATA_DIR", default_value = ".farm-data")]
+    pub(crate) data_dir: PathBuf,
+    /// PostgreSQL URL; without it, SQLite in the data directory.
+    #[arg(long, env = "FARM_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+    /// RabbitMQ URL; without it, an in-process queue (`serve` only).
+    #[arg(long, env = "FARM_AMQP_URL", hide_env_values = true)]
+    pub(crate) amqp_url: Option<String>,
+    /// Prefix of every queue name, so environments can share a broker.
+    #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
+    pub(crate) queue_prefix: String,
+    /// S3 endpoint; without it, models live in the data directory.
+    #[arg(long, env = "FARM_S3_ENDPOINT")]
+    pub(crate) s3_endpoint: Option<String>,
+    #[arg(long, env = "FARM_S3_BUCKET", default_value = "farm-models")]
+    pub(crate) s3_bucket: String,
+    #[arg(long, env = "FARM_S3_REGION", default_value = "us-east-1")]
+    pub(crate) s3_region: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub(crate) s3_access_key_id: Option<String>,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub(crate) s3_secret_access_key: Option<String>,
+    /// Jobs one worker prices at once (also its broker prefetch).
+    #[arg(long, env = "FARM_WORKER_SLOTS", default_value_t = 2)]
+    pub(crate) worker_slots: usize,
+    /// How long to keep retrying an unreachable broker at start, seconds.
+    #[arg(long, env = "FARM_BROKER_CONNECT_PATIENCE_S", default_value_t = 60)]
+    pub(crate) broker_connect_patience_s: u64,
+    /// Database connections per process.
+    #[arg(long, env = "FARM_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub(crate) database_max_connections: u32,
+    #[arg(long, env = "FARM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub(crate) log_format: LogFormat,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}

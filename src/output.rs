@@ -1,0 +1,86 @@
+//! Printing analyses and quotes: aligned text for people, JSON for programs.
+
+use std::io::Write;
+
+use scheduler::report::{AnalysisDoc, QuoteDoc};
+
+use crate::cli::Format;
+
+pub(crate) fn quote(doc: &QuoteDoc, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(doc),
+        Format::Table => {
+            let mut rows = vec![
+                ("material", format!("{} ({})", doc.material, doc.technology)),
+                ("quantity", doc.quantity.to_string()),
+                ("triangles", doc.triangles.to_string()),
+                ("volume", format!("{:.2} mm³", doc.volume_mm3)),
+                ("surface area", format!("{:.2} mm²", doc.surface_area_mm2)),
+                ("watertight", yes_no(doc.watertight)),
+                ("print time", format!("{} per part", hours_minutes(doc.print_time_s))),
+                ("material used", format!("{:.2} g per part", doc.material_g)),
+            ];
+            for item in &doc.line_items {
+                rows.push((item.label.as_str(), format!("{:>10.2} {}  ({})", item.amount, doc.currency, item.basis)));
+            }
+            rows.push(("total", format!("{:>10.2} {}", doc.total, doc.currency)));
+            rows.push(("price book", doc.price_book_version.clone()));
+            for warning in &doc.warnings {
+                rows.push(("warning", warning.clone()));
+            }
+            print_rows(&rows)
+        }
+    }
+}
+
+pub(crate) fn analysis(doc: &AnalysisDoc, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(doc),
+        Format::Table => {
+            let [x, y, z] = doc.bounding_box.size;
+            let mut rows = vec![
+                ("format", doc.format.clone()),
+                ("triangles", doc.triangles.to_string()),
+                ("vertices", doc.vertices.to_string()),
+                ("size", format!("{x:.3} x {y:.3} x {z:.3}")),
+                ("volume", format!("{:.3} mm³{}", doc.volume_mm3, if doc.inverted { " (inverted)" } else { "" })),
+                ("surface area", format!("{:.3} mm²", doc.surface_area_mm2)),
+                ("watertight", yes_no(doc.watertight)),
+                ("winding consistent", yes_no(doc.winding_consistent)),
+                ("open edges", doc.boundary_edges.to_string()),
+                ("non-manifold edges", doc.nonmanifold_edges.to_string()),
+                ("shells", doc.shells.to_string()),
+                ("degenerate faces", doc.degenerate_faces.to_string()),
+            ];
+            for warning in &doc.warnings {
+                rows.push(("warning", warning.clone()));
+            }
+            print_rows(&rows)
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_rows(rows: &[(&str, String)]) -> anyhow::Result<()> {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for (key, value) in rows {
+        writeln!(out, "{key:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
+fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.into()
+}
+
+fn hours_minutes(seconds: f64) -> String {
+    let minutes = (seconds / 60.0).round() as u64;
+    format!("{}h{:02}m", minutes / 60, minutes % 60)
+}
