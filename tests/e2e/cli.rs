@@ -1,0 +1,84 @@
+//! `farm quote` and `farm analyze`: local pricing with no services.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{farm_bin, workspace_root};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(farm_bin()).args(args).output().expect("run farm");
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn sample() -> String {
+    workspace_root().join("tests/data/cube_20mm.stl").to_str().unwrap().to_string()
+}
+
+#[test]
+fn quote_json_has_the_contract_keys() {
+    let (code, stdout, stderr) = run(&["quote", &sample(), "--material", "petg", "--quantity", "3", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let quote: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(quote["triangles"], 12);
+    assert_eq!(quote["volume_mm3"], 8000.0);
+    assert_eq!(quote["surface_area_mm2"], 2400.0);
+    assert_eq!(quote["watertight"], true);
+    assert_eq!((quote["material"].as_str(), quote["quantity"].as_u64()), (Some("petg"), Some(3)));
+    assert!(quote["print_time_s"].as_f64().unwrap() > 0.0);
+    assert!(quote["material_g"].as_f64().unwrap() > 0.0);
+    assert!(quote["total"].as_f64().unwrap() > 0.0);
+    assert_eq!(quote["currency"], "EUR");
+}
+
+#[test]
+fn quote_table_is_readable() {
+    let (code, stdout, _) = run(&["quote", &sample()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("volume") && stdout.contains("8000.00 mm³"), "{stdout}");
+    assert!(stdout.contains("total"), "{stdout}");
+}
+
+#[test]
+fn analyze_json_prints_the_mesh_facts() {
+    let (code, stdout, stderr) = run(&["analyze", &sample(), "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let analysis: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(analysis["shells"], 1);
+    assert_eq!(analysis["bounding_box"]["size"], serde_json::json!([20.0, 20.0, 20.0]));
+    assert!(analysis.get("total").is_none(), "analyze prints no price");
+}
+
+#[test]
+fn bad_input_gets_a_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cube = std::fs::read(sample()).unwrap();
+    let truncated = dir.path().join("truncated.stl");
+    std::fs::write(&truncated, &cube[..cube.len() - 20]).unwrap();
+    let empty = dir.path().join("empty.stl");
+    std::fs::write(&empty, b"").unwrap();
+    let sample = sample();
+    let cases = [
+        (vec!["quote", truncated.to_str().unwrap()], "truncated"),
+        (vec!["analyze", empty.to_str().unwrap()], "no triangles"),
+        (vec!["quote", "/nonexistent/model.stl"], "cannot read"),
+        (vec!["quote", &sample, "--material", "unobtainium"], "unknown material"),
+        (vec!["quote", &sample, "--max-model-bytes", "100"], "over the limit"),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} printed {stdout}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn api_and_worker_refuse_to_run_without_a_shared_broker() {
+    for role in ["api", "worker"] {
+        let out = Command::new(farm_bin()).arg(role).env_remove("FARM_AMQP_URL").output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("FARM_AMQP_URL"));
+    }
+}

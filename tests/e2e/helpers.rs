@@ -1,0 +1,181 @@
+//! Spawning `farm` processes and talking to them over HTTP.
+
+#![allow(clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub(crate) fn farm_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_farm")
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model the acceptance check prices: the shared corpus's 20 mm
+/// calibration cube (7938.68 mm³) when the corpus is beside the repo, else
+/// our own generated 20 mm cube (8000 mm³).
+pub(crate) fn reference_cube() -> (Vec<u8>, f64) {
+    let corpus = workspace_root().join("../shared/stl-corpus/files/trimesh_20mm_xyz_cube.stl");
+    match std::fs::read(&corpus) {
+        Ok(bytes) => (bytes, 7938.68),
+        Err(_) => {
+            eprintln!("note: shared corpus not found at {}; using tests/data/cube_20mm.stl", corpus.display());
+            (std::fs::read(workspace_root().join("tests/data/cube_20mm.stl")).unwrap(), 8000.0)
+        }
+    }
+}
+
+/// A running `farm` process. Its log lines (stderr, JSON) are collected so a
+/// failing test can show them; dropping it kills the process.
+pub(crate) struct FarmProcess {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    listening: std::sync::mpsc::Receiver<String>,
+}
+
+impl FarmProcess {
+    /// Starts `farm ARGS` with `env` and none of the caller's `FARM_*` or
+    /// `AWS_*` variables, so a test controls exactly which backends it gets.
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(farm_bin());
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FARM_") || key.starts_with("AWS_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.env("FARM_LOG_FORMAT", "json");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn farm");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (sender, listening) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"].as_str().is_some_and(|m| m.ends_with("listening"))
+                    && let Some(addr) = event["addr"].as_str()
+                {
+                    let _ = sender.send(addr.to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, logs, listening }
+    }
+
+    /// The address from the process's "listening" log line.
+    pub(crate) fn wait_for_listening(&mut self) -> String {
+        match self.listening.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => panic!("farm never reported listening; its log:\n{}", self.logs()),
+        }
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and returns the exit code once the process is gone.
+    pub(crate) fn terminate(mut self) -> i32 {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "farm ignored SIGTERM; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for FarmProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client for one farm's HTTP API.
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Api {
+    pub(crate) fn new(addr: &str) -> Self {
+        Self { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    }
+
+    pub(crate) async fn upload(&self, bytes: Vec<u8>) -> (u16, Value) {
+        let response = self.http.post(format!("{}/v1/models", self.base)).body(bytes).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub(crate) async fn submit(&self, model_id: &str, material: &str) -> (u16, Value) {
+        let body = serde_json::json!({ "model_id": model_id, "material": material, "quantity": 1 });
+        let response = self.http.post(format!("{}/v1/pricing-jobs", self.base)).json(&body).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the job until it reaches a final state.
+    pub(crate) async fn wait_for_job(&self, job_id: &str, process: &FarmProcess) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, job) = self.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if matches!(job["status"].as_str(), Some("succeeded" | "failed")) {
+                return job;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "job {job_id} stuck at {job}; log:\n{}", process.logs());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Uploads the reference cube, prices it, and checks the quote's contract.
+pub(crate) async fn price_reference_cube(api: &Api, process: &FarmProcess) -> Value {
+    let (bytes, expected_volume) = reference_cube();
+    let (status, model) = api.upload(bytes.clone()).await;
+    assert_eq!(status, 201, "{model}");
+    let model_id = model["model_id"].as_str().unwrap().to_string();
+    let (status, again) = api.upload(bytes).await;
+    assert_eq!((status, again["model_id"].as_str()), (201, Some(model_id.as_str())), "same bytes, same id");
+    assert_eq!(again["created"], false);
+
+    let (status, accepted) = api.submit(&model_id, "pla").await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = api.wait_for_job(accepted["job_id"].as_str().unwrap(), process).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let quote = &job["quote"];
+    for key in ["triangles", "volume_mm3", "surface_area_mm2", "watertight", "print_time_s", "material_g", "total", "currency"] {
+        assert!(!quote[key].is_null(), "quote lacks `{key}`: {quote}");
+    }
+    let volume = quote["volume_mm3"].as_f64().unwrap();
+    assert!(
+        (volume - expected_volume).abs() / expected_volume < 1e-4,
+        "volume {volume} is not {expected_volume} within 0.01%"
+    );
+    job
+}
+
+pub(crate) fn path_str(path: &Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_string()
+}

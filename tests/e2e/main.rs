@@ -1,0 +1,14 @@
+//! End-to-end tests: the real `farm` binary, as a user or an operator runs it.
+//!
+//! One test binary (faster to link than one per file), with modules per area:
+//! the CLI, the embedded farm (`farm serve` with no configuration), and the
+//! production shape (`farm api` plus `farm worker` on PostgreSQL, RabbitMQ
+//! and S3).
+
+#[path = "../support/services.rs"]
+mod services;
+
+mod cli;
+mod embedded;
+mod helpers;
+mod production;

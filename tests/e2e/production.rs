@@ -1,0 +1,114 @@
+//! The production shape: `farm api` and `farm worker` as separate processes
+//! on PostgreSQL, RabbitMQ and S3. Each test gets its own database, queue
+//! prefix and bucket, so tests never see each other's data.
+
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::helpers::{Api, FarmProcess, price_reference_cube};
+use crate::services;
+
+struct Backends {
+    env: Vec<(&'static str, String)>,
+    amqp_url: String,
+    prefix: String,
+}
+
+async fn backends() -> Option<Backends> {
+    let database_url = services::fresh_postgres_database().await?;
+    let amqp_url = services::rabbitmq().await?;
+    let s3 = services::s3()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("e2e-{}", &id[..12]);
+    let env = vec![
+        ("FARM_DATABASE_URL", database_url),
+        ("FARM_AMQP_URL", amqp_url.clone()),
+        ("FARM_QUEUE_PREFIX", prefix.clone()),
+        ("FARM_S3_ENDPOINT", s3.endpoint),
+        ("FARM_S3_BUCKET", format!("farm-e2e-{}", &id[..12])),
+        ("FARM_S3_REGION", s3.region),
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
+    ];
+    Some(Backends { env, amqp_url, prefix })
+}
+
+/// Declaring a queue with arguments that differ from the existing queue's is
+/// refused by the broker, so these two declarations tell a durable quorum
+/// queue apart from anything else.
+async fn assert_durable_quorum(connection: &lapin::Connection, queue: &str) {
+    let declare = |queue_type: &'static str, durable: bool| async move {
+        let channel = connection.create_channel().await.unwrap();
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString(queue_type.into()));
+        let options = QueueDeclareOptions { durable, ..QueueDeclareOptions::default() };
+        channel.queue_declare(queue.into(), options, arguments).await.is_ok()
+    };
+    assert!(declare("quorum", true).await, "{queue} is a durable quorum queue");
+    assert!(!declare("classic", true).await, "{queue} must not be a classic queue");
+}
+
+#[tokio::test]
+async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
+    let Some(backends) = backends().await else { return };
+    let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
+    let api = Api::new(&api_process.wait_for_listening());
+    let mut worker = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &backends.env);
+    worker.wait_for_listening();
+
+    let job = price_reference_cube(&api, &api_process).await;
+    assert_eq!(job["quote"]["material"], "pla");
+    let (status, ready) = api.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["broker"], "ok");
+
+    let connection = lapin::Connection::connect(&backends.amqp_url, Default::default()).await.unwrap();
+    for suffix in ["pricing.jobs", "pricing.results"] {
+        assert_durable_quorum(&connection, &format!("{}.{suffix}", backends.prefix)).await;
+    }
+
+    assert_eq!(worker.terminate(), 0, "worker stops cleanly on SIGTERM");
+    assert_eq!(api_process.terminate(), 0, "api stops cleanly on SIGTERM");
+    let channel = connection.create_channel().await.unwrap();
+    for suffix in ["pricing.jobs", "pricing.results"] {
+        let queue = format!("{}.{suffix}", backends.prefix);
+        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    }
+}
+
+/// Jobs submitted while no worker runs wait in the durable queue, and a
+/// worker started later prices them all.
+#[tokio::test]
+async fn jobs_wait_in_the_queue_until_a_worker_starts() {
+    let Some(backends) = backends().await else { return };
+    let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
+    let api = Api::new(&api_process.wait_for_listening());
+    let (bytes, _) = crate::helpers::reference_cube();
+    let (_, model) = api.upload(bytes).await;
+    let model_id = model["model_id"].as_str().unwrap();
+    let mut job_ids = Vec::new();
+    for material in ["pla", "petg", "abs"] {
+        let (status, accepted) = api.submit(model_id, material).await;
+        assert_eq!(status, 202);
+        job_ids.push(accepted["job_id"].as_str().unwrap().to_string());
+    }
+    for job_id in &job_ids {
+        let (_, job) = api.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+        assert_eq!(job["status"], "queued", "no worker yet: {job}");
+    }
+
+    let mut worker = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &backends.env);
+    worker.wait_for_listening();
+    for job_id in &job_ids {
+        let job = api.wait_for_job(job_id, &api_process).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    assert_eq!(worker.terminate(), 0);
+    assert_eq!(api_process.terminate(), 0);
+    let connection = lapin::Connection::connect(&backends.amqp_url, Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for suffix in ["pricing.jobs", "pricing.results"] {
+        let queue = format!("{}.{suffix}", backends.prefix);
+        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    }
+}

@@ -1,0 +1,101 @@
+//! Finds the real services (PostgreSQL, RabbitMQ, S3) for tests that need
+//! them. `deploy/dev/services.sh up` starts them and prints their `FARM_*`
+//! variables; without those variables the loopback defaults it uses apply.
+//!
+//! A missing service skips the test with a loud notice, except under
+//! `CI=true`, where it fails the test: CI must exercise the real services.
+
+#![allow(dead_code, clippy::print_stderr)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use sqlx::Connection;
+
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Reports a missing service: panics under CI, otherwise prints a notice the
+/// person running the tests cannot miss and returns `None`.
+pub(crate) fn missing<T>(service: &str, detail: &str) -> Option<T> {
+    let message = format!(
+        "{service} is not available ({detail}); start it with `eval \"$(deploy/dev/services.sh up)\"`"
+    );
+    if in_ci() {
+        panic!("CI=true and {message}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");
+    None
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+pub(crate) fn postgres_admin_url() -> String {
+    env_or("FARM_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+}
+
+pub(crate) fn amqp_url() -> String {
+    env_or("FARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+}
+
+/// S3 endpoint and credentials, as `services.sh` sets them up.
+#[derive(Debug, Clone)]
+pub(crate) struct S3Env {
+    pub(crate) endpoint: String,
+    pub(crate) region: String,
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: String,
+}
+
+pub(crate) fn s3_env() -> S3Env {
+    S3Env {
+        endpoint: env_or("FARM_S3_ENDPOINT", "http://127.0.0.1:8333"),
+        region: env_or("FARM_S3_REGION", "us-east-1"),
+        access_key_id: env_or("AWS_ACCESS_KEY_ID", "farmdev"),
+        secret_access_key: env_or("AWS_SECRET_ACCESS_KEY", "farmdev-secret"),
+    }
+}
+
+/// A new, empty PostgreSQL database for one test; its URL.
+pub(crate) async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = postgres_admin_url();
+    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(connection) => connection,
+        Err(e) => return missing("PostgreSQL", &e.to_string()),
+    };
+    let name = format!("farm_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("CREATE DATABASE on a reachable server");
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL has a path");
+    Some(format!("{base}/{name}"))
+}
+
+/// The RabbitMQ URL, once a connection to it has succeeded.
+pub(crate) async fn rabbitmq() -> Option<String> {
+    let url = amqp_url();
+    match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
+        Ok(connection) => {
+            let _ = connection.close(200, "probe done".into()).await;
+            Some(url)
+        }
+        Err(e) => missing("RabbitMQ", &e.to_string()),
+    }
+}
+
+/// The S3 settings, once the endpoint accepts TCP connections.
+pub(crate) fn s3() -> Option<S3Env> {
+    let env = s3_env();
+    let authority = env.endpoint.trim_start_matches("http://").trim_start_matches("https://");
+    let authority = authority.split('/').next().unwrap_or(authority);
+    let reachable = authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    if reachable { Some(env) } else { missing("S3", &format!("nothing answers at {}", env.endpoint)) }
+}
