@@ -67,7 +67,8 @@ enum Role {
 
 fn run_services(args: ServiceArgs, role: Role) -> anyhow::Result<()> {
     init_tracing(args.log_format, "info");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(run_services_async(args, role))
 }
 
@@ -108,9 +109,8 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create the data directory `{}`", args.data_dir.display()))?;
         let database_url = args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir));
-        let store = Store::connect(&database_url, args.database_max_connections)
-            .await
-            .context("cannot open the database")?;
+        let store =
+            Store::connect(&database_url, args.database_max_connections).await.context("cannot open the database")?;
         let settings = ApiSettings {
             listen: args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             max_model_bytes: args.limits.max_model_bytes,

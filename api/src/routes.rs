@@ -38,10 +38,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 /// job id never becomes a label value).
 async fn record_http_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -109,7 +107,8 @@ async fn upload_model(
     if created {
         metrics::counter!("farm_models_stored_total").increment(1);
     }
-    let body = ModelCreated { model_id, created, triangles: row.triangles, size_bytes: row.size_bytes, format: row.format };
+    let body =
+        ModelCreated { model_id, created, triangles: row.triangles, size_bytes: row.size_bytes, format: row.format };
     Ok((StatusCode::CREATED, Json(body)))
 }
 

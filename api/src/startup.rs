@@ -132,7 +132,8 @@ impl Application {
         let router = crate::routes::router(state)
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout));
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        let served =
+            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
         // The server stops only on shutdown or a fatal error; make sure the
         // background tasks stop either way.
         shutdown.cancel();

@@ -191,7 +191,9 @@ impl Store {
                 "SELECT id, destination, payload FROM outbox WHERE sent_at_ms IS NULL \
                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             }
-            Engine::Sqlite => "SELECT id, destination, payload FROM outbox WHERE sent_at_ms IS NULL ORDER BY id LIMIT $1",
+            Engine::Sqlite => {
+                "SELECT id, destination, payload FROM outbox WHERE sent_at_ms IS NULL ORDER BY id LIMIT $1"
+            }
         };
         let rows = sqlx::query(claim)
             .bind(limit)
@@ -211,14 +213,19 @@ impl Store {
 
     /// Unsent outbox rows; the relay's backlog.
     pub async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NULL").fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NULL").fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 
     /// For a broker that forgets on restart (the in-process queue): gives
     /// every unfinished job that has no unsent outbox row a fresh one, so the
     /// relay publishes it again. Returns how many were re-queued.
-    pub async fn requeue_unfinished(&self, payload_of: impl Fn(&JobRow) -> String, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn requeue_unfinished(
+        &self,
+        payload_of: impl Fn(&JobRow) -> String,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "SELECT job_id, model_id, material, quantity, status, quote, error_kind, error_message, \
@@ -281,7 +288,11 @@ pub struct OutboxBatch {
 
 impl OutboxBatch {
     pub async fn mark_sent(&mut self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET sent_at_ms = $1 WHERE id = $2").bind(now_ms).bind(id).execute(&mut *self.tx).await?;
+        sqlx::query("UPDATE outbox SET sent_at_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

@@ -50,10 +50,9 @@ pub enum QuoteWarning {
 impl std::fmt::Display for QuoteWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            QuoteWarning::OpenMesh { boundary_edges } => write!(
-                f,
-                "the mesh is not watertight ({boundary_edges} open edges); the volume is an estimate"
-            ),
+            QuoteWarning::OpenMesh { boundary_edges } => {
+                write!(f, "the mesh is not watertight ({boundary_edges} open edges); the volume is an estimate")
+            }
             QuoteWarning::InvertedShells => {
                 write!(f, "the mesh is wound inside out; its volume was taken as positive")
             }

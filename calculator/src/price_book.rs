@@ -54,11 +54,9 @@ pub struct PriceBook {
 
 impl PriceBook {
     pub fn material(&self, name: &str) -> Result<&Material, PricingError> {
-        self.materials.iter().find(|m| m.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
-            PricingError::UnknownMaterial {
-                material: name.to_string(),
-                offered: self.materials.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
-            }
+        self.materials.iter().find(|m| m.name.eq_ignore_ascii_case(name)).ok_or_else(|| PricingError::UnknownMaterial {
+            material: name.to_string(),
+            offered: self.materials.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
         })
     }
 }

@@ -23,20 +23,18 @@ impl BoundingBox {
     }
 
     fn include(mut self, p: &[f32; 3]) -> Self {
-        for axis in 0..3 {
-            let c = f64::from(p[axis]);
-            self.min[axis] = self.min[axis].min(c);
-            self.max[axis] = self.max[axis].max(c);
+        for ((min, max), &c) in self.min.iter_mut().zip(&mut self.max).zip(p) {
+            *min = min.min(f64::from(c));
+            *max = max.max(f64::from(c));
         }
         self
     }
 
-    fn union(mut self, other: Self) -> Self {
-        for axis in 0..3 {
-            self.min[axis] = self.min[axis].min(other.min[axis]);
-            self.max[axis] = self.max[axis].max(other.max[axis]);
+    fn union(self, other: Self) -> Self {
+        Self {
+            min: std::array::from_fn(|axis| self.min[axis].min(other.min[axis])),
+            max: std::array::from_fn(|axis| self.max[axis].max(other.max[axis])),
         }
-        self
     }
 }
 
@@ -108,11 +106,7 @@ impl Sums {
 impl Geometry {
     /// Measures `triangles`; an empty slice gives zeros and an inverted box.
     pub fn measure(triangles: &[Triangle]) -> Self {
-        let sums = triangles
-            .par_iter()
-            .with_min_len(4096)
-            .fold(Sums::zero, Sums::add)
-            .reduce(Sums::zero, Sums::merge);
+        let sums = triangles.par_iter().with_min_len(4096).fold(Sums::zero, Sums::add).reduce(Sums::zero, Sums::merge);
         let signed_volume = sums.six_volume / 6.0;
         // A tetrahedron's centroid is (0 + a + b + c) / 4, weighted by its volume.
         let centroid = if sums.six_volume.abs() > f64::EPSILON {

@@ -37,10 +37,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_bytes: 1 << 30,
-            max_triangles: 20_000_000,
-        }
+        Self { max_bytes: 1 << 30, max_triangles: 20_000_000 }
     }
 }
 

@@ -196,9 +196,7 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
         line_number += 1;
         let mut tokens = raw_line.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty());
         let Some(keyword) = tokens.next() else { continue };
-        let syntax = |message: String| {
-            ReadError::new(ReadErrorKind::AsciiSyntax { line: line_number, message })
-        };
+        let syntax = |message: String| ReadError::new(ReadErrorKind::AsciiSyntax { line: line_number, message });
         let keyword_is = |k: &[u8]| keyword.eq_ignore_ascii_case(k);
         match state {
             AsciiState::Outside if keyword_is(b"solid") => {
@@ -228,9 +226,8 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
                 let mut coordinate = [0f32; 3];
                 for c in &mut coordinate {
                     let token = tokens.next().ok_or_else(|| syntax("a vertex needs 3 coordinates".into()))?;
-                    *c = parse_coordinate(token).ok_or_else(|| {
-                        syntax(format!("`{}` is not a number", String::from_utf8_lossy(token)))
-                    })?;
+                    *c = parse_coordinate(token)
+                        .ok_or_else(|| syntax(format!("`{}` is not a number", String::from_utf8_lossy(token))))?;
                     if !c.is_finite() {
                         return Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate {
                             triangle: triangles.len() as u64,
@@ -309,10 +306,7 @@ mod tests {
     #[test]
     fn ascii_variants_parse_to_the_same_triangle() {
         let expected = vec![[[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]]];
-        for text in [
-            ascii_cube_facet(|s| s.to_string(), "\n"),
-            ascii_cube_facet(|s| s.to_uppercase(), "\r\n"),
-        ] {
+        for text in [ascii_cube_facet(|s| s.to_string(), "\n"), ascii_cube_facet(|s| s.to_uppercase(), "\r\n")] {
             let soup = read_stl(text.as_bytes(), &Limits::default()).unwrap();
             assert_eq!(soup.format, StlFormat::Ascii);
             assert_eq!(soup.triangles, expected);

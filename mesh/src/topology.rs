@@ -66,8 +66,7 @@ impl Topology {
                 [] => unreachable!("chunk_by yields non-empty runs"),
             }
         }
-        let degenerate_faces =
-            mesh.faces.par_iter().filter(|[a, b, c]| a == b || b == c || a == c).count() as u64;
+        let degenerate_faces = mesh.faces.par_iter().filter(|[a, b, c]| a == b || b == c || a == c).count() as u64;
         Self {
             boundary_edges,
             nonmanifold_edges,

@@ -17,7 +17,8 @@ fn sample() -> String {
 
 #[test]
 fn quote_json_has_the_contract_keys() {
-    let (code, stdout, stderr) = run(&["quote", &sample(), "--material", "petg", "--quantity", "3", "--format", "json"]);
+    let (code, stdout, stderr) =
+        run(&["quote", &sample(), "--material", "petg", "--quantity", "3", "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
     let quote: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(quote["triangles"], 12);

@@ -54,11 +54,13 @@ async fn a_job_lost_with_the_in_process_queue_is_priced_after_a_restart() {
     .execute(&mut db)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO outbox (destination, job_id, payload, created_at_ms, sent_at_ms) VALUES ('jobs', $1, '{}', 1, 2)")
-        .bind(job_id)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO outbox (destination, job_id, payload, created_at_ms, sent_at_ms) VALUES ('jobs', $1, '{}', 1, 2)",
+    )
+    .bind(job_id)
+    .execute(&mut db)
+    .await
+    .unwrap();
     db.close().await.unwrap();
 
     let mut farm = FarmProcess::spawn(&["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &[]);

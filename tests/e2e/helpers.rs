@@ -165,7 +165,9 @@ pub(crate) async fn price_reference_cube(api: &Api, process: &FarmProcess) -> Va
     let job = api.wait_for_job(accepted["job_id"].as_str().unwrap(), process).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let quote = &job["quote"];
-    for key in ["triangles", "volume_mm3", "surface_area_mm2", "watertight", "print_time_s", "material_g", "total", "currency"] {
+    for key in
+        ["triangles", "volume_mm3", "surface_area_mm2", "watertight", "print_time_s", "material_g", "total", "currency"]
+    {
         assert!(!quote[key].is_null(), "quote lacks `{key}`: {quote}");
     }
     let volume = quote["volume_mm3"].as_f64().unwrap();

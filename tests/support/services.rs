@@ -19,9 +19,8 @@ pub(crate) fn in_ci() -> bool {
 /// Reports a missing service: panics under CI, otherwise prints a notice the
 /// person running the tests cannot miss and returns `None`.
 pub(crate) fn missing<T>(service: &str, detail: &str) -> Option<T> {
-    let message = format!(
-        "{service} is not available ({detail}); start it with `eval \"$(deploy/dev/services.sh up)\"`"
-    );
+    let message =
+        format!("{service} is not available ({detail}); start it with `eval \"$(deploy/dev/services.sh up)\"`");
     if in_ci() {
         panic!("CI=true and {message}");
     }

@@ -59,9 +59,8 @@ impl AmqpBroker {
     }
 
     pub(super) async fn publish(&self, queue: &str, payload: &[u8]) -> Result<(), BrokerError> {
-        let properties = BasicProperties::default()
-            .with_delivery_mode(PERSISTENT)
-            .with_content_type("application/json".into());
+        let properties =
+            BasicProperties::default().with_delivery_mode(PERSISTENT).with_content_type("application/json".into());
         let confirm = self
             .publisher
             .basic_publish(
@@ -104,11 +103,7 @@ async fn declare_quorum_queue(channel: &Channel, queue: &str) -> Result<(), Brok
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
-            arguments,
-        )
+        .queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }, arguments)
         .await
         .map(drop)
         .map_err(op("queue.declare"))

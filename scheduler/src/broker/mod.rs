@@ -66,7 +66,7 @@ impl Broker {
     /// Starts consuming `queue` with at most `prefetch` unacked deliveries.
     pub async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BrokerError> {
         match self {
-            Broker::Amqp(b) => b.consume(queue, prefetch).await.map(Consumer::Amqp),
+            Broker::Amqp(b) => b.consume(queue, prefetch).await.map(|c| Consumer::Amqp(Box::new(c))),
             Broker::Memory(b) => Ok(Consumer::Memory(b.consume(queue))),
         }
     }
@@ -90,7 +90,7 @@ impl Broker {
 /// A stream of deliveries from one queue.
 #[derive(Debug)]
 pub enum Consumer {
-    Amqp(amqp::AmqpConsumer),
+    Amqp(Box<amqp::AmqpConsumer>),
     Memory(memory::MemoryConsumer),
 }
 
@@ -158,10 +158,9 @@ impl Delivery {
     /// Drops a message that can never be processed (it cannot even be parsed).
     pub async fn discard(self) -> Result<(), BrokerError> {
         match self.acker {
-            Acker::Amqp(acker) => amqp::settle(
-                acker.reject(lapin::options::BasicRejectOptions { requeue: false }).await,
-                "basic.reject",
-            ),
+            Acker::Amqp(acker) => {
+                amqp::settle(acker.reject(lapin::options::BasicRejectOptions { requeue: false }).await, "basic.reject")
+            }
             Acker::Memory(_) => Ok(()),
         }
     }

@@ -1,0 +1,132 @@
+//! The HTTP contract: status codes, JSON error bodies, and the job's life.
+
+use api::ApiSettings;
+use serde_json::json;
+
+use crate::helpers::{cube_stl, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_model_is_priced_through_the_queue() {
+    let app = spawn_app().await;
+    let (status, model) = app.post_model(cube_stl(10.0)).await;
+    assert_eq!(status, 201, "{model}");
+    assert_eq!((model["triangles"].as_u64(), model["created"].as_bool()), (Some(12), Some(true)));
+    let (status, accepted) =
+        app.post_job(json!({"model_id": model["model_id"], "material": "pla", "quantity": 2})).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    let job = app.wait_for_job(accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["quote"]["volume_mm3"], 1000.0);
+    assert_eq!(job["quote"]["quantity"], 2);
+    assert_eq!(job["error"], serde_json::Value::Null);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_bytes_give_the_same_model_id() {
+    let app = spawn_app().await;
+    let (_, first) = app.post_model(cube_stl(10.0)).await;
+    let (status, second) = app.post_model(cube_stl(10.0)).await;
+    assert_eq!(status, 201);
+    assert_eq!(first["model_id"], second["model_id"]);
+    assert_eq!(second["created"], false);
+    let (_, other) = app.post_model(cube_stl(11.0)).await;
+    assert_ne!(first["model_id"], other["model_id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_models_get_422_with_a_reason() {
+    let app = spawn_app().await;
+    let cube = cube_stl(10.0);
+    let cases: [(Vec<u8>, &str); 4] = [
+        (b"this is not a model".to_vec(), "not an STL"),
+        (cube[..cube.len() - 10].to_vec(), "truncated"),
+        (b"solid x\nfacet normal 0 0 1\nouter loop\n".to_vec(), "unclosed"),
+        (b"solid empty\nendsolid empty\n".to_vec(), "no triangles"),
+    ];
+    for (body, reason) in cases {
+        let (status, error) = app.post_model(body).await;
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["error"]["code"], "invalid_model");
+        assert!(error["error"]["message"].as_str().unwrap().contains(reason), "{error}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_over_the_size_limit_gets_413() {
+    let app = spawn_app_with(ApiSettings { max_model_bytes: 1000, ..ApiSettings::default() }).await;
+    let (status, error) = app.post_model(cube_stl(1.0)).await;
+    assert_eq!(status, 201, "684 bytes fit: {error}");
+    let big = mesh::write_binary_stl(&mesh::uv_sphere(1.0, 8, 8));
+    assert!(big.len() > 1000);
+    let (status, error) = app.post_model(big).await;
+    assert_eq!(status, 413, "{error}");
+    assert_eq!(error["error"]["code"], "payload_too_large");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn job_requests_are_validated() {
+    let app = spawn_app().await;
+    let (_, model) = app.post_model(cube_stl(10.0)).await;
+    let model_id = model["model_id"].clone();
+    let cases = [
+        (json!({"model_id": "f00d", "material": "pla"}), 404, "not_found"),
+        (json!({"model_id": model_id, "material": "unobtainium"}), 422, "unprocessable"),
+        (json!({"model_id": model_id, "material": "pla", "quantity": 0}), 422, "unprocessable"),
+        (json!({"model_id": model_id, "material": "pla", "quantity": -1}), 422, "unprocessable"),
+        (json!({"material": "pla"}), 422, "unprocessable"),
+    ];
+    for (body, status, code) in cases {
+        let (got, error) = app.post_job(body.clone()).await;
+        assert_eq!((got, error["error"]["code"].as_str()), (status, Some(code)), "{body} -> {error}");
+    }
+    let response = app
+        .http
+        .post(format!("{}/v1/pricing-jobs", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "bad_request");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_job_is_404_and_probes_answer() {
+    let app = spawn_app().await;
+    let (status, error) = app.get("/v1/pricing-jobs/no-such-job").await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["checks"], json!({"database": "ok", "broker": "ok"}));
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("farm_http_requests_total"), "{metrics}");
+    let foreign =
+        metrics.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).find(|l| !l.starts_with("farm_"));
+    assert_eq!(foreign, None, "every metric name starts with farm_");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_be_priced_fails_with_the_reason() {
+    let app = spawn_app().await;
+    // The model row exists but its bytes are gone from the store.
+    let (_, model) = app.post_model(cube_stl(3.0)).await;
+    let model_id = model["model_id"].as_str().unwrap();
+    let blob = app.data_dir().join(format!("models/{model_id}.stl"));
+    std::fs::remove_file(&blob).unwrap();
+    let (_, accepted) = app.post_job(json!({"model_id": model_id, "material": "pla"})).await;
+    let job = app.wait_for_job(accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["kind"], "model_missing");
+    assert_eq!(job["quote"], serde_json::Value::Null);
+    app.stop().await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the API crate: the real router, relay and result
+//! consumer, in process, on fresh backends per test.
+
+#[path = "../../../tests/support/services.rs"]
+mod services;
+
+mod helpers;
+mod http;
+mod store;

@@ -1,0 +1,7 @@
+//! Integration tests of the queue seam against a real RabbitMQ. Each test
+//! declares its own uniquely named queues and deletes them at the end.
+
+#[path = "../../../tests/support/services.rs"]
+mod services;
+
+mod amqp;
