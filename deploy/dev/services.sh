@@ -542,10 +542,22 @@ cmd_status() {
     return "$rc"
 }
 
+# Starts the services, exports their variables and runs a command with them:
+# `services.sh run cargo test --workspace`. Unlike `eval "$(... up)"`, a
+# service that cannot be started stops here with a non-zero exit.
+cmd_run() {
+    [ "$#" -gt 0 ] || die "run needs a command, e.g. \`$0 run cargo test --workspace\`"
+    local exports
+    exports=$(cmd_up)
+    eval "$exports"
+    exec "$@"
+}
+
 usage() {
     cat >&2 <<EOF
-usage: $0 up|down|status|env
+usage: $0 up|down|status|env|run COMMAND...
   up      start missing services (idempotent); print export lines on stdout
+  run     start missing services, export their variables, then run COMMAND
   down    stop only the services this script started
   status  report which services answer
   env     print the export lines without starting anything
@@ -558,6 +570,10 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     env) print_env ;;
+    run)
+        shift
+        cmd_run "$@"
+        ;;
     -h | --help | help) usage ;;
     *)
         usage
