@@ -47,7 +47,7 @@ pub(crate) struct QuoteArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
     #[command(flatten)]
-    pub(crate) limits: LimitArgs,
+    pub(crate) mesh: MeshArgs,
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +57,43 @@ pub(crate) struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
     #[command(flatten)]
+    pub(crate) mesh: MeshArgs,
+}
+
+/// How to read and measure a model.
+#[derive(Debug, Args)]
+pub(crate) struct MeshArgs {
+    /// The unit the file's numbers are in (mm, inch or m); lengths are then
+    /// reported in mm. Without it nothing is rescaled, and a guess is reported.
+    #[arg(long, value_parser = parse_units)]
+    pub(crate) units: Option<mesh::Units>,
+    /// Weld vertices closer than this (file units) instead of only identical ones.
+    #[arg(long)]
+    pub(crate) weld_tolerance: Option<f64>,
+    /// Slice at this layer height (mm) and report each layer's area and perimeter.
+    #[arg(long)]
+    pub(crate) layer_height: Option<f64>,
+    /// Check the fit in a build volume, as X,Y,Z in mm (e.g. 250,210,220).
+    #[arg(long, value_parser = parse_build_volume)]
+    pub(crate) build_volume: Option<[f64; 3]>,
+    /// Faces steeper than this from vertical-down need support, degrees.
+    #[arg(long, default_value_t = 45.0)]
+    pub(crate) overhang_angle: f64,
+    #[command(flatten)]
     pub(crate) limits: LimitArgs,
+}
+
+fn parse_units(text: &str) -> Result<mesh::Units, String> {
+    mesh::Units::parse(text).ok_or_else(|| format!("unknown unit `{text}`; use mm, inch or m"))
+}
+
+fn parse_build_volume(text: &str) -> Result<[f64; 3], String> {
+    let numbers: Vec<f64> =
+        text.split(',').map(|n| n.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    match numbers.as_slice() {
+        [x, y, z] if numbers.iter().all(|n| n.is_finite() && *n > 0.0) => Ok([*x, *y, *z]),
+        _ => Err(format!("expected three positive numbers X,Y,Z, got `{text}`")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +104,9 @@ pub(crate) struct LimitArgs {
     /// Most triangles accepted in one model.
     #[arg(long, env = "FARM_MAX_TRIANGLES", default_value_t = 20_000_000)]
     pub(crate) max_triangles: u64,
+    /// Most layers a model may be sliced into.
+    #[arg(long, env = "FARM_MAX_LAYERS", default_value_t = 100_000)]
+    pub(crate) max_layers: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -38,20 +38,49 @@ pub(crate) fn analysis(doc: &AnalysisDoc, format: Format) -> anyhow::Result<()> 
         Format::Json => print_json(doc),
         Format::Table => {
             let [x, y, z] = doc.bounding_box.size;
+            let unit = if doc.units == "mm" { "mm" } else { "units" };
+            let estimate = if doc.volume_is_estimate { " (estimate: open mesh)" } else { "" };
             let mut rows = vec![
                 ("format", doc.format.clone()),
                 ("triangles", doc.triangles.to_string()),
-                ("vertices", doc.vertices.to_string()),
-                ("size", format!("{x:.3} x {y:.3} x {z:.3}")),
-                ("volume", format!("{:.3} mm³{}", doc.volume_mm3, if doc.inverted { " (inverted)" } else { "" })),
-                ("surface area", format!("{:.3} mm²", doc.surface_area_mm2)),
+                ("vertices", format!("{} (weld: {})", doc.vertices, doc.weld)),
+                ("size", format!("{x:.3} x {y:.3} x {z:.3} {unit} (looks like {})", doc.units_guess)),
+                ("volume", format!("{:.3} {unit}³{estimate}", doc.volume_mm3)),
+                ("surface area", format!("{:.3} {unit}²", doc.surface_area_mm2)),
                 ("watertight", yes_no(doc.watertight)),
                 ("winding consistent", yes_no(doc.winding_consistent)),
                 ("open edges", doc.boundary_edges.to_string()),
                 ("non-manifold edges", doc.nonmanifold_edges.to_string()),
-                ("shells", doc.shells.to_string()),
+                (
+                    "shells",
+                    format!(
+                        "{} ({} inverted, {} cavities, {} stray)",
+                        doc.shells, doc.inverted_shells, doc.cavities, doc.stray_shells
+                    ),
+                ),
                 ("degenerate faces", doc.degenerate_faces.to_string()),
+                ("duplicate faces", doc.duplicate_faces.to_string()),
+                ("overhang", format!("{:.3} {unit}² beyond {}°", doc.overhang_area_mm2, doc.overhang_angle_deg)),
+                ("support estimate", format!("{:.3} {unit}³", doc.support_volume_estimate_mm3)),
+                ("on the plate", format!("{:.3} {unit}²", doc.plate_contact_area_mm2)),
             ];
+            if let Some(fit) = &doc.fit {
+                let verdict = if fit.fits {
+                    format!("yes, {} up, turned {:.1}°", fit.up_axis, fit.rotation_deg)
+                } else {
+                    "no".into()
+                };
+                rows.push(("fits build volume", verdict));
+            }
+            if let Some(slices) = &doc.slices {
+                rows.push((
+                    "layers",
+                    format!(
+                        "{} of {} mm; largest section {:.3} {unit}², longest perimeter {:.3} {unit}",
+                        slices.layers, slices.layer_height_mm, slices.max_area_mm2, slices.max_perimeter_mm
+                    ),
+                ));
+            }
             for warning in &doc.warnings {
                 rows.push(("warning", warning.clone()));
             }

@@ -14,7 +14,7 @@ use scheduler::broker::{AmqpBroker, MemoryBroker};
 use scheduler::{BlobSettings, BlobStore, Broker, Topology, Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, QuoteArgs, ServiceArgs};
+use crate::cli::{AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, MeshArgs, QuoteArgs, ServiceArgs};
 use crate::output;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -28,7 +28,27 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn limits(args: &LimitArgs) -> mesh::Limits {
-    mesh::Limits { max_bytes: args.max_model_bytes, max_triangles: args.max_triangles }
+    mesh::Limits { max_bytes: args.max_model_bytes, max_triangles: args.max_triangles, max_layers: args.max_layers }
+}
+
+fn analysis_options(args: &MeshArgs) -> anyhow::Result<mesh::AnalysisOptions> {
+    if let Some(h) = args.layer_height.filter(|h| !(h.is_finite() && *h > 0.0)) {
+        bail!("--layer-height must be a positive number, got {h}");
+    }
+    if let Some(t) = args.weld_tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
+        bail!("--weld-tolerance must be a positive number, got {t}");
+    }
+    if !(0.0..=90.0).contains(&args.overhang_angle) {
+        bail!("--overhang-angle must be between 0 and 90 degrees, got {}", args.overhang_angle);
+    }
+    Ok(mesh::AnalysisOptions {
+        limits: limits(&args.limits),
+        weld: args.weld_tolerance.map_or(mesh::Weld::Exact, mesh::Weld::Tolerance),
+        units: args.units,
+        overhang_angle_deg: args.overhang_angle,
+        layer_height: args.layer_height,
+        build_volume: args.build_volume,
+    })
 }
 
 fn read_model(path: &std::path::Path, limits: &mesh::Limits) -> anyhow::Result<Vec<u8>> {
@@ -41,10 +61,10 @@ fn read_model(path: &std::path::Path, limits: &mesh::Limits) -> anyhow::Result<V
 
 fn quote(args: QuoteArgs) -> anyhow::Result<()> {
     init_tracing(LogFormat::Auto, "warn");
-    let limits = limits(&args.limits);
-    let bytes = read_model(&args.file, &limits)?;
+    let options = analysis_options(&args.mesh)?;
+    let bytes = read_model(&args.file, &options.limits)?;
     let request = QuoteRequest { material: args.material, quantity: args.quantity };
-    let doc = scheduler::worker::price_model(&bytes, &request, &PriceBook::default(), &limits)
+    let doc = scheduler::worker::price_model(&bytes, &request, &PriceBook::default(), &options)
         .map_err(|failure| anyhow::anyhow!(failure.message))
         .with_context(|| format!("cannot price `{}`", args.file.display()))?;
     output::quote(&doc, args.format)
@@ -52,9 +72,10 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     init_tracing(LogFormat::Auto, "warn");
-    let limits = limits(&args.limits);
-    let bytes = read_model(&args.file, &limits)?;
-    let report = mesh::analyze(&bytes, &limits).with_context(|| format!("cannot analyse `{}`", args.file.display()))?;
+    let options = analysis_options(&args.mesh)?;
+    let bytes = read_model(&args.file, &options.limits)?;
+    let report =
+        mesh::analyze(&bytes, &options).with_context(|| format!("cannot analyse `{}`", args.file.display()))?;
     output::analysis(&scheduler::report::AnalysisDoc::from(&report), args.format)
 }
 
@@ -96,7 +117,8 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
 
     let mut tasks = tokio::task::JoinSet::new();
     if role != Role::Api {
-        let settings = WorkerSettings { slots: args.worker_slots, mesh_limits: limits, ..WorkerSettings::default() };
+        let analysis = mesh::AnalysisOptions { limits, ..mesh::AnalysisOptions::default() };
+        let settings = WorkerSettings { slots: args.worker_slots, analysis, ..WorkerSettings::default() };
         let worker = Worker::new(broker.clone(), blobs.clone(), topology.clone(), price_book.clone(), settings)?;
         let stop = shutdown.clone();
         tasks.spawn(async move { worker.run(stop).await.context("the worker stopped") });

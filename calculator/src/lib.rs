@@ -43,8 +43,12 @@ pub struct LineItem {
 pub enum QuoteWarning {
     /// The mesh has holes; the volume is what the open surface encloses.
     OpenMesh { boundary_edges: u64 },
-    /// The signed volume was negative: the shells are wound inside out.
+    /// Shells wound inside out; their volume was counted as positive.
     InvertedShells,
+    /// The numbers look like another unit than mm, and none was given.
+    UnitsGuess { guess: &'static str },
+    /// Small shells far from the part: debris, or a misplaced piece.
+    StrayShells { count: u64 },
 }
 
 impl std::fmt::Display for QuoteWarning {
@@ -55,6 +59,13 @@ impl std::fmt::Display for QuoteWarning {
             }
             QuoteWarning::InvertedShells => {
                 write!(f, "the mesh is wound inside out; its volume was taken as positive")
+            }
+            QuoteWarning::UnitsGuess { guess } => write!(
+                f,
+                "the model's size suggests it is in {guess}, not mm; it was priced as mm (set the units to rescale)"
+            ),
+            QuoteWarning::StrayShells { count } => {
+                write!(f, "{count} small shells lie far from the part; check for stray facets")
             }
         }
     }
@@ -123,8 +134,14 @@ pub fn quote(report: &MeshReport, request: &QuoteRequest, book: &PriceBook) -> R
     if !report.topology.watertight {
         warnings.push(QuoteWarning::OpenMesh { boundary_edges: report.topology.boundary_edges });
     }
-    if report.geometry.signed_volume < 0.0 {
+    if report.shells.inverted > 0 || report.shells.corrected_volume < 0.0 {
         warnings.push(QuoteWarning::InvertedShells);
+    }
+    if report.units_applied.is_none() && report.units_guess != mesh::Units::Millimetre {
+        warnings.push(QuoteWarning::UnitsGuess { guess: report.units_guess.as_str() });
+    }
+    if report.shells.stray > 0 {
+        warnings.push(QuoteWarning::StrayShells { count: report.shells.stray });
     }
     Ok(Quote {
         material: material.name.clone(),
@@ -148,10 +165,10 @@ fn round_cents(amount: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh::{Limits, analyze, cuboid, write_binary_stl};
+    use mesh::{AnalysisOptions, analyze, cuboid, write_binary_stl};
 
     fn cube_report(side: f32) -> MeshReport {
-        analyze(&write_binary_stl(&cuboid([side; 3])), &Limits::default()).unwrap()
+        analyze(&write_binary_stl(&cuboid([side; 3])), &AnalysisOptions::default()).unwrap()
     }
 
     fn request(material: &str, quantity: u32) -> QuoteRequest {
@@ -203,7 +220,7 @@ mod tests {
     fn open_and_inverted_meshes_are_flagged() {
         let mut triangles: Vec<_> = cuboid([10.0; 3]).into_iter().map(|[a, b, c]| [a, c, b]).collect();
         triangles.pop();
-        let report = analyze(&write_binary_stl(&triangles), &Limits::default()).unwrap();
+        let report = analyze(&write_binary_stl(&triangles), &AnalysisOptions::default()).unwrap();
         let q = quote(&report, &request("pla", 1), &PriceBook::default()).unwrap();
         assert!(q.volume_mm3 > 0.0);
         assert_eq!(q.warnings, vec![QuoteWarning::OpenMesh { boundary_edges: 3 }, QuoteWarning::InvertedShells]);

@@ -75,13 +75,13 @@ fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Limits, analyze};
+    use crate::{AnalysisOptions, analyze};
 
     #[test]
     fn sphere_is_closed_and_close_to_the_analytic_volume() {
         let triangles = uv_sphere(10.0, 64, 32);
         assert_eq!(triangles.len(), 2 * 64 * 31);
-        let report = analyze(&write_binary_stl(&triangles), &Limits::default()).unwrap();
+        let report = analyze(&write_binary_stl(&triangles), &AnalysisOptions::default()).unwrap();
         assert!(report.topology.watertight);
         assert!(report.topology.winding_consistent);
         assert!(report.geometry.signed_volume > 0.0);

@@ -1,5 +1,11 @@
 //! Geometry of a triangle soup: bounding box, signed volume, surface area and
 //! centroid, summed in f64 in parallel.
+//!
+//! The volume is integrated about the mean of all corners, not the origin.
+//! For a closed mesh the two agree exactly; for an open one the result no
+//! longer depends on where the part sits, and it equals what trimesh reports
+//! (the hole is, in effect, capped by a cone to that point). Working near the
+//! part also avoids cancellation when a model sits far from the origin.
 
 use nalgebra::Vector3;
 use rayon::prelude::*;
@@ -51,7 +57,13 @@ pub struct Geometry {
     pub centroid: [f64; 3],
     /// Triangles with exactly zero area.
     pub zero_area_triangles: u64,
+    /// Triangles thinner than [`DEGENERATE_HEIGHT`]: slivers and needles
+    /// (trimesh's definition, so counts compare with its reports).
+    pub degenerate_triangles: u64,
 }
+
+/// A triangle whose smallest height is below this (file units) is degenerate.
+pub(crate) const DEGENERATE_HEIGHT: f64 = 1e-8;
 
 /// Per-chunk running sums, merged by rayon's reduce.
 #[derive(Clone, Copy)]
@@ -62,6 +74,7 @@ struct Sums {
     volume_moment: Vector3<f64>,
     area_moment: Vector3<f64>,
     zero_area: u64,
+    degenerate: u64,
 }
 
 impl Sums {
@@ -73,11 +86,12 @@ impl Sums {
             volume_moment: Vector3::zeros(),
             area_moment: Vector3::zeros(),
             zero_area: 0,
+            degenerate: 0,
         }
     }
 
-    fn add(mut self, t: &Triangle) -> Self {
-        let [a, b, c] = t.map(|v| Vector3::new(f64::from(v[0]), f64::from(v[1]), f64::from(v[2])));
+    fn add(mut self, t: &Triangle, origin: &Vector3<f64>) -> Self {
+        let [a, b, c] = t.map(|v| Vector3::new(f64::from(v[0]), f64::from(v[1]), f64::from(v[2])) - origin);
         // Volume of the tetrahedron (origin, a, b, c), times six.
         let six_volume = a.dot(&b.cross(&c));
         let double_area = (b - a).cross(&(c - a)).norm();
@@ -87,6 +101,9 @@ impl Sums {
         self.volume_moment += corner_sum * six_volume;
         self.area_moment += corner_sum * double_area;
         self.zero_area += u64::from(double_area == 0.0);
+        // Height over the longest side = twice the area over that side.
+        let longest = (b - a).norm().max((c - b).norm()).max((a - c).norm());
+        self.degenerate += u64::from(longest == 0.0 || double_area / longest < DEGENERATE_HEIGHT);
         self.bounding_box = t.iter().fold(self.bounding_box, BoundingBox::include);
         self
     }
@@ -99,6 +116,7 @@ impl Sums {
             volume_moment: self.volume_moment + other.volume_moment,
             area_moment: self.area_moment + other.area_moment,
             zero_area: self.zero_area + other.zero_area,
+            degenerate: self.degenerate + other.degenerate,
         }
     }
 }
@@ -106,24 +124,46 @@ impl Sums {
 impl Geometry {
     /// Measures `triangles`; an empty slice gives zeros and an inverted box.
     pub fn measure(triangles: &[Triangle]) -> Self {
-        let sums = triangles.par_iter().with_min_len(4096).fold(Sums::zero, Sums::add).reduce(Sums::zero, Sums::merge);
+        let origin = corner_mean(triangles);
+        let sums = triangles
+            .par_iter()
+            .with_min_len(4096)
+            .fold(Sums::zero, |sums, t| sums.add(t, &origin))
+            .reduce(Sums::zero, Sums::merge);
         let signed_volume = sums.six_volume / 6.0;
-        // A tetrahedron's centroid is (0 + a + b + c) / 4, weighted by its volume.
+        // A tetrahedron's centroid is (origin + a + b + c) / 4, weighted by its volume.
         let centroid = if sums.six_volume.abs() > f64::EPSILON {
             sums.volume_moment / (4.0 * sums.six_volume)
         } else if sums.double_area > 0.0 {
             sums.area_moment / (3.0 * sums.double_area)
         } else {
             Vector3::zeros()
-        };
+        } + origin;
         Self {
             bounding_box: sums.bounding_box,
             signed_volume,
             surface_area: sums.double_area / 2.0,
             centroid: [centroid.x, centroid.y, centroid.z],
             zero_area_triangles: sums.zero_area,
+            degenerate_triangles: sums.degenerate,
         }
     }
+}
+
+/// The mean of all triangle corners (each vertex counted once per use).
+pub(crate) fn corner_mean(triangles: &[Triangle]) -> Vector3<f64> {
+    if triangles.is_empty() {
+        return Vector3::zeros();
+    }
+    let sum = triangles
+        .par_iter()
+        .with_min_len(8192)
+        .map(|t| {
+            t.iter()
+                .fold(Vector3::zeros(), |acc, v| acc + Vector3::new(f64::from(v[0]), f64::from(v[1]), f64::from(v[2])))
+        })
+        .reduce(Vector3::zeros, |a, b| a + b);
+    sum / (3.0 * triangles.len() as f64)
 }
 
 #[cfg(test)]
@@ -140,6 +180,25 @@ mod tests {
         for (got, want) in g.centroid.iter().zip([5.0, 10.0, 15.0]) {
             assert!((got - want).abs() < 1e-9, "{got} vs {want}");
         }
+    }
+
+    #[test]
+    fn an_open_mesh_has_the_same_volume_wherever_it_sits() {
+        let mut triangles = cuboid([10.0, 10.0, 10.0]);
+        triangles.pop();
+        let here = Geometry::measure(&triangles).signed_volume;
+        let moved: Vec<Triangle> =
+            triangles.iter().map(|t| t.map(|[x, y, z]| [x + 500.0, y - 300.0, z + 70.0])).collect();
+        let there = Geometry::measure(&moved).signed_volume;
+        assert!((here - there).abs() < 1e-9 * here.abs(), "{here} vs {there}");
+        assert!(here > 0.0 && here < 1000.0, "{here}");
+    }
+
+    #[test]
+    fn slivers_are_degenerate() {
+        let sliver = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 1e-12, 0.0]];
+        let g = Geometry::measure(&[sliver, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]);
+        assert_eq!(g.degenerate_triangles, 1);
     }
 
     #[test]

@@ -2,26 +2,39 @@
 //!
 //! Everything here is pure computation: bytes in, values out. The crate never
 //! touches the network, the file system or an async runtime (an architecture
-//! invariant checked by `tests/layering.rs` in the workspace root), so the
+//! invariant checked by `tests/tidy.rs` in the workspace root), so the
 //! scheduler can run it on a rayon pool and the CLI can run it directly.
 //!
-//! The pipeline is [`read_stl`] (bytes to a triangle soup), [`IndexedMesh::weld`]
-//! (soup to shared vertices) and [`analyze`], which runs both and measures
-//! geometry and topology.
+//! The pipeline: [`read_stl`] (bytes to a triangle soup), [`IndexedMesh`]
+//! (welding), [`Topology`] (edges and shells), shell classification,
+//! printability and optional [`slice`]ing, all driven by [`analyze`].
+//!
+//! ```
+//! let stl = mesh::write_binary_stl(&mesh::cuboid([20.0, 20.0, 20.0]));
+//! let report = mesh::analyze(&stl, &mesh::AnalysisOptions::default()).unwrap();
+//! assert_eq!(report.volume, 8000.0);
+//! assert!(report.topology.watertight);
+//! ```
 
 mod error;
 mod generate;
 mod geometry;
+mod printability;
 mod read;
+mod shells;
+mod slice;
 mod topology;
 mod weld;
 
 pub use error::{ReadError, ReadErrorKind};
 pub use generate::{cuboid, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
+pub use printability::{Fit, Printability, Units, fit};
 pub use read::{ReadWarning, Soup, StlFormat, Triangle, read_stl};
-pub use topology::Topology;
-pub use weld::IndexedMesh;
+pub use shells::ShellSummary;
+pub use slice::{SliceError, Slices, slice};
+pub use topology::{FaceLabels, Topology};
+pub use weld::{IndexedMesh, Weld};
 
 /// Limits that keep a hostile or absurd file from exhausting the machine.
 ///
@@ -33,52 +46,150 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Meshes with more triangles than this are refused before allocation.
     pub max_triangles: u64,
+    /// Slicing into more layers than this is refused.
+    pub max_layers: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 1 << 30, max_triangles: 20_000_000 }
+        Self { max_bytes: 1 << 30, max_triangles: 20_000_000, max_layers: 100_000 }
     }
 }
 
-/// Everything the farm knows about a model after analysis.
+/// What to compute, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalysisOptions {
+    pub limits: Limits,
+    pub weld: Weld,
+    /// Scale the file's numbers from this unit to mm before measuring. Never
+    /// applied unless asked: the guess is only reported.
+    pub units: Option<Units>,
+    /// Faces steeper than this from vertical-down need support, degrees.
+    pub overhang_angle_deg: f64,
+    /// Slice at this layer height (mm), when set.
+    pub layer_height: Option<f64>,
+    /// Check the fit in this build volume (mm), when set.
+    pub build_volume: Option<[f64; 3]>,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            weld: Weld::Exact,
+            units: None,
+            overhang_angle_deg: 45.0,
+            layer_height: None,
+            build_volume: None,
+        }
+    }
+}
+
+/// Why a model could not be analysed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Slice(#[from] SliceError),
+}
+
+/// Everything the farm knows about a model after analysis. Lengths are in
+/// the file's units, or in mm when [`AnalysisOptions::units`] was given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshReport {
     /// How the bytes were encoded.
     pub format: StlFormat,
     /// Triangles as read from the file.
     pub triangles: u64,
-    /// Distinct vertices after welding bit-identical positions.
+    /// Distinct vertices after welding.
     pub vertices: u64,
+    pub weld: Weld,
     pub geometry: Geometry,
     pub topology: Topology,
+    pub shells: ShellSummary,
+    /// The volume to price: the signed volume with inverted shells flipped,
+    /// as a magnitude.
+    pub volume: f64,
+    /// The mesh is open, so `volume` is what its surface encloses when each
+    /// hole is capped by a cone to the part's centre: an estimate.
+    pub volume_is_estimate: bool,
+    pub printability: Printability,
+    pub units_guess: Units,
+    pub units_applied: Option<Units>,
+    pub fit: Option<Fit>,
+    pub slices: Option<Slices>,
     /// Things the reader tolerated but the caller should know about.
     pub warnings: Vec<ReadWarning>,
 }
 
 impl MeshReport {
-    /// Volume to price from: the magnitude of the signed volume, so a mesh
-    /// whose shells are wound inside out still prices as the solid it encloses.
+    /// Volume to price from, in mm³ when the file is in mm.
     pub fn enclosed_volume_mm3(&self) -> f64 {
-        self.geometry.signed_volume.abs()
+        self.volume
     }
 }
 
 /// Reads `bytes` as STL and measures it.
-pub fn analyze(bytes: &[u8], limits: &Limits) -> Result<MeshReport, ReadError> {
-    let soup = read_stl(bytes, limits)?;
+pub fn analyze(bytes: &[u8], options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
+    let soup = read_stl(bytes, &options.limits)?;
     if soup.triangles.is_empty() {
-        return Err(ReadError::new(ReadErrorKind::Empty));
+        return Err(ReadError::new(ReadErrorKind::Empty).into());
     }
-    let geometry = Geometry::measure(&soup.triangles);
-    let mesh = IndexedMesh::weld(&soup.triangles);
-    let topology = Topology::of(&mesh);
+    let mut report = analyze_triangles_checked(soup.triangles, soup.format, options)?;
+    report.warnings = soup.warnings;
+    Ok(report)
+}
+
+/// Measures triangles already in memory (generated shapes, tests).
+///
+/// # Panics
+/// When slicing was asked for with a bad layer height; [`analyze`] reports
+/// that as an error instead.
+pub fn analyze_triangles(triangles: Vec<Triangle>, options: &AnalysisOptions) -> MeshReport {
+    analyze_triangles_checked(triangles, StlFormat::Binary, options).expect("valid slicing options")
+}
+
+fn analyze_triangles_checked(
+    mut triangles: Vec<Triangle>,
+    format: StlFormat,
+    options: &AnalysisOptions,
+) -> Result<MeshReport, AnalyzeError> {
+    if let Some(units) = options.units {
+        let scale = units.to_mm() as f32;
+        if scale != 1.0 {
+            triangles.iter_mut().for_each(|t| *t = t.map(|v| v.map(|c| c * scale)));
+        }
+    }
+    let geometry = Geometry::measure(&triangles);
+    let mesh = IndexedMesh::weld_with(&triangles, options.weld);
+    let (topology, labels) = Topology::with_labels(&mesh);
+    let (shells, flipped) = shells::summarize(&triangles, &labels, topology.shells as usize);
+    drop(labels);
+    let printability = printability::measure(&triangles, &flipped, &geometry.bounding_box, options.overhang_angle_deg);
+    let fit = options.build_volume.map(|volume| fit(&mesh.vertices, &geometry.bounding_box, volume));
+    let slices = options
+        .layer_height
+        .map(|h| {
+            let z = (geometry.bounding_box.min[2], geometry.bounding_box.max[2]);
+            slice(&triangles, Some(&flipped), z, h, options.limits.max_layers)
+        })
+        .transpose()?;
     Ok(MeshReport {
-        format: soup.format,
-        triangles: soup.triangles.len() as u64,
+        format,
+        triangles: triangles.len() as u64,
         vertices: mesh.vertices.len() as u64,
+        weld: options.weld,
+        volume: shells.corrected_volume.abs(),
+        volume_is_estimate: !topology.watertight,
+        units_guess: Units::guess(&geometry.bounding_box),
+        units_applied: options.units,
         geometry,
         topology,
-        warnings: soup.warnings,
+        shells,
+        printability,
+        fit,
+        slices,
+        warnings: Vec::new(),
     })
 }

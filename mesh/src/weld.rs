@@ -1,13 +1,27 @@
 //! Welding: turns a triangle soup into an indexed mesh with shared vertices.
 //!
 //! The default weld is bit-exact: two corners share a vertex only when their
-//! coordinates are the same floats (with -0.0 read as 0.0). This is what
-//! admesh's exact mode does and what a watertight CAD export needs.
+//! coordinates are the same floats (with -0.0 read as 0.0). That is what
+//! admesh's exact mode does, and what a watertight CAD export needs. A weld
+//! within a tolerance snaps coordinates to a grid of that pitch first, the way
+//! trimesh merges vertices (it rounds to 8 decimals, a pitch of 1e-8); it
+//! closes the hairline gaps some CAD exporters leave between patches.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::read::Triangle;
+
+/// How corners become shared vertices.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Weld {
+    /// Only bit-identical coordinates are one vertex.
+    #[default]
+    Exact,
+    /// Coordinates that round to the same multiple of the pitch (in file
+    /// units) are one vertex.
+    Tolerance(f64),
+}
 
 /// Vertices and the faces that index them.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,48 +30,76 @@ pub struct IndexedMesh {
     pub faces: Vec<[u32; 3]>,
 }
 
+type VertexMap<K> = HashMap<K, u32, BuildHasherDefault<VertexHasher>>;
+
 impl IndexedMesh {
     /// Welds bit-identical corners.
     pub fn weld(triangles: &[Triangle]) -> Self {
-        let mut index: HashMap<[u32; 3], u32, BuildHasherDefault<VertexHasher>> =
-            HashMap::with_capacity_and_hasher(triangles.len() / 2 + 3, BuildHasherDefault::default());
-        let mut vertices = Vec::with_capacity(triangles.len() / 2 + 3);
-        let faces = triangles
-            .iter()
-            .map(|triangle| {
-                triangle.map(|corner| {
-                    let corner = corner.map(|c| c + 0.0);
-                    *index.entry(corner.map(f32::to_bits)).or_insert_with(|| {
-                        vertices.push(corner);
-                        (vertices.len() - 1) as u32
-                    })
+        Self::weld_with(triangles, Weld::Exact)
+    }
+
+    pub fn weld_with(triangles: &[Triangle], weld: Weld) -> Self {
+        match weld {
+            Weld::Exact => weld_by_key(triangles, |corner| corner.map(|c| (c + 0.0).to_bits())),
+            Weld::Tolerance(pitch) => {
+                let pitch = if pitch.is_finite() && pitch > 0.0 { pitch } else { f64::MIN_POSITIVE };
+                weld_by_key(triangles, move |corner| corner.map(|c| (f64::from(c) / pitch).round() as i64))
+            }
+        }
+    }
+}
+
+fn weld_by_key<K: std::hash::Hash + Eq>(triangles: &[Triangle], key: impl Fn([f32; 3]) -> K) -> IndexedMesh {
+    let mut index: VertexMap<K> =
+        HashMap::with_capacity_and_hasher(triangles.len() / 2 + 3, BuildHasherDefault::default());
+    let mut vertices = Vec::with_capacity(triangles.len() / 2 + 3);
+    let faces = triangles
+        .iter()
+        .map(|triangle| {
+            triangle.map(|corner| {
+                let corner = corner.map(|c| c + 0.0);
+                *index.entry(key(corner)).or_insert_with(|| {
+                    vertices.push(corner);
+                    (vertices.len() - 1) as u32
                 })
             })
-            .collect();
-        Self { vertices, faces }
-    }
+        })
+        .collect();
+    IndexedMesh { vertices, faces }
 }
 
 /// A multiply-rotate hasher for vertex keys. The default SipHash is built to
 /// resist hash flooding, which costs a third of the weld on large meshes; a
-/// model file cannot choose our table size, so the risk is a slow job, which
-/// the job deadline already bounds.
+/// model file cannot choose our table size, so the worst it can do is make a
+/// job slow, which the job deadline already bounds.
 #[derive(Default, Clone, Copy)]
 struct VertexHasher(u64);
 
 impl Hasher for VertexHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // A final avalanche, so the table's low bits depend on every input bit.
+        let mut h = self.0;
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^ (h >> 32)
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.write_u32(u32::from(b));
+            self.write_u64(u64::from(b));
         }
     }
 
     fn write_u32(&mut self, word: u32) {
-        self.0 = (self.0.rotate_left(26) ^ u64::from(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_i64(&mut self, word: i64) {
+        self.write_u64(word as u64);
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 
     fn write_usize(&mut self, _length: usize) {
@@ -82,5 +124,14 @@ mod tests {
         let t =
             [[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[-0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]];
         assert_eq!(IndexedMesh::weld(&t).vertices.len(), 4);
+    }
+
+    #[test]
+    fn a_tolerance_weld_closes_hairline_gaps() {
+        let mut triangles = cuboid([1.0, 1.0, 1.0]);
+        // Nudge one corner of one face by a millionth.
+        triangles[0][0][0] += 1e-6;
+        assert_eq!(IndexedMesh::weld(&triangles).vertices.len(), 9);
+        assert_eq!(IndexedMesh::weld_with(&triangles, Weld::Tolerance(1e-4)).vertices.len(), 8);
     }
 }

@@ -13,12 +13,21 @@ pub struct AnalysisDoc {
     pub format: String,
     pub triangles: u64,
     pub vertices: u64,
+    /// `exact`, or `tolerance:<pitch>`.
+    pub weld: String,
+    /// The units lengths are in: `mm` when units were applied, otherwise
+    /// the file's own (`file`).
+    pub units: String,
+    /// What the size suggests the file's units are: `mm`, `inch` or `m`.
+    pub units_guess: String,
     pub bounding_box: BoxDoc,
-    /// Enclosed volume, mm³: the magnitude of the signed volume.
+    /// The bounding box without stray shells.
+    pub main_bounding_box: BoxDoc,
+    /// The volume to price: signed volume with inverted shells flipped.
     pub volume_mm3: f64,
+    /// True when the mesh is open and the volume is an estimate.
+    pub volume_is_estimate: bool,
     pub signed_volume_mm3: f64,
-    /// The signed volume was negative: shells are wound inside out.
-    pub inverted: bool,
     pub surface_area_mm2: f64,
     pub centroid: [f64; 3],
     pub watertight: bool,
@@ -26,8 +35,20 @@ pub struct AnalysisDoc {
     pub boundary_edges: u64,
     pub nonmanifold_edges: u64,
     pub shells: u64,
+    pub inverted_shells: u64,
+    pub cavities: u64,
+    pub stray_shells: u64,
     pub degenerate_faces: u64,
-    pub zero_area_triangles: u64,
+    pub zero_area_faces: u64,
+    pub duplicate_faces: u64,
+    /// Faces read with reversed winding so each shell is consistent.
+    pub reoriented_faces: u64,
+    pub overhang_angle_deg: f64,
+    pub overhang_area_mm2: f64,
+    pub support_volume_estimate_mm3: f64,
+    pub plate_contact_area_mm2: f64,
+    pub fit: Option<FitDoc>,
+    pub slices: Option<SlicesDoc>,
     pub warnings: Vec<String>,
 }
 
@@ -38,17 +59,79 @@ pub struct BoxDoc {
     pub size: [f64; 3],
 }
 
+impl From<mesh::BoundingBox> for BoxDoc {
+    fn from(b: mesh::BoundingBox) -> Self {
+        Self { min: b.min, max: b.max, size: b.size() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitDoc {
+    pub build_volume_mm: [f64; 3],
+    pub fits: bool,
+    /// `x`, `y` or `z`: the part's axis that stands up.
+    pub up_axis: String,
+    pub rotation_deg: f64,
+    pub extent_mm: [f64; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlicesDoc {
+    pub layer_height_mm: f64,
+    pub layers: usize,
+    pub max_area_mm2: f64,
+    pub max_perimeter_mm: f64,
+    pub z_mm: Vec<f64>,
+    pub area_mm2: Vec<f64>,
+    pub perimeter_mm: Vec<f64>,
+}
+
 impl From<&mesh::MeshReport> for AnalysisDoc {
     fn from(r: &mesh::MeshReport) -> Self {
-        let b = r.geometry.bounding_box;
+        let mut warnings: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
+        if !r.topology.watertight {
+            warnings.push(format!(
+                "the mesh is open ({} boundary and {} non-manifold edges); the volume is an estimate",
+                r.topology.boundary_edges, r.topology.nonmanifold_edges
+            ));
+        }
+        if r.topology.reoriented_faces > 0 {
+            warnings.push(format!(
+                "{} faces were wound against their neighbours; read reversed",
+                r.topology.reoriented_faces
+            ));
+        }
+        if r.shells.inverted > 0 {
+            warnings.push(format!("{} shells are wound inside out; counted as positive", r.shells.inverted));
+        }
+        if r.shells.stray > 0 {
+            warnings.push(format!("{} small shells lie far from the part (stray facets?)", r.shells.stray));
+        }
+        if r.units_applied.is_none() && r.units_guess != mesh::Units::Millimetre {
+            warnings.push(format!(
+                "its size suggests the file is in {}, not mm; nothing was rescaled",
+                r.units_guess.as_str()
+            ));
+        }
+        if let Some(fit) = r.fit.filter(|f| !f.fits) {
+            warnings.push(format!("the part does not fit the build volume {:?} in any orientation", fit.build_volume));
+        }
+        let p = r.printability;
         Self {
             format: r.format.as_str().into(),
             triangles: r.triangles,
             vertices: r.vertices,
-            bounding_box: BoxDoc { min: b.min, max: b.max, size: b.size() },
-            volume_mm3: r.enclosed_volume_mm3(),
+            weld: match r.weld {
+                mesh::Weld::Exact => "exact".into(),
+                mesh::Weld::Tolerance(pitch) => format!("tolerance:{pitch}"),
+            },
+            units: r.units_applied.map_or("file", |_| "mm").into(),
+            units_guess: r.units_guess.as_str().into(),
+            bounding_box: r.geometry.bounding_box.into(),
+            main_bounding_box: r.shells.main_bounding_box.into(),
+            volume_mm3: r.volume,
+            volume_is_estimate: r.volume_is_estimate,
             signed_volume_mm3: r.geometry.signed_volume,
-            inverted: r.geometry.signed_volume < 0.0,
             surface_area_mm2: r.geometry.surface_area,
             centroid: r.geometry.centroid,
             watertight: r.topology.watertight,
@@ -56,9 +139,34 @@ impl From<&mesh::MeshReport> for AnalysisDoc {
             boundary_edges: r.topology.boundary_edges,
             nonmanifold_edges: r.topology.nonmanifold_edges,
             shells: r.topology.shells,
-            degenerate_faces: r.topology.degenerate_faces,
-            zero_area_triangles: r.geometry.zero_area_triangles,
-            warnings: r.warnings.iter().map(ToString::to_string).collect(),
+            inverted_shells: r.shells.inverted,
+            cavities: r.shells.cavities,
+            stray_shells: r.shells.stray,
+            degenerate_faces: r.geometry.degenerate_triangles,
+            zero_area_faces: r.geometry.zero_area_triangles,
+            duplicate_faces: r.topology.duplicate_faces,
+            reoriented_faces: r.topology.reoriented_faces,
+            overhang_angle_deg: p.overhang_angle_deg,
+            overhang_area_mm2: p.overhang_area,
+            support_volume_estimate_mm3: p.support_volume_estimate,
+            plate_contact_area_mm2: p.plate_contact_area,
+            fit: r.fit.map(|f| FitDoc {
+                build_volume_mm: f.build_volume,
+                fits: f.fits,
+                up_axis: ["x", "y", "z"][f.up_axis].into(),
+                rotation_deg: f.rotation_deg,
+                extent_mm: f.extent,
+            }),
+            slices: r.slices.as_ref().map(|s| SlicesDoc {
+                layer_height_mm: s.layer_height,
+                layers: s.z.len(),
+                max_area_mm2: s.area.iter().copied().fold(0.0, f64::max),
+                max_perimeter_mm: s.perimeter.iter().copied().fold(0.0, f64::max),
+                z_mm: s.z.clone(),
+                area_mm2: s.area.clone(),
+                perimeter_mm: s.perimeter.clone(),
+            }),
+            warnings,
         }
     }
 }
@@ -114,7 +222,7 @@ impl QuoteDoc {
                 .map(|i| LineItemDoc { label: i.label.into(), basis: i.basis.clone(), amount: i.amount })
                 .collect(),
             price_book_version: quote.price_book_version.clone(),
-            warnings: quote.warnings.iter().map(ToString::to_string).chain(analysis.warnings.clone()).collect(),
+            warnings: quote.warnings.iter().map(ToString::to_string).collect(),
             analysis,
         }
     }

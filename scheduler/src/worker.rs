@@ -28,7 +28,8 @@ pub struct WorkerSettings {
     pub slots: usize,
     /// rayon threads shared by the running jobs (0: one per core).
     pub compute_threads: usize,
-    pub mesh_limits: mesh::Limits,
+    /// Limits and options for the mesh analysis.
+    pub analysis: mesh::AnalysisOptions,
     /// How long a transient failure (object storage down) holds a job before
     /// it goes back to the queue, so a broken dependency is not hammered.
     pub retry_delay: Duration,
@@ -36,7 +37,12 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { slots: 2, compute_threads: 0, mesh_limits: mesh::Limits::default(), retry_delay: Duration::from_secs(2) }
+        Self {
+            slots: 2,
+            compute_threads: 0,
+            analysis: mesh::AnalysisOptions::default(),
+            retry_delay: Duration::from_secs(2),
+        }
     }
 }
 
@@ -202,10 +208,10 @@ impl Shared {
     }
 
     async fn price(&self, bytes: Bytes, job: &JobMessage) -> ResultEvent {
-        let limits = self.settings.mesh_limits;
+        let options = self.settings.analysis;
         let book = self.price_book.clone();
         let request = QuoteRequest { material: job.material.clone(), quantity: job.quantity };
-        let priced = compute::run_on(&self.pool, move || price_model(&bytes, &request, &book, &limits)).await;
+        let priced = compute::run_on(&self.pool, move || price_model(&bytes, &request, &book, &options)).await;
         match priced {
             Ok(Ok(quote)) => ResultEvent::Succeeded { quote: Box::new(quote) },
             Ok(Err(error)) => ResultEvent::Failed { error },
@@ -229,9 +235,9 @@ pub fn price_model(
     bytes: &[u8],
     request: &QuoteRequest,
     book: &PriceBook,
-    limits: &mesh::Limits,
+    options: &mesh::AnalysisOptions,
 ) -> Result<QuoteDoc, JobFailure> {
-    let report = mesh::analyze(bytes, limits).map_err(|e| JobFailure::new("invalid_model", e.to_string()))?;
+    let report = mesh::analyze(bytes, options).map_err(|e| JobFailure::new("invalid_model", e.to_string()))?;
     let quote = calculator::quote(&report, request, book).map_err(|e| JobFailure::new("pricing", e.to_string()))?;
     Ok(QuoteDoc::new(&report, &quote))
 }

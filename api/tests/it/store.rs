@@ -38,8 +38,13 @@ async fn seed_job(store: &Store, job_id: &str) {
 fn sample_quote() -> QuoteDoc {
     let bytes = mesh::write_binary_stl(&mesh::cuboid([10.0; 3]));
     let request = calculator::QuoteRequest { material: "pla".into(), quantity: 1 };
-    scheduler::worker::price_model(&bytes, &request, &calculator::PriceBook::default(), &mesh::Limits::default())
-        .unwrap()
+    scheduler::worker::price_model(
+        &bytes,
+        &request,
+        &calculator::PriceBook::default(),
+        &mesh::AnalysisOptions::default(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

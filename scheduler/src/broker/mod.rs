@@ -22,6 +22,11 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// ```
+    /// let topology = scheduler::Topology::with_prefix("staging");
+    /// assert_eq!(topology.jobs, "staging.pricing.jobs");
+    /// assert_eq!(topology.results, "staging.pricing.results");
+    /// ```
     pub fn with_prefix(prefix: &str) -> Self {
         Self { jobs: format!("{prefix}.pricing.jobs"), results: format!("{prefix}.pricing.results") }
     }

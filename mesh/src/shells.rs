@@ -1,0 +1,179 @@
+//! Per-shell facts: which shells are wound inside out, which are cavities,
+//! and which are stray facets far from the part.
+//!
+//! A closed shell with negative signed volume is either a cavity (it sits
+//! inside another shell, and its inward winding subtracts the hollow) or an
+//! inverted shell (it sits alone, wound inside out by the exporter). Only the
+//! second is an error; we count it and take its volume as positive.
+
+use crate::geometry::{BoundingBox, corner_mean};
+use crate::read::Triangle;
+use crate::topology::FaceLabels;
+
+/// Share of the surface below which a far-away shell counts as stray.
+const STRAY_AREA_SHARE: f64 = 0.01;
+/// How far outside the main part's box (as a share of its diagonal) a small
+/// shell must sit to count as stray.
+const STRAY_GAP_SHARE: f64 = 0.1;
+
+/// What the shells add to the whole-mesh picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellSummary {
+    /// Closed shells wound inside out, not inside any other shell.
+    pub inverted: u64,
+    /// Closed, inward-wound shells inside another shell: hollows.
+    pub cavities: u64,
+    /// Small shells far outside the main part: stray facets or debris.
+    pub stray: u64,
+    /// The volume to price: the signed volume with inverted shells flipped.
+    pub corrected_volume: f64,
+    /// The bounding box without the stray shells.
+    pub main_bounding_box: BoundingBox,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ShellAcc {
+    six_volume: f64,
+    double_area: f64,
+    min: [f64; 3],
+    max: [f64; 3],
+    open: bool,
+}
+
+impl ShellAcc {
+    fn new() -> Self {
+        Self { six_volume: 0.0, double_area: 0.0, min: [f64::INFINITY; 3], max: [f64::NEG_INFINITY; 3], open: false }
+    }
+
+    fn contains(&self, other: &ShellAcc) -> bool {
+        (0..3).all(|i| self.min[i] <= other.min[i] && other.max[i] <= self.max[i])
+    }
+}
+
+/// Summarizes the shells, and says per face whether its winding must be read
+/// reversed (its shell is inverted, or the face disagreed with its shell).
+pub(crate) fn summarize(triangles: &[Triangle], labels: &FaceLabels, shells: usize) -> (ShellSummary, Vec<bool>) {
+    let origin = corner_mean(triangles);
+    let mut acc = vec![ShellAcc::new(); shells];
+    for (((t, &shell), &open), &reoriented) in
+        triangles.iter().zip(&labels.shell).zip(&labels.open).zip(&labels.reoriented)
+    {
+        let s = &mut acc[shell as usize];
+        let [a, mut b, mut c] = t.map(|v| [0, 1, 2].map(|i| f64::from(v[i]) - origin[i]));
+        if reoriented {
+            std::mem::swap(&mut b, &mut c);
+        }
+        let cross = [
+            (b[1] - a[1]) * (c[2] - a[2]) - (b[2] - a[2]) * (c[1] - a[1]),
+            (b[2] - a[2]) * (c[0] - a[0]) - (b[0] - a[0]) * (c[2] - a[2]),
+            (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]),
+        ];
+        s.double_area += (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt();
+        s.six_volume += a[0] * (b[1] * c[2] - b[2] * c[1])
+            + a[1] * (b[2] * c[0] - b[0] * c[2])
+            + a[2] * (b[0] * c[1] - b[1] * c[0]);
+        for v in [a, b, c] {
+            for i in 0..3 {
+                s.min[i] = s.min[i].min(v[i] + origin[i]);
+                s.max[i] = s.max[i].max(v[i] + origin[i]);
+            }
+        }
+        s.open |= open;
+    }
+
+    let closed_positive: Vec<&ShellAcc> = acc.iter().filter(|s| !s.open && s.six_volume > 0.0).collect();
+    let mut inverted_shell = vec![false; shells];
+    let (mut inverted, mut cavities) = (0, 0);
+    let mut six_volume = 0.0;
+    for (id, s) in acc.iter().enumerate() {
+        if !s.open && s.six_volume < 0.0 {
+            if closed_positive.iter().any(|outer| outer.contains(s)) {
+                cavities += 1;
+            } else {
+                inverted += 1;
+                inverted_shell[id] = true;
+                six_volume -= s.six_volume;
+                continue;
+            }
+        }
+        six_volume += s.six_volume;
+    }
+
+    let total_area: f64 = acc.iter().map(|s| s.double_area).sum();
+    let is_main = |s: &ShellAcc| s.double_area >= STRAY_AREA_SHARE * total_area;
+    let mut main = acc.iter().filter(|s| is_main(s)).fold(ShellAcc::new(), union_box);
+    if !main.min[0].is_finite() {
+        main = acc.iter().fold(ShellAcc::new(), union_box);
+    }
+    let diagonal = (0..3).map(|i| (main.max[i] - main.min[i]).powi(2)).sum::<f64>().sqrt();
+    let reach = STRAY_GAP_SHARE * diagonal;
+    let far = |s: &ShellAcc| (0..3).any(|i| s.min[i] > main.max[i] + reach || s.max[i] < main.min[i] - reach);
+    let mut stray = 0;
+    let mut kept = ShellAcc::new();
+    for s in &acc {
+        if !is_main(s) && far(s) {
+            stray += 1;
+        } else {
+            kept = union_box(kept, s);
+        }
+    }
+    let summary = ShellSummary {
+        inverted,
+        cavities,
+        stray,
+        corrected_volume: six_volume / 6.0,
+        main_bounding_box: BoundingBox { min: kept.min, max: kept.max },
+    };
+    let flipped = labels.shell.iter().zip(&labels.reoriented).map(|(&s, &r)| inverted_shell[s as usize] ^ r).collect();
+    (summary, flipped)
+}
+
+fn union_box(mut a: ShellAcc, b: &ShellAcc) -> ShellAcc {
+    for i in 0..3 {
+        a.min[i] = a.min[i].min(b.min[i]);
+        a.max[i] = a.max[i].max(b.max[i]);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AnalysisOptions, analyze_triangles, cuboid};
+
+    fn moved(triangles: &[crate::Triangle], d: [f32; 3], scale: f32) -> Vec<crate::Triangle> {
+        triangles.iter().map(|t| t.map(|v| [0, 1, 2].map(|i| v[i] * scale + d[i]))).collect()
+    }
+
+    fn inverted(triangles: &[crate::Triangle]) -> Vec<crate::Triangle> {
+        triangles.iter().map(|&[a, b, c]| [a, c, b]).collect()
+    }
+
+    #[test]
+    fn an_inverted_shell_beside_a_good_one_is_flagged_and_counted_positive() {
+        let mut triangles = cuboid([10.0; 3]);
+        triangles.extend(inverted(&moved(&cuboid([10.0; 3]), [20.0, 0.0, 0.0], 1.0)));
+        let report = analyze_triangles(triangles, &AnalysisOptions::default());
+        assert_eq!((report.shells.inverted, report.shells.cavities), (1, 0));
+        assert!((report.volume - 2000.0).abs() < 1e-9, "{}", report.volume);
+        assert!(report.geometry.signed_volume.abs() < 1e-9, "the raw sum cancels");
+    }
+
+    #[test]
+    fn an_inward_shell_inside_another_is_a_cavity() {
+        let mut triangles = cuboid([10.0; 3]);
+        triangles.extend(inverted(&moved(&cuboid([4.0; 3]), [3.0, 3.0, 3.0], 1.0)));
+        let report = analyze_triangles(triangles, &AnalysisOptions::default());
+        assert_eq!((report.shells.inverted, report.shells.cavities), (0, 1));
+        assert!((report.volume - (1000.0 - 64.0)).abs() < 1e-9, "{}", report.volume);
+    }
+
+    #[test]
+    fn a_stray_facet_far_away_is_reported_and_left_out_of_the_main_box() {
+        let mut triangles = cuboid([10.0; 3]);
+        triangles.push([[500.0, 0.0, 0.0], [500.1, 0.0, 0.0], [500.0, 0.1, 0.0]]);
+        let report = analyze_triangles(triangles, &AnalysisOptions::default());
+        assert_eq!(report.shells.stray, 1);
+        assert_eq!(report.geometry.bounding_box.max[0], 500.1_f32 as f64);
+        assert_eq!(report.shells.main_bounding_box.max, [10.0; 3]);
+    }
+}
