@@ -439,7 +439,7 @@ REPORT=$TMP/report.md
 	else
 		echo "- PrusaSlicer: $PRUSA_NOTE"
 	fi
-	echo "- method: each tool runs $RUNS times per file, one at a time, after \`cat FILE >/dev/null\`; time = median wall time of the whole process (measured with ms resolution around \`/usr/bin/time -f '%e %M'\`, whose launch overhead is ${OVERHEAD_MS} ms), memory = largest peak RSS (\`%M\`) over the runs; MB = 10^6 bytes; ratios = peer time ÷ farm time (how many times faster farm is); raw runs in \`$RAW\`, tool output in \`$LOGS/\`"
+	echo "- method: each tool runs $RUNS time(s) per file, one tool at a time, after \`cat FILE >/dev/null\`; time = median wall time of the whole process (measured with ms resolution around \`/usr/bin/time -f '%e %M'\`, whose launch overhead is ${OVERHEAD_MS} ms), memory = largest peak RSS (\`%M\`) over the runs; MB = 10^6 bytes; ratios = peer time ÷ farm time (how many times faster farm is); raw runs in \`$RAW\`, tool output in \`$LOGS/\`"
 	for note in "${INSTALL_NOTES[@]}" "${INPUT_NOTES[@]}"; do
 		echo "- $note"
 	done

@@ -1,0 +1,105 @@
+//! Property tests: invariants that must hold for every mesh, not just the
+//! ones we thought of, and a reader that never panics on any bytes.
+
+use mesh::{AnalysisOptions, Limits, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere, write_binary_stl};
+use proptest::prelude::*;
+
+fn translated(triangles: &[Triangle], d: [f32; 3]) -> Vec<Triangle> {
+    triangles.iter().map(|t| t.map(|v| [v[0] + d[0], v[1] + d[1], v[2] + d[2]])).collect()
+}
+
+fn closed_shape() -> impl Strategy<Value = Vec<Triangle>> {
+    prop_oneof![
+        (1u8..=50, 1u8..=50, 1u8..=50).prop_map(|(x, y, z)| cuboid([f32::from(x), f32::from(y), f32::from(z)])),
+        (1u8..=40, 3u32..=40, 2u32..=30).prop_map(|(r, s, n)| uv_sphere(f32::from(r), s, n)),
+    ]
+}
+
+fn options() -> AnalysisOptions {
+    AnalysisOptions { layer_height: Some(0.7), build_volume: Some([200.0, 200.0, 200.0]), ..Default::default() }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn translating_a_closed_mesh_keeps_its_volume_area_and_topology(
+        shape in closed_shape(),
+        d in (-200i16..200, -200i16..200, -200i16..200),
+    ) {
+        let here = analyze_triangles(shape.clone(), &options());
+        let moved = analyze_triangles(translated(&shape, [f32::from(d.0), f32::from(d.1), f32::from(d.2)]), &options());
+        prop_assert!(here.topology.watertight && moved.topology.watertight);
+        prop_assert!((here.volume - moved.volume).abs() <= 1e-5 * here.volume, "{} vs {}", here.volume, moved.volume);
+        let area = here.geometry.surface_area;
+        prop_assert!((area - moved.geometry.surface_area).abs() <= 1e-5 * area);
+        prop_assert_eq!(here.topology.shells, moved.topology.shells);
+        let (a, b) = (here.slices.unwrap(), moved.slices.unwrap());
+        prop_assert_eq!(a.z.len(), b.z.len());
+    }
+
+    #[test]
+    fn the_shells_and_volumes_of_a_disjoint_union_add_up(a in closed_shape(), b in closed_shape()) {
+        let first = analyze_triangles(a.clone(), &options());
+        let second = analyze_triangles(b.clone(), &options());
+        // Far enough apart that the parts cannot touch.
+        let mut union = a;
+        union.extend(translated(&b, [500.0, 0.0, 0.0]));
+        let both = analyze_triangles(union, &AnalysisOptions::default());
+        prop_assert_eq!(both.topology.shells, first.topology.shells + second.topology.shells);
+        let sum = first.volume + second.volume;
+        prop_assert!((both.volume - sum).abs() <= 1e-6 * sum, "{} vs {}", both.volume, sum);
+        prop_assert_eq!((both.shells.inverted, both.shells.cavities), (0, 0));
+    }
+
+    #[test]
+    fn sliced_layers_add_up_to_the_volume(shape in closed_shape()) {
+        let report = analyze_triangles(shape, &AnalysisOptions { layer_height: Some(0.05), ..Default::default() });
+        let slices = report.slices.unwrap();
+        let layered: f64 = slices.area.iter().map(|a| a * slices.layer_height).sum();
+        // Midpoint sampling of the sections converges to the volume.
+        prop_assert!((layered - report.volume).abs() <= 0.02 * report.volume, "{} vs {}", layered, report.volume);
+    }
+
+    #[test]
+    fn binary_stl_round_trips(shape in closed_shape()) {
+        let soup = read_stl(&write_binary_stl(&shape), &Limits::default()).unwrap();
+        prop_assert_eq!(soup.triangles, shape);
+    }
+
+    #[test]
+    fn any_bytes_give_a_report_or_a_typed_error(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = analyze(&bytes, &options());
+    }
+
+    #[test]
+    fn damaged_stl_gives_a_report_or_a_typed_error(
+        shape in closed_shape(),
+        cut in 0usize..2000,
+        flips in proptest::collection::vec((0usize..4000, any::<u8>()), 0..8),
+    ) {
+        let mut bytes = write_binary_stl(&shape);
+        for (at, value) in flips {
+            let len = bytes.len();
+            bytes[at % len] = value;
+        }
+        bytes.truncate(bytes.len().saturating_sub(cut));
+        let _ = analyze(&bytes, &options());
+    }
+}
+
+/// Inputs that once broke the reader or the analysis (from fuzzing or bug
+/// reports) stay here as files and must keep giving a report or an error.
+#[test]
+fn fuzz_regressions_still_pass() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "stl") {
+            let _ = analyze(&std::fs::read(&path).unwrap(), &options());
+            count += 1;
+        }
+    }
+    assert!(count > 0, "regression inputs live in {}", dir.display());
+}
