@@ -17,6 +17,10 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match wiring::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`farm analyze … | head`) is not an error.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // `{:#}` prints the whole context chain on one line.
             #[allow(clippy::print_stderr)]

@@ -8,7 +8,7 @@
 //! closes the hairline gaps some CAD exporters leave between patches.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::read::Triangle;
 
@@ -49,19 +49,38 @@ impl IndexedMesh {
     }
 }
 
-fn weld_by_key<K: std::hash::Hash + Eq>(triangles: &[Triangle], key: impl Fn([f32; 3]) -> K) -> IndexedMesh {
+/// Slots in the cache of recently seen vertices: 2^14, a few hundred KiB,
+/// which stays in the CPU's L2 cache.
+const RECENT_BITS: u32 = 14;
+
+fn weld_by_key<K: std::hash::Hash + Eq + Copy + Default>(triangles: &[Triangle], key: impl Fn([f32; 3]) -> K) -> IndexedMesh {
     let mut index: VertexMap<K> =
         HashMap::with_capacity_and_hasher(triangles.len() / 2 + 3, BuildHasherDefault::default());
+    // Exporters write neighbouring triangles near each other, so most corners
+    // repeat a vertex seen a few hundred triangles ago. A small direct-mapped
+    // cache answers those without touching the large table, whose lookups
+    // are cache misses and dominate the weld.
+    let mut recent: Vec<(K, u32)> = vec![(K::default(), u32::MAX); 1 << RECENT_BITS];
     let mut vertices = Vec::with_capacity(triangles.len() / 2 + 3);
     let faces = triangles
         .iter()
         .map(|triangle| {
             triangle.map(|corner| {
                 let corner = corner.map(|c| c + 0.0);
-                *index.entry(key(corner)).or_insert_with(|| {
+                let k = key(corner);
+                let mut hasher = VertexHasher::default();
+                k.hash(&mut hasher);
+                let slot = (hasher.finish() >> (64 - RECENT_BITS)) as usize;
+                let (cached, id) = recent[slot];
+                if id != u32::MAX && cached == k {
+                    return id;
+                }
+                let id = *index.entry(k).or_insert_with(|| {
                     vertices.push(corner);
                     (vertices.len() - 1) as u32
-                })
+                });
+                recent[slot] = (k, id);
+                id
             })
         })
         .collect();

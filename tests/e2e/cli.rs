@@ -51,6 +51,32 @@ fn analyze_json_prints_the_mesh_facts() {
 }
 
 #[test]
+fn analyze_slices_checks_the_fit_and_applies_units_only_when_asked() {
+    let (code, stdout, stderr) =
+        run(&["analyze", &sample(), "--format", "json", "--layer-height", "0.2", "--build-volume", "250,210,220"]);
+    assert_eq!(code, 0, "{stderr}");
+    let a: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(a["slices"]["layers"], 100);
+    assert!((a["slices"]["max_area_mm2"].as_f64().unwrap() - 400.0).abs() < 1e-6, "{}", a["slices"]);
+    assert_eq!(a["fit"]["fits"], true);
+    assert_eq!((a["units"].as_str(), a["units_guess"].as_str()), (Some("file"), Some("mm")));
+    assert_eq!(a["plate_contact_area_mm2"], 400.0);
+
+    let (_, stdout, _) = run(&["analyze", &sample(), "--format", "json", "--units", "inch", "--build-volume", "250,210,220"]);
+    let inches: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(inches["units"], "mm");
+    assert!((inches["volume_mm3"].as_f64().unwrap() - 8000.0 * 25.4f64.powi(3)).abs() < 1.0, "{inches}");
+    assert_eq!(inches["fit"]["fits"], false, "a 508 mm cube does not fit");
+
+    let (code, _, stderr) = run(&["analyze", &sample(), "--layer-height", "0.0001", "--max-layers", "1000"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("layers"), "{stderr}");
+    let (code, _, stderr) = run(&["analyze", &sample(), "--units", "furlong"]);
+    assert_eq!(code, 2, "clap rejects a bad value: {stderr}");
+    assert!(stderr.contains("furlong"), "{stderr}");
+}
+
+#[test]
 fn bad_input_gets_a_message_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let cube = std::fs::read(sample()).unwrap();
