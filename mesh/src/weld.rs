@@ -8,7 +8,7 @@
 //! closes the hairline gaps some CAD exporters leave between patches.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::read::Triangle;
 
@@ -53,7 +53,10 @@ impl IndexedMesh {
 /// which stays in the CPU's L2 cache.
 const RECENT_BITS: u32 = 14;
 
-fn weld_by_key<K: std::hash::Hash + Eq + Copy + Default>(triangles: &[Triangle], key: impl Fn([f32; 3]) -> K) -> IndexedMesh {
+fn weld_by_key<K: std::hash::Hash + Eq + Copy + Default>(
+    triangles: &[Triangle],
+    key: impl Fn([f32; 3]) -> K,
+) -> IndexedMesh {
     let mut index: VertexMap<K> =
         HashMap::with_capacity_and_hasher(triangles.len() / 2 + 3, BuildHasherDefault::default());
     // Exporters write neighbouring triangles near each other, so most corners

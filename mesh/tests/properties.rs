@@ -1,7 +1,9 @@
 //! Property tests: invariants that must hold for every mesh, not just the
 //! ones we thought of, and a reader that never panics on any bytes.
 
-use mesh::{AnalysisOptions, Limits, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere, write_binary_stl};
+use mesh::{
+    AnalysisOptions, Limits, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere, write_binary_stl,
+};
 use proptest::prelude::*;
 
 fn translated(triangles: &[Triangle], d: [f32; 3]) -> Vec<Triangle> {

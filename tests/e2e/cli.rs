@@ -62,7 +62,8 @@ fn analyze_slices_checks_the_fit_and_applies_units_only_when_asked() {
     assert_eq!((a["units"].as_str(), a["units_guess"].as_str()), (Some("file"), Some("mm")));
     assert_eq!(a["plate_contact_area_mm2"], 400.0);
 
-    let (_, stdout, _) = run(&["analyze", &sample(), "--format", "json", "--units", "inch", "--build-volume", "250,210,220"]);
+    let (_, stdout, _) =
+        run(&["analyze", &sample(), "--format", "json", "--units", "inch", "--build-volume", "250,210,220"]);
     let inches: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(inches["units"], "mm");
     assert!((inches["volume_mm3"].as_f64().unwrap() - 8000.0 * 25.4f64.powi(3)).abs() < 1.0, "{inches}");
