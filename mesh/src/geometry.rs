@@ -10,7 +10,7 @@
 use nalgebra::Vector3;
 use rayon::prelude::*;
 
-use crate::read::Triangle;
+use crate::read::{Triangle, Triangles};
 
 /// Axis-aligned bounds, in the file's units.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,12 +123,12 @@ impl Sums {
 
 impl Geometry {
     /// Measures `triangles`; an empty slice gives zeros and an inverted box.
-    pub fn measure(triangles: &[Triangle]) -> Self {
+    pub fn measure<T: Triangles + ?Sized>(triangles: &T) -> Self {
         let origin = corner_mean(triangles);
-        let sums = triangles
-            .par_iter()
+        let sums = (0..triangles.count())
+            .into_par_iter()
             .with_min_len(4096)
-            .fold(Sums::zero, |sums, t| sums.add(t, &origin))
+            .fold(Sums::zero, |sums, i| sums.add(&triangles.triangle(i), &origin))
             .reduce(Sums::zero, Sums::merge);
         let signed_volume = sums.six_volume / 6.0;
         // A tetrahedron's centroid is (origin + a + b + c) / 4, weighted by its volume.
@@ -151,19 +151,22 @@ impl Geometry {
 }
 
 /// The mean of all triangle corners (each vertex counted once per use).
-pub(crate) fn corner_mean(triangles: &[Triangle]) -> Vector3<f64> {
-    if triangles.is_empty() {
+pub(crate) fn corner_mean<T: Triangles + ?Sized>(triangles: &T) -> Vector3<f64> {
+    let n = triangles.count();
+    if n == 0 {
         return Vector3::zeros();
     }
-    let sum = triangles
-        .par_iter()
+    let sum = (0..n)
+        .into_par_iter()
         .with_min_len(8192)
-        .map(|t| {
-            t.iter()
+        .map(|i| {
+            triangles
+                .triangle(i)
+                .iter()
                 .fold(Vector3::zeros(), |acc, v| acc + Vector3::new(f64::from(v[0]), f64::from(v[1]), f64::from(v[2])))
         })
         .reduce(Vector3::zeros, |a, b| a + b);
-    sum / (3.0 * triangles.len() as f64)
+    sum / (3.0 * n as f64)
 }
 
 #[cfg(test)]
@@ -197,7 +200,7 @@ mod tests {
     #[test]
     fn slivers_are_degenerate() {
         let sliver = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 1e-12, 0.0]];
-        let g = Geometry::measure(&[sliver, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]);
+        let g = Geometry::measure(&vec![sliver, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]);
         assert_eq!(g.degenerate_triangles, 1);
     }
 

@@ -30,7 +30,7 @@ pub use error::{ReadError, ReadErrorKind};
 pub use generate::{cuboid, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
 pub use printability::{Fit, Printability, Units, fit};
-pub use read::{ReadWarning, Soup, StlFormat, Triangle, read_stl};
+pub use read::{ReadWarning, Soup, StlFormat, Triangle, Triangles, read_stl};
 pub use shells::ShellSummary;
 pub use slice::{SliceError, Slices, slice};
 pub use topology::{FaceLabels, Topology};
@@ -161,23 +161,27 @@ fn analyze_triangles_checked(
             triangles.iter_mut().for_each(|t| *t = t.map(|v| v.map(|c| c * scale)));
         }
     }
-    let geometry = Geometry::measure(&triangles);
+    let triangle_count = triangles.len() as u64;
     let mesh = IndexedMesh::weld_with(&triangles, options.weld);
+    // From here on the indexed mesh stands in for the soup: a third of the
+    // memory, which is what the topology pass needs for itself.
+    drop(triangles);
+    let geometry = Geometry::measure(&mesh);
     let (topology, labels) = Topology::with_labels(&mesh);
-    let (shells, flipped) = shells::summarize(&triangles, &labels, topology.shells as usize);
+    let (shells, flipped) = shells::summarize(&mesh, &labels, topology.shells as usize);
     drop(labels);
-    let printability = printability::measure(&triangles, &flipped, &geometry.bounding_box, options.overhang_angle_deg);
+    let printability = printability::measure(&mesh, &flipped, &geometry.bounding_box, options.overhang_angle_deg);
     let fit = options.build_volume.map(|volume| fit(&mesh.vertices, &geometry.bounding_box, volume));
     let slices = options
         .layer_height
         .map(|h| {
             let z = (geometry.bounding_box.min[2], geometry.bounding_box.max[2]);
-            slice(&triangles, Some(&flipped), z, h, options.limits.max_layers)
+            slice(&mesh, Some(&flipped), z, h, options.limits.max_layers)
         })
         .transpose()?;
     Ok(MeshReport {
         format,
-        triangles: triangles.len() as u64,
+        triangles: triangle_count,
         vertices: mesh.vertices.len() as u64,
         weld: options.weld,
         volume: shells.corrected_volume.abs(),

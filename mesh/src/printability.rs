@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::geometry::BoundingBox;
-use crate::read::Triangle;
+use crate::read::Triangles;
 
 /// Downward-facing facts, for supports and bed adhesion.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,7 +29,12 @@ struct Sums {
 }
 
 /// Measures overhangs for the part as it sits: the build plate is its lowest z.
-pub(crate) fn measure(triangles: &[Triangle], flipped: &[bool], bbox: &BoundingBox, angle_deg: f64) -> Printability {
+pub(crate) fn measure<T: Triangles + ?Sized>(
+    triangles: &T,
+    flipped: &[bool],
+    bbox: &BoundingBox,
+    angle_deg: f64,
+) -> Printability {
     let z_min = bbox.min[2];
     // A face lies on the plate when all its corners are within a hair of the
     // lowest z; the hair scales with the part so any unit works.
@@ -38,12 +43,12 @@ pub(crate) fn measure(triangles: &[Triangle], flipped: &[bool], bbox: &BoundingB
     // A face overhangs when its outward normal points down more steeply than
     // the angle allows: n.z < -cos(angle).
     let threshold = -angle_deg.to_radians().cos();
-    let sums = triangles
+    let sums = flipped
         .par_iter()
-        .zip(flipped)
+        .enumerate()
         .with_min_len(4096)
-        .fold(Sums::default, |mut sums, (t, &flip)| {
-            let [a, b, c] = t.map(|v| v.map(f64::from));
+        .fold(Sums::default, |mut sums, (index, &flip)| {
+            let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
             let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
             let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
             let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
@@ -237,7 +242,7 @@ fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
 mod tests {
     use super::*;
     use crate::geometry::Geometry;
-    use crate::{IndexedMesh, cuboid};
+    use crate::{IndexedMesh, Triangle, cuboid};
 
     fn t_shape() -> Vec<Triangle> {
         // A 10x10x10 stem with a 30x10x5 bar on top: the bar's underside

@@ -17,6 +17,33 @@ use crate::{Limits, ReadError, ReadErrorKind};
 /// outside, when the file is well formed).
 pub type Triangle = [[f32; 3]; 3];
 
+/// Anything that can hand out triangles by index: a soup as read, or an
+/// indexed mesh (which lets the soup be freed once it is welded).
+pub trait Triangles: Sync {
+    fn count(&self) -> usize;
+    fn triangle(&self, index: usize) -> Triangle;
+}
+
+impl Triangles for [Triangle] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn triangle(&self, index: usize) -> Triangle {
+        self[index]
+    }
+}
+
+impl Triangles for Vec<Triangle> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn triangle(&self, index: usize) -> Triangle {
+        self[index]
+    }
+}
+
 const HEADER_BYTES: usize = 80;
 const BINARY_PREFIX_BYTES: usize = HEADER_BYTES + 4;
 const BINARY_FACET_BYTES: usize = 50;

@@ -7,7 +7,7 @@
 //! second is an error; we count it and take its volume as positive.
 
 use crate::geometry::{BoundingBox, corner_mean};
-use crate::read::Triangle;
+use crate::read::Triangles;
 use crate::topology::FaceLabels;
 
 /// Share of the surface below which a far-away shell counts as stray.
@@ -52,12 +52,17 @@ impl ShellAcc {
 
 /// Summarizes the shells, and says per face whether its winding must be read
 /// reversed (its shell is inverted, or the face disagreed with its shell).
-pub(crate) fn summarize(triangles: &[Triangle], labels: &FaceLabels, shells: usize) -> (ShellSummary, Vec<bool>) {
+pub(crate) fn summarize<T: Triangles + ?Sized>(
+    triangles: &T,
+    labels: &FaceLabels,
+    shells: usize,
+) -> (ShellSummary, Vec<bool>) {
     let origin = corner_mean(triangles);
     let mut acc = vec![ShellAcc::new(); shells];
-    for (((t, &shell), &open), &reoriented) in
-        triangles.iter().zip(&labels.shell).zip(&labels.open).zip(&labels.reoriented)
+    for (index, ((&shell, &open), &reoriented)) in
+        labels.shell.iter().zip(&labels.open).zip(&labels.reoriented).enumerate()
     {
+        let t = triangles.triangle(index);
         let s = &mut acc[shell as usize];
         let [a, mut b, mut c] = t.map(|v| [0, 1, 2].map(|i| f64::from(v[i]) - origin[i]));
         if reoriented {

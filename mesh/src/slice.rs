@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use crate::read::Triangle;
+use crate::read::Triangles;
 
 /// Cross-sections at evenly spaced heights.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +34,8 @@ pub enum SliceError {
 
 /// Slices `triangles` between `z_min` and `z_max` at `layer_height`.
 /// `flipped[i]` reverses face `i` (its shell is wound inside out).
-pub fn slice(
-    triangles: &[Triangle],
+pub fn slice<T: Triangles + ?Sized>(
+    triangles: &T,
     flipped: Option<&[bool]>,
     (z_min, z_max): (f64, f64),
     layer_height: f64,
@@ -52,13 +52,12 @@ pub fn slice(
     let layers = layers_f as usize;
     let plane = |i: usize| z_min + (i as f64 + 0.5) * layer_height;
     let zero = || (vec![0.0f64; layers], vec![0.0f64; layers]);
-    let (twice_area, perimeter) = triangles
-        .par_iter()
-        .enumerate()
+    let (twice_area, perimeter) = (0..triangles.count())
+        .into_par_iter()
         .with_min_len(2048)
-        .fold(zero, |(mut twice_area, mut perimeter), (index, t)| {
+        .fold(zero, |(mut twice_area, mut perimeter), index| {
             let flip = flipped.is_some_and(|f| f[index]);
-            let [a, b, c] = t.map(|v| v.map(f64::from));
+            let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
             let lo = a[2].min(b[2]).min(c[2]);
             let hi = a[2].max(b[2]).max(c[2]);
             // Layers whose plane lies in [lo, hi).
@@ -121,7 +120,7 @@ fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{cuboid, uv_sphere};
+    use crate::{Triangle, cuboid, uv_sphere};
 
     #[test]
     fn a_box_slices_into_equal_rectangles() {

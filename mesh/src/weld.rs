@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::read::Triangle;
+use crate::read::{Triangle, Triangles};
 
 /// How corners become shared vertices.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -88,6 +88,16 @@ fn weld_by_key<K: std::hash::Hash + Eq + Copy + Default>(
         })
         .collect();
     IndexedMesh { vertices, faces }
+}
+
+impl Triangles for IndexedMesh {
+    fn count(&self) -> usize {
+        self.faces.len()
+    }
+
+    fn triangle(&self, index: usize) -> Triangle {
+        self.faces[index].map(|v| self.vertices[v as usize])
+    }
 }
 
 /// A multiply-rotate hasher for vertex keys. The default SipHash is built to
