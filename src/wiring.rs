@@ -59,12 +59,22 @@ fn read_model(path: &std::path::Path, limits: &mesh::Limits) -> anyhow::Result<V
     std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
 }
 
+/// Reads and analyses a file, freeing its bytes once decoded so a large
+/// model's file and the analysis's working memory are not alive together.
+fn analyze_file(path: &std::path::Path, options: &mesh::AnalysisOptions) -> anyhow::Result<mesh::MeshReport> {
+    let cannot = || format!("cannot analyse `{}`", path.display());
+    let bytes = read_model(path, &options.limits)?;
+    let soup = mesh::read_stl(&bytes, &options.limits).with_context(cannot)?;
+    drop(bytes);
+    mesh::analyze_soup(soup, options).with_context(cannot)
+}
+
 fn quote(args: QuoteArgs) -> anyhow::Result<()> {
     init_tracing(LogFormat::Auto, "warn");
     let options = analysis_options(&args.mesh)?;
-    let bytes = read_model(&args.file, &options.limits)?;
+    let report = analyze_file(&args.file, &options)?;
     let request = QuoteRequest { material: args.material, quantity: args.quantity };
-    let doc = scheduler::worker::price_model(&bytes, &request, &PriceBook::default(), &options)
+    let doc = scheduler::worker::price_report(&report, &request, &PriceBook::default())
         .map_err(|failure| anyhow::anyhow!(failure.message))
         .with_context(|| format!("cannot price `{}`", args.file.display()))?;
     output::quote(&doc, args.format)

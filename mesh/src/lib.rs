@@ -45,6 +45,8 @@ pub struct Limits {
     /// Files larger than this are refused before parsing.
     pub max_bytes: u64,
     /// Meshes with more triangles than this are refused before allocation.
+    /// Values above 2^31 - 1 act as 2^31 - 1, the most the topology pass can
+    /// index.
     pub max_triangles: u64,
     /// Slicing into more layers than this is refused.
     pub max_layers: u64,
@@ -132,7 +134,13 @@ impl MeshReport {
 
 /// Reads `bytes` as STL and measures it.
 pub fn analyze(bytes: &[u8], options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
-    let soup = read_stl(bytes, &options.limits)?;
+    analyze_soup(read_stl(bytes, &options.limits)?, options)
+}
+
+/// Measures a soup already read. Callers that hold a large file can read it
+/// with [`read_stl`], free the bytes, and then call this, so the file and the
+/// analysis's working memory are never alive together.
+pub fn analyze_soup(soup: Soup, options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
     if soup.triangles.is_empty() {
         return Err(ReadError::new(ReadErrorKind::Empty).into());
     }

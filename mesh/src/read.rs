@@ -45,6 +45,8 @@ impl Triangles for Vec<Triangle> {
 }
 
 const HEADER_BYTES: usize = 80;
+/// Face ids travel in 31 bits (with a direction bit) through the topology pass.
+const MAX_INDEXABLE_TRIANGLES: u64 = (1 << 31) - 1;
 const BINARY_PREFIX_BYTES: usize = HEADER_BYTES + 4;
 const BINARY_FACET_BYTES: usize = 50;
 /// Below this many triangles the rayon fork/join costs more than it saves.
@@ -99,6 +101,7 @@ pub struct Soup {
 
 /// Decodes an STL file held in memory.
 pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
+    let limits = &Limits { max_triangles: limits.max_triangles.min(MAX_INDEXABLE_TRIANGLES), ..*limits };
     let len = bytes.len() as u64;
     if len == 0 {
         return Err(ReadError::new(ReadErrorKind::Empty));

@@ -2,10 +2,11 @@
 //! consistency, duplicate faces, and shells (groups of faces joined through
 //! shared edges).
 //!
-//! Edges are found by sorting, not hashing: every face contributes three
-//! directed edges keyed by their two vertex ids, a parallel sort brings the
-//! uses of one edge together, and one pass over the runs classifies them. The
-//! result does not depend on face order, unlike hash-table edge matching.
+//! Edges are found by bucketing, not hashing: every face's three directed
+//! edges are filed under their lower vertex (a counting pass and a parallel
+//! scatter), each vertex's few entries are sorted, and one pass over the runs
+//! classifies them. The result does not depend on face order, unlike
+//! hash-table edge matching.
 //!
 //! Shells follow trimesh's rule: two faces are joined when they share an edge
 //! that exactly two faces use. A non-manifold edge (three or more faces) joins
@@ -53,7 +54,7 @@ impl Topology {
     }
 
     pub fn with_labels(mesh: &IndexedMesh) -> (Self, FaceLabels) {
-        let edges = sorted_edges(mesh);
+        let edges = EdgeUses::of(mesh);
 
         let faces = mesh.faces.len();
         let mut shells = UnionFind::new(faces);
@@ -61,24 +62,22 @@ impl Topology {
         let mut boundary_edges = 0;
         let mut nonmanifold_edges = 0;
         let mut winding_consistent = true;
-        for run in edges.chunk_by(|x, y| x.0 == y.0) {
-            match run {
-                [(_, only)] => {
-                    boundary_edges += 1;
-                    open[(only >> 1) as usize] = true;
-                }
-                [(_, first), (_, second)] => {
-                    winding_consistent &= (first & 1) != (second & 1);
-                    shells.union(first >> 1, second >> 1);
-                }
-                _ => {
-                    nonmanifold_edges += 1;
-                    for (_, face) in run {
-                        open[(face >> 1) as usize] = true;
-                    }
+        edges.for_each_edge(|run| match run {
+            [only] => {
+                boundary_edges += 1;
+                open[((only & USE_MASK) >> 1) as usize] = true;
+            }
+            [first, second] => {
+                winding_consistent &= (first & 1) != (second & 1);
+                shells.union(((first & USE_MASK) >> 1) as u32, ((second & USE_MASK) >> 1) as u32);
+            }
+            _ => {
+                nonmanifold_edges += 1;
+                for face in run {
+                    open[((face & USE_MASK) >> 1) as usize] = true;
                 }
             }
-        }
+        });
         drop(edges);
         let reoriented = if winding_consistent { vec![false; faces] } else { reorient(mesh) };
         let reoriented_faces = reoriented.iter().filter(|&&r| r).count() as u64;
@@ -96,26 +95,84 @@ impl Topology {
     }
 }
 
-/// Every face's three directed edges, sorted so the uses of one edge are
-/// adjacent: (undirected edge key, face id << 1 | direction bit).
-fn sorted_edges(mesh: &IndexedMesh) -> Vec<(u64, u32)> {
-    let mut edges: Vec<(u64, u32)> = mesh
-        .faces
-        .par_iter()
-        .enumerate()
-        .with_min_len(4096)
-        .flat_map_iter(|(face, &[a, b, c])| {
-            [(a, b), (b, c), (c, a)].into_iter().filter(|(from, to)| from != to).map(move |(from, to)| {
-                // The key names the undirected edge; the low bit of the
-                // payload remembers which way this face walks it.
-                let key = (u64::from(from.min(to)) << 32) | u64::from(from.max(to));
-                (key, ((face as u32) << 1) | u32::from(from < to))
-            })
-        })
-        .collect();
-    edges.par_sort_unstable();
-    edges
+/// Every use of every edge, grouped by edge: for each vertex `lo`, the uses
+/// of edges `(lo, hi)` with `hi > lo`, sorted by `hi`. An entry is
+/// `hi << 32 | face << 1 | direction`, 8 bytes per use: half of what a global
+/// sort of (edge, use) pairs needs, and each vertex's few entries are sorted
+/// in cache.
+struct EdgeUses {
+    start: Vec<u32>,
+    entries: Vec<u64>,
 }
+
+impl EdgeUses {
+    fn of(mesh: &IndexedMesh) -> Self {
+        use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+        let vertices = mesh.vertices.len();
+        let directed = |&[a, b, c]: &[u32; 3]| [(a, b), (b, c), (c, a)].into_iter().filter(|(x, y)| x != y);
+        let counts: Vec<AtomicU32> = (0..vertices).map(|_| AtomicU32::new(0)).collect();
+        mesh.faces.par_iter().with_min_len(4096).for_each(|face| {
+            for (from, to) in directed(face) {
+                counts[from.min(to) as usize].fetch_add(1, Relaxed);
+            }
+        });
+        let mut start = Vec::with_capacity(vertices + 1);
+        let mut total = 0u32;
+        start.push(0);
+        for count in counts {
+            total += count.into_inner();
+            start.push(total);
+        }
+        let cursor: Vec<AtomicU32> = start[..vertices].iter().map(|&s| AtomicU32::new(s)).collect();
+        let slots: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+        mesh.faces.par_iter().enumerate().with_min_len(4096).for_each(|(index, face)| {
+            for (from, to) in directed(face) {
+                let (lo, hi) = (from.min(to), from.max(to));
+                let at = cursor[lo as usize].fetch_add(1, Relaxed) as usize;
+                let payload = ((index as u64) << 1) | u64::from(from < to);
+                slots[at].store((u64::from(hi) << 32) | payload, Relaxed);
+            }
+        });
+        let mut entries: Vec<u64> = slots.into_iter().map(AtomicU64::into_inner).collect();
+        // Sort each vertex's entries; blocks of whole vertices go to threads.
+        let mut blocks = Vec::new();
+        let mut rest = entries.as_mut_slice();
+        let mut offset = 0usize;
+        let per_block = (total as usize / (rayon::current_num_threads() * 8)).max(4096);
+        let mut v = 0;
+        while v < vertices {
+            let first = v;
+            while v < vertices && (start[v + 1] as usize - offset) < per_block {
+                v += 1;
+            }
+            v = (v + 1).min(vertices).max(first + 1);
+            let end = start[v] as usize;
+            let (block, tail) = rest.split_at_mut(end - offset);
+            blocks.push((first, v, block));
+            rest = tail;
+            offset = end;
+        }
+        blocks.into_par_iter().for_each(|(first, last, block)| {
+            let base = start[first] as usize;
+            for v in first..last {
+                block[start[v] as usize - base..start[v + 1] as usize - base].sort_unstable();
+            }
+        });
+        Self { start, entries }
+    }
+
+    /// Each edge's uses, as `face << 1 | direction` values, one slice per edge.
+    fn for_each_edge(&self, mut visit: impl FnMut(&[u64])) {
+        for v in 0..self.start.len() - 1 {
+            let bucket = &self.entries[self.start[v] as usize..self.start[v + 1] as usize];
+            for run in bucket.chunk_by(|x, y| x >> 32 == y >> 32) {
+                visit(run);
+            }
+        }
+    }
+}
+
+const USE_MASK: u64 = 0xFFFF_FFFF;
 
 /// Chooses, per face, whether to read its winding reversed, so that faces
 /// sharing a manifold edge walk it in opposite directions. A breadth-first
@@ -127,13 +184,14 @@ fn reorient(mesh: &IndexedMesh) -> Vec<bool> {
     // Adjacency in compressed rows: neighbour face and "walks the shared edge
     // the same way" (they disagree).
     let mut pairs: Vec<(u32, u32, bool)> = Vec::new();
-    for run in sorted_edges(mesh).chunk_by(|x, y| x.0 == y.0) {
-        if let [(_, first), (_, second)] = run {
+    EdgeUses::of(mesh).for_each_edge(|run| {
+        if let [first, second] = run {
             let disagree = (first & 1) == (second & 1);
-            pairs.push((first >> 1, second >> 1, disagree));
-            pairs.push((second >> 1, first >> 1, disagree));
+            let (a, b) = (((first & USE_MASK) >> 1) as u32, ((second & USE_MASK) >> 1) as u32);
+            pairs.push((a, b, disagree));
+            pairs.push((b, a, disagree));
         }
-    }
+    });
     pairs.sort_unstable_by_key(|p| p.0);
     let mut start = vec![0usize; faces + 1];
     for p in &pairs {

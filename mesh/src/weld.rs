@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use rayon::prelude::*;
+
 use crate::read::{Triangle, Triangles};
 
 /// How corners become shared vertices.
@@ -53,41 +55,78 @@ impl IndexedMesh {
 /// which stays in the CPU's L2 cache.
 const RECENT_BITS: u32 = 14;
 
-fn weld_by_key<K: std::hash::Hash + Eq + Copy + Default>(
-    triangles: &[Triangle],
-    key: impl Fn([f32; 3]) -> K,
-) -> IndexedMesh {
-    let mut index: VertexMap<K> =
-        HashMap::with_capacity_and_hasher(triangles.len() / 2 + 3, BuildHasherDefault::default());
-    // Exporters write neighbouring triangles near each other, so most corners
-    // repeat a vertex seen a few hundred triangles ago. A small direct-mapped
-    // cache answers those without touching the large table, whose lookups
-    // are cache misses and dominate the weld.
-    let mut recent: Vec<(K, u32)> = vec![(K::default(), u32::MAX); 1 << RECENT_BITS];
-    let mut vertices = Vec::with_capacity(triangles.len() / 2 + 3);
-    let faces = triangles
-        .iter()
-        .map(|triangle| {
-            triangle.map(|corner| {
+fn vertex_hash<K: std::hash::Hash>(key: &K) -> u64 {
+    let mut hasher = VertexHasher::default();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Welds in parallel: corners are split among the threads by hash, so each
+/// thread owns a disjoint set of vertices and a table of its own. Every thread
+/// reads all corners (a cheap sequential scan) and handles only its share.
+fn weld_by_key<K>(triangles: &[Triangle], key: impl Fn([f32; 3]) -> K + Sync) -> IndexedMesh
+where
+    K: std::hash::Hash + Eq + Copy + Default + Send,
+{
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let partitions = rayon::current_num_threads().clamp(1, 8);
+    let part_of = |hash: u64| ((hash >> 20) % partitions as u64) as usize;
+    let corner_ids: Vec<AtomicU32> = (0..triangles.len() * 3).map(|_| AtomicU32::new(0)).collect();
+    let parts: Vec<Vec<[f32; 3]>> = (0..partitions)
+        .into_par_iter()
+        .map(|part| {
+            let expected = triangles.len() / 2 / partitions + 3;
+            let mut index: VertexMap<K> = HashMap::with_capacity_and_hasher(expected, BuildHasherDefault::default());
+            // Exporters write neighbouring triangles near each other, so most
+            // corners repeat a vertex seen a few hundred triangles ago. A small
+            // direct-mapped cache answers those without touching the large
+            // table, whose lookups are cache misses and dominate the weld.
+            let mut recent: Vec<(K, u32)> = vec![(K::default(), u32::MAX); 1 << RECENT_BITS];
+            let mut vertices = Vec::with_capacity(expected);
+            for (corner_index, corner) in triangles.iter().flatten().enumerate() {
                 let corner = corner.map(|c| c + 0.0);
                 let k = key(corner);
-                let mut hasher = VertexHasher::default();
-                k.hash(&mut hasher);
-                let slot = (hasher.finish() >> (64 - RECENT_BITS)) as usize;
-                let (cached, id) = recent[slot];
-                if id != u32::MAX && cached == k {
-                    return id;
+                let hash = vertex_hash(&k);
+                if part_of(hash) != part {
+                    continue;
                 }
-                let id = *index.entry(k).or_insert_with(|| {
-                    vertices.push(corner);
-                    (vertices.len() - 1) as u32
-                });
-                recent[slot] = (k, id);
-                id
+                let slot = (hash >> (64 - RECENT_BITS)) as usize;
+                let (cached, cached_id) = recent[slot];
+                let id = if cached_id != u32::MAX && cached == k {
+                    cached_id
+                } else {
+                    let id = *index.entry(k).or_insert_with(|| {
+                        vertices.push(corner);
+                        (vertices.len() - 1) as u32
+                    });
+                    recent[slot] = (k, id);
+                    id
+                };
+                corner_ids[corner_index].store(id, Relaxed);
+            }
+            vertices
+        })
+        .collect();
+    // Local ids become global ones: each partition's vertices follow the
+    // previous partitions'.
+    let mut offsets = Vec::with_capacity(partitions);
+    let mut total = 0u32;
+    for part in &parts {
+        offsets.push(total);
+        total += part.len() as u32;
+    }
+    let faces = triangles
+        .par_iter()
+        .enumerate()
+        .with_min_len(4096)
+        .map(|(t, triangle)| {
+            std::array::from_fn(|c| {
+                let hash = vertex_hash(&key(triangle[c].map(|x| x + 0.0)));
+                corner_ids[3 * t + c].load(Relaxed) + offsets[part_of(hash)]
             })
         })
         .collect();
-    IndexedMesh { vertices, faces }
+    IndexedMesh { vertices: parts.concat(), faces }
 }
 
 impl Triangles for IndexedMesh {

@@ -238,8 +238,17 @@ pub fn price_model(
     options: &mesh::AnalysisOptions,
 ) -> Result<QuoteDoc, JobFailure> {
     let report = mesh::analyze(bytes, options).map_err(|e| JobFailure::new("invalid_model", e.to_string()))?;
-    let quote = calculator::quote(&report, request, book).map_err(|e| JobFailure::new("pricing", e.to_string()))?;
-    Ok(QuoteDoc::new(&report, &quote))
+    price_report(&report, request, book)
+}
+
+/// Prices a model already analysed.
+pub fn price_report(
+    report: &mesh::MeshReport,
+    request: &QuoteRequest,
+    book: &PriceBook,
+) -> Result<QuoteDoc, JobFailure> {
+    let quote = calculator::quote(report, request, book).map_err(|e| JobFailure::new("pricing", e.to_string()))?;
+    Ok(QuoteDoc::new(report, &quote))
 }
 
 fn settle(result: Result<(), BrokerError>) {
