@@ -59,14 +59,19 @@ fn read_model(path: &std::path::Path, limits: &mesh::Limits) -> anyhow::Result<V
     std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
 }
 
-/// Reads and analyses a file, freeing its bytes once decoded so a large
-/// model's file and the analysis's working memory are not alive together.
+/// Analyses a file as it is read: a binary model is decoded and welded a
+/// chunk at a time, so the file is never held in memory whole.
 fn analyze_file(path: &std::path::Path, options: &mesh::AnalysisOptions) -> anyhow::Result<mesh::MeshReport> {
-    let cannot = || format!("cannot analyse `{}`", path.display());
-    let bytes = read_model(path, &options.limits)?;
-    let soup = mesh::read_stl(&bytes, &options.limits).with_context(cannot)?;
-    drop(bytes);
-    mesh::analyze_soup(soup, options).with_context(cannot)
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let len = file.metadata().with_context(|| format!("cannot read `{}`", path.display()))?.len();
+    if len > options.limits.max_bytes {
+        bail!(
+            "`{}` is {len} bytes, over the limit of {} bytes (--max-model-bytes)",
+            path.display(),
+            options.limits.max_bytes
+        );
+    }
+    mesh::analyze_reader(file, len, options).with_context(|| format!("cannot analyse `{}`", path.display()))
 }
 
 fn quote(args: QuoteArgs) -> anyhow::Result<()> {

@@ -40,6 +40,8 @@ pub enum ReadErrorKind {
     Unterminated { line: u64, inside: &'static str },
     /// A coordinate that is NaN or infinite.
     NonFiniteCoordinate { triangle: u64 },
+    /// The reader the bytes came from failed.
+    Io { message: String },
 }
 
 impl fmt::Display for ReadError {
@@ -67,6 +69,7 @@ impl fmt::Display for ReadError {
             ReadErrorKind::NonFiniteCoordinate { triangle } => {
                 write!(f, "triangle {triangle} has a NaN or infinite coordinate")
             }
+            ReadErrorKind::Io { message } => write!(f, "cannot read the model: {message}"),
         }
     }
 }

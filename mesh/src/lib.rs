@@ -30,11 +30,11 @@ pub use error::{ReadError, ReadErrorKind};
 pub use generate::{cuboid, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
 pub use printability::{Fit, Printability, Units, fit};
-pub use read::{ReadWarning, Soup, StlFormat, Triangle, Triangles, read_stl};
+pub use read::{ReadWarning, Soup, StlFormat, StlInfo, Triangle, Triangles, read_stl, read_stl_chunked};
 pub use shells::ShellSummary;
 pub use slice::{SliceError, Slices, slice};
 pub use topology::{FaceLabels, Topology};
-pub use weld::{IndexedMesh, Weld};
+pub use weld::{IndexedMesh, Weld, Welder};
 
 /// Limits that keep a hostile or absurd file from exhausting the machine.
 ///
@@ -134,46 +134,64 @@ impl MeshReport {
 
 /// Reads `bytes` as STL and measures it.
 pub fn analyze(bytes: &[u8], options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
-    analyze_soup(read_stl(bytes, &options.limits)?, options)
+    analyze_reader(bytes, bytes.len() as u64, options)
 }
 
-/// Measures a soup already read. Callers that hold a large file can read it
-/// with [`read_stl`], free the bytes, and then call this, so the file and the
-/// analysis's working memory are never alive together.
+/// Reads `len` bytes of STL from `reader` and measures them. A binary file is
+/// decoded and welded a chunk at a time and never held whole, so a large
+/// model costs its vertices and faces, not its file size plus a soup.
+pub fn analyze_reader<R: std::io::Read>(
+    reader: R,
+    len: u64,
+    options: &AnalysisOptions,
+) -> Result<MeshReport, AnalyzeError> {
+    let mut welder = Welder::new(options.weld);
+    let scale = options.units.map_or(1.0, |u| u.to_mm() as f32);
+    let mut scaled: Vec<Triangle> = Vec::new();
+    let info = read_stl_chunked(reader, len, &options.limits, |chunk| {
+        if scale == 1.0 {
+            welder.push(chunk);
+        } else {
+            scaled.clear();
+            scaled.extend(chunk.iter().map(|t| t.map(|v| v.map(|c| c * scale))));
+            welder.push(&scaled);
+        }
+    })?;
+    if info.triangles == 0 {
+        return Err(ReadError::new(ReadErrorKind::Empty).into());
+    }
+    analyze_mesh(welder.finish(), info, options)
+}
+
+/// Measures a soup already read.
 pub fn analyze_soup(soup: Soup, options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
     if soup.triangles.is_empty() {
         return Err(ReadError::new(ReadErrorKind::Empty).into());
     }
-    let mut report = analyze_triangles_checked(soup.triangles, soup.format, options)?;
-    report.warnings = soup.warnings;
-    Ok(report)
+    let mut triangles = soup.triangles;
+    if let Some(units) = options.units {
+        let scale = units.to_mm() as f32;
+        triangles.iter_mut().for_each(|t| *t = t.map(|v| v.map(|c| c * scale)));
+    }
+    let mesh = IndexedMesh::weld_with(&triangles, options.weld);
+    let info = StlInfo { format: soup.format, triangles: triangles.len() as u64, warnings: soup.warnings };
+    drop(triangles);
+    analyze_mesh(mesh, info, options)
 }
 
 /// Measures triangles already in memory (generated shapes, tests).
 ///
 /// # Panics
-/// When slicing was asked for with a bad layer height; [`analyze`] reports
-/// that as an error instead.
+/// When slicing was asked for with a bad layer height, or there are no
+/// triangles; [`analyze`] reports those as errors instead.
 pub fn analyze_triangles(triangles: Vec<Triangle>, options: &AnalysisOptions) -> MeshReport {
-    analyze_triangles_checked(triangles, StlFormat::Binary, options).expect("valid slicing options")
+    analyze_soup(Soup { format: StlFormat::Binary, triangles, warnings: Vec::new() }, options)
+        .expect("valid triangles and slicing options")
 }
 
-fn analyze_triangles_checked(
-    mut triangles: Vec<Triangle>,
-    format: StlFormat,
-    options: &AnalysisOptions,
-) -> Result<MeshReport, AnalyzeError> {
-    if let Some(units) = options.units {
-        let scale = units.to_mm() as f32;
-        if scale != 1.0 {
-            triangles.iter_mut().for_each(|t| *t = t.map(|v| v.map(|c| c * scale)));
-        }
-    }
-    let triangle_count = triangles.len() as u64;
-    let mesh = IndexedMesh::weld_with(&triangles, options.weld);
-    // From here on the indexed mesh stands in for the soup: a third of the
-    // memory, which is what the topology pass needs for itself.
-    drop(triangles);
+/// Everything after welding: geometry, topology, shells, printability, fit
+/// and slices, all from the indexed mesh.
+fn analyze_mesh(mesh: IndexedMesh, info: StlInfo, options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
     let geometry = Geometry::measure(&mesh);
     let (topology, labels) = Topology::with_labels(&mesh);
     let (shells, flipped) = shells::summarize(&mesh, &labels, topology.shells as usize);
@@ -188,8 +206,8 @@ fn analyze_triangles_checked(
         })
         .transpose()?;
     Ok(MeshReport {
-        format,
-        triangles: triangle_count,
+        format: info.format,
+        triangles: info.triangles,
         vertices: mesh.vertices.len() as u64,
         weld: options.weld,
         volume: shells.corrected_volume.abs(),
@@ -202,6 +220,6 @@ fn analyze_triangles_checked(
         printability,
         fit,
         slices,
-        warnings: Vec::new(),
+        warnings: info.warnings,
     })
 }

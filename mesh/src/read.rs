@@ -9,6 +9,8 @@
 //! normals or normals that contradict the vertex winding, so every quantity we
 //! derive comes from the vertices and their order.
 
+use std::io::Read;
+
 use rayon::prelude::*;
 
 use crate::{Limits, ReadError, ReadErrorKind};
@@ -45,8 +47,11 @@ impl Triangles for Vec<Triangle> {
 }
 
 const HEADER_BYTES: usize = 80;
-/// Face ids travel in 31 bits (with a direction bit) through the topology pass.
-const MAX_INDEXABLE_TRIANGLES: u64 = (1 << 31) - 1;
+/// The most triangles the later passes can index: the weld gives vertex ids
+/// 29 bits (three corners per triangle), the topology pass face ids 31.
+pub(crate) const MAX_INDEXABLE_TRIANGLES: u64 = (1 << 29) / 3;
+/// Facets decoded per chunk when streaming: 3.2 MB of file at a time.
+const CHUNK_FACETS: usize = 64 * 1024;
 const BINARY_PREFIX_BYTES: usize = HEADER_BYTES + 4;
 const BINARY_FACET_BYTES: usize = 50;
 /// Below this many triangles the rayon fork/join costs more than it saves.
@@ -99,22 +104,45 @@ pub struct Soup {
     pub warnings: Vec<ReadWarning>,
 }
 
+/// What a streamed read found, besides the triangles it handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StlInfo {
+    pub format: StlFormat,
+    pub triangles: u64,
+    pub warnings: Vec<ReadWarning>,
+}
+
 /// Decodes an STL file held in memory.
 pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
+    let mut triangles = Vec::new();
+    let info = read_stl_chunked(bytes, bytes.len() as u64, limits, |chunk| triangles.extend_from_slice(chunk))?;
+    Ok(Soup { format: info.format, triangles, warnings: info.warnings })
+}
+
+/// Decodes `len` bytes of STL from `reader`, handing the triangles to
+/// `visit` a chunk at a time, so a binary file is never held whole: only one
+/// chunk of it (3.2 MB) is in memory at once. ASCII files are read whole.
+pub fn read_stl_chunked<R: Read>(
+    mut reader: R,
+    len: u64,
+    limits: &Limits,
+    mut visit: impl FnMut(&[Triangle]),
+) -> Result<StlInfo, ReadError> {
     let limits = &Limits { max_triangles: limits.max_triangles.min(MAX_INDEXABLE_TRIANGLES), ..*limits };
-    let len = bytes.len() as u64;
     if len == 0 {
         return Err(ReadError::new(ReadErrorKind::Empty));
     }
     if len > limits.max_bytes {
         return Err(ReadError::new(ReadErrorKind::TooLarge { bytes: len, limit: limits.max_bytes }));
     }
-    let starts_like_ascii = starts_with_solid(bytes);
-    if bytes.len() >= BINARY_PREFIX_BYTES {
-        let declared = declared_triangles(bytes);
+    let mut prefix = vec![0u8; len.min(1024) as usize];
+    read_exact(&mut reader, &mut prefix, len)?;
+    let starts_like_ascii = starts_with_solid(&prefix);
+    if prefix.len() >= BINARY_PREFIX_BYTES {
+        let declared = declared_triangles(&prefix);
         let expected = BINARY_PREFIX_BYTES as u64 + BINARY_FACET_BYTES as u64 * declared;
-        if expected == len || !(starts_like_ascii && looks_like_text(bytes)) {
-            return read_binary(bytes, declared, expected, limits);
+        if expected == len || !(starts_like_ascii && looks_like_text(&prefix)) {
+            return read_binary(reader, &prefix, len, declared, expected, limits, visit);
         }
     } else if !starts_like_ascii {
         return Err(ReadError::new(ReadErrorKind::NotStl {
@@ -124,7 +152,25 @@ pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
             ),
         }));
     }
-    read_ascii(bytes, limits)
+    let mut text = prefix;
+    text.resize(len as usize, 0);
+    let already = len.min(1024) as usize;
+    read_exact(&mut reader, &mut text[already..], len)?;
+    let soup = read_ascii(&text, limits)?;
+    drop(text);
+    visit(&soup.triangles);
+    Ok(StlInfo { format: StlFormat::Ascii, triangles: soup.triangles.len() as u64, warnings: soup.warnings })
+}
+
+/// Fills `buffer`; a reader that ends early means the file is shorter than
+/// its size said, which reads as truncation.
+fn read_exact<R: Read>(reader: &mut R, buffer: &mut [u8], len: u64) -> Result<(), ReadError> {
+    reader.read_exact(buffer).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            ReadError::new(ReadErrorKind::NotStl { reason: format!("the input ended before its {len} bytes") })
+        }
+        _ => ReadError::new(ReadErrorKind::Io { message: e.to_string() }),
+    })
 }
 
 fn declared_triangles(bytes: &[u8]) -> u64 {
@@ -144,8 +190,15 @@ fn looks_like_text(bytes: &[u8]) -> bool {
     prefix.iter().all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b))
 }
 
-fn read_binary(bytes: &[u8], declared: u64, expected: u64, limits: &Limits) -> Result<Soup, ReadError> {
-    let len = bytes.len() as u64;
+fn read_binary<R: Read>(
+    mut reader: R,
+    prefix: &[u8],
+    len: u64,
+    declared: u64,
+    expected: u64,
+    limits: &Limits,
+    mut visit: impl FnMut(&[Triangle]),
+) -> Result<StlInfo, ReadError> {
     if declared > limits.max_triangles {
         return Err(ReadError::new(ReadErrorKind::TooManyTriangles {
             triangles: declared,
@@ -163,16 +216,31 @@ fn read_binary(bytes: &[u8], declared: u64, expected: u64, limits: &Limits) -> R
     if len > expected {
         warnings.push(ReadWarning::TrailingBytes { bytes: len - expected });
     }
-    // `declared` fits in usize: the file holding it is in memory.
-    let body = &bytes[BINARY_PREFIX_BYTES..expected as usize];
-    let facets = body.chunks_exact(BINARY_FACET_BYTES);
-    let triangles: Vec<Triangle> = if facets.len() >= PARALLEL_THRESHOLD {
-        body.par_chunks_exact(BINARY_FACET_BYTES).map(decode_facet).collect()
-    } else {
-        facets.map(decode_facet).collect()
-    };
-    check_finite(&triangles)?;
-    Ok(Soup { format: StlFormat::Binary, triangles, warnings })
+    // The prefix already holds the first facets' bytes; later chunks come
+    // from the reader into the same buffer.
+    let mut buffer: Vec<u8> = prefix[BINARY_PREFIX_BYTES..].to_vec();
+    let mut triangles: Vec<Triangle> = Vec::with_capacity(CHUNK_FACETS.min(declared as usize));
+    let mut done = 0u64;
+    while done < declared {
+        let facets = (declared - done).min(CHUNK_FACETS as u64) as usize;
+        let need = facets * BINARY_FACET_BYTES;
+        let have = buffer.len().min(need);
+        let carry = buffer.split_off(have);
+        buffer.resize(need, 0);
+        read_exact(&mut reader, &mut buffer[have..], len)?;
+        triangles.clear();
+        if facets >= PARALLEL_THRESHOLD {
+            buffer.par_chunks_exact(BINARY_FACET_BYTES).map(decode_facet).collect_into_vec(&mut triangles);
+        } else {
+            triangles.extend(buffer.chunks_exact(BINARY_FACET_BYTES).map(decode_facet));
+        }
+        check_finite(&triangles, done)?;
+        visit(&triangles);
+        done += facets as u64;
+        buffer.clear();
+        buffer.extend_from_slice(&carry);
+    }
+    Ok(StlInfo { format: StlFormat::Binary, triangles: declared, warnings })
 }
 
 /// A facet is a normal (skipped), three vertices and a 2-byte attribute field.
@@ -184,7 +252,7 @@ fn decode_facet(facet: &[u8]) -> Triangle {
     [[f(0), f(1), f(2)], [f(3), f(4), f(5)], [f(6), f(7), f(8)]]
 }
 
-fn check_finite(triangles: &[Triangle]) -> Result<(), ReadError> {
+fn check_finite(triangles: &[Triangle], first_index: u64) -> Result<(), ReadError> {
     let bad = |t: &Triangle| t.iter().flatten().any(|c| !c.is_finite());
     let first_bad = if triangles.len() >= PARALLEL_THRESHOLD {
         triangles.par_iter().position_first(bad)
@@ -192,7 +260,7 @@ fn check_finite(triangles: &[Triangle]) -> Result<(), ReadError> {
         triangles.iter().position(bad)
     };
     match first_bad {
-        Some(index) => Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate { triangle: index as u64 })),
+        Some(index) => Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate { triangle: first_index + index as u64 })),
         None => Ok(()),
     }
 }
@@ -394,6 +462,43 @@ mod tests {
         let limits = Limits { max_bytes: 10, ..Limits::default() };
         let err = read_stl(&header, &limits).unwrap_err();
         assert!(matches!(err.kind(), ReadErrorKind::TooLarge { bytes: 84, limit: 10 }), "{err}");
+    }
+
+    /// Hands out at most 7 bytes a call, as a slow pipe might.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(7).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_file_larger_than_one_chunk_streams_in_order_from_any_reader() {
+        let triangles = crate::uv_sphere(10.0, 300, 120);
+        assert!(triangles.len() > CHUNK_FACETS);
+        let mut bytes = write_binary_stl(&triangles);
+        bytes.extend_from_slice(b"trailing");
+        let mut chunks = Vec::new();
+        let mut seen = Vec::new();
+        let info = read_stl_chunked(Trickle(&bytes), bytes.len() as u64, &Limits::default(), |chunk| {
+            chunks.push(chunk.len());
+            seen.extend_from_slice(chunk);
+        })
+        .unwrap();
+        assert_eq!(chunks, vec![CHUNK_FACETS, triangles.len() - CHUNK_FACETS]);
+        assert_eq!(seen, triangles);
+        assert_eq!(info.warnings, vec![ReadWarning::TrailingBytes { bytes: 8 }]);
+    }
+
+    #[test]
+    fn a_reader_shorter_than_its_stated_length_is_an_error() {
+        let bytes = write_binary_stl(&cuboid([1.0; 3]));
+        let err = read_stl_chunked(&bytes[..300], bytes.len() as u64, &Limits::default(), |_| {}).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::NotStl { .. }), "{err}");
     }
 
     #[test]

@@ -41,13 +41,103 @@ impl IndexedMesh {
     }
 
     pub fn weld_with(triangles: &[Triangle], weld: Weld) -> Self {
-        match weld {
-            Weld::Exact => weld_by_key(triangles, |corner| corner.map(|c| (c + 0.0).to_bits())),
+        let mut welder = Welder::new(weld);
+        welder.push(triangles);
+        welder.finish()
+    }
+}
+
+/// Welds triangles handed over in chunks, so a large file never needs to be
+/// held as a whole soup: only the vertices and faces it welds to.
+///
+/// Corners are split among the threads by hash, so each thread owns a
+/// disjoint set of vertices and a table of its own; every thread reads each
+/// chunk (a cheap sequential scan) and handles only its share.
+#[derive(Debug)]
+pub struct Welder {
+    parts: Parts,
+    /// Per corner: the owning partition in the top bits, its local id below.
+    faces: Vec<[u32; 3]>,
+}
+
+#[derive(Debug)]
+enum Parts {
+    Exact(Vec<Part<[u32; 3]>>),
+    Grid(f64, Vec<Part<[i64; 3]>>),
+}
+
+/// Local ids use the low bits of a face entry; the partition the top three.
+const LOCAL_BITS: u32 = 29;
+const MAX_PARTITIONS: usize = 1 << (32 - LOCAL_BITS);
+
+#[derive(Debug)]
+struct Part<K> {
+    index: VertexMap<K>,
+    /// Exporters write neighbouring triangles near each other, so most
+    /// corners repeat a vertex seen a few hundred triangles ago. This small
+    /// direct-mapped cache answers those without touching the large table,
+    /// whose lookups are cache misses and dominate the weld.
+    recent: Vec<(K, u32)>,
+    vertices: Vec<[f32; 3]>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy + Default + Send> Part<K> {
+    fn new() -> Self {
+        Self {
+            index: VertexMap::default(),
+            recent: vec![(K::default(), u32::MAX); 1 << RECENT_BITS],
+            vertices: Vec::new(),
+        }
+    }
+}
+
+impl Welder {
+    pub fn new(weld: Weld) -> Self {
+        let partitions = rayon::current_num_threads().clamp(1, MAX_PARTITIONS);
+        let parts = match weld {
+            Weld::Exact => Parts::Exact((0..partitions).map(|_| Part::new()).collect()),
             Weld::Tolerance(pitch) => {
                 let pitch = if pitch.is_finite() && pitch > 0.0 { pitch } else { f64::MIN_POSITIVE };
-                weld_by_key(triangles, move |corner| corner.map(|c| (f64::from(c) / pitch).round() as i64))
+                Parts::Grid(pitch, (0..partitions).map(|_| Part::new()).collect())
+            }
+        };
+        Self { parts, faces: Vec::new() }
+    }
+
+    /// Welds the next chunk of triangles.
+    pub fn push(&mut self, triangles: &[Triangle]) {
+        match &mut self.parts {
+            Parts::Exact(parts) => push_chunk(parts, &mut self.faces, triangles, |c| c.map(f32::to_bits)),
+            Parts::Grid(pitch, parts) => {
+                let pitch = *pitch;
+                push_chunk(parts, &mut self.faces, triangles, move |c| c.map(|x| (f64::from(x) / pitch).round() as i64))
             }
         }
+    }
+
+    pub fn finish(self) -> IndexedMesh {
+        let sizes: Vec<usize> = match &self.parts {
+            Parts::Exact(parts) => parts.iter().map(|p| p.vertices.len()).collect(),
+            Parts::Grid(_, parts) => parts.iter().map(|p| p.vertices.len()).collect(),
+        };
+        let offsets: Vec<u32> = sizes
+            .iter()
+            .scan(0u32, |total, &size| {
+                let offset = *total;
+                *total += size as u32;
+                Some(offset)
+            })
+            .collect();
+        let mut faces = self.faces;
+        let local_mask = (1u32 << LOCAL_BITS) - 1;
+        faces.par_iter_mut().with_min_len(4096).for_each(|face| {
+            *face = face.map(|packed| offsets[(packed >> LOCAL_BITS) as usize] + (packed & local_mask));
+        });
+        let vertices = match self.parts {
+            Parts::Exact(parts) => parts.into_iter().flat_map(|p| p.vertices).collect(),
+            Parts::Grid(_, parts) => parts.into_iter().flat_map(|p| p.vertices).collect(),
+        };
+        IndexedMesh { vertices, faces }
     }
 }
 
@@ -61,72 +151,43 @@ fn vertex_hash<K: std::hash::Hash>(key: &K) -> u64 {
     hasher.finish()
 }
 
-/// Welds in parallel: corners are split among the threads by hash, so each
-/// thread owns a disjoint set of vertices and a table of its own. Every thread
-/// reads all corners (a cheap sequential scan) and handles only its share.
-fn weld_by_key<K>(triangles: &[Triangle], key: impl Fn([f32; 3]) -> K + Sync) -> IndexedMesh
-where
+fn push_chunk<K>(
+    parts: &mut [Part<K>],
+    faces: &mut Vec<[u32; 3]>,
+    triangles: &[Triangle],
+    key: impl Fn([f32; 3]) -> K + Sync,
+) where
     K: std::hash::Hash + Eq + Copy + Default + Send,
 {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    let partitions = rayon::current_num_threads().clamp(1, 8);
-    let part_of = |hash: u64| ((hash >> 20) % partitions as u64) as usize;
+    let partitions = parts.len() as u64;
     let corner_ids: Vec<AtomicU32> = (0..triangles.len() * 3).map(|_| AtomicU32::new(0)).collect();
-    let parts: Vec<Vec<[f32; 3]>> = (0..partitions)
-        .into_par_iter()
-        .map(|part| {
-            let expected = triangles.len() / 2 / partitions + 3;
-            let mut index: VertexMap<K> = HashMap::with_capacity_and_hasher(expected, BuildHasherDefault::default());
-            // Exporters write neighbouring triangles near each other, so most
-            // corners repeat a vertex seen a few hundred triangles ago. A small
-            // direct-mapped cache answers those without touching the large
-            // table, whose lookups are cache misses and dominate the weld.
-            let mut recent: Vec<(K, u32)> = vec![(K::default(), u32::MAX); 1 << RECENT_BITS];
-            let mut vertices = Vec::with_capacity(expected);
-            for (corner_index, corner) in triangles.iter().flatten().enumerate() {
-                let corner = corner.map(|c| c + 0.0);
-                let k = key(corner);
-                let hash = vertex_hash(&k);
-                if part_of(hash) != part {
-                    continue;
-                }
-                let slot = (hash >> (64 - RECENT_BITS)) as usize;
-                let (cached, cached_id) = recent[slot];
-                let id = if cached_id != u32::MAX && cached == k {
-                    cached_id
-                } else {
-                    let id = *index.entry(k).or_insert_with(|| {
-                        vertices.push(corner);
-                        (vertices.len() - 1) as u32
-                    });
-                    recent[slot] = (k, id);
-                    id
-                };
-                corner_ids[corner_index].store(id, Relaxed);
+    parts.par_iter_mut().enumerate().for_each(|(part, state)| {
+        let tag = (part as u32) << LOCAL_BITS;
+        for (corner_index, corner) in triangles.iter().flatten().enumerate() {
+            let corner = corner.map(|c| c + 0.0);
+            let k = key(corner);
+            let hash = vertex_hash(&k);
+            if (hash >> 20) % partitions != part as u64 {
+                continue;
             }
-            vertices
-        })
-        .collect();
-    // Local ids become global ones: each partition's vertices follow the
-    // previous partitions'.
-    let mut offsets = Vec::with_capacity(partitions);
-    let mut total = 0u32;
-    for part in &parts {
-        offsets.push(total);
-        total += part.len() as u32;
-    }
-    let faces = triangles
-        .par_iter()
-        .enumerate()
-        .with_min_len(4096)
-        .map(|(t, triangle)| {
-            std::array::from_fn(|c| {
-                let hash = vertex_hash(&key(triangle[c].map(|x| x + 0.0)));
-                corner_ids[3 * t + c].load(Relaxed) + offsets[part_of(hash)]
-            })
-        })
-        .collect();
-    IndexedMesh { vertices: parts.concat(), faces }
+            let slot = (hash >> (64 - RECENT_BITS)) as usize;
+            let (cached, cached_id) = state.recent[slot];
+            let id = if cached_id != u32::MAX && cached == k {
+                cached_id
+            } else {
+                let vertices = &mut state.vertices;
+                let id = *state.index.entry(k).or_insert_with(|| {
+                    vertices.push(corner);
+                    (vertices.len() - 1) as u32
+                });
+                state.recent[slot] = (k, id);
+                id
+            };
+            corner_ids[corner_index].store(tag | id, Relaxed);
+        }
+    });
+    faces.extend(corner_ids.chunks_exact(3).map(|c| [0, 1, 2].map(|i| c[i].load(Relaxed))));
 }
 
 impl Triangles for IndexedMesh {
