@@ -51,13 +51,6 @@ fn analysis_options(args: &MeshArgs) -> anyhow::Result<mesh::AnalysisOptions> {
     })
 }
 
-fn read_model(path: &std::path::Path, limits: &mesh::Limits) -> anyhow::Result<Vec<u8>> {
-    let size = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?.len();
-    if size > limits.max_bytes {
-        bail!("`{}` is {size} bytes, over the limit of {} bytes (--max-model-bytes)", path.display(), limits.max_bytes);
-    }
-    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
-}
 
 /// Analyses a file as it is read: a binary model is decoded and welded a
 /// chunk at a time, so the file is never held in memory whole.
@@ -88,9 +81,7 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     init_tracing(LogFormat::Auto, "warn");
     let options = analysis_options(&args.mesh)?;
-    let bytes = read_model(&args.file, &options.limits)?;
-    let report =
-        mesh::analyze(&bytes, &options).with_context(|| format!("cannot analyse `{}`", args.file.display()))?;
+    let report = analyze_file(&args.file, &options)?;
     output::analysis(&scheduler::report::AnalysisDoc::from(&report), args.format)
 }
 

@@ -148,7 +148,12 @@ pub fn analyze_reader<R: std::io::Read>(
     let mut welder = Welder::new(options.weld);
     let scale = options.units.map_or(1.0, |u| u.to_mm() as f32);
     let mut scaled: Vec<Triangle> = Vec::new();
-    let info = read_stl_chunked(reader, len, &options.limits, |chunk| {
+    let mut reserved = false;
+    let info = read_stl_chunked(reader, len, &options.limits, |chunk, total| {
+        if !reserved {
+            welder.reserve(total as usize);
+            reserved = true;
+        }
         if scale == 1.0 {
             welder.push(chunk);
         } else {

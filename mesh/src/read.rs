@@ -115,18 +115,22 @@ pub struct StlInfo {
 /// Decodes an STL file held in memory.
 pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
     let mut triangles = Vec::new();
-    let info = read_stl_chunked(bytes, bytes.len() as u64, limits, |chunk| triangles.extend_from_slice(chunk))?;
+    let info = read_stl_chunked(bytes, bytes.len() as u64, limits, |chunk, total| {
+        triangles.reserve_exact(total as usize - triangles.len());
+        triangles.extend_from_slice(chunk);
+    })?;
     Ok(Soup { format: info.format, triangles, warnings: info.warnings })
 }
 
 /// Decodes `len` bytes of STL from `reader`, handing the triangles to
 /// `visit` a chunk at a time, so a binary file is never held whole: only one
 /// chunk of it (3.2 MB) is in memory at once. ASCII files are read whole.
+/// `visit` also gets the total number of triangles to expect.
 pub fn read_stl_chunked<R: Read>(
     mut reader: R,
     len: u64,
     limits: &Limits,
-    mut visit: impl FnMut(&[Triangle]),
+    mut visit: impl FnMut(&[Triangle], u64),
 ) -> Result<StlInfo, ReadError> {
     let limits = &Limits { max_triangles: limits.max_triangles.min(MAX_INDEXABLE_TRIANGLES), ..*limits };
     if len == 0 {
@@ -158,7 +162,7 @@ pub fn read_stl_chunked<R: Read>(
     read_exact(&mut reader, &mut text[already..], len)?;
     let soup = read_ascii(&text, limits)?;
     drop(text);
-    visit(&soup.triangles);
+    visit(&soup.triangles, soup.triangles.len() as u64);
     Ok(StlInfo { format: StlFormat::Ascii, triangles: soup.triangles.len() as u64, warnings: soup.warnings })
 }
 
@@ -197,7 +201,7 @@ fn read_binary<R: Read>(
     declared: u64,
     expected: u64,
     limits: &Limits,
-    mut visit: impl FnMut(&[Triangle]),
+    mut visit: impl FnMut(&[Triangle], u64),
 ) -> Result<StlInfo, ReadError> {
     if declared > limits.max_triangles {
         return Err(ReadError::new(ReadErrorKind::TooManyTriangles {
@@ -235,7 +239,7 @@ fn read_binary<R: Read>(
             triangles.extend(buffer.chunks_exact(BINARY_FACET_BYTES).map(decode_facet));
         }
         check_finite(&triangles, done)?;
-        visit(&triangles);
+        visit(&triangles, declared);
         done += facets as u64;
         buffer.clear();
         buffer.extend_from_slice(&carry);
@@ -484,7 +488,8 @@ mod tests {
         bytes.extend_from_slice(b"trailing");
         let mut chunks = Vec::new();
         let mut seen = Vec::new();
-        let info = read_stl_chunked(Trickle(&bytes), bytes.len() as u64, &Limits::default(), |chunk| {
+        let info = read_stl_chunked(Trickle(&bytes), bytes.len() as u64, &Limits::default(), |chunk, total| {
+            assert_eq!(total as usize, triangles.len());
             chunks.push(chunk.len());
             seen.extend_from_slice(chunk);
         })
@@ -497,7 +502,7 @@ mod tests {
     #[test]
     fn a_reader_shorter_than_its_stated_length_is_an_error() {
         let bytes = write_binary_stl(&cuboid([1.0; 3]));
-        let err = read_stl_chunked(&bytes[..300], bytes.len() as u64, &Limits::default(), |_| {}).unwrap_err();
+        let err = read_stl_chunked(&bytes[..300], bytes.len() as u64, &Limits::default(), |_, _| {}).unwrap_err();
         assert!(matches!(err.kind(), ReadErrorKind::NotStl { .. }), "{err}");
     }
 

@@ -42,6 +42,7 @@ impl IndexedMesh {
 
     pub fn weld_with(triangles: &[Triangle], weld: Weld) -> Self {
         let mut welder = Welder::new(weld);
+        welder.reserve(triangles.len());
         welder.push(triangles);
         welder.finish()
     }
@@ -82,6 +83,11 @@ struct Part<K> {
 }
 
 impl<K: std::hash::Hash + Eq + Copy + Default + Send> Part<K> {
+    fn reserve(&mut self, vertices: usize) {
+        self.index.reserve(vertices);
+        self.vertices.reserve(vertices);
+    }
+
     fn new() -> Self {
         Self {
             index: VertexMap::default(),
@@ -102,6 +108,25 @@ impl Welder {
             }
         };
         Self { parts, faces: Vec::new() }
+    }
+
+    /// Makes room for `triangles` more triangles up front, so the tables and
+    /// the face list never grow by copying (which costs time, and memory
+    /// while old and new copies coexist).
+    pub fn reserve(&mut self, triangles: usize) {
+        self.faces.reserve_exact(triangles);
+        // A closed mesh has about half as many vertices as triangles.
+        let per_part = |n: usize| triangles / 2 / n.max(1) + 16;
+        match &mut self.parts {
+            Parts::Exact(parts) => {
+                let n = parts.len();
+                parts.iter_mut().for_each(|p| p.reserve(per_part(n)));
+            }
+            Parts::Grid(_, parts) => {
+                let n = parts.len();
+                parts.iter_mut().for_each(|p| p.reserve(per_part(n)));
+            }
+        }
     }
 
     /// Welds the next chunk of triangles.
