@@ -51,7 +51,6 @@ fn analysis_options(args: &MeshArgs) -> anyhow::Result<mesh::AnalysisOptions> {
     })
 }
 
-
 /// Analyses a file as it is read: a binary model is decoded and welded a
 /// chunk at a time, so the file is never held in memory whole.
 fn analyze_file(path: &std::path::Path, options: &mesh::AnalysisOptions) -> anyhow::Result<mesh::MeshReport> {

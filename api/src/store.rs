@@ -12,6 +12,10 @@ use scheduler::{JobFailure, ResultEvent, ResultMessage};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+/// The columns `job_from_row` reads, in every query that loads a job.
+const JOB_COLUMNS: &str = "job_id, model_id, material, quantity, status, quote, error_kind, error_message, \
+                           created_at_ms, updated_at_ms";
+
 /// Outbox destination for pricing jobs; the relay maps it to a queue name.
 pub const JOBS_DESTINATION: &str = "jobs";
 
@@ -169,13 +173,10 @@ impl Store {
     }
 
     pub async fn job(&self, job_id: &str) -> Result<Option<JobRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT job_id, model_id, material, quantity, status, quote, error_kind, error_message, \
-                    created_at_ms, updated_at_ms FROM pricing_jobs WHERE job_id = $1",
-        )
-        .bind(job_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM pricing_jobs WHERE job_id = $1")))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(job_from_row).transpose().map_err(StoreError)
     }
 
@@ -227,12 +228,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT job_id, model_id, material, quantity, status, quote, error_kind, error_message, \
-                    created_at_ms, updated_at_ms FROM pricing_jobs j \
-             WHERE status IN ('queued', 'running') \
-               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.job_id AND o.sent_at_ms IS NULL)",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM pricing_jobs j WHERE status IN ('queued', 'running') \
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.job_id AND o.sent_at_ms IS NULL)"
+        )))
         .fetch_all(&mut *tx)
         .await?;
         let mut requeued = 0;
