@@ -74,7 +74,19 @@ async fn a_job_and_its_outbox_row_are_written_together_and_relayed_once() {
         drop(batch);
         assert_eq!(store.outbox_backlog().await.unwrap(), 1);
 
-        let mut batch = store.claim_outbox(10).await.unwrap();
+        // The dropped transaction rolls back asynchronously, and on
+        // PostgreSQL its row lock (which SKIP LOCKED honours) lasts until
+        // then: wait for the row to be claimable again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut batch = loop {
+            let batch = store.claim_outbox(10).await.unwrap();
+            if !batch.rows.is_empty() {
+                break batch;
+            }
+            drop(batch);
+            assert!(std::time::Instant::now() < deadline, "the abandoned claim never released its row");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
         let row = batch.rows[0].clone();
         assert_eq!((row.destination.as_str(), row.payload.as_str()), ("jobs", "{\"job_id\":\"j1\"}"));
         batch.mark_sent(row.id, 20).await.unwrap();
