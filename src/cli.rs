@@ -27,6 +27,30 @@ pub(crate) enum Command {
     Api(ServiceArgs),
     /// Run a pricing worker.
     Worker(ServiceArgs),
+    /// Print settings: show the FDM profile the estimate uses.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// Print the effective FDM profile: PrusaSlicer's defaults, overridden
+    /// by `--profile FILE` when given.
+    Show(ProfileShowArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProfileFormat {
+    Ini,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProfileShowArgs {
+    /// A PrusaSlicer `.ini` export; keys it sets override the defaults.
+    #[arg(long)]
+    pub(crate) profile: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ProfileFormat::Ini)]
+    pub(crate) format: ProfileFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

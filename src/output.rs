@@ -89,6 +89,12 @@ pub(crate) fn analysis(doc: &AnalysisDoc, format: Format) -> anyhow::Result<()> 
     }
 }
 
+/// Prints text as it is.
+pub(crate) fn text(text: &str) -> anyhow::Result<()> {
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;

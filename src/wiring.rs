@@ -14,7 +14,10 @@ use scheduler::broker::{AmqpBroker, MemoryBroker};
 use scheduler::{BlobSettings, BlobStore, Broker, Topology, Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, MeshArgs, QuoteArgs, ServiceArgs};
+use crate::cli::{
+    AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, MeshArgs, ProfileCommand, ProfileFormat, ProfileShowArgs,
+    QuoteArgs, ServiceArgs,
+};
 use crate::output;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -24,6 +27,25 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => run_services(args, Role::Serve),
         Command::Api(args) => run_services(args, Role::Api),
         Command::Worker(args) => run_services(args, Role::Worker),
+        Command::Profile(ProfileCommand::Show(args)) => show_profile(&args),
+    }
+}
+
+fn show_profile(args: &ProfileShowArgs) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Auto, "warn");
+    let profile = match &args.profile {
+        None => calculator::FdmProfile::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            let loaded = calculator::FdmProfile::from_ini(&text).with_context(|| format!("in `{}`", path.display()))?;
+            if !loaded.ignored_keys.is_empty() {
+                tracing::warn!(keys = loaded.ignored_keys.join(", "), "profile keys the estimate does not use");
+            }
+            loaded.profile
+        }
+    };
+    match args.format {
+        ProfileFormat::Ini => output::text(&profile.to_ini()),
     }
 }
 

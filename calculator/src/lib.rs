@@ -6,8 +6,10 @@
 //! models plug into, and every constant it uses lives in the [`PriceBook`].
 
 mod price_book;
+mod profile;
 
 pub use price_book::{Material, PriceBook, Technology};
+pub use profile::{FdmProfile, LoadedProfile, ProfileError, Speed};
 
 use mesh::MeshReport;
 

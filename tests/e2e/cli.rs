@@ -110,3 +110,23 @@ fn api_and_worker_refuse_to_run_without_a_shared_broker() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("FARM_AMQP_URL"));
     }
 }
+
+#[test]
+fn profile_show_prints_prusaslicer_defaults_and_applies_a_shop_profile() {
+    let (code, stdout, stderr) = run(&["profile", "show", "--format", "ini"]);
+    assert_eq!(code, 0, "{stderr}");
+    for line in ["layer_height = 0.3\n", "first_layer_height = 0.35\n", "fill_density = 20%\n", "perimeters = 3\n"] {
+        assert!(stdout.contains(line), "{line:?} missing from\n{stdout}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shop = dir.path().join("shop.ini");
+    std::fs::write(&shop, "layer_height = 0.2\nfill_density = 35%\nbed_temperature = 60\n").unwrap();
+    let (code, stdout, stderr) = run(&["profile", "show", "--profile", shop.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("layer_height = 0.2\n") && stdout.contains("fill_density = 35%\n"), "{stdout}");
+    assert!(stderr.contains("bed_temperature"), "ignored keys are named: {stderr}");
+    std::fs::write(&shop, "fill_density = lots\n").unwrap();
+    let (code, _, stderr) = run(&["profile", "show", "--profile", shop.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("line 1") && stderr.contains("fill_density"), "{stderr}");
+}
