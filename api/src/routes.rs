@@ -71,16 +71,19 @@ async fn upload_model(
     // Parsing and hashing a large model takes real CPU: keep it off the runtime.
     let limits = state.settings.mesh_limits;
     let checked = bytes.clone();
-    let (soup, model_id) = scheduler::compute::run_on(&state.compute, move || {
-        let soup = mesh::read_stl(&checked, &limits);
+    let (info, model_id) = scheduler::compute::run_on(&state.compute, move || {
+        // Decode to validate and count, without keeping the triangles: the
+        // worker analyses the model later, and a soup of a large upload would
+        // cost more memory than the upload itself.
+        let info = mesh::read_stl_chunked(&checked[..], checked.len() as u64, &limits, |_, _| {});
         let digest = Sha256::digest(&checked);
         let model_id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        soup.map(|soup| (soup.triangles.len(), soup.format)).map(|soup| (soup, model_id))
+        info.map(|info| (info, model_id))
     })
     .await
     .map_err(AppError::internal)?
     .map_err(|e| AppError::InvalidModel(e.to_string()))?;
-    let (triangles, format) = soup;
+    let (triangles, format) = (info.triangles, info.format);
     if triangles == 0 {
         return Err(AppError::InvalidModel("the file holds no triangles".into()));
     }
