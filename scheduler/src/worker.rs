@@ -82,7 +82,6 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Worker {
     shared: Arc<Shared>,
-    settings: WorkerSettings,
 }
 
 struct Shared {
@@ -109,15 +108,15 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Result<Self, WorkerError> {
         let pool = compute::pool("pricing", settings.compute_threads).map_err(WorkerError::Pool)?;
-        let shared = Shared { broker, blobs, topology, price_book, pool, settings: settings.clone() };
-        Ok(Self { shared: Arc::new(shared), settings })
+        let shared = Shared { broker, blobs, topology, price_book, pool, settings };
+        Ok(Self { shared: Arc::new(shared) })
     }
 
     /// Consumes jobs until `shutdown` fires, then stops taking new ones and
     /// waits for the running jobs to finish. Jobs the broker had already
     /// pushed to us but we never started go back to the queue.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
-        let slots = self.settings.slots.max(1);
+        let slots = self.shared.settings.slots.max(1);
         let mut consumer = self.shared.broker.consume(&self.shared.topology.jobs, slots as u16).await?;
         let semaphore = Arc::new(Semaphore::new(slots));
         let mut running = JoinSet::new();
