@@ -30,6 +30,23 @@ pub(crate) enum Command {
     /// Print settings: show the FDM profile the estimate uses.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Print prices: show the price book quotes use.
+    #[command(subcommand)]
+    PriceBook(PriceBookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PriceBookCommand {
+    /// Print the price book as TOML: the built-in one, or `--price-book
+    /// FILE` once it has been validated. A starting point for a shop's own.
+    Show(PriceBookShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PriceBookShowArgs {
+    /// A price book TOML file to validate and print.
+    #[arg(long, env = "FARM_PRICE_BOOK")]
+    pub(crate) price_book: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,17 +78,36 @@ pub(crate) enum Format {
 
 #[derive(Debug, Args)]
 pub(crate) struct QuoteArgs {
-    /// The STL file (binary or ASCII).
-    pub(crate) file: PathBuf,
-    /// Material name from the price book.
+    /// STL files (binary or ASCII), or directories to search for `*.stl`.
+    /// One file prints one quote; several print a table or a JSON array.
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Material name from the price book; it picks the technology and machine.
     #[arg(long, default_value = "pla")]
     pub(crate) material: String,
     #[arg(long, default_value_t = 1)]
     pub(crate) quantity: u32,
+    /// One of the material's colours (`farm price-book show` lists them).
+    #[arg(long)]
+    pub(crate) colour: Option<String>,
+    #[command(flatten)]
+    pub(crate) pricing: PricingArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
     #[command(flatten)]
-    pub(crate) mesh: MeshArgs,
+    pub(crate) read: ReadArgs,
+}
+
+/// Where prices and print settings come from.
+#[derive(Debug, Args)]
+pub(crate) struct PricingArgs {
+    /// A PrusaSlicer `.ini` export with the FDM print settings; keys it
+    /// does not set take PrusaSlicer's defaults.
+    #[arg(long, env = "FARM_FDM_PROFILE")]
+    pub(crate) profile: Option<PathBuf>,
+    /// A price book TOML file; without it, the built-in book.
+    #[arg(long, env = "FARM_PRICE_BOOK")]
+    pub(crate) price_book: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -81,12 +117,14 @@ pub(crate) struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
     #[command(flatten)]
-    pub(crate) mesh: MeshArgs,
+    pub(crate) read: ReadArgs,
+    #[command(flatten)]
+    pub(crate) measure: MeasureArgs,
 }
 
-/// How to read and measure a model.
+/// How to read a model.
 #[derive(Debug, Args)]
-pub(crate) struct MeshArgs {
+pub(crate) struct ReadArgs {
     /// The unit the file's numbers are in (mm, inch or m); lengths are then
     /// reported in mm. Without it nothing is rescaled, and a guess is reported.
     #[arg(long, value_parser = parse_units)]
@@ -94,6 +132,13 @@ pub(crate) struct MeshArgs {
     /// Weld vertices closer than this (file units) instead of only identical ones.
     #[arg(long)]
     pub(crate) weld_tolerance: Option<f64>,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+/// What to measure beyond the basics.
+#[derive(Debug, Args)]
+pub(crate) struct MeasureArgs {
     /// Slice at this layer height (mm) and report each layer's area and perimeter.
     #[arg(long)]
     pub(crate) layer_height: Option<f64>,
@@ -103,8 +148,6 @@ pub(crate) struct MeshArgs {
     /// Faces steeper than this from vertical-down need support, degrees.
     #[arg(long, default_value_t = 45.0)]
     pub(crate) overhang_angle: f64,
-    #[command(flatten)]
-    pub(crate) limits: LimitArgs,
 }
 
 fn parse_units(text: &str) -> Result<mesh::Units, String> {
@@ -181,6 +224,8 @@ pub(crate) struct ServiceArgs {
     pub(crate) database_max_connections: u32,
     #[arg(long, env = "FARM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub(crate) log_format: LogFormat,
+    #[command(flatten)]
+    pub(crate) pricing: PricingArgs,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
 }

@@ -7,6 +7,7 @@
 
 mod cli;
 mod output;
+mod quoting;
 mod wiring;
 
 use std::process::ExitCode;

@@ -18,7 +18,10 @@ pub(crate) fn quote(doc: &QuoteDoc, format: Format) -> anyhow::Result<()> {
                 ("surface area", format!("{:.2} mm²", doc.surface_area_mm2)),
                 ("watertight", yes_no(doc.watertight)),
                 ("print time", format!("{} per part", hours_minutes(doc.print_time_s))),
-                ("material used", format!("{:.2} g per part", doc.material_g)),
+                ("material used", format!("{:.2} g ({:.2} cm³) per part", doc.material_g, doc.material_cm3)),
+                ("support", format!("{:.2} cm³ of it", doc.support_cm3)),
+                ("layers", doc.layers.to_string()),
+                ("machine", machine_line(doc)),
             ];
             for item in &doc.line_items {
                 rows.push((item.label.as_str(), format!("{:>10.2} {}  ({})", item.amount, doc.currency, item.basis)));
@@ -31,6 +34,104 @@ pub(crate) fn quote(doc: &QuoteDoc, format: Format) -> anyhow::Result<()> {
             print_rows(&rows)
         }
     }
+}
+
+/// One row per model: a JSON array of quotes (each with its `file`, or an
+/// `error` in its place), or an aligned table with a totals line.
+pub(crate) fn quotes(
+    models: &[std::path::PathBuf],
+    results: &[anyhow::Result<QuoteDoc>],
+    format: Format,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Entry<'a> {
+        Priced {
+            file: String,
+            #[serde(flatten)]
+            quote: &'a QuoteDoc,
+        },
+        Failed {
+            file: String,
+            error: String,
+        },
+    }
+    let name = |path: &std::path::Path| path.display().to_string();
+    match format {
+        Format::Json => {
+            let entries: Vec<Entry<'_>> = models
+                .iter()
+                .zip(results)
+                .map(|(path, result)| match result {
+                    Ok(quote) => Entry::Priced { file: name(path), quote },
+                    Err(e) => Entry::Failed { file: name(path), error: format!("{e:#}") },
+                })
+                .collect();
+            print_json(&entries)
+        }
+        Format::Table => {
+            let mut rows = vec![[
+                "file".to_string(),
+                "triangles".into(),
+                "volume cm³".into(),
+                "print time".into(),
+                "material".into(),
+                "total".into(),
+                "warnings".into(),
+            ]];
+            let (mut total, mut seconds, mut currency) = (0.0, 0.0, String::new());
+            for (path, result) in models.iter().zip(results) {
+                rows.push(match result {
+                    Ok(q) => {
+                        total += q.total;
+                        seconds += q.print_time_s * f64::from(q.quantity);
+                        currency.clone_from(&q.currency);
+                        [
+                            name(path),
+                            q.triangles.to_string(),
+                            format!("{:.2}", q.volume_mm3 / 1000.0),
+                            hours_minutes(q.print_time_s),
+                            format!("{:.1} g", q.material_g),
+                            format!("{:.2} {}", q.total, q.currency),
+                            q.warnings.len().to_string(),
+                        ]
+                    }
+                    Err(e) => [
+                        name(path),
+                        format!("error: {e:#}"),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ],
+                });
+            }
+            let priced = results.iter().filter(|r| r.is_ok()).count();
+            rows.push([
+                format!("{priced} of {} priced", models.len()),
+                String::new(),
+                String::new(),
+                hours_minutes(seconds),
+                String::new(),
+                format!("{total:.2} {currency}"),
+                String::new(),
+            ]);
+            print_table(&rows)
+        }
+    }
+}
+
+fn machine_line(doc: &QuoteDoc) -> String {
+    let m = &doc.machine;
+    let fit = match &m.fit {
+        Some(f) if f.fits && f.up_axis == "z" && f.rotation_deg == 0.0 => ", fits as it stands".to_string(),
+        Some(f) if f.fits => format!(", fits {} up, turned {:.1}°", f.up_axis, f.rotation_deg),
+        Some(_) => ", does NOT fit".to_string(),
+        None => String::new(),
+    };
+    let [x, y, z] = m.build_volume_mm;
+    format!("{} ({x}x{y}x{z} mm{fit}), {}", m.name, hours_minutes(doc.machine_time_s))
 }
 
 pub(crate) fn analysis(doc: &AnalysisDoc, format: Format) -> anyhow::Result<()> {
@@ -62,6 +163,13 @@ pub(crate) fn analysis(doc: &AnalysisDoc, format: Format) -> anyhow::Result<()> 
                 ("duplicate faces", doc.duplicate_faces.to_string()),
                 ("overhang", format!("{:.3} {unit}² beyond {}°", doc.overhang_area_mm2, doc.overhang_angle_deg)),
                 ("support estimate", format!("{:.3} {unit}³", doc.support_volume_estimate_mm3)),
+                (
+                    "support columns",
+                    format!(
+                        "{:.3} {unit}³ under {:.3} {unit}² of overhang",
+                        doc.support_column_volume_mm3, doc.support_contact_area_mm2
+                    ),
+                ),
                 ("on the plate", format!("{:.3} {unit}²", doc.plate_contact_area_mm2)),
             ];
             if let Some(fit) = &doc.fit {
@@ -97,7 +205,9 @@ pub(crate) fn text(text: &str) -> anyhow::Result<()> {
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // serde_json wraps a write error in its own; unwrap it so a closed pipe
+    // is still recognised as one.
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
@@ -107,6 +217,30 @@ fn print_rows(rows: &[(&str, String)]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (key, value) in rows {
         writeln!(out, "{key:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
+/// Columns padded to their widest cell; a failed row's message runs on.
+fn print_table<const N: usize>(rows: &[[String; N]]) -> anyhow::Result<()> {
+    let mut widths = [0usize; N];
+    for row in rows.iter().filter(|r| !r[1].starts_with("error: ")) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = width.saturating_sub(cell.chars().count());
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }

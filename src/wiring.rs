@@ -7,18 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use api::{ApiSettings, Application, Services, Store};
-use calculator::{PriceBook, QuoteRequest};
+use calculator::{FdmProfile, LoadedProfile, PriceBook, QuoteRequest};
 use scheduler::broker::{AmqpBroker, MemoryBroker};
-use scheduler::{BlobSettings, BlobStore, Broker, Topology, Worker, WorkerSettings};
+use scheduler::{BlobSettings, BlobStore, Broker, Pricing, Topology, Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, MeshArgs, ProfileCommand, ProfileFormat, ProfileShowArgs,
-    QuoteArgs, ServiceArgs,
+    AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, MeasureArgs, PriceBookCommand, PriceBookShowArgs, PricingArgs,
+    ProfileCommand, ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs,
 };
-use crate::output;
+use crate::{output, quoting};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -28,6 +28,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => run_services(args, Role::Api),
         Command::Worker(args) => run_services(args, Role::Worker),
         Command::Profile(ProfileCommand::Show(args)) => show_profile(&args),
+        Command::PriceBook(PriceBookCommand::Show(args)) => show_price_book(&args),
+    }
+}
+
+fn show_price_book(args: &PriceBookShowArgs) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Auto, "warn");
+    match &args.price_book {
+        None => output::text(calculator::BUILTIN_PRICE_BOOK),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            PriceBook::from_toml(&text).with_context(|| format!("invalid price book `{}`", path.display()))?;
+            output::text(&text)
+        }
     }
 }
 
@@ -53,24 +66,53 @@ fn limits(args: &LimitArgs) -> mesh::Limits {
     mesh::Limits { max_bytes: args.max_model_bytes, max_triangles: args.max_triangles, max_layers: args.max_layers }
 }
 
-fn analysis_options(args: &MeshArgs) -> anyhow::Result<mesh::AnalysisOptions> {
-    if let Some(h) = args.layer_height.filter(|h| !(h.is_finite() && *h > 0.0)) {
-        bail!("--layer-height must be a positive number, got {h}");
-    }
+/// How to read a model, from the flags every command shares.
+fn read_options(args: &ReadArgs) -> anyhow::Result<mesh::AnalysisOptions> {
     if let Some(t) = args.weld_tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
         bail!("--weld-tolerance must be a positive number, got {t}");
-    }
-    if !(0.0..=90.0).contains(&args.overhang_angle) {
-        bail!("--overhang-angle must be between 0 and 90 degrees, got {}", args.overhang_angle);
     }
     Ok(mesh::AnalysisOptions {
         limits: limits(&args.limits),
         weld: args.weld_tolerance.map_or(mesh::Weld::Exact, mesh::Weld::Tolerance),
         units: args.units,
-        overhang_angle_deg: args.overhang_angle,
-        layer_height: args.layer_height,
-        build_volume: args.build_volume,
+        ..mesh::AnalysisOptions::default()
     })
+}
+
+fn analysis_options(read: &ReadArgs, measure: &MeasureArgs) -> anyhow::Result<mesh::AnalysisOptions> {
+    if let Some(h) = measure.layer_height.filter(|h| !(h.is_finite() && *h > 0.0)) {
+        bail!("--layer-height must be a positive number, got {h}");
+    }
+    if !(0.0..=90.0).contains(&measure.overhang_angle) {
+        bail!("--overhang-angle must be between 0 and 90 degrees, got {}", measure.overhang_angle);
+    }
+    Ok(mesh::AnalysisOptions {
+        overhang_angle_deg: measure.overhang_angle,
+        layering: measure.layer_height.map(mesh::Layering::uniform),
+        build_volumes: measure.build_volume.into_iter().collect(),
+        ..read_options(read)?
+    })
+}
+
+/// Loads and validates the price book and FDM profile, once, before any
+/// model is read: a typo in either fails fast with the file and line.
+fn load_pricing(args: &PricingArgs) -> anyhow::Result<Pricing> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
+    };
+    let book = match &args.price_book {
+        None => PriceBook::builtin(),
+        Some(path) => {
+            PriceBook::from_toml(&read(path)?).with_context(|| format!("invalid price book `{}`", path.display()))?
+        }
+    };
+    let fdm = match &args.profile {
+        None => LoadedProfile { profile: FdmProfile::default(), ignored_keys: Vec::new() },
+        Some(path) => {
+            FdmProfile::from_ini(&read(path)?).with_context(|| format!("invalid profile `{}`", path.display()))?
+        }
+    };
+    Ok(Pricing { book, fdm })
 }
 
 /// Analyses a file as it is read: a binary model is decoded and welded a
@@ -90,18 +132,36 @@ fn analyze_file(path: &std::path::Path, options: &mesh::AnalysisOptions) -> anyh
 
 fn quote(args: QuoteArgs) -> anyhow::Result<()> {
     init_tracing(LogFormat::Auto, "warn");
-    let options = analysis_options(&args.mesh)?;
-    let report = analyze_file(&args.file, &options)?;
-    let request = QuoteRequest { material: args.material, quantity: args.quantity };
-    let doc = scheduler::worker::price_report(&report, &request, &PriceBook::default())
-        .map_err(|failure| anyhow::anyhow!(failure.message))
-        .with_context(|| format!("cannot price `{}`", args.file.display()))?;
-    output::quote(&doc, args.format)
+    let pricing = load_pricing(&args.pricing)?;
+    let request = QuoteRequest { material: args.material, quantity: args.quantity, colour: args.colour };
+    let options = pricing.analysis_options(&request, read_options(&args.read)?).map_err(|f| anyhow!(f.message))?;
+    let models = quoting::collect_models(&args.paths)?;
+    let price = |path: &std::path::Path| {
+        let report = analyze_file(path, &options)?;
+        pricing
+            .price(&report, &request)
+            .map_err(|failure| anyhow!(failure.message))
+            .with_context(|| format!("cannot price `{}`", path.display()))
+    };
+    // One file named on its own prints one quote, as it always has.
+    if let [only] = args.paths.as_slice()
+        && models.len() == 1
+        && models[0] == *only
+    {
+        return output::quote(&price(only)?, args.format);
+    }
+    let results = quoting::price_all(&models, price);
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    output::quotes(&models, &results, args.format)?;
+    if failed > 0 {
+        bail!("{failed} of {} models could not be priced", models.len());
+    }
+    Ok(())
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     init_tracing(LogFormat::Auto, "warn");
-    let options = analysis_options(&args.mesh)?;
+    let options = analysis_options(&args.read, &args.measure)?;
     let report = analyze_file(&args.file, &options)?;
     output::analysis(&scheduler::report::AnalysisDoc::from(&report), args.format)
 }
@@ -139,14 +199,19 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
         ),
     };
     let blobs = BlobStore::open(&blob_settings(&args)?).await.context("cannot open the model store")?;
-    let price_book = Arc::new(PriceBook::default());
+    let pricing = Arc::new(load_pricing(&args.pricing)?);
+    tracing::info!(
+        price_book = %pricing.book.version,
+        ignored_profile_keys = pricing.fdm.ignored_keys.join(", "),
+        "pricing loaded"
+    );
     let limits = limits(&args.limits);
 
     let mut tasks = tokio::task::JoinSet::new();
     if role != Role::Api {
         let analysis = mesh::AnalysisOptions { limits, ..mesh::AnalysisOptions::default() };
         let settings = WorkerSettings { slots: args.worker_slots, analysis, ..WorkerSettings::default() };
-        let worker = Worker::new(broker.clone(), blobs.clone(), topology.clone(), price_book.clone(), settings)?;
+        let worker = Worker::new(broker.clone(), blobs.clone(), topology.clone(), pricing.clone(), settings)?;
         let stop = shutdown.clone();
         tasks.spawn(async move { worker.run(stop).await.context("the worker stopped") });
     }
@@ -166,7 +231,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             mesh_limits: limits,
             ..ApiSettings::default()
         };
-        let services = Services { store, broker, blobs, topology, price_book };
+        let services = Services { store, broker, blobs, topology, pricing };
         let app = Application::build(settings, services).await?;
         let stop = shutdown.clone();
         tasks.spawn(async move { app.run_until_stopped(stop).await.context("the API server stopped") });

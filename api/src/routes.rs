@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use calculator::QuoteRequest;
 use scheduler::JobMessage;
 use scheduler::messages::now_ms;
 use serde::{Deserialize, Serialize};
@@ -121,6 +122,8 @@ struct CreateJob {
     material: String,
     #[serde(default = "one")]
     quantity: u32,
+    #[serde(default)]
+    colour: Option<String>,
 }
 
 fn one() -> u32 {
@@ -138,14 +141,10 @@ async fn create_job(
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
     let Json(request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
-    let book = &state.services.price_book;
-    book.material(&request.material).map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    if request.quantity == 0 || request.quantity > book.max_quantity {
-        return Err(AppError::Unprocessable(format!(
-            "quantity must be between 1 and {}, got {}",
-            book.max_quantity, request.quantity
-        )));
-    }
+    let quote_request =
+        QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
+    calculator::validate_request(&quote_request, &state.services.pricing.book)
+        .map_err(|e| AppError::Unprocessable(e.to_string()))?;
     if state.services.store.model(&request.model_id).await?.is_none() {
         return Err(AppError::NotFound { what: "model", id: request.model_id });
     }
@@ -154,6 +153,7 @@ async fn create_job(
         job_id: uuid::Uuid::now_v7().to_string(),
         model_id: request.model_id,
         material: request.material,
+        colour: request.colour,
         quantity: i64::from(request.quantity),
         status: "queued".into(),
         quote: None,
@@ -161,6 +161,19 @@ async fn create_job(
         created_at_ms: now,
         updated_at_ms: now,
     };
+    // The same model, material and quantity under the same price book and
+    // profile was priced before: answer with that quote, queue nothing.
+    let quote_key = state.services.pricing.cache_key(&job.model_id, &quote_request);
+    if let Some(quote) = state.services.store.cached_quote(&quote_key).await? {
+        state.services.store.create_answered_job(&job, &quote, &quote_key).await?;
+        metrics::counter!("farm_quote_cache_hits_total").increment(1);
+        let location = format!("/v1/pricing-jobs/{}", job.job_id);
+        return Ok((
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            Json(JobAccepted { job_id: job.job_id, status: "succeeded" }),
+        ));
+    }
     state.services.store.create_job(&job, &job_message(&job)).await?;
     state.relay_wakeup.notify_one();
     metrics::counter!("farm_jobs_submitted_total").increment(1);
@@ -179,6 +192,7 @@ pub(crate) fn job_message(job: &JobRow) -> String {
         model_id: job.model_id.clone(),
         material: job.material.clone(),
         quantity: u32::try_from(job.quantity).unwrap_or(u32::MAX),
+        colour: job.colour.clone(),
         submitted_at_ms: job.created_at_ms,
     };
     serde_json::to_string(&message).expect("job messages always serialize")
@@ -197,6 +211,7 @@ struct JobView {
     job_id: String,
     model_id: String,
     material: String,
+    colour: Option<String>,
     quantity: i64,
     status: String,
     quote: Option<serde_json::Value>,
@@ -218,6 +233,7 @@ async fn get_job(State(state): State<Arc<AppState>>, Path(job_id): Path<String>)
         job_id: job.job_id,
         model_id: job.model_id,
         material: job.material,
+        colour: job.colour,
         quantity: job.quantity,
         status: job.status,
         quote,

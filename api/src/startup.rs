@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use calculator::PriceBook;
 use metrics_exporter_prometheus::PrometheusHandle;
 use scheduler::messages::now_ms;
-use scheduler::{BlobStore, Broker, Topology};
+use scheduler::{BlobStore, Broker, Pricing, Topology};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +54,9 @@ pub struct Services {
     pub broker: Broker,
     pub blobs: BlobStore,
     pub topology: Topology,
-    pub price_book: Arc<PriceBook>,
+    /// The price book and FDM profile; the API validates requests with it
+    /// and keys its quote cache by them.
+    pub pricing: Arc<Pricing>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The columns `job_from_row` reads, in every query that loads a job.
-const JOB_COLUMNS: &str = "job_id, model_id, material, quantity, status, quote, error_kind, error_message, \
+const JOB_COLUMNS: &str = "job_id, model_id, material, colour, quantity, status, quote, error_kind, error_message, \
                            created_at_ms, updated_at_ms";
 
 /// Outbox destination for pricing jobs; the relay maps it to a queue name.
@@ -55,6 +55,7 @@ pub struct JobRow {
     pub job_id: String,
     pub model_id: String,
     pub material: String,
+    pub colour: Option<String>,
     pub quantity: i64,
     pub status: String,
     pub quote: Option<String>,
@@ -156,12 +157,14 @@ impl Store {
     pub async fn create_job(&self, job: &JobRow, payload: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO pricing_jobs (job_id, model_id, material, quantity, status, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO pricing_jobs (job_id, model_id, material, colour, quantity, status, created_at_ms, \
+                                       updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
         .bind(&job.job_id)
         .bind(&job.model_id)
         .bind(&job.material)
+        .bind(&job.colour)
         .bind(job.quantity)
         .bind(&job.status)
         .bind(job.created_at_ms)
@@ -169,6 +172,39 @@ impl Store {
         .await?;
         insert_outbox(&mut tx, &job.job_id, payload, job.created_at_ms).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The quote of a succeeded job priced under `quote_key`, if any.
+    pub async fn cached_quote(&self, quote_key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT quote FROM pricing_jobs WHERE quote_key = $1 AND status = 'succeeded' \
+             ORDER BY finished_at_ms DESC LIMIT 1",
+        )
+        .bind(quote_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("quote")).transpose()?)
+    }
+
+    /// Writes a job that a cached quote already answers: succeeded at once,
+    /// under the same key, with nothing for the queue.
+    pub async fn create_answered_job(&self, job: &JobRow, quote: &str, quote_key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pricing_jobs (job_id, model_id, material, colour, quantity, status, quote, quote_key, \
+                                       created_at_ms, updated_at_ms, finished_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7, $8, $8, $8)",
+        )
+        .bind(&job.job_id)
+        .bind(&job.model_id)
+        .bind(&job.material)
+        .bind(&job.colour)
+        .bind(job.quantity)
+        .bind(quote)
+        .bind(quote_key)
+        .bind(job.created_at_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -256,13 +292,15 @@ impl Store {
             )
             .bind(&message.job_id)
             .bind(at),
-            ResultEvent::Succeeded { quote } => sqlx::query(
-                "UPDATE pricing_jobs SET status = 'succeeded', quote = $2, finished_at_ms = $3, updated_at_ms = $3 \
+            ResultEvent::Succeeded { quote, quote_key } => sqlx::query(
+                "UPDATE pricing_jobs SET status = 'succeeded', quote = $2, quote_key = $4, finished_at_ms = $3, \
+                        updated_at_ms = $3 \
                  WHERE job_id = $1 AND status IN ('queued', 'running')",
             )
             .bind(&message.job_id)
             .bind(serde_json::to_string(quote).expect("quote documents always serialize"))
-            .bind(at),
+            .bind(at)
+            .bind(quote_key.clone()),
             ResultEvent::Failed { error } => sqlx::query(
                 "UPDATE pricing_jobs SET status = 'failed', error_kind = $2, error_message = $3, \
                         finished_at_ms = $4, updated_at_ms = $4 \
@@ -324,6 +362,7 @@ fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
         job_id: r.try_get("job_id")?,
         model_id: r.try_get("model_id")?,
         material: r.try_get("material")?,
+        colour: r.try_get("colour")?,
         quantity: r.try_get("quantity")?,
         status: r.try_get("status")?,
         quote: r.try_get("quote")?,

@@ -1,23 +1,42 @@
-//! Pricing: turns the mesh engine's facts and a price book into a quote.
+//! Pricing: turns the mesh engine's facts, a print profile and a price book
+//! into an itemised quote.
 //!
-//! Pure computation, like `mesh`: no IO, no async runtime. The process model
-//! here is deliberately simple (material from volume and density, machine time
-//! from volume and height, plus a setup fee); it is the seam later process
-//! models plug into, and every constant it uses lives in the [`PriceBook`].
+//! Pure computation, like `mesh`: no IO, no async runtime. The flow is
+//! [`analysis_options`] (what the material's process needs measured: layers,
+//! overhangs, the fit in each machine), then [`quote`]: pick the machine,
+//! run the process model ([`fdm`], [`sla`], [`sls`]), and price what it
+//! predicts with the [`PriceBook`].
 
+pub mod fdm;
 mod price_book;
+mod process;
 mod profile;
+pub mod sla;
+pub mod sls;
 
-pub use price_book::{Material, PriceBook, Technology};
+pub use price_book::{
+    BUILTIN_PRICE_BOOK, Machine, MachineProcess, Material, MaterialPrice, MaterialProcess, PostProcess, Powder,
+    PriceBook, PriceBookError, QuantityBreak, Resin, Rounding, RoundingMode, SlaMachine, SlsMachine, Technology,
+};
+pub use process::{Component, ProcessEstimate};
 pub use profile::{FdmProfile, LoadedProfile, ProfileError, Speed};
 
-use mesh::MeshReport;
+use mesh::{Fit, MeshReport};
+use sha2::{Digest, Sha256};
 
 /// What the customer asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuoteRequest {
     pub material: String,
     pub quantity: u32,
+    /// One of the material's colours; `None` leaves it to the shop.
+    pub colour: Option<String>,
+}
+
+impl QuoteRequest {
+    pub fn new(material: impl Into<String>, quantity: u32) -> Self {
+        Self { material: material.into(), quantity, colour: None }
+    }
 }
 
 /// Why a quote could not be made.
@@ -28,13 +47,23 @@ pub enum PricingError {
     UnknownMaterial { material: String, offered: String },
     #[error("quantity must be between 1 and {max}, got {quantity}")]
     InvalidQuantity { quantity: u32, max: u32 },
+    #[error("`{material}` does not come in `{colour}`; it comes in: {offered}")]
+    UnknownColour { material: String, colour: String, offered: String },
+    #[error("the FDM estimate needs the model sliced at {layer_height} mm layers")]
+    NotSliced { layer_height: f64 },
+    /// An FDM material whose price or density neither the price book nor
+    /// the profile gives.
+    #[error(
+        "material `{material}` has no {what}: set `{book_key}` in the price book or `{profile_key}` in the profile"
+    )]
+    MissingMaterialFact { material: String, what: &'static str, book_key: &'static str, profile_key: &'static str },
 }
 
 /// One priced line with the inputs that produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineItem {
-    pub label: &'static str,
-    /// Human-readable inputs, such as "12.3 g x 25.00/kg".
+    pub label: String,
+    /// Human-readable inputs, such as "12.30 g x 3 x 25.00 EUR/kg".
     pub basis: String,
     pub amount: f64,
 }
@@ -51,6 +80,11 @@ pub enum QuoteWarning {
     UnitsGuess { guess: &'static str },
     /// Small shells far from the part: debris, or a misplaced piece.
     StrayShells { count: u64 },
+    /// No machine of the material's technology holds the part in any
+    /// orientation; it was priced on the largest, and needs splitting.
+    TooBigForEveryMachine { machine: String },
+    /// Keys of the print profile the estimate does not use.
+    IgnoredProfileKeys { keys: Vec<String> },
 }
 
 impl std::fmt::Display for QuoteWarning {
@@ -69,69 +103,318 @@ impl std::fmt::Display for QuoteWarning {
             QuoteWarning::StrayShells { count } => {
                 write!(f, "{count} small shells lie far from the part; check for stray facets")
             }
+            QuoteWarning::TooBigForEveryMachine { machine } => write!(
+                f,
+                "the part fits no machine in any orientation; priced on `{machine}`, the largest, but it must be split"
+            ),
+            QuoteWarning::IgnoredProfileKeys { keys } => {
+                write!(f, "the estimate ignores these profile keys: {}", keys.join(", "))
+            }
         }
     }
+}
+
+/// The machine a quote is priced on, and how the part fits it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineChoice {
+    pub name: String,
+    pub hourly_rate: f64,
+    pub build_volume_mm: [f64; 3],
+    /// How the part fits, when the analysis checked it.
+    pub fit: Option<Fit>,
 }
 
 /// A priced order line: one model, one material, a quantity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quote {
     pub material: String,
+    pub colour: Option<String>,
     pub technology: Technology,
     pub quantity: u32,
-    /// Volume the pricing used, mm³ (absolute value of the signed volume).
+    /// Volume of the part, mm³ (the magnitude of the corrected signed volume).
     pub volume_mm3: f64,
-    /// Material for one part, grams.
+    /// Material for one part, cm³ and grams: the part as printed (walls and
+    /// infill, or solid), its supports and any waste.
+    pub material_cm3: f64,
     pub material_g: f64,
+    /// Filament for one part, mm (FDM only).
+    pub filament_mm: Option<f64>,
     /// Machine time for one part, seconds.
     pub print_time_s: f64,
+    /// Machine time for the whole quantity, seconds.
+    pub machine_time_s: f64,
+    pub estimate: ProcessEstimate,
+    pub machine: MachineChoice,
     pub line_items: Vec<LineItem>,
-    /// Sum of the line items, rounded to the currency's cents and raised to the
-    /// minimum order price.
+    /// Sum of the line items, raised to the minimum order price and rounded
+    /// as the price book says.
     pub total: f64,
     pub currency: String,
     pub price_book_version: String,
+    /// Profile keys the estimate did not use (FDM only).
+    pub ignored_profile_keys: Vec<String>,
     pub warnings: Vec<QuoteWarning>,
 }
 
-/// Prices `report` for `request` with `book`.
-pub fn quote(report: &MeshReport, request: &QuoteRequest, book: &PriceBook) -> Result<Quote, PricingError> {
+/// How to analyse a model for `request`: `base` (limits, units, weld) plus
+/// what the material's process needs: the fit in each of its machines, and
+/// for FDM the profile's layers and support angle.
+pub fn analysis_options(
+    request: &QuoteRequest,
+    book: &PriceBook,
+    profile: &FdmProfile,
+    base: mesh::AnalysisOptions,
+) -> Result<mesh::AnalysisOptions, PricingError> {
+    let material = validate_request(request, book)?;
+    let build_volumes = book.machines_for(material).iter().map(|m| m.build_volume_mm).collect();
+    Ok(match material.technology {
+        Technology::Fdm => mesh::AnalysisOptions {
+            layering: Some(fdm::layering(profile)),
+            overhang_angle_deg: fdm::support_angle_deg(profile),
+            support: fdm::support_shape(profile),
+            build_volumes,
+            ..base
+        },
+        Technology::Sla | Technology::Sls => mesh::AnalysisOptions { build_volumes, ..base },
+    })
+}
+
+/// The key under which a quote for `model_id` and `request` may be reused.
+/// It covers everything a quote depends on besides the model's bytes (named
+/// by their hash): the request, the price book's version and content, and
+/// for FDM the print profile, so new prices or settings never serve an old
+/// quote.
+pub fn quote_cache_key(model_id: &str, request: &QuoteRequest, book: &PriceBook, profile: &FdmProfile) -> String {
+    let technology = book.material(&request.material).map(|m| m.technology).ok();
+    let mut hash = Sha256::new();
+    for part in [model_id, &request.material.to_ascii_lowercase(), request.colour.as_deref().unwrap_or("")] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(request.quantity.to_le_bytes());
+    hash.update(book.fingerprint.as_bytes());
+    if technology == Some(Technology::Fdm) {
+        hash.update(profile.to_ini().as_bytes());
+    }
+    let digest: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{}:{digest}", book.version)
+}
+
+/// Checks a request against the price book: a material it offers, in one
+/// of its colours, and a quantity within its limit.
+pub fn validate_request<'b>(request: &QuoteRequest, book: &'b PriceBook) -> Result<&'b Material, PricingError> {
     let material = book.material(&request.material)?;
     if request.quantity == 0 || request.quantity > book.max_quantity {
         return Err(PricingError::InvalidQuantity { quantity: request.quantity, max: book.max_quantity });
     }
-    let quantity = f64::from(request.quantity);
-    let volume_mm3 = report.enclosed_volume_mm3();
-    let height_mm = report.geometry.bounding_box.size()[2];
+    if let Some(colour) = &request.colour
+        && !material.colours.iter().any(|c| c.eq_ignore_ascii_case(colour))
+    {
+        return Err(PricingError::UnknownColour {
+            material: material.name.clone(),
+            colour: colour.clone(),
+            offered: material.colours.join(", "),
+        });
+    }
+    Ok(material)
+}
 
-    // Only part of the solid is printed: walls are solid, the inside is infill.
-    let printed_mm3 = volume_mm3 * material.fill_fraction;
-    let material_g = printed_mm3 / 1000.0 * material.density_g_cm3;
-    let layers = (height_mm / book.layer_height_mm).ceil().max(1.0);
-    let print_time_s = printed_mm3 / book.deposition_mm3_per_s + layers * book.layer_change_s;
+/// The cheapest machine the part fits; the largest when it fits none (with a
+/// warning). `report.fits` is in the order of `machines` when the report
+/// was analysed with [`analysis_options`]; without fits, the cheapest.
+fn choose_machine<'b>(report: &MeshReport, machines: &[&'b Machine]) -> (&'b Machine, Option<Fit>, bool) {
+    let fits: Vec<Option<Fit>> = if report.fits.len() == machines.len() {
+        report.fits.iter().copied().map(Some).collect()
+    } else {
+        vec![None; machines.len()]
+    };
+    let candidates = machines.iter().zip(&fits).filter(|(_, fit)| fit.is_none_or(|f| f.fits));
+    if let Some((machine, fit)) = candidates.min_by(|a, b| a.0.hourly_rate.total_cmp(&b.0.hourly_rate)) {
+        return (machine, *fit, true);
+    }
+    let volume = |m: &Machine| m.build_volume_mm.iter().product::<f64>();
+    let (machine, fit) = machines
+        .iter()
+        .zip(fits)
+        .max_by(|a, b| volume(a.0).total_cmp(&volume(b.0)))
+        .expect("every material has a machine (the price book checks it)");
+    (machine, fit, false)
+}
 
-    let material_cost = material_g / 1000.0 * material.price_per_kg * quantity;
-    let machine_hours = print_time_s / 3600.0 * quantity;
-    let machine_cost = machine_hours * book.machine_rate_per_hour;
-    let line_items = vec![
-        LineItem {
-            label: "material",
-            basis: format!(
-                "{:.2} g x {} x {:.2} {}/kg",
-                material_g, request.quantity, material.price_per_kg, book.currency
-            ),
-            amount: round_cents(material_cost),
-        },
-        LineItem {
-            label: "machine time",
-            basis: format!("{:.3} h x {:.2} {}/h", machine_hours, book.machine_rate_per_hour, book.currency),
-            amount: round_cents(machine_cost),
-        },
-        LineItem { label: "setup", basis: "once per order".into(), amount: round_cents(book.setup_fee) },
-    ];
+/// Prices `report` for `request` with `book`, and for FDM materials with
+/// `profile`. The report should come from [`analysis_options`].
+pub fn quote(
+    report: &MeshReport,
+    request: &QuoteRequest,
+    book: &PriceBook,
+    profile: &LoadedProfile,
+) -> Result<Quote, PricingError> {
+    let material = validate_request(request, book)?;
+    let (machine, fit, fits) = choose_machine(report, &book.machines_for(material));
+    let (estimate, material_g, filament_mm) = match (&material.process, &machine.process) {
+        (MaterialProcess::Sla(resin), MachineProcess::Sla(sla)) => {
+            let platform = [machine.build_volume_mm[0], machine.build_volume_mm[1]];
+            let estimate = sla::estimate(report, sla, resin, fit.as_ref(), platform);
+            let grams = estimate.material_cm3 * material.density_g_cm3.unwrap_or(1.0);
+            (estimate, grams, None)
+        }
+        (MaterialProcess::Sls(powder), MachineProcess::Sls(sls)) => {
+            let density = material.density_g_cm3.unwrap_or(1.0);
+            let (estimate, grams) = sls::estimate(report, sls, powder, density, fit.as_ref(), machine.build_volume_mm);
+            (estimate, grams, None)
+        }
+        _ => {
+            let p = &profile.profile;
+            let estimate = fdm::estimate(report, p)?;
+            let density = material.density_g_cm3.or((p.filament_density > 0.0).then_some(p.filament_density)).ok_or(
+                PricingError::MissingMaterialFact {
+                    material: material.name.clone(),
+                    what: "density",
+                    book_key: "density_g_cm3",
+                    profile_key: "filament_density",
+                },
+            )?;
+            let filament_area = std::f64::consts::PI / 4.0 * p.filament_diameter * p.filament_diameter;
+            let filament_mm = estimate.material_cm3 * 1000.0 / filament_area;
+            (estimate.clone(), estimate.material_cm3 * density, Some(filament_mm))
+        }
+    };
+    let quantity = request.quantity;
+    let machine_time_s = estimate.machine_time_s(quantity);
+    let line_items = price_lines(book, material, machine, &estimate, material_g, machine_time_s, profile, quantity)?;
     let sum: f64 = line_items.iter().map(|item| item.amount).sum();
-    let total = round_cents(sum.max(book.minimum_order));
+    let total = book.rounding.apply(sum.max(book.minimum_order));
 
+    let mut warnings = mesh_warnings(report);
+    if !fits {
+        warnings.push(QuoteWarning::TooBigForEveryMachine { machine: machine.name.clone() });
+    }
+    let ignored_profile_keys =
+        if material.technology == Technology::Fdm { profile.ignored_keys.clone() } else { Vec::new() };
+    if !ignored_profile_keys.is_empty() {
+        warnings.push(QuoteWarning::IgnoredProfileKeys { keys: ignored_profile_keys.clone() });
+    }
+    Ok(Quote {
+        material: material.name.clone(),
+        colour: request.colour.clone(),
+        technology: material.technology,
+        quantity,
+        volume_mm3: report.enclosed_volume_mm3(),
+        material_cm3: estimate.material_cm3,
+        material_g,
+        filament_mm,
+        print_time_s: estimate.print_time_s,
+        machine_time_s,
+        machine: MachineChoice {
+            name: machine.name.clone(),
+            hourly_rate: machine.hourly_rate,
+            build_volume_mm: machine.build_volume_mm,
+            fit,
+        },
+        estimate,
+        line_items,
+        total,
+        currency: book.currency.clone(),
+        price_book_version: book.version.clone(),
+        ignored_profile_keys,
+        warnings,
+    })
+}
+
+/// The line items: costs, then the discount, the margin, the setup fee and
+/// the minimum order. Each amount is rounded to cents; the total's own
+/// rounding comes after.
+#[allow(clippy::too_many_arguments)]
+fn price_lines(
+    book: &PriceBook,
+    material: &Material,
+    machine: &Machine,
+    estimate: &ProcessEstimate,
+    material_g: f64,
+    machine_time_s: f64,
+    profile: &LoadedProfile,
+    quantity: u32,
+) -> Result<Vec<LineItem>, PricingError> {
+    let currency = &book.currency;
+    let q = f64::from(quantity);
+    let missing_price = || PricingError::MissingMaterialFact {
+        material: material.name.clone(),
+        what: "price",
+        book_key: "price_per_kg",
+        profile_key: "filament_cost",
+    };
+    let price = match material.price {
+        Some(price) => price,
+        None if material.technology == Technology::Fdm && profile.profile.filament_cost > 0.0 => {
+            MaterialPrice::PerKg(profile.profile.filament_cost)
+        }
+        None => return Err(missing_price()),
+    };
+    let mut lines = Vec::new();
+    let mut line = |label: &str, basis: String, amount: f64| {
+        lines.push(LineItem { label: label.into(), basis, amount: round_cents(amount) });
+    };
+    match price {
+        MaterialPrice::PerKg(per_kg) => line(
+            "material",
+            format!("{material_g:.2} g x {quantity} x {per_kg:.2} {currency}/kg"),
+            material_g / 1000.0 * per_kg * q,
+        ),
+        MaterialPrice::PerLitre(per_litre) => {
+            let ml = estimate.material_cm3;
+            line(
+                "material",
+                format!("{ml:.2} ml x {quantity} x {per_litre:.2} {currency}/l"),
+                ml / 1000.0 * per_litre * q,
+            )
+        }
+    }
+    let hours = machine_time_s / 3600.0;
+    let builds =
+        if estimate.parts_per_build > 1 { format!(", {} per build", estimate.parts_per_build) } else { String::new() };
+    line(
+        "machine time",
+        format!("{hours:.3} h on {}{builds} x {:.2} {currency}/h", machine.name, machine.hourly_rate),
+        hours * machine.hourly_rate,
+    );
+    for post in &book.post_processing {
+        let applies = post.technology.is_none_or(|t| t == material.technology)
+            && (!post.only_with_supports || estimate.support_cm3 > 0.0);
+        if applies {
+            line(&post.name, format!("{quantity} x {:.2} {currency}", post.per_part), post.per_part * q);
+        }
+    }
+    let cost: f64 = lines.iter().map(|l| l.amount).sum();
+    let mut discounted = cost;
+    if let Some(b) = book.quantity_break(quantity) {
+        let off = cost * b.discount;
+        discounted -= off;
+        lines.push(LineItem {
+            label: "quantity discount".into(),
+            basis: format!("{:.0}% off {cost:.2} {currency} for {} or more", b.discount * 100.0, b.min_quantity),
+            amount: -round_cents(off),
+        });
+    }
+    if book.margin > 0.0 {
+        lines.push(LineItem {
+            label: "margin".into(),
+            basis: format!("{:.0}% of {discounted:.2} {currency}", book.margin * 100.0),
+            amount: round_cents(discounted * book.margin),
+        });
+    }
+    lines.push(LineItem { label: "setup".into(), basis: "once per order".into(), amount: round_cents(book.setup_fee) });
+    let sum: f64 = lines.iter().map(|l| l.amount).sum();
+    if sum < book.minimum_order {
+        lines.push(LineItem {
+            label: "minimum order".into(),
+            basis: format!("raised from {sum:.2} to the minimum order of {:.2} {currency}", book.minimum_order),
+            amount: round_cents(book.minimum_order - sum),
+        });
+    }
+    Ok(lines)
+}
+
+fn mesh_warnings(report: &MeshReport) -> Vec<QuoteWarning> {
     let mut warnings = Vec::new();
     if !report.topology.watertight {
         warnings.push(QuoteWarning::OpenMesh { boundary_edges: report.topology.boundary_edges });
@@ -145,19 +428,7 @@ pub fn quote(report: &MeshReport, request: &QuoteRequest, book: &PriceBook) -> R
     if report.shells.stray > 0 {
         warnings.push(QuoteWarning::StrayShells { count: report.shells.stray });
     }
-    Ok(Quote {
-        material: material.name.clone(),
-        technology: material.technology,
-        quantity: request.quantity,
-        volume_mm3,
-        material_g,
-        print_time_s,
-        line_items,
-        total,
-        currency: book.currency.clone(),
-        price_book_version: book.version.clone(),
-        warnings,
-    })
+    warnings
 }
 
 fn round_cents(amount: f64) -> f64 {
@@ -167,64 +438,167 @@ fn round_cents(amount: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh::{AnalysisOptions, analyze, cuboid, write_binary_stl};
+    use mesh::{analyze, cuboid, write_binary_stl};
 
-    fn cube_report(side: f32) -> MeshReport {
-        analyze(&write_binary_stl(&cuboid([side; 3])), &AnalysisOptions::default()).unwrap()
+    fn default_profile() -> LoadedProfile {
+        LoadedProfile { profile: FdmProfile::default(), ignored_keys: Vec::new() }
     }
 
-    fn request(material: &str, quantity: u32) -> QuoteRequest {
-        QuoteRequest { material: material.into(), quantity }
+    fn report_for(triangles: &[mesh::Triangle], request: &QuoteRequest, book: &PriceBook) -> MeshReport {
+        let options =
+            analysis_options(request, book, &FdmProfile::default(), mesh::AnalysisOptions::default()).unwrap();
+        analyze(&write_binary_stl(triangles), &options).unwrap()
     }
 
-    #[test]
-    fn a_20mm_pla_cube_is_priced_from_its_volume_and_height() {
-        let book = PriceBook::default();
-        let q = quote(&cube_report(20.0), &request("pla", 1), &book).unwrap();
-        let pla = book.material("pla").unwrap();
-        // 8 cm³ solid, printed at the fill fraction, at PLA's density.
-        let expected_g = 8.0 * pla.fill_fraction * pla.density_g_cm3;
-        assert!((q.material_g - expected_g).abs() < 1e-9, "{} vs {expected_g}", q.material_g);
-        let layers = (20.0 / book.layer_height_mm).ceil();
-        let expected_s = 8000.0 * pla.fill_fraction / book.deposition_mm3_per_s + layers * book.layer_change_s;
-        assert!((q.print_time_s - expected_s).abs() < 1e-9);
-        let items: f64 = q.line_items.iter().map(|i| i.amount).sum();
-        assert!((q.total - round_cents(items.max(book.minimum_order))).abs() < 1e-9);
-        assert!(q.warnings.is_empty());
+    fn priced(side: f32, request: &QuoteRequest, book: &PriceBook) -> Quote {
+        quote(&report_for(&cuboid([side; 3]), request, book), request, book, &default_profile()).unwrap()
+    }
+
+    fn amount(q: &Quote, label: &str) -> f64 {
+        q.line_items.iter().find(|l| l.label == label).map_or(0.0, |l| l.amount)
     }
 
     #[test]
-    fn quantity_scales_everything_but_the_setup_fee() {
-        let book = PriceBook { minimum_order: 0.0, ..PriceBook::default() };
-        let one = quote(&cube_report(30.0), &request("pla", 1), &book).unwrap();
-        let ten = quote(&cube_report(30.0), &request("pla", 10), &book).unwrap();
-        let variable = one.total - book.setup_fee;
-        assert!((ten.total - (book.setup_fee + 10.0 * variable)).abs() < 0.1, "{} vs {}", ten.total, one.total);
+    fn an_fdm_quote_prices_the_estimate_with_the_book() {
+        let book = PriceBook::builtin();
+        let q = priced(20.0, &QuoteRequest::new("pla", 1), &book);
+        assert_eq!((q.technology, q.machine.name.as_str(), q.estimate.layers), (Technology::Fdm, "fdm-250", 67));
+        assert!(q.machine.fit.is_some_and(|f| f.fits));
+        // Grams are the estimate's volume at PLA's density, priced per kg.
+        assert!((q.material_g - q.material_cm3 * 1.24).abs() < 1e-9);
+        assert_eq!(amount(&q, "material"), round_cents(q.material_g / 1000.0 * 25.0));
+        assert_eq!(amount(&q, "machine time"), round_cents(q.print_time_s / 3600.0 * 4.0));
+        let filament_area = std::f64::consts::PI / 4.0 * 1.75 * 1.75;
+        assert!((q.filament_mm.unwrap() - q.material_cm3 * 1000.0 / filament_area).abs() < 1e-6);
+        let sum: f64 = q.line_items.iter().map(|l| l.amount).sum();
+        assert_eq!(q.total, book.rounding.apply(sum.max(book.minimum_order)));
+        assert!(q.warnings.is_empty(), "{:?}", q.warnings);
     }
 
     #[test]
-    fn the_minimum_order_price_applies_to_tiny_parts() {
-        let book = PriceBook::default();
-        let q = quote(&cube_report(1.0), &request("pla", 1), &book).unwrap();
+    fn a_tiny_part_is_raised_to_the_minimum_order() {
+        let book = PriceBook::builtin();
+        let q = priced(2.0, &QuoteRequest::new("pla", 1), &book);
+        assert!(amount(&q, "minimum order") > 0.0, "{:?}", q.line_items);
         assert_eq!(q.total, book.minimum_order);
     }
 
     #[test]
-    fn bad_requests_are_typed_errors() {
-        let book = PriceBook::default();
-        let err = quote(&cube_report(5.0), &request("unobtainium", 1), &book).unwrap_err();
-        assert!(matches!(err, PricingError::UnknownMaterial { .. }));
-        let err = quote(&cube_report(5.0), &request("pla", 0), &book).unwrap_err();
-        assert!(matches!(err, PricingError::InvalidQuantity { quantity: 0, .. }));
+    fn quantity_breaks_discount_the_variable_cost_and_margin_applies_after() {
+        let book = PriceBook { minimum_order: 0.0, ..PriceBook::builtin() };
+        let nine = priced(30.0, &QuoteRequest::new("pla", 9), &book);
+        let ten = priced(30.0, &QuoteRequest::new("pla", 10), &book);
+        assert_eq!(amount(&nine, "quantity discount"), 0.0);
+        let cost = amount(&ten, "material") + amount(&ten, "machine time");
+        assert!((amount(&ten, "quantity discount") + cost * 0.05).abs() < 0.011, "{:?}", ten.line_items);
+        assert!((amount(&ten, "margin") - cost * 0.95 * book.margin).abs() < 0.011);
+        assert_eq!(amount(&ten, "setup"), book.setup_fee, "once per order");
+        assert!(ten.total / 10.0 < nine.total / 9.0, "per part, ten cost less than nine");
     }
 
     #[test]
-    fn open_and_inverted_meshes_are_flagged() {
+    fn the_material_picks_the_process_model_and_its_units() {
+        let book = PriceBook::builtin();
+        let resin = priced(20.0, &QuoteRequest::new("standard-resin", 1), &book);
+        assert_eq!((resin.technology, resin.machine.name.as_str()), (Technology::Sla, "sla-145"));
+        assert!(resin.line_items[0].basis.contains("ml") && resin.line_items[0].basis.contains("/l"));
+        assert!(resin.line_items.iter().any(|l| l.label == "wash and cure"));
+        // A solid resin part uses at least its volume.
+        assert!(resin.material_cm3 >= 8.0 && resin.filament_mm.is_none());
+        let powder = priced(20.0, &QuoteRequest::new("pa12", 1), &book);
+        assert_eq!((powder.technology, powder.machine.name.as_str()), (Technology::Sls, "sls-300"));
+        assert!(powder.material_g > 8.0 * 1.01, "the part plus refreshed powder: {}", powder.material_g);
+    }
+
+    #[test]
+    fn a_part_too_big_for_the_small_machine_goes_to_the_large_one_and_beyond_that_warns() {
+        let book = PriceBook::builtin();
+        let request = QuoteRequest::new("pla", 1);
+        let long = report_for(&cuboid([400.0, 20.0, 20.0]), &request, &book);
+        let q = quote(&long, &request, &book, &default_profile()).unwrap();
+        assert_eq!(q.machine.name, "fdm-350");
+        assert!(q.warnings.is_empty(), "{:?}", q.warnings);
+        let huge = report_for(&cuboid([600.0, 20.0, 20.0]), &request, &book);
+        let q = quote(&huge, &request, &book, &default_profile()).unwrap();
+        assert_eq!(q.machine.name, "fdm-350");
+        assert_eq!(q.warnings, vec![QuoteWarning::TooBigForEveryMachine { machine: "fdm-350".into() }]);
+    }
+
+    #[test]
+    fn bad_requests_are_typed_errors() {
+        let book = PriceBook::builtin();
+        let report = report_for(&cuboid([5.0; 3]), &QuoteRequest::new("pla", 1), &book);
+        let err = quote(&report, &QuoteRequest::new("unobtainium", 1), &book, &default_profile()).unwrap_err();
+        assert!(matches!(err, PricingError::UnknownMaterial { .. }));
+        let err = quote(&report, &QuoteRequest::new("pla", 0), &book, &default_profile()).unwrap_err();
+        assert!(matches!(err, PricingError::InvalidQuantity { quantity: 0, .. }));
+        let mauve = QuoteRequest { colour: Some("mauve".into()), ..QuoteRequest::new("pla", 1) };
+        let err = quote(&report, &mauve, &book, &default_profile()).unwrap_err();
+        assert!(err.to_string().contains("black"), "{err}");
+        let black = QuoteRequest { colour: Some("Black".into()), ..QuoteRequest::new("pla", 1) };
+        assert!(quote(&report, &black, &book, &default_profile()).is_ok());
+    }
+
+    #[test]
+    fn an_fdm_material_may_take_its_price_and_density_from_the_profile() {
+        let mut book = PriceBook::builtin();
+        let pla = book.materials.iter_mut().find(|m| m.name == "pla").unwrap();
+        (pla.price, pla.density_g_cm3) = (None, None);
+        let request = QuoteRequest::new("pla", 1);
+        let report = report_for(&cuboid([20.0; 3]), &request, &book);
+        let err = quote(&report, &request, &book, &default_profile()).unwrap_err();
+        assert!(err.to_string().contains("filament_density"), "{err}");
+        let shop = FdmProfile { filament_density: 1.3, filament_cost: 40.0, ..FdmProfile::default() };
+        let q = quote(&report, &request, &book, &LoadedProfile { profile: shop, ignored_keys: vec![] }).unwrap();
+        assert!((q.material_g - q.material_cm3 * 1.3).abs() < 1e-9);
+        assert!(q.line_items[0].basis.contains("40.00 EUR/kg"), "{:?}", q.line_items[0]);
+    }
+
+    #[test]
+    fn open_and_inverted_meshes_and_ignored_keys_are_flagged() {
+        let book = PriceBook::builtin();
+        let request = QuoteRequest::new("pla", 1);
         let mut triangles: Vec<_> = cuboid([10.0; 3]).into_iter().map(|[a, b, c]| [a, c, b]).collect();
         triangles.pop();
-        let report = analyze(&write_binary_stl(&triangles), &AnalysisOptions::default()).unwrap();
-        let q = quote(&report, &request("pla", 1), &PriceBook::default()).unwrap();
+        let report = report_for(&triangles, &request, &book);
+        let profile = LoadedProfile { profile: FdmProfile::default(), ignored_keys: vec!["wipe_tower".into()] };
+        let q = quote(&report, &request, &book, &profile).unwrap();
         assert!(q.volume_mm3 > 0.0);
-        assert_eq!(q.warnings, vec![QuoteWarning::OpenMesh { boundary_edges: 3 }, QuoteWarning::InvertedShells]);
+        assert_eq!(
+            q.warnings,
+            vec![
+                QuoteWarning::OpenMesh { boundary_edges: 3 },
+                QuoteWarning::InvertedShells,
+                QuoteWarning::IgnoredProfileKeys { keys: vec!["wipe_tower".into()] }
+            ]
+        );
+        // Resin has no print profile, so nothing of it is ignored.
+        let resin = QuoteRequest::new("standard-resin", 1);
+        let q = quote(&report_for(&triangles, &resin, &book), &resin, &book, &profile).unwrap();
+        assert!(q.ignored_profile_keys.is_empty());
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_everything_a_quote_depends_on() {
+        let book = PriceBook::builtin();
+        let profile = FdmProfile::default();
+        let pla = QuoteRequest::new("pla", 1);
+        let key = quote_cache_key("m1", &pla, &book, &profile);
+        assert!(key.starts_with(&format!("{}:", book.version)), "{key}");
+        assert_eq!(key, quote_cache_key("m1", &QuoteRequest::new("PLA", 1), &book, &profile));
+        let other_book = PriceBook { fingerprint: "edited".into(), ..book.clone() };
+        let finer = FdmProfile { layer_height: 0.2, ..profile.clone() };
+        for other in [
+            quote_cache_key("m2", &pla, &book, &profile),
+            quote_cache_key("m1", &QuoteRequest::new("pla", 2), &book, &profile),
+            quote_cache_key("m1", &QuoteRequest { colour: Some("red".into()), ..pla.clone() }, &book, &profile),
+            quote_cache_key("m1", &pla, &other_book, &profile),
+            quote_cache_key("m1", &pla, &book, &finer),
+        ] {
+            assert_ne!(key, other);
+        }
+        // The FDM profile does not touch a resin quote.
+        let resin = QuoteRequest::new("standard-resin", 1);
+        assert_eq!(quote_cache_key("m1", &resin, &book, &profile), quote_cache_key("m1", &resin, &book, &finer));
     }
 }

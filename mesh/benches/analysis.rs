@@ -8,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mesh::{AnalysisOptions, IndexedMesh, Limits, Topology, analyze, read_stl, slice, uv_sphere, write_binary_stl};
+use mesh::{
+    AnalysisOptions, IndexedMesh, Layering, Limits, Topology, analyze, read_stl, slice, uv_sphere, write_binary_stl,
+};
 
 fn inputs() -> Vec<(String, Vec<u8>)> {
     let mut sizes = vec![("sphere-100k", 224u32, 224u32), ("sphere-1M", 1000, 501)];
@@ -50,7 +52,7 @@ fn stages(c: &mut Criterion) {
         let report = analyze(&bytes, &AnalysisOptions::default()).unwrap();
         let z = (report.geometry.bounding_box.min[2], report.geometry.bounding_box.max[2]);
         group.bench_with_input(BenchmarkId::new("slice-0.2mm", &name), &soup.triangles, |b, t| {
-            b.iter(|| slice(black_box(t), None, z, 0.2, 100_000).unwrap())
+            b.iter(|| slice(black_box(t), None, z, Layering::uniform(0.2), 100_000).unwrap())
         });
     }
     group.finish();

@@ -8,7 +8,6 @@
 //! part also avoids cancellation when a model sits far from the origin.
 
 use nalgebra::Vector3;
-use rayon::prelude::*;
 
 use crate::read::{Triangle, Triangles};
 
@@ -125,11 +124,13 @@ impl Geometry {
     /// Measures `triangles`; an empty slice gives zeros and an inverted box.
     pub fn measure<T: Triangles + ?Sized>(triangles: &T) -> Self {
         let origin = corner_mean(triangles);
-        let sums = (0..triangles.count())
-            .into_par_iter()
-            .with_min_len(4096)
-            .fold(Sums::zero, |sums, i| sums.add(&triangles.triangle(i), &origin))
-            .reduce(Sums::zero, Sums::merge);
+        let sums = crate::par::fold_chunks(
+            triangles.count(),
+            4096,
+            Sums::zero,
+            |sums, i| sums.add(&triangles.triangle(i), &origin),
+            Sums::merge,
+        );
         let signed_volume = sums.six_volume / 6.0;
         // A tetrahedron's centroid is (origin + a + b + c) / 4, weighted by its volume.
         let centroid = if sums.six_volume.abs() > f64::EPSILON {
@@ -156,16 +157,18 @@ pub(crate) fn corner_mean<T: Triangles + ?Sized>(triangles: &T) -> Vector3<f64> 
     if n == 0 {
         return Vector3::zeros();
     }
-    let sum = (0..n)
-        .into_par_iter()
-        .with_min_len(8192)
-        .map(|i| {
+    let sum = crate::par::fold_chunks(
+        n,
+        8192,
+        Vector3::zeros,
+        |acc, i| {
             triangles
                 .triangle(i)
                 .iter()
-                .fold(Vector3::zeros(), |acc, v| acc + Vector3::new(f64::from(v[0]), f64::from(v[1]), f64::from(v[2])))
-        })
-        .reduce(Vector3::zeros, |a, b| a + b);
+                .fold(acc, |acc, v| acc + Vector3::new(f64::from(v[0]), f64::from(v[1]), f64::from(v[2])))
+        },
+        |a, b| a + b,
+    );
     sum / (3.0 * n as f64)
 }
 

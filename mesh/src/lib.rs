@@ -16,23 +16,28 @@
 //! assert!(report.topology.watertight);
 //! ```
 
+mod contours;
 mod error;
 mod generate;
 mod geometry;
+mod par;
 mod printability;
 mod read;
 mod shells;
 mod slice;
+mod supports;
 mod topology;
 mod weld;
 
+pub use contours::Contour;
 pub use error::{ReadError, ReadErrorKind};
 pub use generate::{cuboid, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
 pub use printability::{Fit, Printability, Units, fit};
 pub use read::{ReadWarning, Soup, StlFormat, StlInfo, Triangle, Triangles, read_stl, read_stl_chunked};
 pub use shells::ShellSummary;
-pub use slice::{SliceError, Slices, slice};
+pub use slice::{Layering, SliceError, Slices, slice};
+pub use supports::SupportShape;
 pub use topology::{FaceLabels, Topology};
 pub use weld::{IndexedMesh, Weld, Welder};
 
@@ -59,7 +64,7 @@ impl Default for Limits {
 }
 
 /// What to compute, and how.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnalysisOptions {
     pub limits: Limits,
     pub weld: Weld,
@@ -68,10 +73,13 @@ pub struct AnalysisOptions {
     pub units: Option<Units>,
     /// Faces steeper than this from vertical-down need support, degrees.
     pub overhang_angle_deg: f64,
-    /// Slice at this layer height (mm), when set.
-    pub layer_height: Option<f64>,
-    /// Check the fit in this build volume (mm), when set.
-    pub build_volume: Option<[f64; 3]>,
+    /// How the support columns under the overhangs are shaped.
+    pub support: SupportShape,
+    /// Slice into these layers (mm), when set.
+    pub layering: Option<Layering>,
+    /// Check the fit in each of these build volumes (mm): one per machine
+    /// that could print the part.
+    pub build_volumes: Vec<[f64; 3]>,
 }
 
 impl Default for AnalysisOptions {
@@ -81,8 +89,9 @@ impl Default for AnalysisOptions {
             weld: Weld::Exact,
             units: None,
             overhang_angle_deg: 45.0,
-            layer_height: None,
-            build_volume: None,
+            support: SupportShape::default(),
+            layering: None,
+            build_volumes: Vec::new(),
         }
     }
 }
@@ -119,7 +128,8 @@ pub struct MeshReport {
     pub printability: Printability,
     pub units_guess: Units,
     pub units_applied: Option<Units>,
-    pub fit: Option<Fit>,
+    /// The fit in each of [`AnalysisOptions::build_volumes`], in order.
+    pub fits: Vec<Fit>,
     pub slices: Option<Slices>,
     /// Things the reader tolerated but the caller should know about.
     pub warnings: Vec<ReadWarning>,
@@ -199,15 +209,26 @@ pub fn analyze_triangles(triangles: Vec<Triangle>, options: &AnalysisOptions) ->
 fn analyze_mesh(mesh: IndexedMesh, info: StlInfo, options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
     let geometry = Geometry::measure(&mesh);
     let (topology, labels) = Topology::with_labels(&mesh);
-    let (shells, flipped) = shells::summarize(&mesh, &labels, topology.shells as usize);
+    let (shells, faces) = shells::summarize(&mesh, &labels, topology.shells as usize);
+    let flipped = faces.flipped;
     drop(labels);
-    let printability = printability::measure(&mesh, &flipped, &geometry.bounding_box, options.overhang_angle_deg);
-    let fit = options.build_volume.map(|volume| fit(&mesh.vertices, &geometry.bounding_box, volume));
+    let printability = printability::measure(
+        &mesh,
+        &flipped,
+        &faces.in_cavity,
+        &geometry.bounding_box,
+        options.overhang_angle_deg,
+        options.support,
+    );
+    let fits =
+        options.build_volumes.iter().map(|&volume| fit(&mesh.vertices, &geometry.bounding_box, volume)).collect();
     let slices = options
-        .layer_height
-        .map(|h| {
+        .layering
+        .map(|layering| {
             let z = (geometry.bounding_box.min[2], geometry.bounding_box.max[2]);
-            slice(&mesh, Some(&flipped), z, h, options.limits.max_layers)
+            let mut slices = slice(&mesh, Some(&flipped), z, layering, options.limits.max_layers)?;
+            slices.contours = contours::trace(&mesh, &flipped, &slices);
+            Ok::<_, SliceError>(slices)
         })
         .transpose()?;
     Ok(MeshReport {
@@ -223,7 +244,7 @@ fn analyze_mesh(mesh: IndexedMesh, info: StlInfo, options: &AnalysisOptions) -> 
         topology,
         shells,
         printability,
-        fit,
+        fits,
         slices,
         warnings: info.warnings,
     })

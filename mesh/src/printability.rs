@@ -2,8 +2,6 @@
 //! the area resting on the build plate, units, and whether the part fits a
 //! machine's build volume.
 
-use rayon::prelude::*;
-
 use crate::geometry::BoundingBox;
 use crate::read::Triangles;
 
@@ -12,11 +10,23 @@ use crate::read::Triangles;
 pub struct Printability {
     /// Faces steeper than this from vertical-down need support, degrees.
     pub overhang_angle_deg: f64,
-    /// Area of the faces that need support, excluding the faces on the plate.
+    /// Area of the faces that need support, excluding the faces on the plate
+    /// and the ceilings of closed cavities: a slicer bridges those (a closed
+    /// void is anchored all round), and support inside a closed part could
+    /// never be taken out.
     pub overhang_area: f64,
     /// Upper estimate of support material: each overhanging face's footprint
     /// times its height above the plate.
     pub support_volume_estimate: f64,
+    /// The support columns a slicer would build: from the surface below each
+    /// overhang (the part or the plate) up to it, by vertical rays.
+    pub support_column_volume: f64,
+    /// The overhang area those columns hold up, as seen from above.
+    pub support_contact_area: f64,
+    /// The part of it whose columns stand on the part, not the plate.
+    pub support_on_part_area: f64,
+    /// Area of the columns' sides.
+    pub support_side_area: f64,
     /// Area of the downward faces lying on the lowest plane.
     pub plate_contact_area: f64,
 }
@@ -32,8 +42,10 @@ struct Sums {
 pub(crate) fn measure<T: Triangles + ?Sized>(
     triangles: &T,
     flipped: &[bool],
+    in_cavity: &[bool],
     bbox: &BoundingBox,
     angle_deg: f64,
+    support: crate::SupportShape,
 ) -> Printability {
     let z_min = bbox.min[2];
     // A face lies on the plate when all its corners are within a hair of the
@@ -43,11 +55,12 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
     // A face overhangs when its outward normal points down more steeply than
     // the angle allows: n.z < -cos(angle).
     let threshold = -angle_deg.to_radians().cos();
-    let sums = flipped
-        .par_iter()
-        .enumerate()
-        .with_min_len(4096)
-        .fold(Sums::default, |mut sums, (index, &flip)| {
+    let sums = crate::par::fold_chunks(
+        flipped.len(),
+        4096,
+        Sums::default,
+        |mut sums, index| {
+            let flip = flipped[index];
             let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
             let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
             let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
@@ -64,22 +77,28 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
             let on_plate = [a, b, c].iter().all(|p| p[2] - z_min <= on_plate_tolerance);
             if on_plate && nz < -0.999 {
                 sums.plate_area += area;
-            } else if nz < threshold {
+            } else if nz < threshold && !in_cavity.get(index).copied().unwrap_or(false) {
                 sums.overhang_area += area;
                 let height = (a[2] + b[2] + c[2]) / 3.0 - z_min;
                 sums.support_volume += area * -nz * height;
             }
             sums
-        })
-        .reduce(Sums::default, |x, y| Sums {
+        },
+        |x, y| Sums {
             overhang_area: x.overhang_area + y.overhang_area,
             support_volume: x.support_volume + y.support_volume,
             plate_area: x.plate_area + y.plate_area,
-        });
+        },
+    );
+    let columns = crate::supports::columns(triangles, flipped, in_cavity, bbox, threshold, support);
     Printability {
         overhang_angle_deg: angle_deg,
         overhang_area: sums.overhang_area,
         support_volume_estimate: sums.support_volume,
+        support_column_volume: columns.volume,
+        support_contact_area: columns.contact_area,
+        support_on_part_area: columns.on_part_area,
+        support_side_area: columns.side_area,
         plate_contact_area: sums.plate_area,
     }
 }
@@ -257,12 +276,25 @@ mod tests {
     fn a_t_shape_overhangs_under_its_bar_and_rests_on_its_stem() {
         let triangles = t_shape();
         let bbox = Geometry::measure(&triangles).bounding_box;
-        let p = measure(&triangles, &vec![false; triangles.len()], &bbox, 45.0);
+        let p = measure(&triangles, &vec![false; triangles.len()], &[], &bbox, 45.0, crate::SupportShape::default());
         // The bar's whole underside faces down (300 mm²), the plate is the
         // stem's bottom (100 mm²).
         assert!((p.overhang_area - 300.0).abs() < 1e-9, "{p:?}");
         assert!((p.plate_contact_area - 100.0).abs() < 1e-9, "{p:?}");
         assert!((p.support_volume_estimate - 3000.0).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn a_closed_cavity_needs_no_support() {
+        // A 30 mm cube with a 20 mm void: the void's ceiling faces down, but
+        // a slicer bridges it, and support could never come out.
+        let mut triangles = cuboid([30.0; 3]);
+        let void = cuboid([20.0; 3]).into_iter().map(|t| t.map(|v| v.map(|c| c + 5.0))).map(|[a, b, c]| [a, c, b]);
+        triangles.extend(void);
+        let report = crate::analyze_triangles(triangles, &crate::AnalysisOptions::default());
+        assert_eq!(report.shells.cavities, 1);
+        assert_eq!(report.printability.overhang_area, 0.0, "{:?}", report.printability);
+        assert_eq!(report.printability.support_volume_estimate, 0.0);
     }
 
     #[test]

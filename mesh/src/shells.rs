@@ -56,7 +56,7 @@ pub(crate) fn summarize<T: Triangles + ?Sized>(
     triangles: &T,
     labels: &FaceLabels,
     shells: usize,
-) -> (ShellSummary, Vec<bool>) {
+) -> (ShellSummary, FaceFlags) {
     let origin = corner_mean(triangles);
     let mut acc = vec![ShellAcc::new(); shells];
     for (index, ((&shell, &open), &reoriented)) in
@@ -88,12 +88,14 @@ pub(crate) fn summarize<T: Triangles + ?Sized>(
 
     let closed_positive: Vec<&ShellAcc> = acc.iter().filter(|s| !s.open && s.six_volume > 0.0).collect();
     let mut inverted_shell = vec![false; shells];
+    let mut cavity_shell = vec![false; shells];
     let (mut inverted, mut cavities) = (0, 0);
     let mut six_volume = 0.0;
     for (id, s) in acc.iter().enumerate() {
         if !s.open && s.six_volume < 0.0 {
             if closed_positive.iter().any(|outer| outer.contains(s)) {
                 cavities += 1;
+                cavity_shell[id] = true;
             } else {
                 inverted += 1;
                 inverted_shell[id] = true;
@@ -130,7 +132,18 @@ pub(crate) fn summarize<T: Triangles + ?Sized>(
         main_bounding_box: BoundingBox { min: kept.min, max: kept.max },
     };
     let flipped = labels.shell.iter().zip(&labels.reoriented).map(|(&s, &r)| inverted_shell[s as usize] ^ r).collect();
-    (summary, flipped)
+    // Most parts have no cavity: then no per-face list is kept at all.
+    let in_cavity =
+        if cavities > 0 { labels.shell.iter().map(|&s| cavity_shell[s as usize]).collect() } else { Vec::new() };
+    (summary, FaceFlags { flipped, in_cavity })
+}
+
+/// Per-face facts the later passes need from the shell classification.
+pub(crate) struct FaceFlags {
+    /// The face's shell is wound inside out: read it reversed.
+    pub(crate) flipped: Vec<bool>,
+    /// The face bounds a closed cavity; empty when the part has none.
+    pub(crate) in_cavity: Vec<bool>,
 }
 
 fn union_box(mut a: ShellAcc, b: &ShellAcc) -> ShellAcc {

@@ -7,64 +7,113 @@
 //! outer walls add, holes subtract. The work is one parallel pass over the
 //! triangles with a per-thread accumulator per layer.
 
-use rayon::prelude::*;
-
+use crate::contours::Contour;
 use crate::read::Triangles;
 
-/// Cross-sections at evenly spaced heights.
+/// How a part is cut into layers: a first layer of its own height (printers
+/// lay a thicker first layer for adhesion), then layers of one height.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layering {
+    pub first_layer_height: f64,
+    pub layer_height: f64,
+}
+
+impl Layering {
+    /// Every layer, the first included, of the same height.
+    pub fn uniform(layer_height: f64) -> Self {
+        Self { first_layer_height: layer_height, layer_height }
+    }
+}
+
+/// Cross-sections at evenly spaced heights above a first layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slices {
     pub layer_height: f64,
-    /// Height of each layer's cutting plane (the middle of the layer).
+    pub first_layer_height: f64,
+    /// Height of each layer's cutting plane (the middle of the layer, as
+    /// slicers cut), from the bottom of the part.
     pub z: Vec<f64>,
     /// Cross-section area per layer, file units squared.
     pub area: Vec<f64>,
     /// Total contour length per layer, file units.
     pub perimeter: Vec<f64>,
+    /// Each layer's loops (islands and holes), when traced: the analysis
+    /// traces them, a bare [`slice`] leaves this empty.
+    pub contours: Vec<Vec<Contour>>,
 }
 
 /// Why a mesh could not be sliced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SliceError {
-    #[error("the layer height must be a positive number, got {0}")]
+    #[error("layer heights must be positive numbers, got {0}")]
     BadLayerHeight(f64),
     #[error("{layers} layers of {layer_height} would exceed the limit of {limit}")]
     TooManyLayers { layers: u64, layer_height: f64, limit: u64 },
 }
 
-/// Slices `triangles` between `z_min` and `z_max` at `layer_height`.
+impl Slices {
+    /// How thick layer `i` is.
+    pub fn thickness(&self, i: usize) -> f64 {
+        if i == 0 { self.first_layer_height } else { self.layer_height }
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.z.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.z.is_empty()
+    }
+}
+
+/// Slices `triangles` between `z_min` and `z_max` as `layering` says.
 /// `flipped[i]` reverses face `i` (its shell is wound inside out).
 pub fn slice<T: Triangles + ?Sized>(
     triangles: &T,
     flipped: Option<&[bool]>,
     (z_min, z_max): (f64, f64),
-    layer_height: f64,
+    layering: Layering,
     max_layers: u64,
 ) -> Result<Slices, SliceError> {
-    if !(layer_height.is_finite() && layer_height > 0.0) {
-        return Err(SliceError::BadLayerHeight(layer_height));
+    let Layering { first_layer_height: first, layer_height } = layering;
+    for h in [first, layer_height] {
+        if !(h.is_finite() && h > 0.0) {
+            return Err(SliceError::BadLayerHeight(h));
+        }
     }
     let height = (z_max - z_min).max(0.0);
-    let layers_f = (height / layer_height).ceil().max(1.0);
+    let layers_f = 1.0 + ((height - first) / layer_height).ceil().max(0.0);
     if layers_f > max_layers as f64 {
         return Err(SliceError::TooManyLayers { layers: layers_f as u64, layer_height, limit: max_layers });
     }
     let layers = layers_f as usize;
-    let plane = |i: usize| z_min + (i as f64 + 0.5) * layer_height;
+    // Layer 0 spans [0, first); layer i >= 1 spans [first + (i-1)h, first + ih).
+    let plane = |i: usize| if i == 0 { z_min + first / 2.0 } else { z_min + first + (i as f64 - 0.5) * layer_height };
     let zero = || (vec![0.0f64; layers], vec![0.0f64; layers]);
-    let (twice_area, perimeter) = (0..triangles.count())
-        .into_par_iter()
-        .with_min_len(2048)
-        .fold(zero, |(mut twice_area, mut perimeter), index| {
+    // At most 32 partial sums per layer: each chunk holds two arrays of
+    // `layers` floats.
+    let chunk = triangles.count().div_ceil(32).max(2048);
+    let (twice_area, perimeter) = crate::par::fold_chunks(
+        triangles.count(),
+        chunk,
+        zero,
+        |(mut twice_area, mut perimeter), index| {
             let flip = flipped.is_some_and(|f| f[index]);
             let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
             let lo = a[2].min(b[2]).min(c[2]);
             let hi = a[2].max(b[2]).max(c[2]);
-            // Layers whose plane lies in [lo, hi).
-            let first = ((lo - z_min) / layer_height - 0.5).ceil().max(0.0) as usize;
+            // A corner on a plane counts as above it (see `cut`), so the
+            // triangle crosses exactly the planes in (lo, hi]. The division
+            // only finds where to start looking: rounding may put it a layer
+            // off, so it starts early and steps up with the same comparison.
+            let guess = ((lo - z_min - first) / layer_height + 0.5).floor() - 1.0;
+            let mut i = if plane(0) > lo { 0 } else { guess.max(1.0) as usize };
+            while i < layers && plane(i) <= lo {
+                i += 1;
+            }
             let normal = cross(sub(b, a), sub(c, a));
-            let mut i = first;
-            while i < layers && plane(i) < hi {
+            while i < layers && plane(i) <= hi {
                 if let Some((p, q)) = cut(a, b, c, plane(i)) {
                     // Orient the segment so the part lies to its left: its
                     // right-hand side must face along the outward normal.
@@ -77,17 +126,20 @@ pub fn slice<T: Triangles + ?Sized>(
                 i += 1;
             }
             (twice_area, perimeter)
-        })
-        .reduce(zero, |(mut a1, mut p1), (a2, p2)| {
+        },
+        |(mut a1, mut p1), (a2, p2)| {
             a1.iter_mut().zip(&a2).for_each(|(x, y)| *x += y);
             p1.iter_mut().zip(&p2).for_each(|(x, y)| *x += y);
             (a1, p1)
-        });
+        },
+    );
     Ok(Slices {
         layer_height,
+        first_layer_height: first,
         z: (0..layers).map(plane).collect(),
         area: twice_area.into_iter().map(|a| a / 2.0).collect(),
         perimeter,
+        contours: Vec::new(),
     })
 }
 
@@ -124,11 +176,42 @@ mod tests {
 
     #[test]
     fn a_box_slices_into_equal_rectangles() {
-        let s = slice(&cuboid([10.0, 20.0, 3.0]), None, (0.0, 3.0), 0.2, 1000).unwrap();
+        let s = slice(&cuboid([10.0, 20.0, 3.0]), None, (0.0, 3.0), Layering::uniform(0.2), 1000).unwrap();
         assert_eq!(s.z.len(), 15);
         for (area, perimeter) in s.area.iter().zip(&s.perimeter) {
             assert!((area - 200.0).abs() < 1e-9, "{area}");
             assert!((perimeter - 60.0).abs() < 1e-9, "{perimeter}");
+        }
+    }
+
+    #[test]
+    fn a_thicker_first_layer_shifts_the_planes_above_it() {
+        let layering = Layering { first_layer_height: 0.35, layer_height: 0.3 };
+        let s = slice(&cuboid([10.0, 10.0, 2.0]), None, (0.0, 2.0), layering, 1000).unwrap();
+        // 0.35 + 6 x 0.3 = 2.15 covers 2 mm: seven layers, cut mid-layer.
+        assert_eq!(s.len(), 7);
+        assert!((s.z[0] - 0.175).abs() < 1e-12 && (s.z[1] - 0.5).abs() < 1e-12, "{:?}", s.z);
+        assert!((s.z[6] - 2.0).abs() < 1e-12 || s.area[6] == 0.0, "{:?}", s.z);
+        assert_eq!((s.thickness(0), s.thickness(3)), (0.35, 0.3));
+        assert!(s.area[..6].iter().all(|a| (a - 100.0).abs() < 1e-9), "{:?}", s.area);
+    }
+
+    #[test]
+    fn a_vertex_ring_exactly_on_a_plane_is_cut_once() {
+        // A T: a 10 x 10 column up to z = 20, a 40 x 10 bar on top of it.
+        // With 0.35 mm then 0.3 mm layers, plane 66 sits at 20 (give or take
+        // a rounding), exactly where the bar starts.
+        let mut t = cuboid([10.0, 10.0, 20.0]);
+        t.iter_mut().for_each(|f| f.iter_mut().for_each(|v| v[0] += 15.0));
+        let bar: Vec<Triangle> =
+            cuboid([40.0, 10.0, 5.0]).iter().map(|f| f.map(|v| [v[0], v[1], v[2] + 20.0])).collect();
+        t.extend(bar);
+        let layering = Layering { first_layer_height: 0.35, layer_height: 0.3 };
+        let s = slice(&t, None, (0.0, 25.0), layering, 1000).unwrap();
+        assert!((s.z[66] - 20.0).abs() < 1e-9, "{}", s.z[66]);
+        for (i, area) in s.area.iter().enumerate().take(s.len() - 1) {
+            let expected = if s.z[i] < 20.0 - 1e-9 { 100.0 } else { 400.0 };
+            assert!((area - expected).abs() < 1e-6 || (i == 66 && (area - 100.0).abs() < 1e-6), "layer {i}: {area}");
         }
     }
 
@@ -139,7 +222,7 @@ mod tests {
         let inner: Vec<Triangle> =
             cuboid([4.0; 3]).iter().map(|t| t.map(|v| v.map(|c| c + 3.0))).map(|[a, b, c]| [a, c, b]).collect();
         triangles.extend(inner);
-        let s = slice(&triangles, None, (0.0, 10.0), 0.5, 1000).unwrap();
+        let s = slice(&triangles, None, (0.0, 10.0), Layering::uniform(0.5), 1000).unwrap();
         let volume: f64 = s.area.iter().map(|a| a * s.layer_height).sum();
         assert!((volume - (1000.0 - 64.0)).abs() < 1e-9, "{volume}");
         assert!((s.area[10] - 84.0).abs() < 1e-9, "mid-height layer cuts the hollow");
@@ -148,7 +231,7 @@ mod tests {
     #[test]
     fn a_sphere_slices_to_circles() {
         let triangles = uv_sphere(10.0, 256, 128);
-        let s = slice(&triangles, None, (-10.0, 10.0), 0.2, 1000).unwrap();
+        let s = slice(&triangles, None, (-10.0, 10.0), Layering::uniform(0.2), 1000).unwrap();
         let mid = s.z.len() / 2;
         let r2 = 100.0 - s.z[mid] * s.z[mid];
         let circle = std::f64::consts::PI * r2;
@@ -161,7 +244,10 @@ mod tests {
     #[test]
     fn limits_and_bad_heights_are_errors() {
         let cube = cuboid([1.0; 3]);
-        assert_eq!(slice(&cube, None, (0.0, 1.0), 0.0, 10), Err(SliceError::BadLayerHeight(0.0)));
-        assert!(matches!(slice(&cube, None, (0.0, 1.0), 0.01, 10), Err(SliceError::TooManyLayers { .. })));
+        assert_eq!(slice(&cube, None, (0.0, 1.0), Layering::uniform(0.0), 10), Err(SliceError::BadLayerHeight(0.0)));
+        let bad_first = Layering { first_layer_height: -0.1, layer_height: 0.2 };
+        assert_eq!(slice(&cube, None, (0.0, 1.0), bad_first, 10), Err(SliceError::BadLayerHeight(-0.1)));
+        let many = Layering::uniform(0.01);
+        assert!(matches!(slice(&cube, None, (0.0, 1.0), many, 10), Err(SliceError::TooManyLayers { .. })));
     }
 }

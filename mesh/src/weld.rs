@@ -230,7 +230,7 @@ impl Triangles for IndexedMesh {
 /// model file cannot choose our table size, so the worst it can do is make a
 /// job slow, which the job deadline already bounds.
 #[derive(Default, Clone, Copy)]
-struct VertexHasher(u64);
+pub(crate) struct VertexHasher(u64);
 
 impl Hasher for VertexHasher {
     fn finish(&self) -> u64 {

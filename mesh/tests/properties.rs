@@ -2,7 +2,8 @@
 //! ones we thought of, and a reader that never panics on any bytes.
 
 use mesh::{
-    AnalysisOptions, Limits, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere, write_binary_stl,
+    AnalysisOptions, Layering, Limits, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere,
+    write_binary_stl,
 };
 use proptest::prelude::*;
 
@@ -18,7 +19,11 @@ fn closed_shape() -> impl Strategy<Value = Vec<Triangle>> {
 }
 
 fn options() -> AnalysisOptions {
-    AnalysisOptions { layer_height: Some(0.7), build_volume: Some([200.0, 200.0, 200.0]), ..Default::default() }
+    AnalysisOptions {
+        layering: Some(Layering::uniform(0.7)),
+        build_volumes: vec![[200.0, 200.0, 200.0]],
+        ..Default::default()
+    }
 }
 
 proptest! {
@@ -56,11 +61,20 @@ proptest! {
 
     #[test]
     fn sliced_layers_add_up_to_the_volume(shape in closed_shape()) {
-        let report = analyze_triangles(shape, &AnalysisOptions { layer_height: Some(0.05), ..Default::default() });
+        let report = analyze_triangles(shape, &AnalysisOptions { layering: Some(Layering::uniform(0.05)), ..Default::default() });
         let slices = report.slices.unwrap();
         let layered: f64 = slices.area.iter().map(|a| a * slices.layer_height).sum();
         // Midpoint sampling of the sections converges to the volume.
         prop_assert!((layered - report.volume).abs() <= 0.02 * report.volume, "{} vs {}", layered, report.volume);
+        // The traced loops are the same segments, grouped: they add up to
+        // each layer's totals, and a closed shape's loops are all closed.
+        for (i, loops) in slices.contours.iter().enumerate() {
+            let area: f64 = loops.iter().map(|c| c.area).sum();
+            let length: f64 = loops.iter().map(|c| c.length).sum();
+            let scale = slices.perimeter[i].max(1.0);
+            prop_assert!((area - slices.area[i]).abs() <= 1e-9 * scale * scale, "layer {}: {} vs {}", i, area, slices.area[i]);
+            prop_assert!((length - slices.perimeter[i]).abs() <= 1e-9 * scale, "layer {}", i);
+        }
     }
 
     #[test]

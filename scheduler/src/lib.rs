@@ -3,17 +3,19 @@
 //! This crate owns the queue topology and message formats ([`messages`],
 //! [`broker`]), fetching models from object storage ([`blob`]), and the worker
 //! pool that runs the pure `mesh` and `calculator` crates on a rayon pool
-//! ([`worker`]). It knows nothing of HTTP or the database: the API publishes
+//! ([`worker`], [`pricing`]). It knows nothing of HTTP or the database: the API publishes
 //! jobs and consumes results through the same [`broker::Broker`] seam.
 
 pub mod blob;
 pub mod broker;
 pub mod compute;
 pub mod messages;
+pub mod pricing;
 pub mod report;
 pub mod worker;
 
 pub use blob::{BlobError, BlobSettings, BlobStore};
 pub use broker::{Broker, BrokerError, Consumer, Delivery, Topology};
 pub use messages::{JobFailure, JobMessage, ResultEvent, ResultMessage};
+pub use pricing::Pricing;
 pub use worker::{Worker, WorkerSettings};

@@ -15,6 +15,9 @@ pub struct JobMessage {
     pub model_id: String,
     pub material: String,
     pub quantity: u32,
+    /// One of the material's colours, when the customer chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
     /// When the API accepted the job, ms since the Unix epoch.
     pub submitted_at_ms: i64,
 }
@@ -35,7 +38,13 @@ pub enum ResultEvent {
     /// A worker picked the job up.
     Started,
     /// The quote is ready.
-    Succeeded { quote: Box<QuoteDoc> },
+    Succeeded {
+        quote: Box<QuoteDoc>,
+        /// The quote-cache key the worker priced under (its price book's
+        /// version and its profile); absent from older workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quote_key: Option<String>,
+    },
     /// The job can never succeed as submitted.
     Failed { error: JobFailure },
 }

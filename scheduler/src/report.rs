@@ -46,6 +46,14 @@ pub struct AnalysisDoc {
     pub overhang_angle_deg: f64,
     pub overhang_area_mm2: f64,
     pub support_volume_estimate_mm3: f64,
+    /// The support columns from the surface below each overhang up to it.
+    pub support_column_volume_mm3: f64,
+    /// The overhang area those columns hold up.
+    pub support_contact_area_mm2: f64,
+    /// The part of it whose columns stand on the part, not the plate.
+    pub support_on_part_area_mm2: f64,
+    /// Area of the columns' sides.
+    pub support_side_area_mm2: f64,
     pub plate_contact_area_mm2: f64,
     pub fit: Option<FitDoc>,
     pub slices: Option<SlicesDoc>,
@@ -75,14 +83,32 @@ pub struct FitDoc {
     pub extent_mm: [f64; 3],
 }
 
+impl From<&mesh::Fit> for FitDoc {
+    fn from(f: &mesh::Fit) -> Self {
+        Self {
+            build_volume_mm: f.build_volume,
+            fits: f.fits,
+            up_axis: ["x", "y", "z"][f.up_axis].into(),
+            rotation_deg: f.rotation_deg,
+            extent_mm: f.extent,
+        }
+    }
+}
+
+/// The layers. The per-layer lists are left out of quotes (empty), where
+/// thousands of layers would swell every stored job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlicesDoc {
     pub layer_height_mm: f64,
+    pub first_layer_height_mm: f64,
     pub layers: usize,
     pub max_area_mm2: f64,
     pub max_perimeter_mm: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub z_mm: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub area_mm2: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub perimeter_mm: Vec<f64>,
 }
 
@@ -113,8 +139,10 @@ impl From<&mesh::MeshReport> for AnalysisDoc {
                 r.units_guess.as_str()
             ));
         }
-        if let Some(fit) = r.fit.filter(|f| !f.fits) {
-            warnings.push(format!("the part does not fit the build volume {:?} in any orientation", fit.build_volume));
+        if !r.fits.is_empty() && r.fits.iter().all(|f| !f.fits) {
+            let volumes: Vec<String> = r.fits.iter().map(|f| format!("{:?}", f.build_volume)).collect();
+            warnings
+                .push(format!("the part does not fit the build volume {} in any orientation", volumes.join(" or ")));
         }
         let p = r.printability;
         Self {
@@ -149,16 +177,15 @@ impl From<&mesh::MeshReport> for AnalysisDoc {
             overhang_angle_deg: p.overhang_angle_deg,
             overhang_area_mm2: p.overhang_area,
             support_volume_estimate_mm3: p.support_volume_estimate,
+            support_column_volume_mm3: p.support_column_volume,
+            support_contact_area_mm2: p.support_contact_area,
+            support_on_part_area_mm2: p.support_on_part_area,
+            support_side_area_mm2: p.support_side_area,
             plate_contact_area_mm2: p.plate_contact_area,
-            fit: r.fit.map(|f| FitDoc {
-                build_volume_mm: f.build_volume,
-                fits: f.fits,
-                up_axis: ["x", "y", "z"][f.up_axis].into(),
-                rotation_deg: f.rotation_deg,
-                extent_mm: f.extent,
-            }),
+            fit: r.fits.first().map(FitDoc::from),
             slices: r.slices.as_ref().map(|s| SlicesDoc {
                 layer_height_mm: s.layer_height,
+                first_layer_height_mm: s.first_layer_height,
                 layers: s.z.len(),
                 max_area_mm2: s.area.iter().copied().fold(0.0, f64::max),
                 max_perimeter_mm: s.perimeter.iter().copied().fold(0.0, f64::max),
@@ -186,12 +213,45 @@ pub struct QuoteDoc {
     pub total: f64,
     pub currency: String,
     pub material: String,
+    pub colour: Option<String>,
     pub technology: String,
     pub quantity: u32,
+    /// Material for one part, cm³: the part as printed, its supports and
+    /// any waste.
+    pub material_cm3: f64,
+    /// The support material within `material_cm3`.
+    pub support_cm3: f64,
+    /// Filament for one part, mm (FDM only).
+    pub filament_mm: Option<f64>,
+    pub layers: u64,
+    /// Parts one build makes (SLA platforms hold several).
+    pub parts_per_build: u32,
+    /// Machine time for the whole quantity, seconds.
+    pub machine_time_s: f64,
+    pub machine: MachineDoc,
+    /// How the estimate's time and material divide between features.
+    pub estimate: Vec<ComponentDoc>,
     pub line_items: Vec<LineItemDoc>,
     pub price_book_version: String,
+    /// Keys of the print profile the estimate did not use.
+    pub ignored_profile_keys: Vec<String>,
     pub warnings: Vec<String>,
     pub analysis: AnalysisDoc,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineDoc {
+    pub name: String,
+    pub hourly_rate: f64,
+    pub build_volume_mm: [f64; 3],
+    pub fit: Option<FitDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentDoc {
+    pub feature: String,
+    pub time_s: f64,
+    pub material_cm3: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,7 +263,17 @@ pub struct LineItemDoc {
 
 impl QuoteDoc {
     pub fn new(report: &mesh::MeshReport, quote: &calculator::Quote) -> Self {
-        let analysis = AnalysisDoc::from(report);
+        let mut analysis = AnalysisDoc::from(report);
+        if let Some(slices) = &mut analysis.slices {
+            slices.z_mm.clear();
+            slices.area_mm2.clear();
+            slices.perimeter_mm.clear();
+        }
+        // The quote checks the fit per machine; the analysis's own "fits no
+        // build volume" line would repeat the quote's warning.
+        analysis.fit = quote.machine.fit.as_ref().map(FitDoc::from);
+        analysis.warnings.retain(|w| !w.starts_with("the part does not fit"));
+        let estimate = &quote.estimate;
         Self {
             triangles: report.triangles,
             volume_mm3: quote.volume_mm3,
@@ -214,14 +284,33 @@ impl QuoteDoc {
             total: quote.total,
             currency: quote.currency.clone(),
             material: quote.material.clone(),
+            colour: quote.colour.clone(),
             technology: quote.technology.as_str().into(),
             quantity: quote.quantity,
+            material_cm3: quote.material_cm3,
+            support_cm3: estimate.support_cm3,
+            filament_mm: quote.filament_mm,
+            layers: estimate.layers,
+            parts_per_build: estimate.parts_per_build,
+            machine_time_s: quote.machine_time_s,
+            machine: MachineDoc {
+                name: quote.machine.name.clone(),
+                hourly_rate: quote.machine.hourly_rate,
+                build_volume_mm: quote.machine.build_volume_mm,
+                fit: quote.machine.fit.as_ref().map(FitDoc::from),
+            },
+            estimate: estimate
+                .breakdown
+                .iter()
+                .map(|c| ComponentDoc { feature: c.feature.into(), time_s: c.time_s, material_cm3: c.material_cm3 })
+                .collect(),
             line_items: quote
                 .line_items
                 .iter()
-                .map(|i| LineItemDoc { label: i.label.into(), basis: i.basis.clone(), amount: i.amount })
+                .map(|i| LineItemDoc { label: i.label.clone(), basis: i.basis.clone(), amount: i.amount })
                 .collect(),
             price_book_version: quote.price_book_version.clone(),
+            ignored_profile_keys: quote.ignored_profile_keys.clone(),
             warnings: quote.warnings.iter().map(ToString::to_string).collect(),
             analysis,
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use calculator::{PriceBook, QuoteRequest};
+use calculator::QuoteRequest;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use crate::blob::{BlobError, BlobStore, model_key};
 use crate::broker::{Broker, BrokerError, Delivery, Topology};
 use crate::compute;
 use crate::messages::{JobFailure, JobMessage, ResultEvent, ResultMessage, now_ms};
-use crate::report::QuoteDoc;
+use crate::pricing::Pricing;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -28,7 +28,8 @@ pub struct WorkerSettings {
     pub slots: usize,
     /// rayon threads shared by the running jobs (0: one per core).
     pub compute_threads: usize,
-    /// Limits and options for the mesh analysis.
+    /// Limits and options for the mesh analysis; the pricing adds what the
+    /// material's process needs (layers, build volume).
     pub analysis: mesh::AnalysisOptions,
     /// How long a transient failure (object storage down) holds a job before
     /// it goes back to the queue, so a broken dependency is not hammered.
@@ -88,7 +89,7 @@ struct Shared {
     broker: Broker,
     blobs: BlobStore,
     topology: Topology,
-    price_book: Arc<PriceBook>,
+    pricing: Arc<Pricing>,
     pool: rayon::ThreadPool,
     settings: WorkerSettings,
 }
@@ -104,11 +105,11 @@ impl Worker {
         broker: Broker,
         blobs: BlobStore,
         topology: Topology,
-        price_book: Arc<PriceBook>,
+        pricing: Arc<Pricing>,
         settings: WorkerSettings,
     ) -> Result<Self, WorkerError> {
         let pool = compute::pool("pricing", settings.compute_threads).map_err(WorkerError::Pool)?;
-        let shared = Shared { broker, blobs, topology, price_book, pool, settings };
+        let shared = Shared { broker, blobs, topology, pricing, pool, settings };
         Ok(Self { shared: Arc::new(shared) })
     }
 
@@ -207,12 +208,14 @@ impl Shared {
     }
 
     async fn price(&self, bytes: Bytes, job: &JobMessage) -> ResultEvent {
-        let options = self.settings.analysis;
-        let book = self.price_book.clone();
-        let request = QuoteRequest { material: job.material.clone(), quantity: job.quantity };
-        let priced = compute::run_on(&self.pool, move || price_model(&bytes, &request, &book, &options)).await;
+        let options = self.settings.analysis.clone();
+        let pricing = self.pricing.clone();
+        let request =
+            QuoteRequest { material: job.material.clone(), quantity: job.quantity, colour: job.colour.clone() };
+        let quote_key = self.pricing.cache_key(&job.model_id, &request);
+        let priced = compute::run_on(&self.pool, move || pricing.price_bytes(&bytes, &request, options)).await;
         match priced {
-            Ok(Ok(quote)) => ResultEvent::Succeeded { quote: Box::new(quote) },
+            Ok(Ok(quote)) => ResultEvent::Succeeded { quote: Box::new(quote), quote_key: Some(quote_key) },
             Ok(Err(error)) => ResultEvent::Failed { error },
             Err(panicked) => {
                 tracing::error!(job_id = %job.job_id, error = %panicked, "pricing panicked");
@@ -226,28 +229,6 @@ impl Shared {
         let payload = serde_json::to_vec(&message).expect("result messages always serialize");
         self.broker.publish(&self.topology.results, &payload).await
     }
-}
-
-/// Analyses and prices one model. Pure and synchronous: the CLI calls it
-/// directly and the worker calls it on the compute pool.
-pub fn price_model(
-    bytes: &[u8],
-    request: &QuoteRequest,
-    book: &PriceBook,
-    options: &mesh::AnalysisOptions,
-) -> Result<QuoteDoc, JobFailure> {
-    let report = mesh::analyze(bytes, options).map_err(|e| JobFailure::new("invalid_model", e.to_string()))?;
-    price_report(&report, request, book)
-}
-
-/// Prices a model already analysed.
-pub fn price_report(
-    report: &mesh::MeshReport,
-    request: &QuoteRequest,
-    book: &PriceBook,
-) -> Result<QuoteDoc, JobFailure> {
-    let quote = calculator::quote(report, request, book).map_err(|e| JobFailure::new("pricing", e.to_string()))?;
-    Ok(QuoteDoc::new(report, &quote))
 }
 
 fn settle(result: Result<(), BrokerError>) {

@@ -130,3 +130,96 @@ fn profile_show_prints_prusaslicer_defaults_and_applies_a_shop_profile() {
     assert_eq!(code, 1);
     assert!(stderr.contains("line 1") && stderr.contains("fill_density"), "{stderr}");
 }
+
+#[test]
+fn a_shop_profile_drives_the_fdm_estimate_and_its_unused_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = dir.path().join("shop.ini");
+    std::fs::write(&shop, "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 2\nbed_temperature = 60\n")
+        .unwrap();
+    let (code, stdout, stderr) = run(&["quote", &sample(), "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let default: Value = serde_json::from_str(&stdout).unwrap();
+    let (code, stdout, stderr) = run(&["quote", &sample(), "--profile", shop.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let shop: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((default["layers"].as_u64(), shop["layers"].as_u64()), (Some(67), Some(100)), "{shop}");
+    assert_eq!(shop["ignored_profile_keys"], serde_json::json!(["bed_temperature"]));
+    assert!(shop["warnings"].to_string().contains("bed_temperature"), "{}", shop["warnings"]);
+    // Finer layers take longer; two perimeters instead of three use less.
+    assert!(shop["print_time_s"].as_f64() > default["print_time_s"].as_f64(), "{shop}");
+    assert!(shop["material_cm3"].as_f64() < default["material_cm3"].as_f64(), "{shop}");
+    // PrusaSlicer 2.5 estimates this cube at 13m45s and 3.59 cm³ with its defaults.
+    let (time, cm3) = (default["print_time_s"].as_f64().unwrap(), default["material_cm3"].as_f64().unwrap());
+    assert!((time / 825.0 - 1.0).abs() < 0.10 && (cm3 / 3.59 - 1.0).abs() < 0.05, "{time} s, {cm3} cm³");
+}
+
+#[test]
+fn many_files_and_directories_are_priced_into_one_json_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let cube = std::fs::read(sample()).unwrap();
+    let parts = dir.path().join("parts");
+    std::fs::create_dir_all(parts.join("nested")).unwrap();
+    std::fs::write(parts.join("a.stl"), &cube).unwrap();
+    std::fs::write(parts.join("nested/b.STL"), &cube).unwrap();
+    std::fs::write(parts.join("notes.txt"), b"not a model").unwrap();
+    let (code, stdout, stderr) = run(&["quote", parts.to_str().unwrap(), &sample(), "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let quotes: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let files: Vec<&str> = quotes.iter().map(|q| q["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].ends_with("a.stl") && files[1].ends_with("nested/b.STL") && files[2].ends_with("cube_20mm.stl"));
+    assert!(quotes.iter().all(|q| q["volume_mm3"] == 8000.0 && q["total"].as_f64().unwrap() > 0.0), "{stdout}");
+
+    // One bad file does not stop the batch, but it fails the command.
+    std::fs::write(parts.join("broken.stl"), b"solid x\nfacet normal 0 0 1\n").unwrap();
+    let (code, stdout, stderr) = run(&["quote", parts.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("1 of 3 models could not be priced"), "{stderr}");
+    let quotes: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let broken = quotes.iter().find(|q| q["file"].as_str().unwrap().ends_with("broken.stl")).unwrap();
+    assert!(broken["error"].as_str().unwrap().contains("broken.stl"), "{broken}");
+    assert_eq!(quotes.iter().filter(|q| q.get("error").is_none()).count(), 2);
+
+    let (code, stdout, _) = run(&["quote", parts.join("a.stl").to_str().unwrap(), &sample()]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("a.stl") && stdout.contains("cube_20mm.stl") && stdout.contains("2 of 2 priced"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_price_book_file_sets_the_prices_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, book, stderr) = run(&["price-book", "show"]);
+    assert_eq!(code, 0, "{stderr}");
+    let custom = book.replacen(&format!("version = \"{}\"", builtin_version(&book)), "version = \"shop-7\"", 1);
+    let path = dir.path().join("book.toml");
+    std::fs::write(&path, &custom).unwrap();
+    let (code, stdout, stderr) = run(&["quote", &sample(), "--price-book", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let quote: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(quote["price_book_version"], "shop-7");
+
+    std::fs::write(&path, custom.replacen("currency", "curency", 1)).unwrap();
+    let (code, stdout, stderr) = run(&["quote", &sample(), "--price-book", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty() && stderr.contains("book.toml") && stderr.contains("curency"), "{stderr}");
+}
+
+fn builtin_version(book: &str) -> String {
+    let line = book.lines().find(|l| l.starts_with("version")).expect("a version line");
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+#[test]
+fn the_material_picks_the_technology() {
+    for (material, technology) in [("pla", "fdm"), ("standard-resin", "sla"), ("pa12", "sls")] {
+        let (code, stdout, stderr) = run(&["quote", &sample(), "--material", material, "--format", "json"]);
+        assert_eq!(code, 0, "{material}: {stderr}");
+        let quote: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(quote["technology"], technology, "{quote}");
+        assert!(quote["print_time_s"].as_f64().unwrap() > 0.0 && quote["total"].as_f64().unwrap() > 0.0);
+    }
+}

@@ -70,3 +70,37 @@ async fn a_job_lost_with_the_in_process_queue_is_priced_after_a_restart() {
     assert_eq!(job["quote"]["quantity"], 2);
     assert_eq!(farm.terminate(), 0);
 }
+
+/// A quote is the same document whichever way it is asked for: the farm's
+/// workers and `farm quote` use the same price book, profile and code.
+#[tokio::test]
+async fn the_served_quote_is_the_cli_quote_under_a_shop_profile() {
+    let data = tempfile::tempdir().unwrap();
+    let profile = data.path().join("shop.ini");
+    std::fs::write(&profile, "layer_height = 0.2\nfill_density = 35%\nperimeters = 2\nbed_temperature = 60\n").unwrap();
+    let profile = path_str(&profile);
+    let dir = path_str(&data.path().join("farm"));
+    let env = [("FARM_FDM_PROFILE", profile.clone())];
+    let mut farm = FarmProcess::spawn(&["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &env);
+    let api = Api::new(&farm.wait_for_listening());
+
+    let (bytes, _) = crate::helpers::reference_cube();
+    let file = data.path().join("cube.stl");
+    std::fs::write(&file, &bytes).unwrap();
+    let (_, model) = api.upload(bytes).await;
+    let (status, accepted) = api.submit(model["model_id"].as_str().unwrap(), "pla").await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = api.wait_for_job(accepted["job_id"].as_str().unwrap(), &farm).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(farm.terminate(), 0);
+
+    let out = std::process::Command::new(crate::helpers::farm_bin())
+        .args(["quote", &path_str(&file), "--profile", &profile, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let local: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["quote"], local, "the served quote differs from `farm quote`");
+    assert_eq!(local["ignored_profile_keys"], serde_json::json!(["bed_temperature"]), "{local}");
+    assert_eq!(local["layers"], 100, "0.2 mm layers from the profile: {local}");
+}

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{ApiSettings, Application, Services, Store};
-use calculator::PriceBook;
 use scheduler::broker::MemoryBroker;
-use scheduler::{BlobSettings, BlobStore, Broker, Topology, Worker, WorkerSettings};
+use scheduler::{BlobSettings, BlobStore, Broker, Pricing, Topology, Worker, WorkerSettings};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -33,17 +32,17 @@ pub(crate) async fn spawn_app_with(settings: ApiSettings) -> TestApp {
     let broker = Broker::Memory(MemoryBroker::new());
     let blobs = BlobStore::open(&BlobSettings::Local { dir: data.path().into() }).await.unwrap();
     let topology = Topology::with_prefix("test");
-    let price_book = Arc::new(PriceBook::default());
+    let pricing = Arc::new(Pricing::default());
     let worker = Worker::new(
         broker.clone(),
         blobs.clone(),
         topology.clone(),
-        price_book.clone(),
+        pricing.clone(),
         WorkerSettings { compute_threads: 1, ..WorkerSettings::default() },
     )
     .unwrap();
     let settings = ApiSettings { listen: "127.0.0.1:0".parse().unwrap(), ..settings };
-    let services = Services { store, broker, blobs, topology, price_book };
+    let services = Services { store, broker, blobs, topology, pricing };
     let app = Application::build(settings, services).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let shutdown = CancellationToken::new();

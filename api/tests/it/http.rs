@@ -24,6 +24,28 @@ async fn a_model_is_priced_through_the_queue() {
 }
 
 #[tokio::test]
+async fn a_repeated_request_is_answered_from_the_quote_cache() {
+    let app = spawn_app().await;
+    let (_, model) = app.post_model(cube_stl(10.0)).await;
+    let request = json!({"model_id": model["model_id"], "material": "pla", "quantity": 3});
+    let (status, first) = app.post_job(request.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    let priced = app.wait_for_job(first["job_id"].as_str().unwrap()).await;
+    assert_eq!(priced["status"], "succeeded", "{priced}");
+
+    let (status, second) = app.post_job(request).await;
+    assert_eq!((status, second["status"].as_str()), (201, Some("succeeded")), "{second}");
+    let (_, answered) = app.get(&format!("/v1/pricing-jobs/{}", second["job_id"].as_str().unwrap())).await;
+    assert_eq!(answered["quote"], priced["quote"]);
+    assert_ne!(answered["job_id"], priced["job_id"]);
+
+    // Another quantity is another quote.
+    let (status, other) = app.post_job(json!({"model_id": model["model_id"], "material": "pla", "quantity": 4})).await;
+    assert_eq!((status, other["status"].as_str()), (202, Some("queued")), "{other}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_same_bytes_give_the_same_model_id() {
     let app = spawn_app().await;
     let (_, first) = app.post_model(cube_stl(10.0)).await;

@@ -25,6 +25,7 @@ async fn seed_job(store: &Store, job_id: &str) {
         job_id: job_id.into(),
         model_id: "m1".into(),
         material: "pla".into(),
+        colour: None,
         quantity: 1,
         status: "queued".into(),
         quote: None,
@@ -37,14 +38,8 @@ async fn seed_job(store: &Store, job_id: &str) {
 
 fn sample_quote() -> QuoteDoc {
     let bytes = mesh::write_binary_stl(&mesh::cuboid([10.0; 3]));
-    let request = calculator::QuoteRequest { material: "pla".into(), quantity: 1 };
-    scheduler::worker::price_model(
-        &bytes,
-        &request,
-        &calculator::PriceBook::default(),
-        &mesh::AnalysisOptions::default(),
-    )
-    .unwrap()
+    let request = calculator::QuoteRequest::new("pla", 1);
+    scheduler::Pricing::default().price_bytes(&bytes, &request, mesh::AnalysisOptions::default()).unwrap()
 }
 
 #[tokio::test]
@@ -105,7 +100,8 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
         let quote = sample_quote();
         assert_eq!(store.apply_result(&event(ResultEvent::Started, 11)).await.unwrap(), Applied::Changed);
         assert_eq!(store.job("j2").await.unwrap().unwrap().status, "running");
-        let done = event(ResultEvent::Succeeded { quote: Box::new(quote.clone()) }, 12);
+        let key = Some("v1|model|pla|1".to_string());
+        let done = event(ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: key }, 12);
         assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Changed);
         // Redelivered and late events are stale.
         assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Stale);
@@ -117,6 +113,28 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
         assert_eq!((job.status.as_str(), job.updated_at_ms, job.error), ("succeeded", 12, None));
         let stored: QuoteDoc = serde_json::from_str(job.quote.as_deref().unwrap()).unwrap();
         assert_eq!(stored, quote);
+        // The succeeded job's quote now answers its key, and only its key.
+        assert_eq!(store.cached_quote("v1|model|pla|1").await.unwrap(), job.quote);
+        assert_eq!(store.cached_quote("v2|model|pla|1").await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_answered_from_the_cache_is_succeeded_and_queues_nothing() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "j4").await;
+        let mut batch = store.claim_outbox(10).await.unwrap();
+        let id = batch.rows[0].id;
+        batch.mark_sent(id, 2).await.unwrap();
+        batch.commit().await.unwrap();
+        let mut job = store.job("j4").await.unwrap().unwrap();
+        job.job_id = "j5".into();
+        store.create_answered_job(&job, "{\"total\":1}", "key").await.unwrap();
+        let answered = store.job("j5").await.unwrap().unwrap();
+        assert_eq!((answered.status.as_str(), answered.quote.as_deref()), ("succeeded", Some("{\"total\":1}")));
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0, "a cached answer publishes nothing");
+        assert_eq!(store.cached_quote("key").await.unwrap().as_deref(), Some("{\"total\":1}"));
     })
     .await;
 }

@@ -1,0 +1,68 @@
+//! Everything a quote depends on besides the model (the price book and the
+//! FDM profile, loaded once at start) and the pure path from a model to a
+//! quote document, shared by the worker and `farm quote`.
+
+use calculator::{FdmProfile, LoadedProfile, PriceBook, QuoteRequest};
+
+use crate::messages::JobFailure;
+use crate::report::QuoteDoc;
+
+/// The prices and print settings every quote of this process uses.
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    pub book: PriceBook,
+    /// The FDM profile, with the keys of its file the estimate ignores.
+    pub fdm: LoadedProfile,
+}
+
+impl Default for Pricing {
+    /// The built-in price book and PrusaSlicer's default profile.
+    fn default() -> Self {
+        Self {
+            book: PriceBook::builtin(),
+            fdm: LoadedProfile { profile: FdmProfile::default(), ignored_keys: Vec::new() },
+        }
+    }
+}
+
+impl Pricing {
+    /// How to analyse a model for `request`: `base` (limits, units, weld)
+    /// plus what the material's process needs measured.
+    pub fn analysis_options(
+        &self,
+        request: &QuoteRequest,
+        base: mesh::AnalysisOptions,
+    ) -> Result<mesh::AnalysisOptions, JobFailure> {
+        calculator::analysis_options(request, &self.book, &self.fdm.profile, base).map_err(pricing_failure)
+    }
+
+    /// Analyses and prices one model. Pure and synchronous: the worker runs
+    /// it on its compute pool.
+    pub fn price_bytes(
+        &self,
+        bytes: &[u8],
+        request: &QuoteRequest,
+        base: mesh::AnalysisOptions,
+    ) -> Result<QuoteDoc, JobFailure> {
+        let options = self.analysis_options(request, base)?;
+        let report = mesh::analyze(bytes, &options).map_err(|e| JobFailure::new("invalid_model", e.to_string()))?;
+        self.price(&report, request)
+    }
+
+    /// Prices a model analysed with [`Pricing::analysis_options`].
+    pub fn price(&self, report: &mesh::MeshReport, request: &QuoteRequest) -> Result<QuoteDoc, JobFailure> {
+        let quote = calculator::quote(report, request, &self.book, &self.fdm).map_err(pricing_failure)?;
+        Ok(QuoteDoc::new(report, &quote))
+    }
+
+    /// The key under which a quote for `model_id` and `request` may be
+    /// reused: it names the price book's version and the profile, so new
+    /// prices or settings never serve an old quote.
+    pub fn cache_key(&self, model_id: &str, request: &QuoteRequest) -> String {
+        calculator::quote_cache_key(model_id, request, &self.book, &self.fdm.profile)
+    }
+}
+
+fn pricing_failure(error: calculator::PricingError) -> JobFailure {
+    JobFailure::new("pricing", error.to_string())
+}
