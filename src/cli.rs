@@ -176,6 +176,62 @@ pub(crate) struct LimitArgs {
     pub(crate) max_layers: u64,
 }
 
+fn parse_lane(text: &str) -> Result<scheduler::Lane, String> {
+    scheduler::Lane::parse(text).ok_or_else(|| format!("unknown lane `{text}`; use fast or slow"))
+}
+
+/// How jobs are routed, timed and retried.
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
+    /// A job running longer in the fast lane is stopped and failed, seconds.
+    #[arg(long, env = "FARM_FAST_DEADLINE_S", default_value_t = 300.0)]
+    pub(crate) fast_deadline_s: f64,
+    /// The same for the slow lane.
+    #[arg(long, env = "FARM_SLOW_DEADLINE_S", default_value_t = 2700.0)]
+    pub(crate) slow_deadline_s: f64,
+    /// After SIGTERM, how long running jobs may finish before they are handed
+    /// back to the queue, seconds [default: the lane's deadline].
+    #[arg(long, env = "FARM_SHUTDOWN_GRACE_S")]
+    pub(crate) shutdown_grace_s: Option<f64>,
+    /// Running jobs report their progress at least this often, seconds.
+    #[arg(long, env = "FARM_HEARTBEAT_S", default_value_t = 10.0)]
+    pub(crate) heartbeat_s: f64,
+    /// The API shows a running job whose worker has not reported for this
+    /// long as stale, seconds.
+    #[arg(long, env = "FARM_HEARTBEAT_STALE_S", default_value_t = 30.0)]
+    pub(crate) heartbeat_stale_s: f64,
+    /// Tries of a transient failure (the model store down) before the job fails.
+    #[arg(long, env = "FARM_RETRY_ATTEMPTS", default_value_t = 5)]
+    pub(crate) retry_attempts: u32,
+    /// Deliveries of a job before the broker dead-letters it.
+    #[arg(long, env = "FARM_DELIVERY_LIMIT", default_value_t = scheduler::broker::DEFAULT_DELIVERY_LIMIT)]
+    pub(crate) delivery_limit: u32,
+    /// The broker's `consumer_timeout`, seconds: a worker refuses a lane
+    /// deadline the broker would cut short (deploy/README.md sets it to 3600).
+    #[arg(long, env = "FARM_BROKER_CONSUMER_TIMEOUT_S", default_value_t = 3600.0)]
+    pub(crate) broker_consumer_timeout_s: f64,
+    /// Models with more triangles than this go to the slow lane.
+    #[arg(long, env = "FARM_SLOW_LANE_TRIANGLES", default_value_t = 1_000_000)]
+    pub(crate) slow_lane_triangles: u64,
+    /// Models larger than this go to the slow lane, bytes.
+    #[arg(long, env = "FARM_SLOW_LANE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub(crate) slow_lane_bytes: u64,
+}
+
+/// Faults to inject, for fault tests and benchmarks. Off by default.
+#[derive(Debug, Args)]
+pub(crate) struct FaultArgs {
+    /// Every job spends this much longer analysing, ms.
+    #[arg(long, env = "FARM_FAULT_SLOW_JOB_MS", default_value_t = 0, hide = true)]
+    pub(crate) fault_slow_job_ms: u64,
+    /// The analysis of this model id panics.
+    #[arg(long, env = "FARM_FAULT_PANIC_MODEL", hide = true)]
+    pub(crate) fault_panic_model: Option<String>,
+    /// The analysis of this model id aborts the worker process.
+    #[arg(long, env = "FARM_FAULT_ABORT_MODEL", hide = true)]
+    pub(crate) fault_abort_model: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
     /// JSON lines, unless stderr is a terminal.
@@ -216,6 +272,13 @@ pub(crate) struct ServiceArgs {
     /// Jobs one worker prices at once (also its broker prefetch).
     #[arg(long, env = "FARM_WORKER_SLOTS", default_value_t = 2)]
     pub(crate) worker_slots: usize,
+    /// The lane a worker consumes (`serve` runs a worker for each).
+    #[arg(long, env = "FARM_LANE", value_parser = parse_lane, default_value = "fast")]
+    pub(crate) lane: scheduler::Lane,
+    #[command(flatten)]
+    pub(crate) jobs: JobArgs,
+    #[command(flatten)]
+    pub(crate) faults: FaultArgs,
     /// How long to keep retrying an unreachable broker at start, seconds.
     #[arg(long, env = "FARM_BROKER_CONNECT_PATIENCE_S", default_value_t = 60)]
     pub(crate) broker_connect_patience_s: u64,

@@ -11,7 +11,9 @@ use anyhow::{Context, anyhow, bail};
 use api::{ApiSettings, Application, Services, Store};
 use calculator::{FdmProfile, LoadedProfile, PriceBook, QuoteRequest};
 use scheduler::broker::{AmqpBroker, MemoryBroker};
-use scheduler::{BlobSettings, BlobStore, Broker, Pricing, Topology, Worker, WorkerSettings};
+use scheduler::{
+    BlobSettings, BlobStore, Broker, FaultInjection, Lane, Pricing, RetryPolicy, Topology, Worker, WorkerSettings,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
@@ -184,14 +186,15 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-    let topology = Topology::with_prefix(&args.queue_prefix);
+    let topology =
+        Topology { delivery_limit: args.jobs.delivery_limit.max(1), ..Topology::with_prefix(&args.queue_prefix) };
     let broker = match &args.amqp_url {
         Some(url) => Broker::Amqp(
             AmqpBroker::connect(url, &topology, Duration::from_secs(args.broker_connect_patience_s))
                 .await
                 .context("cannot connect to RabbitMQ (FARM_AMQP_URL)")?,
         ),
-        None if role == Role::Serve => Broker::Memory(MemoryBroker::new()),
+        None if role == Role::Serve => Broker::Memory(MemoryBroker::with_topology(&topology)),
         None => bail!(
             "`farm {}` needs a broker shared with other processes: set FARM_AMQP_URL, \
              or run `farm serve` for the all-in-one embedded farm",
@@ -208,9 +211,13 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     let limits = limits(&args.limits);
 
     let mut tasks = tokio::task::JoinSet::new();
-    if role != Role::Api {
-        let analysis = mesh::AnalysisOptions { limits, ..mesh::AnalysisOptions::default() };
-        let settings = WorkerSettings { slots: args.worker_slots, analysis, ..WorkerSettings::default() };
+    let lanes: &[Lane] = match role {
+        Role::Api => &[],
+        Role::Worker => std::slice::from_ref(&args.lane),
+        Role::Serve => &Lane::ALL,
+    };
+    for &lane in lanes {
+        let settings = worker_settings(&args, lane, limits, broker.is_durable())?;
         let worker = Worker::new(broker.clone(), blobs.clone(), topology.clone(), pricing.clone(), settings)?;
         let stop = shutdown.clone();
         tasks.spawn(async move { worker.run(stop).await.context("the worker stopped") });
@@ -229,6 +236,9 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             listen: args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             max_model_bytes: args.limits.max_model_bytes,
             mesh_limits: limits,
+            slow_lane_triangles: args.jobs.slow_lane_triangles,
+            slow_lane_bytes: args.jobs.slow_lane_bytes,
+            heartbeat_stale_after: seconds("--heartbeat-stale-s", args.jobs.heartbeat_stale_s)?,
             ..ApiSettings::default()
         };
         let services = Services { store, broker, blobs, topology, pricing };
@@ -251,6 +261,53 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// A positive, finite number of seconds from a flag.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        bail!("{flag} must be a positive number of seconds, got {value}")
+    }
+}
+
+fn worker_settings(
+    args: &ServiceArgs,
+    lane: Lane,
+    limits: mesh::Limits,
+    durable: bool,
+) -> anyhow::Result<WorkerSettings> {
+    let jobs = &args.jobs;
+    let deadline = match lane {
+        Lane::Fast => seconds("--fast-deadline-s", jobs.fast_deadline_s)?,
+        Lane::Slow => seconds("--slow-deadline-s", jobs.slow_deadline_s)?,
+    };
+    let grace = match jobs.shutdown_grace_s {
+        Some(s) => seconds("--shutdown-grace-s", s)?,
+        None => deadline,
+    };
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
+    Ok(WorkerSettings {
+        lane,
+        slots: args.worker_slots.max(1),
+        analysis: mesh::AnalysisOptions { limits, ..mesh::AnalysisOptions::default() },
+        deadline,
+        grace,
+        heartbeat: seconds("--heartbeat-s", jobs.heartbeat_s)?,
+        retry: RetryPolicy { attempts: jobs.retry_attempts.max(1), ..RetryPolicy::default() },
+        // The in-process queue has no consumer timeout.
+        broker_consumer_timeout: durable
+            .then(|| seconds("--broker-consumer-timeout-s", jobs.broker_consumer_timeout_s))
+            .transpose()?,
+        name: format!("{host}-{}-{lane}", std::process::id()),
+        faults: FaultInjection {
+            slow_job: Duration::from_millis(args.faults.fault_slow_job_ms),
+            panic_on_model: args.faults.fault_panic_model.clone(),
+            abort_on_model: args.faults.fault_abort_model.clone(),
+        },
+        ..WorkerSettings::default()
+    })
 }
 
 fn blob_settings(args: &ServiceArgs) -> anyhow::Result<BlobSettings> {

@@ -23,6 +23,9 @@ pub enum AppError {
     /// Input that is not even well-formed JSON, or misses a field.
     #[error("{0}")]
     BadRequest(String),
+    /// The request is valid but the resource's state forbids it.
+    #[error("{0}")]
+    Conflict(String),
     #[error("a dependency is unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -52,6 +55,7 @@ impl AppError {
             AppError::InvalidModel(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_model"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,11 +1,15 @@
 //! MES order API: HTTP, the database and the job-queue side of pricing.
 //!
 //! It accepts models and pricing jobs, keeps them in the database ([`store`]),
-//! hands jobs to the queue through a transactional outbox ([`relay`]) and
-//! writes workers' results back ([`results`]). The heavy lifting happens in
-//! `scheduler` workers; nothing here prices a model.
+//! hands jobs to the queue through a transactional outbox ([`relay`]), writes
+//! workers' results back ([`results`]), records what the broker gave up on
+//! ([`dead_letters`]) and watches the queues ([`monitor`]). The heavy lifting
+//! happens in `scheduler` workers; nothing here prices a model.
 
+mod consume;
+mod dead_letters;
 pub mod error;
+mod monitor;
 mod relay;
 mod results;
 mod routes;

@@ -1,18 +1,21 @@
-//! The outbox relay: moves committed job rows from the database to the queue.
+//! The outbox relay: moves committed rows from the database to the broker.
 //!
-//! The API never publishes inside a request. It commits the job and its
-//! outbox row together, then wakes this relay, which publishes with a
-//! publisher confirm and only then marks the row sent. A crash anywhere in
-//! between leaves the row unsent, and the next pass publishes it.
+//! The API never publishes inside a request. It commits the job (or the
+//! cancellation) and its outbox row together, then wakes this relay, which
+//! publishes with a publisher confirm and only then marks the row sent. A
+//! crash anywhere in between leaves the row unsent, and the next pass
+//! publishes it; so does a broker outage, with a growing pause between
+//! passes rather than a spin.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use scheduler::Outgoing;
 use scheduler::messages::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::startup::AppState;
-use crate::store::JOBS_DESTINATION;
+use crate::store::{CONTROL_DESTINATION, jobs_destination};
 
 pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let interval = state.settings.relay_interval;
@@ -47,14 +50,23 @@ async fn relay_once(state: &AppState) -> Result<usize, String> {
     let mut sent = 0;
     let mut failure = None;
     for row in &rows {
-        let queue = match row.destination.as_str() {
-            JOBS_DESTINATION => &services.topology.jobs,
-            other => {
-                failure = Some(format!("unknown outbox destination `{other}` in row {}", row.id));
-                break;
+        let published = match row.destination.as_str() {
+            CONTROL_DESTINATION => services.broker.broadcast(row.payload.as_bytes()).await,
+            destination => {
+                // Rows written before lanes existed said `jobs`: the fast lane.
+                let lane = scheduler::Lane::ALL
+                    .into_iter()
+                    .find(|&lane| jobs_destination(lane) == destination)
+                    .or((destination == "jobs").then_some(scheduler::Lane::Fast));
+                let Some(lane) = lane else {
+                    failure = Some(format!("unknown outbox destination `{destination}` in row {}", row.id));
+                    break;
+                };
+                let message = Outgoing::new(row.payload.as_bytes().to_vec()).with_id(row.job_id.clone());
+                services.broker.publish(services.topology.jobs(lane), &message).await
             }
         };
-        if let Err(e) = services.broker.publish(queue, row.payload.as_bytes()).await {
+        if let Err(e) = published {
             failure = Some(e.to_string());
             break;
         }
@@ -63,9 +75,6 @@ async fn relay_once(state: &AppState) -> Result<usize, String> {
         sent += 1;
     }
     batch.commit().await.map_err(|e| e.to_string())?;
-    if let Ok(backlog) = services.store.outbox_backlog().await {
-        metrics::gauge!("farm_outbox_backlog").set(backlog as f64);
-    }
     match failure {
         Some(e) => Err(e),
         None => Ok(sent),

@@ -12,14 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use calculator::QuoteRequest;
-use scheduler::JobMessage;
 use scheduler::messages::now_ms;
+use scheduler::{JobMessage, Lane};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 use crate::startup::AppState;
-use crate::store::{JobRow, ModelRow};
+use crate::store::{Cancelled, JobRow, ModelRow};
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let model_limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
@@ -27,6 +27,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", post(upload_model).layer(DefaultBodyLimit::max(model_limit)))
         .route("/v1/pricing-jobs", post(create_job))
         .route("/v1/pricing-jobs/{job_id}", get(get_job))
+        .route("/v1/pricing-jobs/{job_id}/cancel", post(cancel_job))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -145,28 +146,26 @@ async fn create_job(
         QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
     calculator::validate_request(&quote_request, &state.services.pricing.book)
         .map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    if state.services.store.model(&request.model_id).await?.is_none() {
+    let Some(model) = state.services.store.model(&request.model_id).await? else {
         return Err(AppError::NotFound { what: "model", id: request.model_id });
-    }
-    let now = now_ms();
-    let job = JobRow {
-        job_id: uuid::Uuid::now_v7().to_string(),
-        model_id: request.model_id,
-        material: request.material,
-        colour: request.colour,
-        quantity: i64::from(request.quantity),
-        status: "queued".into(),
-        quote: None,
-        error: None,
-        created_at_ms: now,
-        updated_at_ms: now,
     };
+    let lane = lane_for(&model, &state.settings);
+    let mut job = JobRow::queued(
+        uuid::Uuid::now_v7().to_string(),
+        request.model_id,
+        request.material,
+        i64::from(request.quantity),
+        lane,
+        now_ms(),
+    );
+    job.colour = request.colour;
     // The same model, material and quantity under the same price book and
     // profile was priced before: answer with that quote, queue nothing.
     let quote_key = state.services.pricing.cache_key(&job.model_id, &quote_request);
     if let Some(quote) = state.services.store.cached_quote(&quote_key).await? {
         state.services.store.create_answered_job(&job, &quote, &quote_key).await?;
         metrics::counter!("farm_quote_cache_hits_total").increment(1);
+        metrics::counter!("farm_jobs_submitted_total", "lane" => lane.as_str(), "cached" => "true").increment(1);
         let location = format!("/v1/pricing-jobs/{}", job.job_id);
         return Ok((
             StatusCode::CREATED,
@@ -176,13 +175,51 @@ async fn create_job(
     }
     state.services.store.create_job(&job, &job_message(&job)).await?;
     state.relay_wakeup.notify_one();
-    metrics::counter!("farm_jobs_submitted_total").increment(1);
+    metrics::counter!("farm_quote_cache_misses_total").increment(1);
+    metrics::counter!("farm_jobs_submitted_total", "lane" => lane.as_str(), "cached" => "false").increment(1);
     let location = format!("/v1/pricing-jobs/{}", job.job_id);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
         Json(JobAccepted { job_id: job.job_id, status: "queued" }),
     ))
+}
+
+/// The lane for a model: slow when its size says it will take long.
+fn lane_for(model: &ModelRow, settings: &crate::startup::ApiSettings) -> Lane {
+    let triangles = u64::try_from(model.triangles).unwrap_or(0);
+    let bytes = u64::try_from(model.size_bytes).unwrap_or(0);
+    if triangles > settings.slow_lane_triangles || bytes > settings.slow_lane_bytes { Lane::Slow } else { Lane::Fast }
+}
+
+#[derive(Serialize)]
+struct JobCancelled {
+    job_id: String,
+    status: &'static str,
+    /// What the job was doing when it was cancelled: `queued` or `running`.
+    was: String,
+}
+
+/// Cancels a queued job (it is skipped when delivered) or a running one (its
+/// worker stops it within about a second). A job that already ended answers
+/// 409 with its status.
+async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobCancelled>, AppError> {
+    let control = serde_json::to_string(&scheduler::Control::Cancel { job_id: job_id.clone() })
+        .expect("control messages always serialize");
+    match state.services.store.cancel_job(&job_id, &control, now_ms()).await? {
+        Cancelled::Now { was } => {
+            state.relay_wakeup.notify_one();
+            metrics::counter!("farm_jobs_cancelled_total").increment(1);
+            Ok(Json(JobCancelled { job_id, status: "cancelled", was }))
+        }
+        Cancelled::AlreadyEnded { status } => Err(AppError::Conflict(format!(
+            "pricing job `{job_id}` has already ended as `{status}`; only a queued or running job can be cancelled"
+        ))),
+        Cancelled::NotFound => Err(AppError::NotFound { what: "pricing job", id: job_id }),
+    }
 }
 
 /// The queue message for a job row.
@@ -193,6 +230,7 @@ pub(crate) fn job_message(job: &JobRow) -> String {
         material: job.material.clone(),
         quantity: u32::try_from(job.quantity).unwrap_or(u32::MAX),
         colour: job.colour.clone(),
+        lane: job.lane,
         submitted_at_ms: job.created_at_ms,
     };
     serde_json::to_string(&message).expect("job messages always serialize")
@@ -213,11 +251,27 @@ struct JobView {
     material: String,
     colour: Option<String>,
     quantity: i64,
+    lane: &'static str,
     status: String,
+    /// While running: `fetching`, `parsing`, `analysing`, `slicing` or `pricing`.
+    stage: Option<String>,
+    percent: Option<i64>,
+    /// While running: `alive` when the worker reported lately, `stale` when
+    /// it has gone quiet (it probably died; the broker hands the job on).
+    liveness: Option<&'static str>,
+    heartbeat_at_ms: Option<i64>,
+    worker: Option<String>,
+    /// Deliveries to a worker so far.
+    deliveries: i64,
     quote: Option<serde_json::Value>,
     error: Option<ErrorView>,
     created_at_ms: i64,
     updated_at_ms: i64,
+    started_at_ms: Option<i64>,
+    finished_at_ms: Option<i64>,
+    /// Time waiting in the queue, then computing, ms.
+    queued_ms: Option<i64>,
+    compute_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -229,17 +283,34 @@ struct ErrorView {
 async fn get_job(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Result<Json<JobView>, AppError> {
     let job = state.services.store.job(&job_id).await?.ok_or(AppError::NotFound { what: "pricing job", id: job_id })?;
     let quote = job.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
+    let now = now_ms();
+    let stale_after = state.settings.heartbeat_stale_after.as_millis() as i64;
+    let liveness = (job.status == "running").then(|| {
+        let last = job.heartbeat_at_ms.or(job.started_at_ms).unwrap_or(job.updated_at_ms);
+        if now - last > stale_after { "stale" } else { "alive" }
+    });
     Ok(Json(JobView {
+        queued_ms: job.started_at_ms.map(|s| s - job.created_at_ms),
+        compute_ms: job.started_at_ms.zip(job.finished_at_ms).map(|(s, f)| f - s),
         job_id: job.job_id,
         model_id: job.model_id,
         material: job.material,
         colour: job.colour,
         quantity: job.quantity,
+        lane: job.lane.as_str(),
         status: job.status,
+        stage: job.stage,
+        percent: job.percent,
+        liveness,
+        heartbeat_at_ms: job.heartbeat_at_ms,
+        worker: job.worker,
+        deliveries: job.deliveries,
         quote,
         error: job.error.map(|e| ErrorView { kind: e.kind, message: e.message }),
         created_at_ms: job.created_at_ms,
         updated_at_ms: job.updated_at_ms,
+        started_at_ms: job.started_at_ms,
+        finished_at_ms: job.finished_at_ms,
     }))
 }
 

@@ -31,6 +31,15 @@ pub struct ApiSettings {
     /// The relay's fallback poll; a new job wakes it at once.
     pub relay_interval: Duration,
     pub relay_batch: i64,
+    /// A model with more triangles than this, or more bytes, goes to the
+    /// slow lane.
+    pub slow_lane_triangles: u64,
+    pub slow_lane_bytes: u64,
+    /// A running job whose worker has not reported for this long is shown
+    /// as stale: its worker is probably gone.
+    pub heartbeat_stale_after: Duration,
+    /// How often queue depths, ages and stale jobs are read for the metrics.
+    pub monitor_interval: Duration,
 }
 
 impl Default for ApiSettings {
@@ -43,6 +52,10 @@ impl Default for ApiSettings {
             mesh_limits: mesh::Limits::default(),
             relay_interval: Duration::from_secs(1),
             relay_batch: 100,
+            slow_lane_triangles: 1_000_000,
+            slow_lane_bytes: 64 * 1024 * 1024,
+            heartbeat_stale_after: Duration::from_secs(30),
+            monitor_interval: Duration::from_secs(10),
         }
     }
 }
@@ -98,9 +111,11 @@ impl Application {
         if !services.broker.is_durable() {
             // The in-process queue lost whatever it held when the process
             // last stopped; the database still knows those jobs.
-            let requeued = services.store.requeue_unfinished(crate::routes::job_message, now_ms()).await?;
-            if requeued > 0 {
-                tracing::info!(requeued, "re-queued unfinished jobs for the in-process queue");
+            let limit = services.topology.delivery_limit;
+            let (requeued, failed) =
+                services.store.requeue_unfinished(crate::routes::job_message, limit, now_ms()).await?;
+            if requeued + failed > 0 {
+                tracing::info!(requeued, failed, "re-queued unfinished jobs for the in-process queue");
             }
         }
         let compute = scheduler::compute::pool("api-compute", 0).map_err(StartupError::Pool)?;
@@ -128,6 +143,8 @@ impl Application {
         let state = self.state;
         let relay = tokio::spawn(crate::relay::run(state.clone(), shutdown.clone()));
         let results = tokio::spawn(crate::results::run(state.clone(), shutdown.clone()));
+        let dead_letters = tokio::spawn(crate::dead_letters::run(state.clone(), shutdown.clone()));
+        let monitor = tokio::spawn(crate::monitor::run(state.clone(), shutdown.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
         let timeout = state.settings.request_timeout;
         let router = crate::routes::router(state)
@@ -138,7 +155,7 @@ impl Application {
         // The server stops only on shutdown or a fatal error; make sure the
         // background tasks stop either way.
         shutdown.cancel();
-        let _ = tokio::join!(relay, results, upkeep);
+        let _ = tokio::join!(relay, results, dead_letters, monitor, upkeep);
         served
     }
 }

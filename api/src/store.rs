@@ -8,16 +8,26 @@
 
 use std::path::Path;
 
-use scheduler::{JobFailure, ResultEvent, ResultMessage};
+use scheduler::{JobFailure, Lane, ResultEvent, ResultMessage};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The columns `job_from_row` reads, in every query that loads a job.
-const JOB_COLUMNS: &str = "job_id, model_id, material, colour, quantity, status, quote, error_kind, error_message, \
-                           created_at_ms, updated_at_ms";
+const JOB_COLUMNS: &str = "job_id, model_id, material, colour, quantity, lane, status, quote, error_kind, \
+                           error_message, stage, percent, heartbeat_at_ms, worker, deliveries, created_at_ms, \
+                           updated_at_ms, started_at_ms, finished_at_ms";
 
-/// Outbox destination for pricing jobs; the relay maps it to a queue name.
-pub const JOBS_DESTINATION: &str = "jobs";
+/// Outbox destination for control broadcasts; job rows use
+/// [`jobs_destination`].
+pub const CONTROL_DESTINATION: &str = "control";
+
+/// The outbox destination of a lane's job queue.
+pub fn jobs_destination(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Fast => "jobs.fast",
+        Lane::Slow => "jobs.slow",
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -57,17 +67,54 @@ pub struct JobRow {
     pub material: String,
     pub colour: Option<String>,
     pub quantity: i64,
+    pub lane: Lane,
     pub status: String,
     pub quote: Option<String>,
     pub error: Option<JobFailure>,
+    /// Where a running job is, as its worker last reported.
+    pub stage: Option<String>,
+    pub percent: Option<i64>,
+    pub heartbeat_at_ms: Option<i64>,
+    pub worker: Option<String>,
+    /// Deliveries to a worker so far.
+    pub deliveries: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+impl JobRow {
+    /// A new job, queued now.
+    pub fn queued(job_id: String, model_id: String, material: String, quantity: i64, lane: Lane, now_ms: i64) -> Self {
+        Self {
+            job_id,
+            model_id,
+            material,
+            colour: None,
+            quantity,
+            lane,
+            status: "queued".into(),
+            quote: None,
+            error: None,
+            stage: None,
+            percent: None,
+            heartbeat_at_ms: None,
+            worker: None,
+            deliveries: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
     pub id: i64,
     pub destination: String,
+    pub job_id: String,
     pub payload: String,
 }
 
@@ -78,6 +125,31 @@ pub enum Applied {
     Changed,
     /// The job was already past this event (a redelivered or late message).
     Stale,
+    /// A worker started a job that had been cancelled: it must be told again.
+    StartedCancelled,
+}
+
+/// What a cancellation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job was queued or running, and is now cancelled.
+    Now {
+        was: String,
+    },
+    /// It had already ended with this status.
+    AlreadyEnded {
+        status: String,
+    },
+    NotFound,
+}
+
+/// A message the broker dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub job_id: Option<String>,
+    pub queue: String,
+    pub reason: String,
+    pub payload: String,
 }
 
 impl Store {
@@ -156,21 +228,9 @@ impl Store {
     /// exist, or neither does.
     pub async fn create_job(&self, job: &JobRow, payload: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO pricing_jobs (job_id, model_id, material, colour, quantity, status, created_at_ms, \
-                                       updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(&job.job_id)
-        .bind(&job.model_id)
-        .bind(&job.material)
-        .bind(&job.colour)
-        .bind(job.quantity)
-        .bind(&job.status)
-        .bind(job.created_at_ms)
-        .execute(&mut *tx)
-        .await?;
-        insert_outbox(&mut tx, &job.job_id, payload, job.created_at_ms).await?;
+        insert_job(&mut tx, job, None).await?;
+        insert_outbox(&mut tx, jobs_destination(job.lane), &job.job_id, payload, job.created_at_ms).await?;
+        insert_event(&mut tx, &job.job_id, "queued", job.created_at_ms).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -190,21 +250,10 @@ impl Store {
     /// Writes a job that a cached quote already answers: succeeded at once,
     /// under the same key, with nothing for the queue.
     pub async fn create_answered_job(&self, job: &JobRow, quote: &str, quote_key: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO pricing_jobs (job_id, model_id, material, colour, quantity, status, quote, quote_key, \
-                                       created_at_ms, updated_at_ms, finished_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7, $8, $8, $8)",
-        )
-        .bind(&job.job_id)
-        .bind(&job.model_id)
-        .bind(&job.material)
-        .bind(&job.colour)
-        .bind(job.quantity)
-        .bind(quote)
-        .bind(quote_key)
-        .bind(job.created_at_ms)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        insert_job(&mut tx, job, Some((quote, quote_key))).await?;
+        insert_event(&mut tx, &job.job_id, "succeeded_from_cache", job.created_at_ms).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -216,6 +265,47 @@ impl Store {
         row.as_ref().map(job_from_row).transpose().map_err(StoreError)
     }
 
+    /// Cancels a queued or running job. In the same transaction its unsent
+    /// outbox row is dropped (a job not yet relayed never reaches a worker)
+    /// and a cancellation for the workers is queued.
+    pub async fn cancel_job(&self, job_id: &str, control_payload: &str, now_ms: i64) -> Result<Cancelled, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT status FROM pricing_jobs WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Cancelled::NotFound);
+        };
+        let was: String = row.try_get("status")?;
+        let done = sqlx::query(
+            "UPDATE pricing_jobs SET status = 'cancelled', stage = NULL, finished_at_ms = $2, updated_at_ms = $2 \
+             WHERE job_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(job_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(Cancelled::AlreadyEnded { status: was });
+        }
+        let dropped = sqlx::query(
+            "UPDATE outbox SET sent_at_ms = $2 WHERE job_id = $1 AND sent_at_ms IS NULL AND destination <> $3",
+        )
+        .bind(job_id)
+        .bind(now_ms)
+        .bind(CONTROL_DESTINATION)
+        .execute(&mut *tx)
+        .await?;
+        // Only a job that may be in some worker's hands needs the broadcast.
+        if dropped.rows_affected() == 0 {
+            insert_outbox(&mut tx, CONTROL_DESTINATION, job_id, control_payload, now_ms).await?;
+        }
+        insert_event(&mut tx, job_id, "cancelled", now_ms).await?;
+        tx.commit().await?;
+        Ok(Cancelled::Now { was })
+    }
+
     /// Claims up to `limit` unsent outbox rows, oldest first, inside a
     /// transaction. The relay publishes them, marks each one sent, and
     /// commits. A row whose publish fails stays unsent for the next pass; a
@@ -225,11 +315,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let claim = match self.engine {
             Engine::Postgres => {
-                "SELECT id, destination, payload FROM outbox WHERE sent_at_ms IS NULL \
+                "SELECT id, destination, job_id, payload FROM outbox WHERE sent_at_ms IS NULL \
                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             }
             Engine::Sqlite => {
-                "SELECT id, destination, payload FROM outbox WHERE sent_at_ms IS NULL ORDER BY id LIMIT $1"
+                "SELECT id, destination, job_id, payload FROM outbox WHERE sent_at_ms IS NULL ORDER BY id LIMIT $1"
             }
         };
         let rows = sqlx::query(claim)
@@ -241,6 +331,7 @@ impl Store {
                 Ok(OutboxRow {
                     id: row.try_get("id")?,
                     destination: row.try_get("destination")?,
+                    job_id: row.try_get("job_id")?,
                     payload: row.try_get("payload")?,
                 })
             })
@@ -248,21 +339,52 @@ impl Store {
         Ok(OutboxBatch { tx, rows })
     }
 
-    /// Unsent outbox rows; the relay's backlog.
-    pub async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+    /// Unsent outbox rows, and the age of the oldest one (ms): the relay's
+    /// backlog and lag.
+    pub async fn outbox_backlog(&self, now_ms: i64) -> Result<(i64, i64), StoreError> {
         let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NULL").fetch_one(&self.pool).await?;
+            sqlx::query("SELECT COUNT(*) AS n, MIN(created_at_ms) AS oldest FROM outbox WHERE sent_at_ms IS NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((row.try_get("n")?, oldest.map_or(0, |t| (now_ms - t).max(0))))
+    }
+
+    /// How long the oldest queued job of `lane` has waited, ms (0 when none).
+    pub async fn oldest_queued_age(&self, lane: Lane, now_ms: i64) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT MIN(created_at_ms) AS oldest FROM pricing_jobs WHERE status = 'queued' AND lane = $1")
+                .bind(lane.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok(oldest.map_or(0, |t| (now_ms - t).max(0)))
+    }
+
+    /// Running jobs whose worker has not reported since `stale_before_ms`:
+    /// the worker is probably dead, and the broker will hand the job on.
+    pub async fn stale_running(&self, stale_before_ms: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pricing_jobs WHERE status = 'running' \
+             AND COALESCE(heartbeat_at_ms, started_at_ms, updated_at_ms) < $1",
+        )
+        .bind(stale_before_ms)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("n")?)
     }
 
     /// For a broker that forgets on restart (the in-process queue): gives
     /// every unfinished job that has no unsent outbox row a fresh one, so the
-    /// relay publishes it again. Returns how many were re-queued.
+    /// relay publishes it again. A job that has already been delivered
+    /// `delivery_limit` times (it keeps killing the process) is failed
+    /// instead, as RabbitMQ would dead-letter it. Returns (requeued, failed).
     pub async fn requeue_unfinished(
         &self,
         payload_of: impl Fn(&JobRow) -> String,
+        delivery_limit: u32,
         now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM pricing_jobs j WHERE status IN ('queued', 'running') \
@@ -270,49 +392,163 @@ impl Store {
         )))
         .fetch_all(&mut *tx)
         .await?;
-        let mut requeued = 0;
+        let (mut requeued, mut failed) = (0, 0);
         for row in &rows {
             let job = job_from_row(row)?;
-            insert_outbox(&mut tx, &job.job_id, &payload_of(&job), now_ms).await?;
-            requeued += 1;
+            if job.deliveries >= i64::from(delivery_limit) {
+                let message = format!(
+                    "dead-lettered: delivered {} times, and each time the farm stopped before it ended",
+                    job.deliveries
+                );
+                fail_job(&mut tx, &job.job_id, "dead_lettered", &message, now_ms).await?;
+                failed += 1;
+            } else {
+                insert_outbox(&mut tx, jobs_destination(job.lane), &job.job_id, &payload_of(&job), now_ms).await?;
+                requeued += 1;
+            }
         }
         tx.commit().await?;
-        Ok(requeued)
+        Ok((requeued, failed))
     }
 
     /// Applies a worker's event to its job. Idempotent: a job only moves
-    /// forward (queued, running, then succeeded or failed), so a redelivered
-    /// or out-of-order event changes nothing.
+    /// forward (queued, running, then succeeded, failed or cancelled), so a
+    /// redelivered or out-of-order event changes nothing. Each change is
+    /// written to the job's events in the same transaction.
     pub async fn apply_result(&self, message: &ResultMessage) -> Result<Applied, StoreError> {
         let at = message.at_ms;
-        let query = match &message.event {
-            ResultEvent::Started => sqlx::query(
-                "UPDATE pricing_jobs SET status = 'running', started_at_ms = $2, updated_at_ms = $2 \
-                 WHERE job_id = $1 AND status = 'queued'",
-            )
-            .bind(&message.job_id)
-            .bind(at),
-            ResultEvent::Succeeded { quote, quote_key } => sqlx::query(
-                "UPDATE pricing_jobs SET status = 'succeeded', quote = $2, quote_key = $4, finished_at_ms = $3, \
-                        updated_at_ms = $3 \
-                 WHERE job_id = $1 AND status IN ('queued', 'running')",
-            )
-            .bind(&message.job_id)
-            .bind(serde_json::to_string(quote).expect("quote documents always serialize"))
-            .bind(at)
-            .bind(quote_key.clone()),
-            ResultEvent::Failed { error } => sqlx::query(
-                "UPDATE pricing_jobs SET status = 'failed', error_kind = $2, error_message = $3, \
-                        finished_at_ms = $4, updated_at_ms = $4 \
-                 WHERE job_id = $1 AND status IN ('queued', 'running')",
-            )
-            .bind(&message.job_id)
-            .bind(&error.kind)
-            .bind(&error.message)
-            .bind(at),
+        let job_id = &message.job_id;
+        let mut tx = self.pool.begin().await?;
+        let (done, event) = match &message.event {
+            ResultEvent::Started { worker, deliveries } => {
+                let deliveries = i64::try_from(*deliveries).unwrap_or(i64::MAX).saturating_add(1);
+                let done = sqlx::query(
+                    "UPDATE pricing_jobs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2), \
+                            heartbeat_at_ms = $2, updated_at_ms = $2, worker = $3, stage = 'fetching', percent = 0, \
+                            deliveries = CASE WHEN deliveries < $4 THEN $4 ELSE deliveries + 1 END \
+                     WHERE job_id = $1 AND status IN ('queued', 'running')",
+                )
+                .bind(job_id)
+                .bind(at)
+                .bind(worker)
+                .bind(deliveries)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let status = sqlx::query("SELECT status FROM pricing_jobs WHERE job_id = $1")
+                        .bind(job_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get::<String, _>("status"))
+                        .transpose()?;
+                    tx.commit().await?;
+                    return Ok(if status.as_deref() == Some("cancelled") {
+                        Applied::StartedCancelled
+                    } else {
+                        Applied::Stale
+                    });
+                }
+                (done, "started")
+            }
+            ResultEvent::Progress { stage, percent } => {
+                // Progress is not an event worth a row of its own.
+                let done = sqlx::query(
+                    "UPDATE pricing_jobs SET stage = $2, percent = $3, heartbeat_at_ms = $4 \
+                     WHERE job_id = $1 AND status = 'running' AND (heartbeat_at_ms IS NULL OR heartbeat_at_ms <= $4)",
+                )
+                .bind(job_id)
+                .bind(stage.as_str())
+                .bind(i64::from(*percent))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(if done.rows_affected() == 1 { Applied::Changed } else { Applied::Stale });
+            }
+            ResultEvent::Succeeded { quote, quote_key } => (
+                sqlx::query(
+                    "UPDATE pricing_jobs SET status = 'succeeded', quote = $2, quote_key = $4, finished_at_ms = $3, \
+                            updated_at_ms = $3, stage = NULL, percent = 100 \
+                     WHERE job_id = $1 AND status IN ('queued', 'running')",
+                )
+                .bind(job_id)
+                .bind(serde_json::to_string(quote).expect("quote documents always serialize"))
+                .bind(at)
+                .bind(quote_key.clone())
+                .execute(&mut *tx)
+                .await?,
+                "succeeded",
+            ),
+            ResultEvent::Failed { error } => {
+                (fail_job(&mut tx, job_id, &error.kind, &error.message, at).await?, "failed")
+            }
+            // The API cancels; a worker's word only confirms it.
+            ResultEvent::Cancelled => {
+                tx.commit().await?;
+                return Ok(Applied::Stale);
+            }
         };
-        let done = query.execute(&self.pool).await?;
-        Ok(if done.rows_affected() == 1 { Applied::Changed } else { Applied::Stale })
+        let applied = if done.rows_affected() == 1 {
+            insert_event(&mut tx, job_id, event, at).await?;
+            Applied::Changed
+        } else {
+            Applied::Stale
+        };
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Records a dead letter and, when it names a job that is still open,
+    /// fails the job with the reason, in one transaction.
+    pub async fn record_dead_letter(&self, letter: &DeadLetter, now_ms: i64) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO dead_letters (job_id, queue, reason, payload, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&letter.job_id)
+        .bind(&letter.queue)
+        .bind(&letter.reason)
+        .bind(&letter.payload)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let mut applied = Applied::Stale;
+        if let Some(job_id) = &letter.job_id {
+            let message = match letter.reason.as_str() {
+                "delivery_limit" => "dead-lettered: the job ended its worker on every delivery (a crash or out of \
+                                     memory) until the queue's delivery limit"
+                    .to_string(),
+                "rejected" => "dead-lettered: a worker could not read the job message".to_string(),
+                other => format!("dead-lettered ({other})"),
+            };
+            let done = fail_job(&mut tx, job_id, "dead_lettered", &message, now_ms).await?;
+            if done.rows_affected() == 1 {
+                insert_event(&mut tx, job_id, "dead_lettered", now_ms).await?;
+                applied = Applied::Changed;
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Dead letters recorded, by reason.
+    pub async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("reason")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
+    /// The events a job went through, oldest first.
+    pub async fn job_events(&self, job_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT event FROM job_events WHERE job_id = $1 ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get("event")).collect::<Result<_, sqlx::Error>>().map_err(StoreError)
     }
 }
 
@@ -339,14 +575,65 @@ impl OutboxBatch {
     }
 }
 
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &JobRow,
+    answered: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    let (status, quote, quote_key, finished) = match answered {
+        Some((quote, key)) => ("succeeded", Some(quote), Some(key), Some(job.created_at_ms)),
+        None => (job.status.as_str(), None, None, None),
+    };
+    sqlx::query(
+        "INSERT INTO pricing_jobs (job_id, model_id, material, colour, quantity, lane, status, quote, quote_key, \
+                                   created_at_ms, updated_at_ms, finished_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+    )
+    .bind(&job.job_id)
+    .bind(&job.model_id)
+    .bind(&job.material)
+    .bind(&job.colour)
+    .bind(job.quantity)
+    .bind(job.lane.as_str())
+    .bind(status)
+    .bind(quote)
+    .bind(quote_key)
+    .bind(job.created_at_ms)
+    .bind(finished)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn fail_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+    kind: &str,
+    message: &str,
+    at: i64,
+) -> Result<sqlx::any::AnyQueryResult, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE pricing_jobs SET status = 'failed', error_kind = $2, error_message = $3, stage = NULL, \
+                finished_at_ms = $4, updated_at_ms = $4 \
+         WHERE job_id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(job_id)
+    .bind(kind)
+    .bind(message)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?)
+}
+
 async fn insert_outbox(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    destination: &str,
     job_id: &str,
     payload: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO outbox (destination, job_id, payload, created_at_ms) VALUES ($1, $2, $3, $4)")
-        .bind(JOBS_DESTINATION)
+        .bind(destination)
         .bind(job_id)
         .bind(payload)
         .bind(now_ms)
@@ -355,19 +642,43 @@ async fn insert_outbox(
     Ok(())
 }
 
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+    event: &str,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO job_events (job_id, event, at_ms) VALUES ($1, $2, $3)")
+        .bind(job_id)
+        .bind(event)
+        .bind(at_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
     let error_kind: Option<String> = r.try_get("error_kind")?;
     let error_message: Option<String> = r.try_get("error_message")?;
+    let lane: String = r.try_get("lane")?;
     Ok(JobRow {
         job_id: r.try_get("job_id")?,
         model_id: r.try_get("model_id")?,
         material: r.try_get("material")?,
         colour: r.try_get("colour")?,
         quantity: r.try_get("quantity")?,
+        lane: Lane::parse(&lane).unwrap_or_default(),
         status: r.try_get("status")?,
         quote: r.try_get("quote")?,
         error: error_kind.map(|kind| JobFailure { kind, message: error_message.unwrap_or_default() }),
+        stage: r.try_get("stage")?,
+        percent: r.try_get("percent")?,
+        heartbeat_at_ms: r.try_get("heartbeat_at_ms")?,
+        worker: r.try_get("worker")?,
+        deliveries: r.try_get("deliveries")?,
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        finished_at_ms: r.try_get("finished_at_ms")?,
     })
 }

@@ -20,6 +20,7 @@ mod contours;
 mod error;
 mod generate;
 mod geometry;
+mod observe;
 mod par;
 mod printability;
 mod read;
@@ -33,6 +34,7 @@ pub use contours::Contour;
 pub use error::{ReadError, ReadErrorKind};
 pub use generate::{cuboid, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
+pub use observe::{Observer, Stage, Unobserved};
 pub use printability::{Fit, Printability, Units, fit};
 pub use read::{ReadWarning, Soup, StlFormat, StlInfo, Triangle, Triangles, read_stl, read_stl_chunked};
 pub use shells::ShellSummary;
@@ -103,6 +105,9 @@ pub enum AnalyzeError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Slice(#[from] SliceError),
+    /// The observer stopped the analysis (a deadline, a cancellation).
+    #[error("the analysis was stopped")]
+    Stopped,
 }
 
 /// Everything the farm knows about a model after analysis. Lengths are in
@@ -155,11 +160,23 @@ pub fn analyze_reader<R: std::io::Read>(
     len: u64,
     options: &AnalysisOptions,
 ) -> Result<MeshReport, AnalyzeError> {
+    analyze_observed(reader, len, options, &Unobserved)
+}
+
+/// [`analyze_reader`], with an [`Observer`] that sees each chunk of work and
+/// may stop the analysis between them.
+pub fn analyze_observed<R: std::io::Read>(
+    reader: R,
+    len: u64,
+    options: &AnalysisOptions,
+    observer: &dyn Observer,
+) -> Result<MeshReport, AnalyzeError> {
+    let mut reader = observe::ObservedReader { inner: reader, len, read: 0, observer, stopped: false };
     let mut welder = Welder::new(options.weld);
     let scale = options.units.map_or(1.0, |u| u.to_mm() as f32);
     let mut scaled: Vec<Triangle> = Vec::new();
     let mut reserved = false;
-    let info = read_stl_chunked(reader, len, &options.limits, |chunk, total| {
+    let info = read_stl_chunked(&mut reader, len, &options.limits, |chunk, total| {
         if !reserved {
             welder.reserve(total as usize);
             reserved = true;
@@ -171,11 +188,16 @@ pub fn analyze_reader<R: std::io::Read>(
             scaled.extend(chunk.iter().map(|t| t.map(|v| v.map(|c| c * scale))));
             welder.push(&scaled);
         }
-    })?;
+    });
+    if reader.stopped {
+        return Err(AnalyzeError::Stopped);
+    }
+    let info = info?;
     if info.triangles == 0 {
         return Err(ReadError::new(ReadErrorKind::Empty).into());
     }
-    analyze_mesh(welder.finish(), info, options)
+    let mesh = welder.finish();
+    analyze_mesh(mesh, info, options, observer)
 }
 
 /// Measures a soup already read.
@@ -191,7 +213,7 @@ pub fn analyze_soup(soup: Soup, options: &AnalysisOptions) -> Result<MeshReport,
     let mesh = IndexedMesh::weld_with(&triangles, options.weld);
     let info = StlInfo { format: soup.format, triangles: triangles.len() as u64, warnings: soup.warnings };
     drop(triangles);
-    analyze_mesh(mesh, info, options)
+    analyze_mesh(mesh, info, options, &Unobserved)
 }
 
 /// Measures triangles already in memory (generated shapes, tests).
@@ -206,10 +228,21 @@ pub fn analyze_triangles(triangles: Vec<Triangle>, options: &AnalysisOptions) ->
 
 /// Everything after welding: geometry, topology, shells, printability, fit
 /// and slices, all from the indexed mesh.
-fn analyze_mesh(mesh: IndexedMesh, info: StlInfo, options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
+fn analyze_mesh(
+    mesh: IndexedMesh,
+    info: StlInfo,
+    options: &AnalysisOptions,
+    observer: &dyn Observer,
+) -> Result<MeshReport, AnalyzeError> {
+    let checkpoint =
+        |stage: Stage, done: f64| if observer.observe(stage, done) { Ok(()) } else { Err(AnalyzeError::Stopped) };
+    checkpoint(Stage::Analysing, 0.0)?;
     let geometry = Geometry::measure(&mesh);
+    checkpoint(Stage::Analysing, 0.2)?;
     let (topology, labels) = Topology::with_labels(&mesh);
+    checkpoint(Stage::Analysing, 0.5)?;
     let (shells, faces) = shells::summarize(&mesh, &labels, topology.shells as usize);
+    checkpoint(Stage::Analysing, 0.6)?;
     let flipped = faces.flipped;
     drop(labels);
     let printability = printability::measure(
@@ -220,17 +253,22 @@ fn analyze_mesh(mesh: IndexedMesh, info: StlInfo, options: &AnalysisOptions) -> 
         options.overhang_angle_deg,
         options.support,
     );
+    checkpoint(Stage::Analysing, 0.9)?;
     let fits =
         options.build_volumes.iter().map(|&volume| fit(&mesh.vertices, &geometry.bounding_box, volume)).collect();
-    let slices = options
-        .layering
-        .map(|layering| {
+    checkpoint(Stage::Analysing, 1.0)?;
+    let slices = match options.layering {
+        None => None,
+        Some(layering) => {
+            checkpoint(Stage::Slicing, 0.0)?;
             let z = (geometry.bounding_box.min[2], geometry.bounding_box.max[2]);
             let mut slices = slice(&mesh, Some(&flipped), z, layering, options.limits.max_layers)?;
+            checkpoint(Stage::Slicing, 0.3)?;
             slices.contours = contours::trace(&mesh, &flipped, &slices);
-            Ok::<_, SliceError>(slices)
-        })
-        .transpose()?;
+            checkpoint(Stage::Slicing, 1.0)?;
+            Some(slices)
+        }
+    };
     Ok(MeshReport {
         format: info.format,
         triangles: info.triangles,

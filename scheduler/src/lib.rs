@@ -15,7 +15,7 @@ pub mod report;
 pub mod worker;
 
 pub use blob::{BlobError, BlobSettings, BlobStore};
-pub use broker::{Broker, BrokerError, Consumer, Delivery, Topology};
-pub use messages::{JobFailure, JobMessage, ResultEvent, ResultMessage};
+pub use broker::{Broker, BrokerError, Consumer, Delivery, Lane, Outgoing, Topology};
+pub use messages::{Control, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage};
 pub use pricing::Pricing;
-pub use worker::{Worker, WorkerSettings};
+pub use worker::{FaultInjection, RetryPolicy, Worker, WorkerSettings};

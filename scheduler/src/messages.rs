@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::Lane;
 use crate::report::QuoteDoc;
 
 /// A pricing job, as published by the API's outbox relay.
@@ -18,6 +19,8 @@ pub struct JobMessage {
     /// One of the material's colours, when the customer chose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colour: Option<String>,
+    #[serde(default)]
+    pub lane: Lane,
     /// When the API accepted the job, ms since the Unix epoch.
     pub submitted_at_ms: i64,
 }
@@ -36,7 +39,17 @@ pub struct ResultMessage {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ResultEvent {
     /// A worker picked the job up.
-    Started,
+    Started {
+        /// Which worker (host and process), for the logs and the job view.
+        #[serde(default)]
+        worker: String,
+        /// Earlier deliveries of this job (a worker died, or released it).
+        #[serde(default)]
+        deliveries: u64,
+    },
+    /// How far the job got; also the heartbeat that tells a slow job from a
+    /// dead one, sent at least every heartbeat interval.
+    Progress { stage: Stage, percent: u8 },
     /// The quote is ready.
     Succeeded {
         quote: Box<QuoteDoc>,
@@ -47,13 +60,90 @@ pub enum ResultEvent {
     },
     /// The job can never succeed as submitted.
     Failed { error: JobFailure },
+    /// The job was cancelled before or while it ran.
+    Cancelled,
+}
+
+/// Where a job is in its journey through a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Fetching,
+    Parsing,
+    Analysing,
+    Slicing,
+    Pricing,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Fetching => "fetching",
+            Stage::Parsing => "parsing",
+            Stage::Analysing => "analysing",
+            Stage::Slicing => "slicing",
+            Stage::Pricing => "pricing",
+        }
+    }
+
+    /// The stage's span of the whole job, in percent: where a stage starts
+    /// and how far it reaches, so progress only ever grows.
+    pub fn span(self) -> (u8, u8) {
+        match self {
+            Stage::Fetching => (0, 10),
+            Stage::Parsing => (10, 50),
+            Stage::Analysing => (50, 75),
+            Stage::Slicing => (75, 95),
+            Stage::Pricing => (95, 100),
+        }
+    }
+
+    /// The job's percentage when `done` of this stage is complete.
+    pub fn percent(self, done: f64) -> u8 {
+        let (from, to) = self.span();
+        (f64::from(from) + f64::from(to - from) * done.clamp(0.0, 1.0)).round() as u8
+    }
+
+    fn from_index(index: u8) -> Self {
+        match index {
+            0 => Stage::Fetching,
+            1 => Stage::Parsing,
+            2 => Stage::Analysing,
+            3 => Stage::Slicing,
+            _ => Stage::Pricing,
+        }
+    }
+
+    pub(crate) fn index(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_mesh(stage: mesh::Stage) -> Self {
+        match stage {
+            mesh::Stage::Parsing => Stage::Parsing,
+            mesh::Stage::Analysing => Stage::Analysing,
+            mesh::Stage::Slicing => Stage::Slicing,
+        }
+    }
+
+    /// Packs a stage and a percentage into one word, for an atomic.
+    pub(crate) fn pack(self, percent: u8) -> u16 {
+        (u16::from(self.index()) << 8) | u16::from(percent)
+    }
+
+    pub(crate) fn unpack(word: u16) -> (Self, u8) {
+        (Self::from_index((word >> 8) as u8), (word & 0xff) as u8)
+    }
 }
 
 /// Why a job failed, in a form the API can show to the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
-    /// Stable, machine-readable class: `invalid_model`, `pricing`,
-    /// `model_missing` or `internal`.
+    /// Stable, machine-readable class: `invalid_model` (bad bytes, empty, over
+    /// a limit), `model_missing`, `pricing` (the request cannot be priced),
+    /// `deadline_exceeded`, `unavailable` (a dependency stayed down through
+    /// every retry), `dead_lettered` (it crashed its worker again and again)
+    /// or `internal`.
     pub kind: String,
     pub message: String,
 }
@@ -62,6 +152,14 @@ impl JobFailure {
     pub fn new(kind: &str, message: impl Into<String>) -> Self {
         Self { kind: kind.into(), message: message.into() }
     }
+}
+
+/// A message to every worker, on the control exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum Control {
+    /// Stop the job if it runs, and skip it if it is delivered later.
+    Cancel { job_id: String },
 }
 
 /// Milliseconds since the Unix epoch, the one clock format on the wire.
@@ -87,5 +185,33 @@ mod tests {
                                 "error": {"kind": "invalid_model", "message": "empty"}})
         );
         assert_eq!(serde_json::from_value::<ResultMessage>(json).unwrap(), message);
+        let progress = ResultMessage {
+            job_id: "j1".into(),
+            event: ResultEvent::Progress { stage: Stage::Slicing, percent: 80 },
+            at_ms: 6,
+        };
+        let json = serde_json::to_value(&progress).unwrap();
+        assert_eq!(json["stage"], "slicing");
+        assert_eq!(serde_json::from_value::<ResultMessage>(json).unwrap(), progress);
+    }
+
+    #[test]
+    fn progress_only_grows_through_the_stages() {
+        let mut last = 0;
+        for stage in [Stage::Fetching, Stage::Parsing, Stage::Analysing, Stage::Slicing, Stage::Pricing] {
+            for done in [0.0, 0.5, 1.0] {
+                let p = stage.percent(done);
+                assert!(p >= last, "{stage:?} {done}");
+                last = p;
+                assert_eq!(Stage::unpack(stage.pack(p)), (stage, p));
+            }
+        }
+        assert_eq!(last, 100);
+    }
+
+    #[test]
+    fn a_job_message_without_a_lane_is_a_fast_one() {
+        let old = r#"{"job_id":"j","model_id":"m","material":"pla","quantity":1,"submitted_at_ms":1}"#;
+        assert_eq!(serde_json::from_str::<JobMessage>(old).unwrap().lane, Lane::Fast);
     }
 }

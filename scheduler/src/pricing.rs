@@ -49,6 +49,23 @@ impl Pricing {
         self.price(&report, request)
     }
 
+    /// [`Pricing::price_bytes`], with an observer that sees the analysis's
+    /// progress and may stop it; a stopped analysis is a `stopped` failure.
+    pub fn price_observed(
+        &self,
+        bytes: &[u8],
+        request: &QuoteRequest,
+        base: mesh::AnalysisOptions,
+        observer: &dyn mesh::Observer,
+    ) -> Result<QuoteDoc, JobFailure> {
+        let options = self.analysis_options(request, base)?;
+        let report = mesh::analyze_observed(bytes, bytes.len() as u64, &options, observer).map_err(|e| match e {
+            mesh::AnalyzeError::Stopped => JobFailure::new("stopped", "the analysis was stopped"),
+            other => JobFailure::new("invalid_model", other.to_string()),
+        })?;
+        self.price(&report, request)
+    }
+
     /// Prices a model analysed with [`Pricing::analysis_options`].
     pub fn price(&self, report: &mesh::MeshReport, request: &QuoteRequest) -> Result<QuoteDoc, JobFailure> {
         let quote = calculator::quote(report, request, &self.book, &self.fdm).map_err(pricing_failure)?;

@@ -20,7 +20,7 @@ async fn serve_with_no_configuration_prices_a_model_end_to_end() {
 
     let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("farm_jobs_submitted_total"), "{metrics}");
-    assert!(metrics.contains("farm_worker_jobs_total{outcome=\"succeeded\"}"), "{metrics}");
+    assert!(metrics.contains("farm_jobs_total{lane=\"fast\",outcome=\"succeeded\"}"), "{metrics}");
 
     assert_eq!(farm.terminate(), 0, "SIGTERM is a clean stop");
 }

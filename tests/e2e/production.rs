@@ -2,7 +2,7 @@
 //! on PostgreSQL, RabbitMQ and S3. Each test gets its own database, queue
 //! prefix and bucket, so tests never see each other's data.
 
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::helpers::{Api, FarmProcess, price_reference_cube};
@@ -33,19 +33,34 @@ async fn backends() -> Option<Backends> {
     Some(Backends { env, amqp_url, prefix })
 }
 
-/// Declaring a queue with arguments that differ from the existing queue's is
-/// refused by the broker, so these two declarations tell a durable quorum
-/// queue apart from anything else.
+/// The farm's queues, by suffix.
+const QUEUES: [&str; 4] = ["pricing.jobs.fast", "pricing.jobs.slow", "pricing.results", "pricing.dead-letters"];
+
+/// The queue exists, and declaring it as a classic queue is refused: the
+/// broker refuses a declaration whose arguments differ from the queue's, so
+/// it is a quorum queue. (`scheduler`'s tests check every argument.)
 async fn assert_durable_quorum(connection: &lapin::Connection, queue: &str) {
-    let declare = |queue_type: &'static str, durable: bool| async move {
-        let channel = connection.create_channel().await.unwrap();
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-queue-type".into(), AMQPValue::LongString(queue_type.into()));
-        let options = QueueDeclareOptions { durable, ..QueueDeclareOptions::default() };
-        channel.queue_declare(queue.into(), options, arguments).await.is_ok()
-    };
-    assert!(declare("quorum", true).await, "{queue} is a durable quorum queue");
-    assert!(!declare("classic", true).await, "{queue} must not be a classic queue");
+    let channel = connection.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    assert!(channel.queue_declare(queue.into(), passive, FieldTable::default()).await.is_ok(), "{queue} exists");
+    let channel = connection.create_channel().await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
+    let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    assert!(channel.queue_declare(queue.into(), durable, arguments).await.is_err(), "{queue} must not be classic");
+}
+
+async fn delete_queues(amqp_url: &str, prefix: &str) {
+    let connection = lapin::Connection::connect(amqp_url, Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for suffix in QUEUES {
+        let queue = format!("{prefix}.{suffix}");
+        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    }
+    for suffix in ["pricing.dead", "pricing.control"] {
+        let exchange = format!("{prefix}.{suffix}");
+        channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -63,17 +78,13 @@ async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
     assert_eq!(ready["checks"]["broker"], "ok");
 
     let connection = lapin::Connection::connect(&backends.amqp_url, Default::default()).await.unwrap();
-    for suffix in ["pricing.jobs", "pricing.results"] {
+    for suffix in QUEUES {
         assert_durable_quorum(&connection, &format!("{}.{suffix}", backends.prefix)).await;
     }
 
     assert_eq!(worker.terminate(), 0, "worker stops cleanly on SIGTERM");
     assert_eq!(api_process.terminate(), 0, "api stops cleanly on SIGTERM");
-    let channel = connection.create_channel().await.unwrap();
-    for suffix in ["pricing.jobs", "pricing.results"] {
-        let queue = format!("{}.{suffix}", backends.prefix);
-        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
-    }
+    delete_queues(&backends.amqp_url, &backends.prefix).await;
 }
 
 /// Jobs submitted while no worker runs wait in the durable queue, and a
@@ -105,10 +116,5 @@ async fn jobs_wait_in_the_queue_until_a_worker_starts() {
     }
     assert_eq!(worker.terminate(), 0);
     assert_eq!(api_process.terminate(), 0);
-    let connection = lapin::Connection::connect(&backends.amqp_url, Default::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for suffix in ["pricing.jobs", "pricing.results"] {
-        let queue = format!("{}.{suffix}", backends.prefix);
-        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
-    }
+    delete_queues(&backends.amqp_url, &backends.prefix).await;
 }

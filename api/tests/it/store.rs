@@ -2,9 +2,9 @@
 //! and, when PostgreSQL is available, on a fresh PostgreSQL database.
 
 use api::Store;
-use api::store::{Applied, JobRow, ModelRow};
+use api::store::{Applied, Cancelled, DeadLetter, JobRow, ModelRow};
 use scheduler::report::QuoteDoc;
-use scheduler::{JobFailure, ResultEvent, ResultMessage};
+use scheduler::{JobFailure, Lane, ResultEvent, ResultMessage, Stage};
 
 use crate::services;
 
@@ -21,18 +21,7 @@ async fn seed_job(store: &Store, job_id: &str) {
     let model =
         ModelRow { model_id: "m1".into(), size_bytes: 684, triangles: 12, format: "binary".into(), created_at_ms: 1 };
     store.insert_model(&model).await.unwrap();
-    let job = JobRow {
-        job_id: job_id.into(),
-        model_id: "m1".into(),
-        material: "pla".into(),
-        colour: None,
-        quantity: 1,
-        status: "queued".into(),
-        quote: None,
-        error: None,
-        created_at_ms: 10,
-        updated_at_ms: 10,
-    };
+    let job = JobRow::queued(job_id.into(), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
     store.create_job(&job, &format!("{{\"job_id\":\"{job_id}\"}}")).await.unwrap();
 }
 
@@ -40,6 +29,21 @@ fn sample_quote() -> QuoteDoc {
     let bytes = mesh::write_binary_stl(&mesh::cuboid([10.0; 3]));
     let request = calculator::QuoteRequest::new("pla", 1);
     scheduler::Pricing::default().price_bytes(&bytes, &request, mesh::AnalysisOptions::default()).unwrap()
+}
+
+fn started() -> ResultEvent {
+    ResultEvent::Started { worker: "w1".into(), deliveries: 0 }
+}
+
+/// Publishes every unsent outbox row, as the relay would.
+async fn relay_all(store: &Store, at_ms: i64) -> Vec<String> {
+    let mut batch = store.claim_outbox(100).await.unwrap();
+    let rows = std::mem::take(&mut batch.rows);
+    for row in &rows {
+        batch.mark_sent(row.id, at_ms).await.unwrap();
+    }
+    batch.commit().await.unwrap();
+    rows.into_iter().map(|r| r.destination).collect()
 }
 
 #[tokio::test]
@@ -59,7 +63,7 @@ async fn a_model_is_stored_once() {
 async fn a_job_and_its_outbox_row_are_written_together_and_relayed_once() {
     on_each_engine(async |store: Store| {
         seed_job(&store, "j1").await;
-        assert_eq!(store.outbox_backlog().await.unwrap(), 1);
+        assert_eq!(store.outbox_backlog(15).await.unwrap(), (1, 5), "one row, 5 ms old");
 
         // A relay that dies before committing (the batch is dropped) leaves
         // the row unsent: a crash between the commit and the publish loses
@@ -67,7 +71,7 @@ async fn a_job_and_its_outbox_row_are_written_together_and_relayed_once() {
         let batch = store.claim_outbox(10).await.unwrap();
         assert_eq!(batch.rows.len(), 1);
         drop(batch);
-        assert_eq!(store.outbox_backlog().await.unwrap(), 1);
+        assert_eq!(store.outbox_backlog(15).await.unwrap().0, 1);
 
         // The dropped transaction rolls back asynchronously, and on
         // PostgreSQL its row lock (which SKIP LOCKED honours) lasts until
@@ -83,10 +87,10 @@ async fn a_job_and_its_outbox_row_are_written_together_and_relayed_once() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         };
         let row = batch.rows[0].clone();
-        assert_eq!((row.destination.as_str(), row.payload.as_str()), ("jobs", "{\"job_id\":\"j1\"}"));
+        assert_eq!((row.destination.as_str(), row.payload.as_str()), ("jobs.fast", "{\"job_id\":\"j1\"}"));
         batch.mark_sent(row.id, 20).await.unwrap();
         batch.commit().await.unwrap();
-        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+        assert_eq!(store.outbox_backlog(30).await.unwrap(), (0, 0));
         assert!(store.claim_outbox(10).await.unwrap().rows.is_empty());
     })
     .await;
@@ -98,21 +102,33 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
         seed_job(&store, "j2").await;
         let event = |event: ResultEvent, at_ms: i64| ResultMessage { job_id: "j2".into(), event, at_ms };
         let quote = sample_quote();
-        assert_eq!(store.apply_result(&event(ResultEvent::Started, 11)).await.unwrap(), Applied::Changed);
-        assert_eq!(store.job("j2").await.unwrap().unwrap().status, "running");
+        assert_eq!(store.apply_result(&event(started(), 11)).await.unwrap(), Applied::Changed);
+        let progress = event(ResultEvent::Progress { stage: Stage::Slicing, percent: 80 }, 12);
+        assert_eq!(store.apply_result(&progress).await.unwrap(), Applied::Changed);
+        let job = store.job("j2").await.unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.stage.as_deref(), job.percent), ("running", Some("slicing"), Some(80)));
+        assert_eq!((job.heartbeat_at_ms, job.deliveries, job.worker.as_deref()), (Some(12), 1, Some("w1")));
+        // A late heartbeat does not move the clock back.
+        let late = event(ResultEvent::Progress { stage: Stage::Parsing, percent: 20 }, 11);
+        assert_eq!(store.apply_result(&late).await.unwrap(), Applied::Stale);
+
         let key = Some("v1|model|pla|1".to_string());
-        let done = event(ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: key }, 12);
+        let done = event(ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: key }, 13);
         assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Changed);
         // Redelivered and late events are stale.
         assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Stale);
-        assert_eq!(store.apply_result(&event(ResultEvent::Started, 13)).await.unwrap(), Applied::Stale);
-        let failed = event(ResultEvent::Failed { error: JobFailure::new("internal", "late") }, 14);
+        assert_eq!(store.apply_result(&event(started(), 14)).await.unwrap(), Applied::Stale);
+        let failed = event(ResultEvent::Failed { error: JobFailure::new("internal", "late") }, 15);
         assert_eq!(store.apply_result(&failed).await.unwrap(), Applied::Stale);
+        assert_eq!(store.apply_result(&progress).await.unwrap(), Applied::Stale);
 
         let job = store.job("j2").await.unwrap().unwrap();
-        assert_eq!((job.status.as_str(), job.updated_at_ms, job.error), ("succeeded", 12, None));
+        assert_eq!((job.status.as_str(), job.updated_at_ms, job.error), ("succeeded", 13, None));
+        assert_eq!((job.started_at_ms, job.finished_at_ms, job.stage), (Some(11), Some(13), None));
         let stored: QuoteDoc = serde_json::from_str(job.quote.as_deref().unwrap()).unwrap();
         assert_eq!(stored, quote);
+        // One effect per change: the duplicates left no trace.
+        assert_eq!(store.job_events("j2").await.unwrap(), vec!["queued", "started", "succeeded"]);
         // The succeeded job's quote now answers its key, and only its key.
         assert_eq!(store.cached_quote("v1|model|pla|1").await.unwrap(), job.quote);
         assert_eq!(store.cached_quote("v2|model|pla|1").await.unwrap(), None);
@@ -124,46 +140,112 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
 async fn a_job_answered_from_the_cache_is_succeeded_and_queues_nothing() {
     on_each_engine(async |store: Store| {
         seed_job(&store, "j4").await;
-        let mut batch = store.claim_outbox(10).await.unwrap();
-        let id = batch.rows[0].id;
-        batch.mark_sent(id, 2).await.unwrap();
-        batch.commit().await.unwrap();
+        relay_all(&store, 2).await;
         let mut job = store.job("j4").await.unwrap().unwrap();
         job.job_id = "j5".into();
         store.create_answered_job(&job, "{\"total\":1}", "key").await.unwrap();
         let answered = store.job("j5").await.unwrap().unwrap();
         assert_eq!((answered.status.as_str(), answered.quote.as_deref()), ("succeeded", Some("{\"total\":1}")));
-        assert_eq!(store.outbox_backlog().await.unwrap(), 0, "a cached answer publishes nothing");
+        assert_eq!(store.outbox_backlog(3).await.unwrap().0, 0, "a cached answer publishes nothing");
         assert_eq!(store.cached_quote("key").await.unwrap().as_deref(), Some("{\"total\":1}"));
     })
     .await;
 }
 
 #[tokio::test]
-async fn unfinished_jobs_are_requeued_for_a_forgetful_broker() {
+async fn cancelling_a_queued_job_drops_its_unsent_row_and_a_relayed_one_tells_the_workers() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "c1").await;
+        assert_eq!(store.cancel_job("c1", "{}", 20).await.unwrap(), Cancelled::Now { was: "queued".into() });
+        assert!(relay_all(&store, 21).await.is_empty(), "the job never reaches a worker, so nothing is said");
+
+        seed_job(&store, "c2").await;
+        relay_all(&store, 21).await;
+        store.apply_result(&ResultMessage { job_id: "c2".into(), event: started(), at_ms: 22 }).await.unwrap();
+        assert_eq!(store.cancel_job("c2", "{}", 23).await.unwrap(), Cancelled::Now { was: "running".into() });
+        assert_eq!(relay_all(&store, 24).await, vec!["control"], "a job in a worker's hands gets a broadcast");
+        let job = store.job("c2").await.unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.finished_at_ms), ("cancelled", Some(23)));
+        // A worker that missed the broadcast and starts it learns again.
+        let late = ResultMessage { job_id: "c2".into(), event: started(), at_ms: 25 };
+        assert_eq!(store.apply_result(&late).await.unwrap(), Applied::StartedCancelled);
+        let done = ResultMessage {
+            job_id: "c2".into(),
+            event: ResultEvent::Succeeded { quote: Box::new(sample_quote()), quote_key: None },
+            at_ms: 26,
+        };
+        assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Stale, "a cancelled job stays cancelled");
+        assert_eq!(
+            store.cancel_job("c2", "{}", 27).await.unwrap(),
+            Cancelled::AlreadyEnded { status: "cancelled".into() }
+        );
+        assert_eq!(store.cancel_job("nope", "{}", 27).await.unwrap(), Cancelled::NotFound);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_kept_and_fails_its_job_with_the_reason() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "d1").await;
+        let letter = DeadLetter {
+            job_id: Some("d1".into()),
+            queue: "farm.pricing.jobs.fast".into(),
+            reason: "delivery_limit".into(),
+            payload: "{}".into(),
+        };
+        assert_eq!(store.record_dead_letter(&letter, 40).await.unwrap(), Applied::Changed);
+        let job = store.job("d1").await.unwrap().unwrap();
+        assert_eq!(job.status, "failed");
+        let error = job.error.unwrap();
+        assert_eq!(error.kind, "dead_lettered");
+        assert!(error.message.contains("delivery limit"), "{}", error.message);
+        // Redelivered from the dead-letter queue: kept twice, applied once.
+        assert_eq!(store.record_dead_letter(&letter, 41).await.unwrap(), Applied::Stale);
+        assert_eq!(store.dead_letter_counts().await.unwrap(), vec![("delivery_limit".to_string(), 2)]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unfinished_jobs_are_requeued_for_a_forgetful_broker_until_the_delivery_limit() {
     on_each_engine(async |store: Store| {
         seed_job(&store, "j3").await;
         // Its outbox row is still unsent, so nothing more is needed.
-        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 30).await.unwrap(), 0);
-        let mut batch = store.claim_outbox(10).await.unwrap();
-        let id = batch.rows[0].id;
-        batch.mark_sent(id, 31).await.unwrap();
-        batch.commit().await.unwrap();
+        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 3, 30).await.unwrap(), (0, 0));
+        relay_all(&store, 31).await;
         // Sent into a queue that was then lost: it gets a fresh row.
-        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 32).await.unwrap(), 1);
+        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 3, 32).await.unwrap(), (1, 0));
         assert_eq!(store.claim_outbox(10).await.unwrap().rows[0].payload, "j3");
+        relay_all(&store, 33).await;
+        // Every start took the process down with it, three times: failed.
+        for (n, at) in [(0, 34), (1, 35), (2, 36)] {
+            let start = ResultMessage {
+                job_id: "j3".into(),
+                event: ResultEvent::Started { worker: "w".into(), deliveries: n },
+                at_ms: at,
+            };
+            store.apply_result(&start).await.unwrap();
+        }
+        assert_eq!(store.job("j3").await.unwrap().unwrap().deliveries, 3);
+        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 3, 37).await.unwrap(), (0, 1));
+        let job = store.job("j3").await.unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.error.unwrap().kind.as_str()), ("failed", "dead_lettered"));
         // A finished job is never requeued.
-        let done = ResultMessage {
-            job_id: "j3".into(),
-            event: ResultEvent::Failed { error: JobFailure::new("invalid_model", "x") },
-            at_ms: 33,
-        };
-        store.apply_result(&done).await.unwrap();
-        let mut batch = store.claim_outbox(10).await.unwrap();
-        let id = batch.rows[0].id;
-        batch.mark_sent(id, 34).await.unwrap();
-        batch.commit().await.unwrap();
-        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 35).await.unwrap(), 0);
+        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 3, 38).await.unwrap(), (0, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ages_and_stale_jobs_are_counted_per_lane() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "a1").await;
+        assert_eq!(store.oldest_queued_age(Lane::Fast, 1010).await.unwrap(), 1000);
+        assert_eq!(store.oldest_queued_age(Lane::Slow, 1010).await.unwrap(), 0);
+        store.apply_result(&ResultMessage { job_id: "a1".into(), event: started(), at_ms: 100 }).await.unwrap();
+        assert_eq!(store.stale_running(50).await.unwrap(), 0);
+        assert_eq!(store.stale_running(101).await.unwrap(), 1, "no word since 100");
     })
     .await;
 }
