@@ -224,6 +224,9 @@ pub(crate) struct FaultArgs {
     /// Every job spends this much longer analysing, ms.
     #[arg(long, env = "FARM_FAULT_SLOW_JOB_MS", default_value_t = 0, hide = true)]
     pub(crate) fault_slow_job_ms: u64,
+    /// Only jobs for this model id are slowed.
+    #[arg(long, env = "FARM_FAULT_SLOW_MODEL", hide = true)]
+    pub(crate) fault_slow_model: Option<String>,
     /// The analysis of this model id panics.
     #[arg(long, env = "FARM_FAULT_PANIC_MODEL", hide = true)]
     pub(crate) fault_panic_model: Option<String>,

@@ -225,7 +225,8 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     if role == Role::Worker {
         let listen = args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9091)));
         let stop = shutdown.clone();
-        tasks.spawn(async move { api::serve_ops(listen, stop).await.context("the ops endpoint stopped") });
+        let broker = broker.clone();
+        tasks.spawn(async move { api::serve_ops(listen, broker, stop).await.context("the ops endpoint stopped") });
     } else {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create the data directory `{}`", args.data_dir.display()))?;
@@ -303,6 +304,7 @@ fn worker_settings(
         name: format!("{host}-{}-{lane}", std::process::id()),
         faults: FaultInjection {
             slow_job: Duration::from_millis(args.faults.fault_slow_job_ms),
+            slow_model: args.faults.fault_slow_model.clone(),
             panic_on_model: args.faults.fault_panic_model.clone(),
             abort_on_model: args.faults.fault_abort_model.clone(),
         },

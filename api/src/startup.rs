@@ -171,15 +171,29 @@ async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
     }
 }
 
-/// A router with only `/healthz` and `/metrics`, for processes that serve no
-/// API (the worker), so probes and scrapes work the same everywhere.
-pub async fn serve_ops(listen: SocketAddr, shutdown: CancellationToken) -> Result<(), StartupError> {
+/// A router with only `/healthz`, `/readyz` (is the broker connected?) and
+/// `/metrics`, for processes that serve no API (the worker), so probes and
+/// scrapes work the same everywhere.
+pub async fn serve_ops(listen: SocketAddr, broker: Broker, shutdown: CancellationToken) -> Result<(), StartupError> {
+    use axum::http::StatusCode;
     use axum::routing::get;
     let listener = TcpListener::bind(listen).await.map_err(|source| StartupError::Bind { addr: listen, source })?;
     let handle = crate::telemetry::metrics_handle();
     let upkeep = tokio::spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
+    let ready = move || {
+        let broker = broker.clone();
+        async move {
+            let ok = broker.is_ready();
+            let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let word = if ok { "ok" } else { "unavailable" };
+            let body =
+                serde_json::json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": { "broker": word } });
+            (status, axum::Json(body))
+        }
+    };
     let router = axum::Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { handle.render() }));
     tracing::info!(addr = %listener.local_addr().map_err(|source| StartupError::Bind { addr: listen, source })?, "ops endpoint listening");
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;

@@ -61,8 +61,10 @@ impl RetryPolicy {
 /// default; `farm worker` reads them from `FARM_FAULT_*` variables.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultInjection {
-    /// Extra time every job spends analysing, cancellable like real work.
+    /// Extra time a job spends analysing, cancellable like real work.
     pub slow_job: Duration,
+    /// Only jobs for this model (by id) are slowed; every job when `None`.
+    pub slow_model: Option<String>,
     /// The analysis of this model (by id) panics.
     pub panic_on_model: Option<String>,
     /// The analysis of this model aborts the process, as an out-of-memory
@@ -600,11 +602,12 @@ impl Shared {
         let options = self.settings.analysis.clone();
         let faults = self.settings.faults.clone();
         let model_id = job.model_id.clone();
+        let slowed = faults.slow_model.as_deref().is_none_or(|m| m == job.model_id);
         let observer = JobObserver {
             token: token.clone(),
             deadline,
             progress: progress.clone(),
-            slow_job: faults.slow_job,
+            slow_job: if slowed { faults.slow_job } else { Duration::ZERO },
             slowed: std::sync::atomic::AtomicBool::new(false),
         };
         let priced = compute::run_on(&self.pool, move || {
@@ -621,7 +624,10 @@ impl Shared {
         })
         .await;
         match priced {
-            Ok((Ok(quote), _)) => Some(ResultEvent::Succeeded { quote: Box::new(quote), quote_key: Some(quote_key) }),
+            Ok((Ok(quote), _)) => {
+                metrics::counter!("farm_triangles_priced_total", "lane" => self.lane()).increment(quote.triangles);
+                Some(ResultEvent::Succeeded { quote: Box::new(quote), quote_key: Some(quote_key) })
+            }
             Ok((Err(_), true)) => None,
             Ok((Err(error), false)) => Some(ResultEvent::Failed { error }),
             Err(panicked) => {

@@ -1,6 +1,7 @@
 //! Spawning `farm` processes and talking to them over HTTP.
 
-#![allow(clippy::print_stderr)]
+// Shared with the fault tests, which use parts the end-to-end tests do not.
+#![allow(clippy::print_stderr, dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -88,16 +89,52 @@ impl FarmProcess {
 
     /// Sends SIGTERM and returns the exit code once the process is gone.
     pub(crate) fn terminate(mut self) -> i32 {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        self.signal("TERM");
+        match self.wait_exit(Duration::from_secs(30)) {
+            Some(code) => code,
+            None => panic!("farm ignored SIGTERM; log:\n{}", self.logs()),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`).
+    pub(crate) fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The exit code, once the process has exited; a death by signal is -1.
+    pub(crate) fn exited(&mut self) -> Option<i32> {
+        self.child.try_wait().expect("wait").map(|status| status.code().unwrap_or(-1))
+    }
+
+    /// Waits up to `patience` for the process to exit.
+    pub(crate) fn wait_exit(&mut self, patience: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + patience;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
+            if let Some(code) = self.exited() {
+                return Some(code);
             }
-            assert!(std::time::Instant::now() < deadline, "farm ignored SIGTERM; log:\n{}", self.logs());
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// CPU time the process has used so far, seconds (Linux).
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are
+        // the 14th and 15th fields of the whole line.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+        ticks / 100.0
     }
 }
 

@@ -1,5 +1,6 @@
-//! `spawn_app`: the API plus an in-process worker on a fresh SQLite database,
-//! a temporary model folder and an in-process queue, on a free port.
+//! `spawn_app`: the API plus in-process workers (one per lane) on a fresh
+//! SQLite database, a temporary model folder and an in-process queue, on a
+//! free port. `spawn_farm` chooses the workers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
+    pub(crate) broker: Broker,
+    pub(crate) topology: Topology,
+    pub(crate) store: Store,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     data: tempfile::TempDir,
@@ -27,36 +31,51 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 pub(crate) async fn spawn_app_with(settings: ApiSettings) -> TestApp {
+    let workers = scheduler::Lane::ALL.iter().map(|&lane| test_worker(lane)).collect();
+    spawn_farm(settings, workers).await
+}
+
+/// A worker for `lane` that fits a test: one compute thread, quick
+/// heartbeats, a short grace.
+pub(crate) fn test_worker(lane: scheduler::Lane) -> WorkerSettings {
+    WorkerSettings {
+        compute_threads: 1,
+        heartbeat: Duration::from_millis(100),
+        grace: Duration::from_secs(5),
+        ..WorkerSettings::for_lane(lane)
+    }
+}
+
+/// The API with these workers, on an in-process queue that dead-letters as
+/// RabbitMQ would.
+pub(crate) async fn spawn_farm(settings: ApiSettings, workers: Vec<WorkerSettings>) -> TestApp {
     let data = tempfile::tempdir().unwrap();
     let store = Store::connect(&Store::sqlite_url(data.path()), 5).await.unwrap();
-    let broker = Broker::Memory(MemoryBroker::new());
+    let topology = Topology { delivery_limit: 3, ..Topology::with_prefix("test") };
+    let broker = Broker::Memory(MemoryBroker::with_topology(&topology));
     let blobs = BlobStore::open(&BlobSettings::Local { dir: data.path().into() }).await.unwrap();
-    let topology = Topology::with_prefix("test");
     let pricing = Arc::new(Pricing::default());
-    let worker = Worker::new(
-        broker.clone(),
-        blobs.clone(),
-        topology.clone(),
-        pricing.clone(),
-        WorkerSettings { compute_threads: 1, ..WorkerSettings::default() },
-    )
-    .unwrap();
-    let settings = ApiSettings { listen: "127.0.0.1:0".parse().unwrap(), ..settings };
-    let services = Services { store, broker, blobs, topology, pricing };
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for settings in workers {
+        let worker = Worker::new(broker.clone(), blobs.clone(), topology.clone(), pricing.clone(), settings).unwrap();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move { worker.run(stop).await.unwrap() }));
+    }
+    let settings = ApiSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        monitor_interval: Duration::from_millis(100),
+        ..settings
+    };
+    let services =
+        Services { store: store.clone(), broker: broker.clone(), blobs, topology: topology.clone(), pricing };
     let app = Application::build(settings, services).await.unwrap();
     let base = format!("http://{}", app.local_addr());
-    let shutdown = CancellationToken::new();
-    let tasks = vec![
-        tokio::spawn({
-            let stop = shutdown.clone();
-            async move { worker.run(stop).await.unwrap() }
-        }),
-        tokio::spawn({
-            let stop = shutdown.clone();
-            async move { app.run_until_stopped(stop).await.unwrap() }
-        }),
-    ];
-    TestApp { base, http: reqwest::Client::new(), shutdown, tasks, data }
+    tasks.push(tokio::spawn({
+        let stop = shutdown.clone();
+        async move { app.run_until_stopped(stop).await.unwrap() }
+    }));
+    TestApp { base, http: reqwest::Client::new(), broker, topology, store, shutdown, tasks, data }
 }
 
 impl TestApp {
@@ -70,6 +89,37 @@ impl TestApp {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    pub(crate) async fn post(&self, path: &str) -> (u16, Value) {
+        let response = self.http.post(format!("{}{path}", self.base)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads a model and submits a job for it; the job's id.
+    pub(crate) async fn submit(&self, bytes: Vec<u8>) -> String {
+        let (_, model) = self.post_model(bytes).await;
+        let (status, accepted) =
+            self.post_job(serde_json::json!({"model_id": model["model_id"], "material": "pla"})).await;
+        assert_eq!(status, 202, "{accepted}");
+        accepted["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the job until `ready` holds, and returns it.
+    pub(crate) async fn wait_until(&self, job_id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, job) = self.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+            if ready(&job) {
+                return job;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "job never {what}: {job}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
+    }
+
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
@@ -79,7 +129,7 @@ impl TestApp {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let (_, job) = self.get(&format!("/v1/pricing-jobs/{job_id}")).await;
-            if matches!(job["status"].as_str(), Some("succeeded" | "failed")) {
+            if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
                 return job;
             }
             assert!(tokio::time::Instant::now() < deadline, "job stuck: {job}");

@@ -6,4 +6,5 @@ mod services;
 
 mod helpers;
 mod http;
+mod jobs;
 mod store;

@@ -1,0 +1,173 @@
+//! The job farm in process: lanes, cancellation, deadlines, progress and
+//! heartbeats, failures and dead letters, with faults injected into the
+//! workers.
+
+use std::time::{Duration, Instant};
+
+use api::ApiSettings;
+use scheduler::{FaultInjection, Lane, Outgoing, WorkerSettings};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{cube_stl, spawn_farm, test_worker};
+
+fn model_id(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn slowed(lane: Lane, model: &str, by: Duration) -> WorkerSettings {
+    WorkerSettings {
+        faults: FaultInjection { slow_job: by, slow_model: Some(model.to_string()), ..FaultInjection::default() },
+        ..test_worker(lane)
+    }
+}
+
+fn status(job: &Value) -> &str {
+    job["status"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_running_job_reports_its_stage_percentage_and_heartbeat() {
+    let slow = cube_stl(12.0);
+    let app =
+        spawn_farm(ApiSettings::default(), vec![slowed(Lane::Fast, &model_id(&slow), Duration::from_secs(2))]).await;
+    let job_id = app.submit(slow).await;
+    let running = app.wait_until(&job_id, "reported its analysis", |j| j["stage"] == "analysing").await;
+    assert_eq!((status(&running), running["liveness"].as_str()), ("running", Some("alive")), "{running}");
+    let percent = running["percent"].as_i64().unwrap();
+    assert!((50..=75).contains(&percent), "analysing spans 50-75%: {running}");
+    assert!(running["heartbeat_at_ms"].as_i64().unwrap() >= running["started_at_ms"].as_i64().unwrap());
+    assert!(running["worker"].as_str().unwrap().starts_with("worker-"), "{running}");
+    assert_eq!((running["lane"].as_str(), running["deliveries"].as_i64()), (Some("fast"), Some(1)));
+    let done = app.wait_for_job(&job_id).await;
+    assert_eq!(status(&done), "succeeded", "{done}");
+    assert!(done["compute_ms"].as_i64().unwrap() >= 2000, "the injected 2 s are part of the job: {done}");
+    assert_eq!((done["stage"].clone(), done["percent"].as_i64()), (Value::Null, Some(100)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_job_cancelled_stops_within_a_second_and_frees_its_slot() {
+    let slow = cube_stl(13.0);
+    let worker = WorkerSettings { slots: 1, ..slowed(Lane::Fast, &model_id(&slow), Duration::from_secs(60)) };
+    let app = spawn_farm(ApiSettings::default(), vec![worker]).await;
+    let job_id = app.submit(slow).await;
+    app.wait_until(&job_id, "started", |j| j["stage"] == "analysing").await;
+    let (code, cancelled) = app.post(&format!("/v1/pricing-jobs/{job_id}/cancel")).await;
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!((cancelled["status"].as_str(), cancelled["was"].as_str()), (Some("cancelled"), Some("running")));
+    let (_, job) = app.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+    assert_eq!(status(&job), "cancelled");
+
+    // The only slot is free again well before the 60 s the job would take.
+    let stopped = Instant::now();
+    let next = app.submit(cube_stl(5.0)).await;
+    let done = app.wait_for_job(&next).await;
+    assert_eq!(status(&done), "succeeded", "{done}");
+    assert!(stopped.elapsed() < Duration::from_secs(10), "the slot took {:?} to free", stopped.elapsed());
+    // Cancelling it again, or a finished job, is a conflict that says why.
+    let (code, body) = app.post(&format!("/v1/pricing-jobs/{job_id}/cancel")).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("cancelled"), "{body}");
+    let (code, _) = app.post("/v1/pricing-jobs/nope/cancel").await;
+    assert_eq!(code, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_queued_job_cancelled_is_never_priced() {
+    // No worker for the slow lane: a slow job waits in the queue.
+    let settings = ApiSettings { slow_lane_triangles: 100, ..ApiSettings::default() };
+    let app = spawn_farm(settings, vec![test_worker(Lane::Fast)]).await;
+    let big = mesh::write_binary_stl(&mesh::uv_sphere(10.0, 20, 20));
+    let job_id = app.submit(big).await;
+    let (_, job) = app.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+    assert_eq!((status(&job), job["lane"].as_str()), ("queued", Some("slow")), "{job}");
+    let (code, cancelled) = app.post(&format!("/v1/pricing-jobs/{job_id}/cancel")).await;
+    assert_eq!((code, cancelled["was"].as_str()), (200, Some("queued")), "{cancelled}");
+    assert_eq!(app.store.job_events(&job_id).await.unwrap(), vec!["queued", "cancelled"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_slow_lane_does_not_delay_the_fast_lane() {
+    let settings = ApiSettings { slow_lane_triangles: 100, ..ApiSettings::default() };
+    let big = mesh::write_binary_stl(&mesh::uv_sphere(10.0, 20, 20));
+    let slow_worker = WorkerSettings { slots: 1, ..slowed(Lane::Slow, &model_id(&big), Duration::from_secs(60)) };
+    let app = spawn_farm(settings, vec![test_worker(Lane::Fast), slow_worker]).await;
+    let blocking = app.submit(big).await;
+    app.wait_until(&blocking, "started", |j| j["status"] == "running").await;
+    // The slow lane's only slot is taken for a minute; fast jobs still flow.
+    for side in [4.0, 6.0, 8.0] {
+        let job = app.submit(cube_stl(side)).await;
+        let done = app.wait_for_job(&job).await;
+        assert_eq!((status(&done), done["lane"].as_str()), ("succeeded", Some("fast")), "{done}");
+    }
+    let (_, slow) = app.get(&format!("/v1/pricing-jobs/{blocking}")).await;
+    assert_eq!((status(&slow), slow["lane"].as_str()), ("running", Some("slow")), "{slow}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
+    let slow = cube_stl(14.0);
+    let worker = WorkerSettings {
+        deadline: Duration::from_millis(500),
+        ..slowed(Lane::Fast, &model_id(&slow), Duration::from_secs(60))
+    };
+    let app = spawn_farm(ApiSettings::default(), vec![worker]).await;
+    let job_id = app.submit(slow).await;
+    let job = app.wait_for_job(&job_id).await;
+    assert_eq!(status(&job), "failed", "{job}");
+    assert_eq!(job["error"]["kind"], "deadline_exceeded");
+    assert!(job["error"]["message"].as_str().unwrap().contains("deadline exceeded"), "{job}");
+    assert!(job["compute_ms"].as_i64().unwrap() < 5000, "stopped soon after the deadline: {job}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_analysis_fails_the_job_at_once_and_the_worker_lives_on() {
+    let poison = cube_stl(15.0);
+    let worker = WorkerSettings {
+        faults: FaultInjection { panic_on_model: Some(model_id(&poison)), ..FaultInjection::default() },
+        ..test_worker(Lane::Fast)
+    };
+    let app = spawn_farm(ApiSettings::default(), vec![worker]).await;
+    let job_id = app.submit(poison).await;
+    let job = app.wait_for_job(&job_id).await;
+    assert_eq!((status(&job), job["error"]["kind"].as_str()), ("failed", Some("internal")), "{job}");
+    assert_eq!(job["deliveries"], 1, "no retry: {job}");
+    let healthy = app.submit(cube_stl(3.0)).await;
+    assert_eq!(status(&app.wait_for_job(&healthy).await), "succeeded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_job_message_is_dead_lettered_and_its_job_failed_with_the_reason() {
+    let settings = ApiSettings { slow_lane_triangles: 100, ..ApiSettings::default() };
+    let app = spawn_farm(settings, vec![test_worker(Lane::Fast)]).await;
+    // A slow job no worker takes, then a corrupt copy of it on the fast lane.
+    let job_id = app.submit(mesh::write_binary_stl(&mesh::uv_sphere(10.0, 20, 20))).await;
+    let garbage = Outgoing::new(b"{not json".to_vec()).with_id(job_id.clone());
+    app.broker.publish(app.topology.jobs(Lane::Fast), &garbage).await.unwrap();
+    let job = app.wait_for_job(&job_id).await;
+    assert_eq!((status(&job), job["error"]["kind"].as_str()), ("failed", Some("dead_lettered")), "{job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains("could not read"), "{job}");
+    assert_eq!(app.store.dead_letter_counts().await.unwrap(), vec![("rejected".to_string(), 1)]);
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("farm_dead_letters_total{lane=\"fast\",reason=\"rejected\"}"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_deleted_from_the_store_fails_as_missing_without_retries() {
+    let app = spawn_farm(ApiSettings::default(), vec![test_worker(Lane::Fast)]).await;
+    let bytes = cube_stl(16.0);
+    let id = model_id(&bytes);
+    let (_, _) = app.post_model(bytes).await;
+    std::fs::remove_file(app.data_dir().join(format!("models/{id}.stl"))).unwrap();
+    let (_, accepted) = app.post_job(serde_json::json!({"model_id": id, "material": "pla"})).await;
+    let job = app.wait_for_job(accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!((status(&job), job["error"]["kind"].as_str()), ("failed", Some("model_missing")), "{job}");
+    app.stop().await;
+}

@@ -1,0 +1,395 @@
+//! Fault tests: the real `farm api` and `farm worker` processes on real
+//! RabbitMQ, PostgreSQL and S3, with a worker killed, the broker restarted,
+//! poison models, and SIGTERM in the middle of jobs.
+//!
+//! Each test prints its counts (submitted, succeeded, failed, lost,
+//! duplicated) and requires lost = 0 and duplicated = 0: every job reaches a
+//! final state, and none has its final effect applied twice (counted from the
+//! job-events audit table, where each applied change is one row).
+//!
+//! They run one at a time: restarting the broker would disturb any other
+//! test using it. Other test binaries never run at the same time as this one
+//! (`cargo test` runs binaries in turn).
+
+#![allow(clippy::print_stderr)]
+
+#[path = "../e2e/helpers.rs"]
+mod helpers;
+#[path = "../support/services.rs"]
+mod services;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+use helpers::{Api, FarmProcess};
+
+/// Fault tests take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long every batch may take to finish.
+const BATCH_PATIENCE: Duration = Duration::from_secs(180);
+
+struct Farm {
+    env: Vec<(&'static str, String)>,
+    database_url: String,
+}
+
+/// Fresh backends (database, queue prefix, bucket), or `None` when a
+/// service is missing outside CI.
+async fn farm(extra: &[(&'static str, String)]) -> Option<Farm> {
+    let database_url = services::fresh_postgres_database().await?;
+    let amqp_url = services::rabbitmq().await?;
+    let s3 = services::s3()?;
+    if !rabbitmqctl_available() {
+        return services::missing("rabbitmqctl", "the broker cannot be restarted from here");
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut env = vec![
+        ("FARM_DATABASE_URL", database_url.clone()),
+        ("FARM_AMQP_URL", amqp_url),
+        ("FARM_QUEUE_PREFIX", format!("faults-{}", &id[..12])),
+        ("FARM_S3_ENDPOINT", s3.endpoint),
+        ("FARM_S3_BUCKET", format!("farm-faults-{}", &id[..12])),
+        ("FARM_S3_REGION", s3.region),
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
+        ("FARM_HEARTBEAT_S", "1".into()),
+        ("FARM_BROKER_CONNECT_PATIENCE_S", "120".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    Some(Farm { env, database_url })
+}
+
+fn rabbitmqctl_available() -> bool {
+    Command::new("rabbitmqctl").arg("status").output().is_ok_and(|o| o.status.success())
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl").args(args).output().expect("run rabbitmqctl");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Brings the broker back even when the test fails half way: later tests
+/// (and CI) need it.
+struct BrokerStopped;
+
+impl BrokerStopped {
+    fn stop() -> Self {
+        rabbitmqctl(&["stop_app"]);
+        BrokerStopped
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+        let _ = Command::new("rabbitmqctl").args(["await_startup", "--timeout", "60"]).output();
+    }
+}
+
+impl Farm {
+    fn with(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut env = self.env.clone();
+        env.extend(extra.iter().cloned());
+        env
+    }
+
+    fn api(&self) -> (FarmProcess, Api) {
+        let mut process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &self.env);
+        let api = Api::new(&process.wait_for_listening());
+        (process, api)
+    }
+
+    fn worker(&self, extra: &[(&'static str, String)]) -> FarmProcess {
+        let mut process = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &self.with(extra));
+        process.wait_for_listening();
+        process
+    }
+}
+
+impl Api {
+    async fn upload_model(&self, bytes: Vec<u8>) -> String {
+        let (status, model) = self.upload(bytes).await;
+        assert_eq!(status, 201, "{model}");
+        model["model_id"].as_str().unwrap().to_string()
+    }
+
+    /// Submits `count` jobs for `model_id`, each a different quantity so no
+    /// quote-cache hit answers one for another.
+    async fn submit_batch(&self, model_id: &str, count: u32, first_quantity: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        for n in 0..count {
+            let body = serde_json::json!({"model_id": model_id, "material": "pla", "quantity": first_quantity + n});
+            let response = self.http.post(format!("{}/v1/pricing-jobs", self.base)).json(&body).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            let accepted: Value = response.json().await.unwrap();
+            ids.push(accepted["job_id"].as_str().unwrap().to_string());
+        }
+        ids
+    }
+
+    async fn job(&self, job_id: &str) -> Value {
+        self.get(&format!("/v1/pricing-jobs/{job_id}")).await.1
+    }
+
+    /// Waits until the jobs reach a final state, or the patience runs out.
+    async fn settle(&self, job_ids: &[String], processes: &[&FarmProcess]) {
+        let deadline = Instant::now() + BATCH_PATIENCE;
+        for job_id in job_ids {
+            loop {
+                let job = self.job(job_id).await;
+                if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let logs: Vec<String> = processes.iter().map(|p| p.logs()).collect();
+                    panic!("job {job_id} never ended: {job}\nlogs:\n{}", logs.join("\n---\n"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Polls until some job of `job_ids` runs on the worker with `pid`.
+    async fn running_on(&self, job_ids: &[String], pid: u32) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let marker = format!("-{pid}-");
+        loop {
+            for job_id in job_ids {
+                let job = self.job(job_id).await;
+                if job["status"] == "running" && job["worker"].as_str().is_some_and(|w| w.contains(&marker)) {
+                    return job_id.clone();
+                }
+            }
+            assert!(Instant::now() < deadline, "no job ever ran on worker {pid}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ready(&self) -> (u16, Value) {
+        self.get("/readyz").await
+    }
+}
+
+/// What became of a batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    submitted: usize,
+    succeeded: usize,
+    failed: usize,
+    lost: usize,
+    duplicated: usize,
+    /// Jobs delivered to a worker more than once (the fault hit them).
+    redelivered: usize,
+}
+
+async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
+    let mut db = sqlx::PgConnection::connect(&farm.database_url).await.unwrap();
+    let mut counts = Counts { submitted: job_ids.len(), ..Counts::default() };
+    for job_id in job_ids {
+        let job = api.job(job_id).await;
+        match job["status"].as_str() {
+            Some("succeeded") if !job["quote"].is_null() => counts.succeeded += 1,
+            Some("failed") => counts.failed += 1,
+            _ => counts.lost += 1,
+        }
+        if job["deliveries"].as_i64().unwrap_or(0) > 1 {
+            counts.redelivered += 1;
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM job_events WHERE job_id = $1 \
+             AND event IN ('succeeded', 'failed', 'dead_lettered', 'cancelled')",
+        )
+        .bind(job_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        let finals: i64 = row.try_get("n").unwrap();
+        if finals > 1 {
+            counts.duplicated += 1;
+        }
+        if finals == 0 {
+            counts.lost += usize::from(job["status"] == "succeeded" || job["status"] == "failed");
+        }
+    }
+    counts
+}
+
+fn report(fault: &str, counts: &Counts) {
+    eprintln!(
+        "\nfault: {fault}\n  submitted {}, succeeded {}, failed {}, lost {} (must be 0), duplicated {} (must be 0); \
+         {} jobs were delivered more than once\n",
+        counts.submitted, counts.succeeded, counts.failed, counts.lost, counts.duplicated, counts.redelivered
+    );
+    assert_eq!((counts.lost, counts.duplicated), (0, 0), "{fault}: {counts:?}");
+}
+
+fn slow_jobs(ms: u64) -> (&'static str, String) {
+    ("FARM_FAULT_SLOW_JOB_MS", ms.to_string())
+}
+
+#[tokio::test]
+async fn kill_9_a_worker_in_the_middle_of_a_job() {
+    let _turn = SERIAL.lock().await;
+    let Some(farm) = farm(&[]).await else { return };
+    let (api_process, api) = farm.api();
+    let settings = [slow_jobs(1500), ("FARM_WORKER_SLOTS", "1".into())];
+    let mut doomed = farm.worker(&settings);
+    let survivor = farm.worker(&settings);
+    let model = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([10.0; 3]))).await;
+    let jobs = api.submit_batch(&model, 8, 1).await;
+
+    let victim = api.running_on(&jobs, doomed.pid()).await;
+    doomed.signal("KILL");
+    assert_eq!(doomed.wait_exit(Duration::from_secs(10)), Some(-1), "killed by a signal");
+    api.settle(&jobs, &[&api_process, &survivor]).await;
+
+    let job = api.job(&victim).await;
+    assert_eq!(job["status"], "succeeded", "the killed worker's job was finished by the other: {job}");
+    assert!(job["deliveries"].as_i64().unwrap() >= 2, "it was delivered again: {job}");
+    let counts = count(&farm, &api, &jobs).await;
+    assert_eq!((counts.succeeded, counts.failed), (8, 0), "{counts:?}");
+    report("kill -9 a worker in the middle of a job", &counts);
+}
+
+#[tokio::test]
+async fn restart_rabbitmq_in_the_middle_of_a_batch() {
+    let _turn = SERIAL.lock().await;
+    let Some(farm) = farm(&[]).await else { return };
+    let (mut api_process, api) = farm.api();
+    let mut worker = farm.worker(&[slow_jobs(400), ("FARM_WORKER_SLOTS", "2".into())]);
+    let model = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([12.0; 3]))).await;
+    let mut jobs = api.submit_batch(&model, 16, 1).await;
+    // Let a few finish, so the outage lands mid-batch.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&farm, &api, &jobs).await.succeeded < 3 {
+        assert!(Instant::now() < deadline, "the batch never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let outage = BrokerStopped::stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, ready) = api.ready().await;
+        if status == 503 && ready["checks"]["broker"] == "unavailable" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never reported the outage: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Orders keep coming while the broker is down: they wait in the outbox.
+    jobs.extend(api.submit_batch(&model, 4, 100).await);
+    // Nobody spins while waiting.
+    let (api_cpu, worker_cpu) = (api_process.cpu_seconds(), worker.cpu_seconds());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (api_busy, worker_busy) = (api_process.cpu_seconds() - api_cpu, worker.cpu_seconds() - worker_cpu);
+    assert!(api_busy < 1.0 && worker_busy < 1.0, "CPU during 3 s of outage: api {api_busy} s, worker {worker_busy} s");
+    assert_eq!((api_process.exited(), worker.exited()), (None, None), "nothing crashed while the broker was down");
+    drop(outage);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, _) = api.ready().await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the API never reconnected:\n{}", api_process.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.settle(&jobs, &[&api_process, &worker]).await;
+    let counts = count(&farm, &api, &jobs).await;
+    assert_eq!((counts.succeeded, counts.failed), (20, 0), "{counts:?}");
+    report("restart RabbitMQ (stop_app, start_app) in the middle of a batch", &counts);
+}
+
+#[tokio::test]
+async fn poison_models_that_panic_or_kill_their_worker() {
+    let _turn = SERIAL.lock().await;
+    let Some(farm) = farm(&[("FARM_DELIVERY_LIMIT", "3".into())]).await else { return };
+    let (api_process, api) = farm.api();
+    let panics = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([11.0; 3]))).await;
+    let kills = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([13.0; 3]))).await;
+    let healthy = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([9.0; 3]))).await;
+    let settings = [
+        ("FARM_WORKER_SLOTS", "1".into()),
+        ("FARM_FAULT_PANIC_MODEL", panics.clone()),
+        ("FARM_FAULT_ABORT_MODEL", kills.clone()),
+    ];
+    let mut jobs = api.submit_batch(&panics, 1, 1).await;
+    jobs.extend(api.submit_batch(&kills, 1, 1).await);
+    jobs.extend(api.submit_batch(&healthy, 4, 1).await);
+
+    // A supervisor, as Kubernetes would be: a worker that dies is restarted.
+    let mut restarts = 0;
+    let mut worker = farm.worker(&settings);
+    let deadline = Instant::now() + BATCH_PATIENCE;
+    loop {
+        let counts = count(&farm, &api, &jobs).await;
+        if counts.succeeded + counts.failed == jobs.len() {
+            break;
+        }
+        if worker.exited().is_some() {
+            restarts += 1;
+            assert!(restarts <= 10, "the worker keeps dying:\n{}", worker.logs());
+            worker = farm.worker(&settings);
+        }
+        assert!(Instant::now() < deadline, "the batch never ended:\n{}", api_process.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let panicked = api.job(&jobs[0]).await;
+    assert_eq!(
+        (panicked["error"]["kind"].as_str(), panicked["deliveries"].as_i64()),
+        (Some("internal"), Some(1)),
+        "{panicked}"
+    );
+    let killer = api.job(&jobs[1]).await;
+    assert_eq!(killer["error"]["kind"], "dead_lettered", "{killer}");
+    assert!(killer["error"]["message"].as_str().unwrap().contains("delivery limit"), "{killer}");
+    assert!((3..=5).contains(&restarts), "the worker died on each delivery up to the limit: {restarts} restarts");
+    let counts = count(&farm, &api, &jobs).await;
+    assert_eq!((counts.succeeded, counts.failed), (4, 2), "{counts:?}");
+    report("poison models: one panics the analysis, one aborts the worker on every delivery", &counts);
+    eprintln!("  the worker was restarted {restarts} times before the killer was dead-lettered");
+}
+
+#[tokio::test]
+async fn sigterm_in_the_middle_of_a_job() {
+    let _turn = SERIAL.lock().await;
+    let Some(farm) = farm(&[]).await else { return };
+    let (api_process, api) = farm.api();
+    let model = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([14.0; 3]))).await;
+    let jobs = api.submit_batch(&model, 6, 1).await;
+
+    // A long grace: the running jobs finish before the worker exits.
+    let patient = [slow_jobs(2000), ("FARM_WORKER_SLOTS", "2".into()), ("FARM_SHUTDOWN_GRACE_S", "60".into())];
+    let mut first = farm.worker(&patient);
+    let finishing = api.running_on(&jobs, first.pid()).await;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(30)), Some(0), "exit 0 after draining:\n{}", first.logs());
+    let job = api.job(&finishing).await;
+    assert_eq!(
+        (job["status"].as_str(), job["deliveries"].as_i64()),
+        (Some("succeeded"), Some(1)),
+        "finished in the grace period: {job}"
+    );
+
+    // A grace shorter than a job: the running jobs go back to the queue.
+    let hasty = [slow_jobs(5000), ("FARM_WORKER_SLOTS", "2".into()), ("FARM_SHUTDOWN_GRACE_S", "0.5".into())];
+    let mut second = farm.worker(&hasty);
+    let handed_back = api.running_on(&jobs, second.pid()).await;
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(30)), Some(0), "exit 0 after handing back:\n{}", second.logs());
+
+    let third = farm.worker(&[("FARM_WORKER_SLOTS", "2".into())]);
+    api.settle(&jobs, &[&api_process, &third]).await;
+    let job = api.job(&handed_back).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(job["deliveries"].as_i64().unwrap() >= 2, "it was handed back and delivered again: {job}");
+    let counts = count(&farm, &api, &jobs).await;
+    assert_eq!((counts.succeeded, counts.failed), (6, 0), "{counts:?}");
+    report("SIGTERM in the middle of a job (grace long enough, then too short)", &counts);
+}
