@@ -33,6 +33,66 @@ pub(crate) enum Command {
     /// Print prices: show the price book quotes use.
     #[command(subcommand)]
     PriceBook(PriceBookCommand),
+    /// Benchmarks that drive the real farm.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The fast lane's latency with the slow lane idle, saturated, and with
+    /// one lane for all jobs.
+    Lanes(LanesArgs),
+    /// The queue path's cost per job: a near-empty model through the farm
+    /// against `farm quote` on the same file.
+    Overhead(OverheadArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StackKind {
+    /// `farm serve`: SQLite, an in-process queue, one worker per lane.
+    Embedded,
+    /// `farm api` and `farm worker` processes on the services named by
+    /// FARM_DATABASE_URL, FARM_AMQP_URL and FARM_S3_ENDPOINT.
+    Services,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StackArgs {
+    #[arg(long, value_enum, default_value_t = StackKind::Embedded)]
+    pub(crate) stack: StackKind,
+    /// Worker processes per lane (services stack).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) workers: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LanesArgs {
+    #[command(flatten)]
+    pub(crate) stack: StackArgs,
+    #[arg(long, default_value_t = 30)]
+    pub(crate) fast_jobs: usize,
+    /// Fast jobs submitted per second.
+    #[arg(long, default_value_t = 4.0)]
+    pub(crate) fast_rate: f64,
+    #[arg(long, default_value_t = 4)]
+    pub(crate) slow_jobs: usize,
+    /// Work injected into each slow job on top of its real analysis, seconds.
+    #[arg(long, default_value_t = 6.0)]
+    pub(crate) slow_job_extra_s: f64,
+    /// Job slots per worker.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) slots: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OverheadArgs {
+    #[command(flatten)]
+    pub(crate) stack: StackArgs,
+    #[arg(long, default_value_t = 30)]
+    pub(crate) jobs: usize,
 }
 
 #[derive(Debug, Subcommand)]

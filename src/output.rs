@@ -203,6 +203,10 @@ pub(crate) fn text(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    print_json(value)
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     // serde_json wraps a write error in its own; unwrap it so a closed pipe

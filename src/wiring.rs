@@ -17,8 +17,9 @@ use scheduler::{
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, Cli, Command, LimitArgs, LogFormat, MeasureArgs, PriceBookCommand, PriceBookShowArgs, PricingArgs,
-    ProfileCommand, ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs,
+    AnalyzeArgs, BenchCommand, Cli, Command, Format, LimitArgs, LogFormat, MeasureArgs, PriceBookCommand,
+    PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs,
+    StackArgs, StackKind,
 };
 use crate::{output, quoting};
 
@@ -31,7 +32,53 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => run_services(args, Role::Worker),
         Command::Profile(ProfileCommand::Show(args)) => show_profile(&args),
         Command::PriceBook(PriceBookCommand::Show(args)) => show_price_book(&args),
+        Command::Bench(command) => run_bench(command),
     }
+}
+
+fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Auto, "warn");
+    let binary = std::env::current_exe().context("cannot find the farm binary")?;
+    let scratch = tempfile_dir()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let stack = |args: &StackArgs| match args.stack {
+        StackKind::Embedded => bench::Stack::Embedded,
+        StackKind::Services => bench::Stack::Services { fast_workers: args.workers, slow_workers: args.workers },
+    };
+    match command {
+        BenchCommand::Lanes(args) => {
+            let settings = bench::scenarios::LaneIsolation {
+                binary,
+                stack: stack(&args.stack),
+                fast_jobs: args.fast_jobs,
+                fast_rate: args.fast_rate,
+                slow_jobs: args.slow_jobs,
+                slow_job_extra: seconds("--slow-job-extra-s", args.slow_job_extra_s)?,
+                slots: args.slots.max(1),
+                scratch: scratch.path().to_path_buf(),
+            };
+            let phases = runtime.block_on(bench::scenarios::lane_isolation(&settings))?;
+            match args.stack.format {
+                Format::Json => output::json(&phases),
+                Format::Table => output::text(&bench::scenarios::lanes_markdown(&settings.stack, &phases)),
+            }
+        }
+        BenchCommand::Overhead(args) => {
+            let stack = stack(&args.stack);
+            let measured =
+                runtime.block_on(bench::scenarios::overhead(binary, stack, args.jobs, scratch.path().into()))?;
+            match args.stack.format {
+                Format::Json => output::json(&measured),
+                Format::Table => output::text(&bench::scenarios::overhead_markdown(&stack, &measured)),
+            }
+        }
+    }
+}
+
+/// A scratch directory removed when dropped.
+fn tempfile_dir() -> anyhow::Result<bench::ScratchDir> {
+    bench::ScratchDir::new().context("cannot create a scratch directory")
 }
 
 fn show_price_book(args: &PriceBookShowArgs) -> anyhow::Result<()> {

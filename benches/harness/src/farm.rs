@@ -1,0 +1,330 @@
+//! A farm to benchmark: the `farm` binary's own processes, started as users
+//! start them, and a small HTTP client for the API.
+//!
+//! - **Embedded:** one `farm serve` (SQLite, in-process queue, a worker per
+//!   lane) in a fresh data directory.
+//! - **Services:** one `farm api` plus N `farm worker` processes per lane on
+//!   the PostgreSQL, RabbitMQ and S3 named by the caller's `FARM_*`
+//!   variables, with a fresh queue prefix and bucket, so N processes on this
+//!   machine stand in for N pods.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Which farm to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "stack")]
+pub enum Stack {
+    Embedded,
+    Services { fast_workers: usize, slow_workers: usize },
+}
+
+impl Stack {
+    pub fn describe(&self) -> String {
+        match self {
+            Stack::Embedded => "embedded (`farm serve`: SQLite, in-process queue, one worker per lane)".into(),
+            Stack::Services { fast_workers, slow_workers } => format!(
+                "services (`farm api` + {fast_workers} fast and {slow_workers} slow `farm worker` processes on \
+                 PostgreSQL, RabbitMQ and S3)"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FarmError {
+    #[error("cannot start `{what}`: {message}")]
+    Start { what: String, message: String },
+    #[error("`{what}` never reported listening; its log ends:\n{log}")]
+    NotListening { what: String, log: String },
+    #[error("the farm answered {status} to {what}: {body}")]
+    Http { what: String, status: u16, body: String },
+    #[error("cannot reach the farm: {0}")]
+    Unreachable(String),
+    #[error("the services stack needs {0}; run it under `deploy/dev/services.sh run`")]
+    MissingService(&'static str),
+    #[error("{count} jobs did not finish within {seconds} s")]
+    Timeout { count: usize, seconds: u64 },
+}
+
+/// Settings for starting a farm.
+#[derive(Debug, Clone)]
+pub struct FarmOptions {
+    /// The `farm` binary.
+    pub binary: PathBuf,
+    pub stack: Stack,
+    /// Extra `FARM_*` settings for every process (slots, lane thresholds,
+    /// injected faults).
+    pub env: Vec<(String, String)>,
+    /// Where the embedded farm keeps its data.
+    pub data_dir: PathBuf,
+}
+
+/// A running `farm` process, with its log collected.
+struct Process {
+    what: String,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> Result<(Self, String), FarmError> {
+        let what = format!("farm {}", args.join(" "));
+        let mut command = Command::new(binary);
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.env("FARM_LOG_FORMAT", "json").env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().map_err(|e| FarmError::Start { what: what.clone(), message: e.to_string() })?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sender, listening) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"].as_str().is_some_and(|m| m.ends_with("listening"))
+                    && let Some(addr) = event["addr"].as_str()
+                {
+                    let _ = sender.send(addr.to_string());
+                }
+                let mut log = sink.lock().expect("log lock");
+                log.push(line);
+                // Keep the tail: a long benchmark logs a line per job.
+                if log.len() > 2000 {
+                    log.drain(..1000);
+                }
+            }
+        });
+        let process = Self { what: what.clone(), child, log };
+        match listening.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => Ok((process, addr)),
+            Err(_) => Err(FarmError::NotListening { what, log: process.tail(40) }),
+        }
+    }
+
+    fn tail(&self, lines: usize) -> String {
+        let log = self.log.lock().expect("log lock");
+        log[log.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// SIGTERM, then up to `patience` for the process to exit.
+    fn terminate(&mut self, patience: Duration) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the API says about a job, with its times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobTimes {
+    pub job_id: String,
+    pub lane: String,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub triangles: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl JobTimes {
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+    }
+
+    /// Accepted to finished, ms.
+    pub fn total_ms(&self) -> Option<f64> {
+        Some((self.finished_at_ms? - self.created_at_ms) as f64)
+    }
+
+    /// Accepted to started, ms.
+    pub fn queued_ms(&self) -> Option<f64> {
+        Some((self.started_at_ms? - self.created_at_ms) as f64)
+    }
+
+    /// Started to finished, ms.
+    pub fn compute_ms(&self) -> Option<f64> {
+        Some((self.finished_at_ms? - self.started_at_ms?) as f64)
+    }
+}
+
+/// A running farm.
+pub struct Farm {
+    processes: Vec<Process>,
+    base: String,
+    http: reqwest::Client,
+    pub stack: Stack,
+}
+
+impl std::fmt::Debug for Farm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Farm").field("base", &self.base).field("stack", &self.stack).finish()
+    }
+}
+
+impl Farm {
+    /// Starts the farm and waits until every process listens.
+    pub async fn start(options: &FarmOptions) -> Result<Self, FarmError> {
+        let binary = options.binary.clone();
+        let options = options.clone();
+        // Spawning waits on the processes' logs: off the async runtime.
+        tokio::task::spawn_blocking(move || Self::spawn_all(&binary, &options))
+            .await
+            .map_err(|e| FarmError::Start { what: "farm".into(), message: e.to_string() })?
+    }
+
+    fn spawn_all(binary: &Path, options: &FarmOptions) -> Result<Self, FarmError> {
+        let mut env = options.env.clone();
+        let http = reqwest::Client::new();
+        match options.stack {
+            Stack::Embedded => {
+                let dir = options.data_dir.to_string_lossy().into_owned();
+                let (serve, addr) =
+                    Process::spawn(binary, &["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &env)?;
+                Ok(Self { processes: vec![serve], base: format!("http://{addr}"), http, stack: options.stack })
+            }
+            Stack::Services { fast_workers, slow_workers } => {
+                for needed in ["FARM_DATABASE_URL", "FARM_AMQP_URL", "FARM_S3_ENDPOINT"] {
+                    if std::env::var(needed).map_or(true, |v| v.is_empty()) {
+                        return Err(FarmError::MissingService(needed));
+                    }
+                }
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                env.push(("FARM_QUEUE_PREFIX".into(), format!("bench-{}", &id[..12])));
+                env.push(("FARM_S3_BUCKET".into(), format!("farm-bench-{}", &id[..12])));
+                let (api, addr) = Process::spawn(binary, &["api", "--listen", "127.0.0.1:0"], &env)?;
+                let mut processes = vec![api];
+                for (lane, count) in [("fast", fast_workers), ("slow", slow_workers)] {
+                    for _ in 0..count {
+                        let args = ["worker", "--lane", lane, "--listen", "127.0.0.1:0"];
+                        processes.push(Process::spawn(binary, &args, &env)?.0);
+                    }
+                }
+                Ok(Self { processes, base: format!("http://{addr}"), http, stack: options.stack })
+            }
+        }
+    }
+
+    async fn post(&self, path: &str, body: reqwest::Body, json: bool) -> Result<Value, FarmError> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        if json {
+            request = request.header("content-type", "application/json");
+        }
+        let response = request.send().await.map_err(|e| FarmError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| FarmError::Unreachable(e.to_string()))?;
+        if status >= 300 {
+            return Err(FarmError::Http { what: format!("POST {path}"), status, body: body.to_string() });
+        }
+        Ok(body)
+    }
+
+    /// Uploads a model; its id.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<String, FarmError> {
+        let body = self.post("/v1/models", bytes.into(), false).await?;
+        Ok(body["model_id"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Submits a pricing job; its id.
+    pub async fn submit(&self, model_id: &str, quantity: u32) -> Result<String, FarmError> {
+        let request = serde_json::json!({"model_id": model_id, "material": "pla", "quantity": quantity});
+        let body = self.post("/v1/pricing-jobs", request.to_string().into(), true).await?;
+        Ok(body["job_id"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobTimes, FarmError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/pricing-jobs/{job_id}", self.base))
+            .send()
+            .await
+            .map_err(|e| FarmError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let job: Value = response.json().await.map_err(|e| FarmError::Unreachable(e.to_string()))?;
+        if status != 200 {
+            return Err(FarmError::Http { what: format!("GET job {job_id}"), status, body: job.to_string() });
+        }
+        Ok(JobTimes {
+            job_id: job_id.to_string(),
+            lane: job["lane"].as_str().unwrap_or_default().to_string(),
+            status: job["status"].as_str().unwrap_or_default().to_string(),
+            created_at_ms: job["created_at_ms"].as_i64().unwrap_or_default(),
+            started_at_ms: job["started_at_ms"].as_i64(),
+            finished_at_ms: job["finished_at_ms"].as_i64(),
+            triangles: job["quote"]["triangles"].as_u64(),
+            error: job["error"]["message"].as_str().map(str::to_string),
+        })
+    }
+
+    /// Polls until every job is final, calling `progress` with the number
+    /// done; fails after `patience`.
+    pub async fn wait_all(
+        &self,
+        job_ids: &[String],
+        patience: Duration,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<JobTimes>, FarmError> {
+        let deadline = Instant::now() + patience;
+        let mut done: Vec<Option<JobTimes>> = vec![None; job_ids.len()];
+        loop {
+            for (slot, job_id) in done.iter_mut().zip(job_ids) {
+                if slot.is_none() {
+                    let job = self.job(job_id).await?;
+                    if job.is_final() {
+                        *slot = Some(job);
+                    }
+                }
+            }
+            let finished = done.iter().filter(|j| j.is_some()).count();
+            progress(finished);
+            if finished == job_ids.len() {
+                return Ok(done.into_iter().map(|j| j.expect("all final")).collect());
+            }
+            if Instant::now() > deadline {
+                return Err(FarmError::Timeout { count: job_ids.len() - finished, seconds: patience.as_secs() });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The last lines of every process's log, for a failed run.
+    pub fn logs(&self) -> String {
+        self.processes.iter().map(|p| format!("== {}\n{}", p.what, p.tail(30))).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Stops every process as SIGTERM does; jobs still running go back to
+    /// their queue (and are dropped with the farm's own state).
+    pub async fn stop(mut self) {
+        let processes = std::mem::take(&mut self.processes);
+        let _ = tokio::task::spawn_blocking(move || {
+            for mut process in processes.into_iter().rev() {
+                process.terminate(Duration::from_secs(10));
+            }
+        })
+        .await;
+    }
+}
