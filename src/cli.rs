@@ -36,6 +36,72 @@ pub(crate) enum Command {
     /// Benchmarks that drive the real farm.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// API keys: mint, list and revoke the credentials of sellers,
+    /// operators and the CRM.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The order accounts.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
+}
+
+/// The database a command works on: the same as `farm serve` or `farm api`
+/// with these settings.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    #[arg(long, env = "FARM_DATA_DIR", default_value = ".farm-data")]
+    pub(crate) data_dir: PathBuf,
+    #[arg(long, env = "FARM_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// A key for an outside seller: it creates orders and sees only its own.
+    /// The secret is printed on the last line, once.
+    CreateSeller(CreateKeyArgs),
+    /// A key for a factory operator.
+    CreateOperator(CreateKeyArgs),
+    /// A key for the CRM's status events.
+    CreateCrm(CreateKeyArgs),
+    /// Every key, without secrets.
+    List(StoreArgs),
+    /// Revokes a key by its id (`farm keys list`).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateKeyArgs {
+    /// The seller's, operator's or CRM's name; a seller sees the orders
+    /// under this name.
+    #[arg(long)]
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    pub(crate) key_id: String,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OrdersCommand {
+    /// How many orders were received, priced, in flight, failed and
+    /// dead-lettered, per source; exits 1 if an order is unaccounted for.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
+    pub(crate) queue_prefix: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +401,13 @@ pub(crate) struct ServiceArgs {
     /// Jobs one worker prices at once (also its broker prefetch).
     #[arg(long, env = "FARM_WORKER_SLOTS", default_value_t = 2)]
     pub(crate) worker_slots: usize,
+    /// Redis for the operators' order list cache; without it, an in-process cache.
+    #[arg(long, env = "FARM_REDIS_URL", hide_env_values = true)]
+    pub(crate) redis_url: Option<String>,
+    /// Serve the operators' list from the cache (`false`: always from the
+    /// database, for comparison).
+    #[arg(long, env = "FARM_OPERATOR_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) operator_cache: bool,
     /// The lane a worker consumes (`serve` runs a worker for each).
     #[arg(long, env = "FARM_LANE", value_parser = parse_lane, default_value = "fast")]
     pub(crate) lane: scheduler::Lane,

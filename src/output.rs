@@ -203,6 +203,42 @@ pub(crate) fn text(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys without their secrets.
+pub(crate) fn keys(keys: &[api::store::KeyRow]) -> anyhow::Result<()> {
+    let mut rows = vec![["key id".to_string(), "kind".into(), "name".into(), "created".into(), "revoked".into()]];
+    for k in keys {
+        rows.push([
+            k.key_id.clone(),
+            k.kind.clone(),
+            k.name.clone(),
+            k.created_at_ms.to_string(),
+            k.revoked_at_ms.map_or_else(|| "-".to_string(), |t| t.to_string()),
+        ]);
+    }
+    print_table(&rows)
+}
+
+/// The order accounts, a line per source.
+pub(crate) fn audit(stats: &serde_json::Value) -> anyhow::Result<()> {
+    let fields =
+        ["received", "pricing", "priced", "pricing_failed", "in_production", "shipped", "cancelled", "dead_lettered"];
+    let mut header = vec!["source".to_string()];
+    header.extend(fields.iter().map(|f| f.replace('_', " ")));
+    let mut rows = vec![header];
+    for source in ["api", "queue"] {
+        let mut row = vec![source.to_string()];
+        row.extend(fields.iter().map(|f| stats[source][f].as_i64().unwrap_or(0).to_string()));
+        rows.push(row);
+    }
+    let mut out = std::io::stdout().lock();
+    for row in &rows {
+        writeln!(out, "{}", row.iter().map(|c| format!("{c:>15}")).collect::<Vec<_>>().join(""))?;
+    }
+    writeln!(out, "unaccounted orders: {}", stats["unaccounted"])?;
+    writeln!(out, "orders still pricing after their job ended: {}", stats["pricing_with_ended_job"])?;
+    Ok(())
+}
+
 pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     print_json(value)
 }

@@ -17,9 +17,9 @@ use scheduler::{
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, BenchCommand, Cli, Command, Format, LimitArgs, LogFormat, MeasureArgs, PriceBookCommand,
-    PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs,
-    StackArgs, StackKind,
+    AnalyzeArgs, AuditArgs, BenchCommand, Cli, Command, Format, KeysCommand, LimitArgs, LogFormat, MeasureArgs,
+    OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat, ProfileShowArgs,
+    QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
 };
 use crate::{output, quoting};
 
@@ -33,7 +33,81 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profile(ProfileCommand::Show(args)) => show_profile(&args),
         Command::PriceBook(PriceBookCommand::Show(args)) => show_price_book(&args),
         Command::Bench(command) => run_bench(command),
+        Command::Keys(command) => keys(command),
+        Command::Orders(OrdersCommand::Audit(args)) => audit_orders(args),
     }
+}
+
+/// The database a `farm keys` or `farm orders` command works on: the same
+/// one `farm serve` or `farm api` would open with these settings.
+fn open_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create the data directory `{}`", args.data_dir.display()))?;
+            Store::sqlite_url(&args.data_dir)
+        }
+    };
+    let store = runtime.block_on(Store::connect(&url, 2)).context("cannot open the database")?;
+    Ok((runtime, store))
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Auto, "warn");
+    let now = scheduler::messages::now_ms();
+    let create = |store_args: &StoreArgs, kind: api::auth::KeyKind, name: &str| -> anyhow::Result<()> {
+        if name.trim().is_empty() {
+            bail!("--name must not be empty");
+        }
+        let (runtime, store) = open_store(store_args)?;
+        let minted = api::auth::mint(kind, name.trim(), now);
+        runtime.block_on(store.insert_key(&minted.row)).context("cannot store the key")?;
+        output::text(&format!(
+            "created the {} key `{}` for {}; the secret is shown once, keep it safe:\n{}\n",
+            kind.as_str(),
+            minted.row.key_id,
+            minted.row.name,
+            minted.token
+        ))
+    };
+    match command {
+        KeysCommand::CreateSeller(a) => create(&a.store, api::auth::KeyKind::Seller, &a.name),
+        KeysCommand::CreateOperator(a) => create(&a.store, api::auth::KeyKind::Operator, &a.name),
+        KeysCommand::CreateCrm(a) => create(&a.store, api::auth::KeyKind::Crm, &a.name),
+        KeysCommand::List(a) => {
+            let (runtime, store) = open_store(&a)?;
+            let keys = runtime.block_on(store.keys()).context("cannot list the keys")?;
+            output::keys(&keys)
+        }
+        KeysCommand::Revoke(a) => {
+            let (runtime, store) = open_store(&a.store)?;
+            if runtime.block_on(store.revoke_key(&a.key_id, now)).context("cannot revoke the key")? {
+                output::text(&format!("revoked `{}`; it stops working within 10 seconds\n", a.key_id))
+            } else {
+                bail!("no key `{}`, or it was revoked already (`farm keys list` lists them)", a.key_id)
+            }
+        }
+    }
+}
+
+fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Auto, "warn");
+    let (runtime, store) = open_store(&args.store)?;
+    let topology = Topology::with_prefix(&args.queue_prefix);
+    let stats =
+        runtime.block_on(api::orders::audit(&store, &topology.orders_incoming)).context("cannot read the orders")?;
+    match args.format {
+        Format::Json => output::json(&stats),
+        Format::Table => output::audit(&stats),
+    }?;
+    let unaccounted = stats["unaccounted"].as_i64().unwrap_or(0);
+    if unaccounted != 0 {
+        bail!("{unaccounted} orders are unaccounted for");
+    }
+    Ok(())
 }
 
 fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
@@ -287,9 +361,16 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             slow_lane_triangles: args.jobs.slow_lane_triangles,
             slow_lane_bytes: args.jobs.slow_lane_bytes,
             heartbeat_stale_after: seconds("--heartbeat-stale-s", args.jobs.heartbeat_stale_s)?,
+            operator_cache: args.operator_cache,
             ..ApiSettings::default()
         };
-        let services = Services { store, broker, blobs, topology, pricing };
+        let cache = match &args.redis_url {
+            Some(url) => api::orders::cache::OrderCache::redis(url, &args.queue_prefix)
+                .await
+                .context("cannot connect to Redis (FARM_REDIS_URL)")?,
+            None => api::orders::cache::OrderCache::memory(),
+        };
+        let services = Services { store, broker, blobs, topology, pricing, cache };
         let app = Application::build(settings, services).await?;
         let stop = shutdown.clone();
         tasks.spawn(async move { app.run_until_stopped(stop).await.context("the API server stopped") });

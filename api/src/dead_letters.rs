@@ -23,10 +23,20 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         let state = state.clone();
         async move {
             let payload = String::from_utf8_lossy(&delivery.payload).into_owned();
-            let (reason, from) = match &delivery.death {
+            let header = |name: &str| delivery.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            // The broker says why in `x-death`; the intake, which moves a
+            // message here itself, in the headers it sets.
+            let (mut reason, from) = match &delivery.death {
                 Some(death) => (death.reason.clone(), death.queue.clone()),
-                None => ("unknown".to_string(), String::new()),
+                None => (
+                    header("x-first-death-reason").unwrap_or_else(|| "unknown".into()),
+                    header("x-first-death-queue").unwrap_or_default(),
+                ),
             };
+            // The intake refuses a message with its own words for why.
+            if let Some(why) = header("x-farm-reason") {
+                reason = format!("{reason}: {why}");
+            }
             let job_id = serde_json::from_slice::<JobMessage>(&delivery.payload)
                 .map(|job| job.job_id)
                 .or_else(|_| serde_json::from_slice::<ResultMessage>(&delivery.payload).map(|r| r.job_id))
@@ -41,8 +51,16 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                 reason: reason.clone(),
                 payload,
             };
-            state.services.store.record_dead_letter(&letter, now_ms()).await.map_err(|e| e.to_string())?;
-            metrics::counter!("farm_dead_letters_total", "lane" => lane, "reason" => reason.clone()).increment(1);
+            let applied = state.services.store.record_dead_letter(&letter, now_ms()).await.map_err(|e| e.to_string())?;
+            if applied == crate::store::Applied::Changed
+                && let Some(job_id) = &letter.job_id
+            {
+                for order in state.services.store.orders_of_job(job_id).await.map_err(|e| e.to_string())? {
+                    crate::orders::changed(&state, &order).await;
+                }
+            }
+            let reason_label = reason.split(':').next().unwrap_or("unknown").to_string();
+            metrics::counter!("farm_dead_letters_total", "lane" => lane, "reason" => reason_label).increment(1);
             tracing::error!(job_id = job_id.as_deref().unwrap_or("unknown"), queue = %from, %reason, "a message was dead-lettered");
             delivery.ack().await.map_err(|e| e.to_string())
         }

@@ -5,7 +5,7 @@
 //! to the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -23,29 +23,47 @@ pub enum AppError {
     /// Input that is not even well-formed JSON, or misses a field.
     #[error("{0}")]
     BadRequest(String),
-    /// The request is valid but the resource's state forbids it.
+    /// No valid credential.
     #[error("{0}")]
-    Conflict(String),
+    Unauthorized(String),
+    /// A valid credential that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is valid but the resource's state forbids it; `details`
+    /// says more (who took an order, its status).
+    #[error("{message}")]
+    Conflict { message: String, details: Option<serde_json::Value> },
     #[error("a dependency is unavailable")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `payload_too_large`,
+    /// `invalid_model`, `unprocessable`, `bad_request`, `unauthorized`,
+    /// `forbidden`, `conflict`, `unavailable` or `internal`.
+    pub code: String,
+    /// What went wrong, for a person; generic for 5xx.
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl AppError {
     pub fn internal(error: impl std::fmt::Display) -> Self {
         Self::Internal(error.to_string())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict { message: message.into(), details: None }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -55,7 +73,9 @@ impl AppError {
             AppError::InvalidModel(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_model"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -68,9 +88,17 @@ impl IntoResponse for AppError {
         if let AppError::Internal(detail) | AppError::Unavailable(detail) = &self {
             tracing::error!(status = status.as_u16(), detail = %detail, "request failed");
         }
+        let details = match &self {
+            AppError::Conflict { details, .. } => details.clone(),
+            _ => None,
+        };
         // Display of the 5xx variants is generic by construction.
-        let body = ErrorBody { error: ErrorDetail { code, message: self.to_string() } };
-        (status, Json(body)).into_response()
+        let body = ErrorBody { error: ErrorDetail { code: code.into(), message: self.to_string(), details } };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

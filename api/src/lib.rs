@@ -6,10 +6,12 @@
 //! ([`dead_letters`]) and watches the queues ([`monitor`]). The heavy lifting
 //! happens in `scheduler` workers; nothing here prices a model.
 
+pub mod auth;
 mod consume;
 mod dead_letters;
 pub mod error;
 mod monitor;
+pub mod orders;
 mod relay;
 mod results;
 mod routes;

@@ -48,7 +48,19 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                 }
             };
             let outcome = match applied {
-                Applied::Changed => "applied",
+                Applied::Changed => {
+                    if matches!(
+                        message.event,
+                        scheduler::ResultEvent::Succeeded { .. } | scheduler::ResultEvent::Failed { .. }
+                    ) {
+                        let orders =
+                            state.services.store.orders_of_job(&message.job_id).await.map_err(|e| e.to_string())?;
+                        for order in &orders {
+                            crate::orders::changed(&state, order).await;
+                        }
+                    }
+                    "applied"
+                }
                 Applied::Stale => "duplicate",
                 Applied::StartedCancelled => {
                     // A worker that missed the cancellation broadcast picked

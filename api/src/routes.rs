@@ -1,4 +1,8 @@
-//! HTTP routes: models, pricing jobs, health and metrics.
+//! HTTP routes: models, pricing jobs, health, metrics and the OpenAPI
+//! document; the order routes live in `orders::routes`.
+//!
+//! Routes are registered through utoipa's `OpenApiRouter`, so every route
+//! and the OpenAPI document come from the same registration.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,31 +13,73 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use calculator::QuoteRequest;
 use scheduler::messages::now_ms;
 use scheduler::{JobMessage, Lane};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::error::AppError;
+use crate::auth::{KeyKind, Principal};
+use crate::error::{AppError, ErrorBody};
 use crate::startup::AppState;
 use crate::store::{Cancelled, JobRow, ModelRow};
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pricing-farm",
+        description = "Pricing farm and MES order API for made-to-order 3D printing. Every /v1 route but \
+                       this document needs `Authorization: Bearer <key>`; `farm keys` mints keys."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "models", description = "STL models, stored by content hash"),
+        (name = "pricing", description = "Pricing jobs: queued, priced by a worker, cancelled"),
+        (name = "orders", description = "Orders of sellers and the old integration"),
+        (name = "operators", description = "The factory operators' list and actions"),
+        (name = "crm", description = "Status events from the CRM"),
+        (name = "ops", description = "Probes and metrics")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("farm key").build()),
+        );
+    }
+}
+
+/// The router and the OpenAPI document it serves at `/v1/openapi.json`.
+pub(crate) fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
     let model_limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
-    Router::new()
-        .route("/v1/models", post(upload_model).layer(DefaultBodyLimit::max(model_limit)))
-        .route("/v1/pricing-jobs", post(create_job))
-        .route("/v1/pricing-jobs/{job_id}", get(get_job))
-        .route("/v1/pricing-jobs/{job_id}/cancel", post(cancel_job))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(upload_model).layer(DefaultBodyLimit::max(model_limit)))
+        .routes(routes!(create_job))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .merge(crate::orders::routes::router())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    let document = Arc::new(openapi.clone());
+    let router = router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
         .layer(middleware::from_fn(record_http_metrics))
-        .with_state(state)
+        .with_state(state);
+    (router, openapi)
 }
 
 /// Counts requests and their latency per route template (not per URL, so a
@@ -52,20 +98,40 @@ async fn record_http_metrics(request: Request, next: Next) -> Response {
     response
 }
 
-#[derive(Serialize)]
+/// Any valid key may use the pricing API.
+const ANY_KEY: &[KeyKind] = &[KeyKind::Seller, KeyKind::Operator, KeyKind::Crm];
+
+#[derive(Serialize, ToSchema)]
 struct ModelCreated {
+    /// The SHA-256 of the bytes, hex: the same bytes always get the same id.
     model_id: String,
     /// False when the same bytes were uploaded before.
     created: bool,
     triangles: i64,
     size_bytes: i64,
+    /// `binary` or `ascii`.
     format: String,
 }
 
+/// Stores an STL model (the body is the file's bytes).
+#[utoipa::path(
+    post,
+    path = "/v1/models",
+    tag = "models",
+    request_body(content = Vec<u8>, content_type = "model/stl", description = "The STL file, binary or ASCII"),
+    responses(
+        (status = 201, body = ModelCreated),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn upload_model(
     State(state): State<Arc<AppState>>,
+    principal: Principal,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModelCreated>), AppError> {
+    principal.require(ANY_KEY)?;
     let bytes = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit: state.settings.max_model_bytes },
         _ => AppError::BadRequest(rejection.body_text()),
@@ -117,9 +183,10 @@ async fn upload_model(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateJob {
     model_id: String,
+    /// A material of the price book: it picks the technology.
     material: String,
     #[serde(default = "one")]
     quantity: u32,
@@ -131,16 +198,35 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct JobAccepted {
     job_id: String,
+    /// `queued`, or `succeeded` when the quote cache answered at once.
     status: &'static str,
 }
 
+/// A pricing job: the same model, material, colour and quantity under the
+/// same price book is answered from the quote cache (201); otherwise it is
+/// queued (202).
+#[utoipa::path(
+    post,
+    path = "/v1/pricing-jobs",
+    tag = "pricing",
+    request_body = CreateJob,
+    responses(
+        (status = 202, body = JobAccepted, description = "queued"),
+        (status = 201, body = JobAccepted, description = "answered from the quote cache"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn create_job(
     State(state): State<Arc<AppState>>,
+    principal: Principal,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
+    principal.require(ANY_KEY)?;
     let Json(request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
     let quote_request =
         QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
@@ -159,67 +245,56 @@ async fn create_job(
         now_ms(),
     );
     job.colour = request.colour;
+    job.owner_key_id = Some(principal.key_id);
+    let location = format!("/v1/pricing-jobs/{}", job.job_id);
+    match cached_quote(&state, &job, &quote_request).await? {
+        Some((quote, key)) => {
+            state.services.store.create_answered_job(&job, &quote, &key).await?;
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(JobAccepted { job_id: job.job_id, status: "succeeded" }),
+            ))
+        }
+        None => {
+            state.services.store.create_job(&job, &job_message(&job)).await?;
+            state.relay_wakeup.notify_one();
+            Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                Json(JobAccepted { job_id: job.job_id, status: "queued" }),
+            ))
+        }
+    }
+}
+
+/// The quote a succeeded job holds under this job's cache key, if any, and
+/// the key; counts the hit or the miss.
+pub(crate) async fn cached_quote(
+    state: &AppState,
+    job: &JobRow,
+    request: &QuoteRequest,
+) -> Result<Option<(String, String)>, AppError> {
     // The same model, material and quantity under the same price book and
     // profile was priced before: answer with that quote, queue nothing.
-    let quote_key = state.services.pricing.cache_key(&job.model_id, &quote_request);
-    if let Some(quote) = state.services.store.cached_quote(&quote_key).await? {
-        state.services.store.create_answered_job(&job, &quote, &quote_key).await?;
+    let key = state.services.pricing.cache_key(&job.model_id, request);
+    let cached = state.services.store.cached_quote(&key).await?;
+    let lane = job.lane.as_str();
+    if cached.is_some() {
         metrics::counter!("farm_quote_cache_hits_total").increment(1);
-        metrics::counter!("farm_jobs_submitted_total", "lane" => lane.as_str(), "cached" => "true").increment(1);
-        let location = format!("/v1/pricing-jobs/{}", job.job_id);
-        return Ok((
-            StatusCode::CREATED,
-            [(header::LOCATION, location)],
-            Json(JobAccepted { job_id: job.job_id, status: "succeeded" }),
-        ));
+        metrics::counter!("farm_jobs_submitted_total", "lane" => lane, "cached" => "true").increment(1);
+    } else {
+        metrics::counter!("farm_quote_cache_misses_total").increment(1);
+        metrics::counter!("farm_jobs_submitted_total", "lane" => lane, "cached" => "false").increment(1);
     }
-    state.services.store.create_job(&job, &job_message(&job)).await?;
-    state.relay_wakeup.notify_one();
-    metrics::counter!("farm_quote_cache_misses_total").increment(1);
-    metrics::counter!("farm_jobs_submitted_total", "lane" => lane.as_str(), "cached" => "false").increment(1);
-    let location = format!("/v1/pricing-jobs/{}", job.job_id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(JobAccepted { job_id: job.job_id, status: "queued" }),
-    ))
+    Ok(cached.map(|quote| (quote, key)))
 }
 
 /// The lane for a model: slow when its size says it will take long.
-fn lane_for(model: &ModelRow, settings: &crate::startup::ApiSettings) -> Lane {
+pub(crate) fn lane_for(model: &ModelRow, settings: &crate::startup::ApiSettings) -> Lane {
     let triangles = u64::try_from(model.triangles).unwrap_or(0);
     let bytes = u64::try_from(model.size_bytes).unwrap_or(0);
     if triangles > settings.slow_lane_triangles || bytes > settings.slow_lane_bytes { Lane::Slow } else { Lane::Fast }
-}
-
-#[derive(Serialize)]
-struct JobCancelled {
-    job_id: String,
-    status: &'static str,
-    /// What the job was doing when it was cancelled: `queued` or `running`.
-    was: String,
-}
-
-/// Cancels a queued job (it is skipped when delivered) or a running one (its
-/// worker stops it within about a second). A job that already ended answers
-/// 409 with its status.
-async fn cancel_job(
-    State(state): State<Arc<AppState>>,
-    Path(job_id): Path<String>,
-) -> Result<Json<JobCancelled>, AppError> {
-    let control = serde_json::to_string(&scheduler::Control::Cancel { job_id: job_id.clone() })
-        .expect("control messages always serialize");
-    match state.services.store.cancel_job(&job_id, &control, now_ms()).await? {
-        Cancelled::Now { was } => {
-            state.relay_wakeup.notify_one();
-            metrics::counter!("farm_jobs_cancelled_total").increment(1);
-            Ok(Json(JobCancelled { job_id, status: "cancelled", was }))
-        }
-        Cancelled::AlreadyEnded { status } => Err(AppError::Conflict(format!(
-            "pricing job `{job_id}` has already ended as `{status}`; only a queued or running job can be cancelled"
-        ))),
-        Cancelled::NotFound => Err(AppError::NotFound { what: "pricing job", id: job_id }),
-    }
 }
 
 /// The queue message for a job row.
@@ -236,7 +311,7 @@ pub(crate) fn job_message(job: &JobRow) -> String {
     serde_json::to_string(&message).expect("job messages always serialize")
 }
 
-fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
+pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
     match rejection {
         JsonRejection::JsonDataError(e) => AppError::Unprocessable(e.body_text()),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit },
@@ -244,14 +319,83 @@ fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
     }
 }
 
-#[derive(Serialize)]
+/// A job as a seller or operator sees it. A seller sees only the jobs its
+/// keys submitted.
+async fn visible_job(state: &AppState, principal: &Principal, job_id: String) -> Result<JobRow, AppError> {
+    let job = state.services.store.job(&job_id).await?;
+    let owner_key = |job: &JobRow| job.owner_key_id.clone();
+    let seller_of = match &job {
+        Some(job) if principal.kind == KeyKind::Seller => match owner_key(job) {
+            Some(key) => state.services.store.key(&key).await?.map(|k| k.name),
+            None => None,
+        },
+        _ => None,
+    };
+    match job {
+        Some(job) if principal.kind != KeyKind::Seller || seller_of.as_deref() == Some(principal.name.as_str()) => {
+            Ok(job)
+        }
+        _ => Err(AppError::NotFound { what: "pricing job", id: job_id }),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct JobCancelled {
+    job_id: String,
+    status: &'static str,
+    /// What the job was doing when it was cancelled: `queued` or `running`.
+    was: String,
+}
+
+/// Cancels a queued job (it is skipped when delivered) or a running one (its
+/// worker stops it within about a second).
+#[utoipa::path(
+    post,
+    path = "/v1/pricing-jobs/{job_id}/cancel",
+    tag = "pricing",
+    params(("job_id" = String, Path)),
+    responses(
+        (status = 200, body = JobCancelled),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the job has already ended"), (status = 500, body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobCancelled>, AppError> {
+    let job = visible_job(&state, &principal, job_id).await?;
+    let job_id = job.job_id;
+    let control = serde_json::to_string(&scheduler::Control::Cancel { job_id: job_id.clone() })
+        .expect("control messages always serialize");
+    match state.services.store.cancel_job(&job_id, &control, now_ms()).await? {
+        Cancelled::Now { was } => {
+            state.relay_wakeup.notify_one();
+            metrics::counter!("farm_jobs_cancelled_total").increment(1);
+            Ok(Json(JobCancelled { job_id, status: "cancelled", was }))
+        }
+        Cancelled::AlreadyEnded { status } => Err(AppError::Conflict {
+            message: format!(
+                "pricing job `{job_id}` has already ended as `{status}`; only a queued or running job can be cancelled"
+            ),
+            details: Some(serde_json::json!({ "status": status })),
+        }),
+        Cancelled::NotFound => Err(AppError::NotFound { what: "pricing job", id: job_id }),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 struct JobView {
     job_id: String,
     model_id: String,
     material: String,
     colour: Option<String>,
     quantity: i64,
+    /// `fast` or `slow`.
     lane: &'static str,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     status: String,
     /// While running: `fetching`, `parsing`, `analysing`, `slicing` or `pricing`.
     stage: Option<String>,
@@ -263,6 +407,8 @@ struct JobView {
     worker: Option<String>,
     /// Deliveries to a worker so far.
     deliveries: i64,
+    /// The quote document: the price, its line items and the facts behind them.
+    #[schema(value_type = Option<Object>)]
     quote: Option<serde_json::Value>,
     error: Option<ErrorView>,
     created_at_ms: i64,
@@ -274,14 +420,29 @@ struct JobView {
     compute_ms: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ErrorView {
+    /// `invalid_model`, `model_missing`, `pricing`, `deadline_exceeded`,
+    /// `unavailable`, `dead_lettered` or `internal`.
     kind: String,
     message: String,
 }
 
-async fn get_job(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Result<Json<JobView>, AppError> {
-    let job = state.services.store.job(&job_id).await?.ok_or(AppError::NotFound { what: "pricing job", id: job_id })?;
+/// A pricing job: its status, progress and, once priced, its quote.
+#[utoipa::path(
+    get,
+    path = "/v1/pricing-jobs/{job_id}",
+    tag = "pricing",
+    params(("job_id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn get_job(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobView>, AppError> {
+    let job = visible_job(&state, &principal, job_id).await?;
     let quote = job.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
     let now = now_ms();
     let stale_after = state.settings.heartbeat_stale_after.as_millis() as i64;
@@ -314,12 +475,25 @@ async fn get_job(State(state): State<Arc<AppState>>, Path(job_id): Path<String>)
     }))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[derive(Serialize, ToSchema)]
+struct Health {
+    status: &'static str,
 }
 
-/// Ready when the database and the broker both answer; a load balancer then
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database and the broker both answer; a load balancer then
 /// stops sending traffic to an instance that cannot accept jobs.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses((status = 200, description = "ready"), (status = 503, description = "the database or the broker is down"))
+)]
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
     let database = state.services.store.ping().await.is_ok();
     let broker = state.services.broker.is_ready();
@@ -327,11 +501,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
     let status = if database && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = serde_json::json!({
         "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "checks": { "database": word(database), "broker": word(broker) },
+        "checks": { "database": word(database), "broker": word(broker), "order_cache": if state.services.cache.is_ready() { "ok" } else { "rebuilding" } },
     });
     (status, Json(body))
 }
 
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -40,6 +40,9 @@ pub struct ApiSettings {
     pub heartbeat_stale_after: Duration,
     /// How often queue depths, ages and stale jobs are read for the metrics.
     pub monitor_interval: Duration,
+    /// Serve the operators' list from the cache (off: always the database,
+    /// for comparison).
+    pub operator_cache: bool,
 }
 
 impl Default for ApiSettings {
@@ -56,6 +59,7 @@ impl Default for ApiSettings {
             slow_lane_bytes: 64 * 1024 * 1024,
             heartbeat_stale_after: Duration::from_secs(30),
             monitor_interval: Duration::from_secs(10),
+            operator_cache: true,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Services {
     /// The price book and FDM profile; the API validates requests with it
     /// and keys its quote cache by them.
     pub pricing: Arc<Pricing>,
+    /// The operators' order list: in-process or Redis.
+    pub cache: Arc<crate::orders::cache::OrderCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +92,7 @@ pub struct AppState {
     pub(crate) services: Services,
     pub(crate) settings: ApiSettings,
     pub(crate) relay_wakeup: Notify,
+    pub(crate) auth: crate::auth::Verifier,
     /// Validates and hashes uploads off the async runtime.
     pub(crate) compute: rayon::ThreadPool,
     pub(crate) metrics: PrometheusHandle,
@@ -123,6 +130,7 @@ impl Application {
             services,
             settings,
             relay_wakeup: Notify::new(),
+            auth: crate::auth::Verifier::default(),
             compute,
             metrics: crate::telemetry::metrics_handle(),
         });
@@ -144,18 +152,22 @@ impl Application {
         let relay = tokio::spawn(crate::relay::run(state.clone(), shutdown.clone()));
         let results = tokio::spawn(crate::results::run(state.clone(), shutdown.clone()));
         let dead_letters = tokio::spawn(crate::dead_letters::run(state.clone(), shutdown.clone()));
+        let orders = tokio::spawn(crate::orders::intake::orders(state.clone(), shutdown.clone()));
+        let crm = tokio::spawn(crate::orders::intake::crm(state.clone(), shutdown.clone()));
+        let cache =
+            tokio::spawn(state.services.cache.clone().supervise(state.services.store.clone(), shutdown.clone()));
         let monitor = tokio::spawn(crate::monitor::run(state.clone(), shutdown.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
         let timeout = state.settings.request_timeout;
-        let router = crate::routes::router(state)
-            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout));
+        let (router, _) = crate::routes::router(state);
+        let router = router.layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout));
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
         let served =
             axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
         // The server stops only on shutdown or a fatal error; make sure the
         // background tasks stop either way.
         shutdown.cancel();
-        let _ = tokio::join!(relay, results, dead_letters, monitor, upkeep);
+        let _ = tokio::join!(relay, results, dead_letters, orders, crm, cache, monitor, upkeep);
         served
     }
 }

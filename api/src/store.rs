@@ -14,8 +14,8 @@ use sqlx::{AnyPool, Row};
 
 /// The columns `job_from_row` reads, in every query that loads a job.
 const JOB_COLUMNS: &str = "job_id, model_id, material, colour, quantity, lane, status, quote, error_kind, \
-                           error_message, stage, percent, heartbeat_at_ms, worker, deliveries, created_at_ms, \
-                           updated_at_ms, started_at_ms, finished_at_ms";
+                           error_message, stage, percent, heartbeat_at_ms, worker, deliveries, owner_key_id, \
+                           created_at_ms, updated_at_ms, started_at_ms, finished_at_ms";
 
 /// Outbox destination for control broadcasts; job rows use
 /// [`jobs_destination`].
@@ -37,7 +37,7 @@ pub enum Engine {
 
 #[derive(Debug, thiserror::Error)]
 #[error("database error: {0}")]
-pub struct StoreError(#[from] sqlx::Error);
+pub struct StoreError(#[from] pub(crate) sqlx::Error);
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
@@ -47,8 +47,19 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     engine: Engine,
+}
+
+/// A credential, as stored (the secret only as its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub kind: String,
+    pub name: String,
+    pub secret_sha256: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +89,8 @@ pub struct JobRow {
     pub worker: Option<String>,
     /// Deliveries to a worker so far.
     pub deliveries: i64,
+    /// The key that submitted it; a seller sees only its own jobs.
+    pub owner_key_id: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub started_at_ms: Option<i64>,
@@ -102,6 +115,7 @@ impl JobRow {
             heartbeat_at_ms: None,
             worker: None,
             deliveries: 0,
+            owner_key_id: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             started_at_ms: None,
@@ -228,9 +242,7 @@ impl Store {
     /// exist, or neither does.
     pub async fn create_job(&self, job: &JobRow, payload: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_job(&mut tx, job, None).await?;
-        insert_outbox(&mut tx, jobs_destination(job.lane), &job.job_id, payload, job.created_at_ms).await?;
-        insert_event(&mut tx, &job.job_id, "queued", job.created_at_ms).await?;
+        insert_job_tx(&mut tx, job, payload).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -251,8 +263,7 @@ impl Store {
     /// under the same key, with nothing for the queue.
     pub async fn create_answered_job(&self, job: &JobRow, quote: &str, quote_key: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_job(&mut tx, job, Some((quote, quote_key))).await?;
-        insert_event(&mut tx, &job.job_id, "succeeded_from_cache", job.created_at_ms).await?;
+        insert_answered_job_tx(&mut tx, job, quote, quote_key).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -465,20 +476,25 @@ impl Store {
                 tx.commit().await?;
                 return Ok(if done.rows_affected() == 1 { Applied::Changed } else { Applied::Stale });
             }
-            ResultEvent::Succeeded { quote, quote_key } => (
-                sqlx::query(
+            ResultEvent::Succeeded { quote, quote_key } => {
+                let document = serde_json::to_string(quote).expect("quote documents always serialize");
+                let done = sqlx::query(
                     "UPDATE pricing_jobs SET status = 'succeeded', quote = $2, quote_key = $4, finished_at_ms = $3, \
                             updated_at_ms = $3, stage = NULL, percent = 100 \
                      WHERE job_id = $1 AND status IN ('queued', 'running')",
                 )
                 .bind(job_id)
-                .bind(serde_json::to_string(quote).expect("quote documents always serialize"))
+                .bind(&document)
                 .bind(at)
                 .bind(quote_key.clone())
                 .execute(&mut *tx)
-                .await?,
-                "succeeded",
-            ),
+                .await?;
+                if done.rows_affected() == 1 {
+                    let priced = Ok((document.as_str(), quote.total, quote.currency.as_str()));
+                    crate::orders::store::settle_orders_of_job(&mut tx, job_id, priced, at).await?;
+                }
+                (done, "succeeded")
+            }
             ResultEvent::Failed { error } => {
                 (fail_job(&mut tx, job_id, &error.kind, &error.message, at).await?, "failed")
             }
@@ -542,6 +558,50 @@ impl Store {
             .map_err(StoreError)
     }
 
+    pub async fn insert_key(&self, key: &KeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, kind, name, secret_sha256, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.kind)
+        .bind(&key.name)
+        .bind(&key.secret_sha256)
+        .bind(key.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn key(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, kind, name, secret_sha256, created_at_ms, revoked_at_ms FROM api_keys WHERE key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose().map_err(StoreError)
+    }
+
+    pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, kind, name, secret_sha256, created_at_ms, revoked_at_ms FROM api_keys \
+             ORDER BY created_at_ms, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect::<Result<_, _>>().map_err(StoreError)
+    }
+
+    /// Revokes a key; false when there is no such key, or it was revoked before.
+    pub async fn revoke_key(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE key_id = $1 AND revoked_at_ms IS NULL")
+            .bind(key_id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The events a job went through, oldest first.
     pub async fn job_events(&self, job_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT event FROM job_events WHERE job_id = $1 ORDER BY id")
@@ -575,6 +635,28 @@ impl OutboxBatch {
     }
 }
 
+/// A queued job with its outbox row and first event, in `tx`.
+pub(crate) async fn insert_job_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &JobRow,
+    payload: &str,
+) -> Result<(), StoreError> {
+    insert_job(tx, job, None).await?;
+    insert_outbox(tx, jobs_destination(job.lane), &job.job_id, payload, job.created_at_ms).await?;
+    insert_event(tx, &job.job_id, "queued", job.created_at_ms).await
+}
+
+/// A job a cached quote already answers, in `tx`.
+pub(crate) async fn insert_answered_job_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &JobRow,
+    quote: &str,
+    quote_key: &str,
+) -> Result<(), StoreError> {
+    insert_job(tx, job, Some((quote, quote_key))).await?;
+    insert_event(tx, &job.job_id, "succeeded_from_cache", job.created_at_ms).await
+}
+
 async fn insert_job(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     job: &JobRow,
@@ -586,8 +668,8 @@ async fn insert_job(
     };
     sqlx::query(
         "INSERT INTO pricing_jobs (job_id, model_id, material, colour, quantity, lane, status, quote, quote_key, \
-                                   created_at_ms, updated_at_ms, finished_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+                                   created_at_ms, updated_at_ms, finished_at_ms, owner_key_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
     )
     .bind(&job.job_id)
     .bind(&job.model_id)
@@ -600,6 +682,7 @@ async fn insert_job(
     .bind(quote_key)
     .bind(job.created_at_ms)
     .bind(finished)
+    .bind(&job.owner_key_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -612,7 +695,7 @@ async fn fail_job(
     message: &str,
     at: i64,
 ) -> Result<sqlx::any::AnyQueryResult, StoreError> {
-    Ok(sqlx::query(
+    let done = sqlx::query(
         "UPDATE pricing_jobs SET status = 'failed', error_kind = $2, error_message = $3, stage = NULL, \
                 finished_at_ms = $4, updated_at_ms = $4 \
          WHERE job_id = $1 AND status IN ('queued', 'running')",
@@ -622,7 +705,12 @@ async fn fail_job(
     .bind(message)
     .bind(at)
     .execute(&mut **tx)
-    .await?)
+    .await?;
+    // The orders it was pricing fail with it.
+    if done.rows_affected() == 1 {
+        crate::orders::store::settle_orders_of_job(tx, job_id, Err(message), at).await?;
+    }
+    Ok(done)
 }
 
 async fn insert_outbox(
@@ -657,6 +745,17 @@ async fn insert_event(
     Ok(())
 }
 
+fn key_from_row(r: &AnyRow) -> Result<KeyRow, sqlx::Error> {
+    Ok(KeyRow {
+        key_id: r.try_get("key_id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        secret_sha256: r.try_get("secret_sha256")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        revoked_at_ms: r.try_get("revoked_at_ms")?,
+    })
+}
+
 fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
     let error_kind: Option<String> = r.try_get("error_kind")?;
     let error_message: Option<String> = r.try_get("error_message")?;
@@ -676,6 +775,7 @@ fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
         heartbeat_at_ms: r.try_get("heartbeat_at_ms")?,
         worker: r.try_get("worker")?,
         deliveries: r.try_get("deliveries")?,
+        owner_key_id: r.try_get("owner_key_id")?,
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
         started_at_ms: r.try_get("started_at_ms")?,

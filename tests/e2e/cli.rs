@@ -223,3 +223,39 @@ fn the_material_picks_the_technology() {
         assert!(quote["print_time_s"].as_f64().unwrap() > 0.0 && quote["total"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn keys_are_minted_listed_and_revoked_from_the_command_line_and_secrets_never_shown_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (code, stdout, stderr) = run(&["keys", "create-seller", "--name", "acme", "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    let token = stdout.lines().last().unwrap();
+    assert!(token.starts_with("farm_seller_"), "the secret is on the last line: {stdout}");
+    let (_, secret) = token.split_once('.').unwrap();
+    let key_id = token.split_once('.').unwrap().0.trim_start_matches("farm_seller_");
+    for kind in ["operator", "crm"] {
+        let (code, stdout, _) = run(&["keys", &format!("create-{kind}"), "--name", "x", "--data-dir", data]);
+        assert_eq!(code, 0);
+        assert!(stdout.lines().last().unwrap().starts_with(&format!("farm_{kind}_")));
+    }
+    let (code, listed, _) = run(&["keys", "list", "--data-dir", data]);
+    assert_eq!(code, 0);
+    assert!(listed.contains(key_id) && listed.contains("acme") && listed.contains("seller"), "{listed}");
+    assert!(!listed.contains(secret), "list never shows a secret");
+    let (code, _, stderr) = run(&["keys", "revoke", key_id, "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&["keys", "revoke", key_id, "--data-dir", data]);
+    assert_eq!(code, 1, "revoked already");
+    assert!(stderr.contains(key_id), "{stderr}");
+    let (code, _, stderr) = run(&["keys", "create-seller", "--name", " ", "--data-dir", data]);
+    assert_eq!(code, 1, "{stderr}");
+
+    let (code, audit, stderr) = run(&["orders", "audit", "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(audit.contains("unaccounted orders: 0"), "{audit}");
+    let (code, json, _) = run(&["orders", "audit", "--data-dir", data, "--format", "json"]);
+    assert_eq!(code, 0);
+    let stats: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()), (Some(0), Some(0)));
+}

@@ -1,13 +1,14 @@
 //! `farm serve` with no configuration: SQLite, a local model folder and an
 //! in-process queue, all in one process.
 
-use crate::helpers::{Api, FarmProcess, path_str, price_reference_cube};
+use crate::helpers::{Api, FarmProcess, mint_key, path_str, price_reference_cube};
 
 #[tokio::test]
 async fn serve_with_no_configuration_prices_a_model_end_to_end() {
     let data = tempfile::tempdir().unwrap();
+    let token = mint_key("seller", "e2e", &["--data-dir", &path_str(data.path())], &[]);
     let mut farm = FarmProcess::spawn(&["serve", "--data-dir", &path_str(data.path()), "--listen", "127.0.0.1:0"], &[]);
-    let api = Api::new(&farm.wait_for_listening());
+    let api = Api::new(&farm.wait_for_listening(), &token);
 
     let job = price_reference_cube(&api, &farm).await;
     assert_eq!(job["quote"]["watertight"], true);
@@ -34,8 +35,9 @@ async fn a_job_lost_with_the_in_process_queue_is_priced_after_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let dir = path_str(data.path());
     let (bytes, _) = crate::helpers::reference_cube();
+    let token = mint_key("seller", "e2e", &["--data-dir", &dir], &[]);
     let mut farm = FarmProcess::spawn(&["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &[]);
-    let api = Api::new(&farm.wait_for_listening());
+    let api = Api::new(&farm.wait_for_listening(), &token);
     let (_, model) = api.upload(bytes).await;
     let model_id = model["model_id"].as_str().unwrap().to_string();
     assert_eq!(farm.terminate(), 0);
@@ -45,12 +47,16 @@ async fn a_job_lost_with_the_in_process_queue_is_priced_after_a_restart() {
     let url = format!("sqlite://{}", data.path().join("farm.db").display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let job_id = "00000000-0000-7000-8000-00000000c0de";
+    // Its owner: the key the job view is read with.
+    let owner = token.split_once('.').unwrap().0.trim_start_matches("farm_seller_").to_string();
     sqlx::query(
-        "INSERT INTO pricing_jobs (job_id, model_id, material, quantity, status, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, 'pla', 2, 'queued', 1, 1)",
+        "INSERT INTO pricing_jobs (job_id, model_id, material, quantity, status, created_at_ms, updated_at_ms, \
+                                   owner_key_id) \
+         VALUES ($1, $2, 'pla', 2, 'queued', 1, 1, $3)",
     )
     .bind(job_id)
     .bind(&model_id)
+    .bind(&owner)
     .execute(&mut db)
     .await
     .unwrap();
@@ -64,7 +70,7 @@ async fn a_job_lost_with_the_in_process_queue_is_priced_after_a_restart() {
     db.close().await.unwrap();
 
     let mut farm = FarmProcess::spawn(&["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &[]);
-    let api = Api::new(&farm.wait_for_listening());
+    let api = Api::new(&farm.wait_for_listening(), &token);
     let job = api.wait_for_job(job_id, &farm).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["quote"]["quantity"], 2);
@@ -81,8 +87,9 @@ async fn the_served_quote_is_the_cli_quote_under_a_shop_profile() {
     let profile = path_str(&profile);
     let dir = path_str(&data.path().join("farm"));
     let env = [("FARM_FDM_PROFILE", profile.clone())];
+    let token = mint_key("seller", "e2e", &["--data-dir", &dir], &[]);
     let mut farm = FarmProcess::spawn(&["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &env);
-    let api = Api::new(&farm.wait_for_listening());
+    let api = Api::new(&farm.wait_for_listening(), &token);
 
     let (bytes, _) = crate::helpers::reference_cube();
     let file = data.path().join("cube.stl");

@@ -145,30 +145,59 @@ impl Drop for FarmProcess {
     }
 }
 
-/// A client for one farm's HTTP API.
+/// Mints a key with `farm keys create-<kind> --name <name> STORE_ARGS…`
+/// against the database that `env` (or the arguments) name; its token, the
+/// command's last line.
+pub(crate) fn mint_key(kind: &str, name: &str, store_args: &[&str], env: &[(&str, String)]) -> String {
+    let mut command = Command::new(farm_bin());
+    command.args(["keys", &format!("create-{kind}"), "--name", name]).args(store_args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FARM_") {
+            command.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("run farm keys");
+    assert!(out.status.success(), "farm keys: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().expect("a token line").trim().to_string();
+    assert!(token.starts_with(&format!("farm_{kind}_")), "{stdout}");
+    token
+}
+
+/// A client for one farm's HTTP API, calling with one key.
 pub(crate) struct Api {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
+    pub(crate) token: String,
 }
 
 impl Api {
-    pub(crate) fn new(addr: &str) -> Self {
-        Self { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    pub(crate) fn new(addr: &str, token: &str) -> Self {
+        Self { base: format!("http://{addr}"), http: reqwest::Client::new(), token: token.to_string() }
     }
 
     pub(crate) async fn upload(&self, bytes: Vec<u8>) -> (u16, Value) {
-        let response = self.http.post(format!("{}/v1/models", self.base)).body(bytes).send().await.unwrap();
+        let request = self.http.post(format!("{}/v1/models", self.base)).bearer_auth(&self.token).body(bytes);
+        let response = request.send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
     pub(crate) async fn submit(&self, model_id: &str, material: &str) -> (u16, Value) {
         let body = serde_json::json!({ "model_id": model_id, "material": material, "quantity": 1 });
-        let response = self.http.post(format!("{}/v1/pricing-jobs", self.base)).json(&body).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
+        self.post("/v1/pricing-jobs", &body).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body);
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 

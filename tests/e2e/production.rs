@@ -5,7 +5,7 @@
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::helpers::{Api, FarmProcess, price_reference_cube};
+use crate::helpers::{Api, FarmProcess, mint_key, price_reference_cube};
 use crate::services;
 
 struct Backends {
@@ -66,8 +66,9 @@ async fn delete_queues(amqp_url: &str, prefix: &str) {
 #[tokio::test]
 async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
     let Some(backends) = backends().await else { return };
+    let token = mint_key("seller", "e2e", &[], &backends.env);
     let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
-    let api = Api::new(&api_process.wait_for_listening());
+    let api = Api::new(&api_process.wait_for_listening(), &token);
     let mut worker = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &backends.env);
     worker.wait_for_listening();
 
@@ -92,8 +93,9 @@ async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
 #[tokio::test]
 async fn jobs_wait_in_the_queue_until_a_worker_starts() {
     let Some(backends) = backends().await else { return };
+    let token = mint_key("seller", "e2e", &[], &backends.env);
     let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
-    let api = Api::new(&api_process.wait_for_listening());
+    let api = Api::new(&api_process.wait_for_listening(), &token);
     let (bytes, _) = crate::helpers::reference_cube();
     let (_, model) = api.upload(bytes).await;
     let model_id = model["model_id"].as_str().unwrap();

@@ -98,8 +98,9 @@ impl Farm {
     }
 
     fn api(&self) -> (FarmProcess, Api) {
+        let token = helpers::mint_key("seller", "faults", &[], &self.env);
         let mut process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &self.env);
-        let api = Api::new(&process.wait_for_listening());
+        let api = Api::new(&process.wait_for_listening(), &token);
         (process, api)
     }
 
@@ -123,9 +124,8 @@ impl Api {
         let mut ids = Vec::new();
         for n in 0..count {
             let body = serde_json::json!({"model_id": model_id, "material": "pla", "quantity": first_quantity + n});
-            let response = self.http.post(format!("{}/v1/pricing-jobs", self.base)).json(&body).send().await.unwrap();
-            assert_eq!(response.status().as_u16(), 202);
-            let accepted: Value = response.json().await.unwrap();
+            let (status, accepted) = self.post("/v1/pricing-jobs", &body).await;
+            assert_eq!(status, 202, "{accepted}");
             ids.push(accepted["job_id"].as_str().unwrap().to_string());
         }
         ids
@@ -392,4 +392,128 @@ async fn sigterm_in_the_middle_of_a_job() {
     let counts = count(&farm, &api, &jobs).await;
     assert_eq!((counts.succeeded, counts.failed), (6, 0), "{counts:?}");
     report("SIGTERM in the middle of a job (grace long enough, then too short)", &counts);
+}
+
+/// Publishes to a queue with a publisher confirm, retrying across a broker
+/// outage as a careful integration would: the message counts as sent only
+/// once the broker confirmed it.
+async fn publish_confirmed(amqp_url: &str, queue: &str, payload: &[u8]) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let attempt = async {
+            let connection = lapin::Connection::connect(amqp_url, Default::default()).await?;
+            let channel = connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            let properties = lapin::BasicProperties::default().with_delivery_mode(2);
+            let confirm = channel
+                .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), payload, properties)
+                .await?
+                .await?;
+            let _ = connection.close(200, "sent".into()).await;
+            Ok::<bool, lapin::Error>(confirm.is_ack())
+        };
+        if let Ok(true) = attempt.await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the broker never came back for {queue}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_orders_over_http_and_the_queue_survive_a_broker_restart_each_counted_once() {
+    let _turn = SERIAL.lock().await;
+    let Some(farm) = farm(&[]).await else { return };
+    let (api_process, api) = farm.api();
+    let worker = farm.worker(&[("FARM_WORKER_SLOTS", "2".into())]);
+    let amqp_url = farm.env.iter().find(|(k, _)| *k == "FARM_AMQP_URL").unwrap().1.clone();
+    let prefix = farm.env.iter().find(|(k, _)| *k == "FARM_QUEUE_PREFIX").unwrap().1.clone();
+    let queue = format!("{prefix}.orders.incoming");
+    let model = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([8.0; 3]))).await;
+    // The API declares the intake queue; wait until it has.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.ready().await.0 != 200 {
+        assert!(Instant::now() < deadline, "the API never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let per_path = 500u32;
+    let http_order = async |n: u32| {
+        // With an idempotency key, so a retry could never double it.
+        let body = serde_json::json!({"model_id": model, "material": "pla", "quantity": n});
+        let request = api.http.post(format!("{}/v1/orders", api.base)).bearer_auth(&api.token);
+        let response = request.header("Idempotency-Key", format!("http-{n}")).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 201, "the API takes orders, broker or not");
+    };
+    let queue_order = async |n: u32| {
+        let message = serde_json::json!({"external_id": format!("queue-{n}"), "seller": "faults", "model_id": model,
+                                         "material": "pla", "quantity": n + per_path});
+        publish_confirmed(&amqp_url, &queue, message.to_string().as_bytes()).await;
+    };
+    for n in 1..=200 {
+        http_order(n).await;
+        queue_order(n).await;
+    }
+    // The broker goes down mid-batch: HTTP orders keep coming (their pricing
+    // waits in the outbox); the queue's sender holds its messages until the
+    // broker confirms them again.
+    let outage = BrokerStopped::stop();
+    for n in 201..=300 {
+        http_order(n).await;
+    }
+    drop(outage);
+    for n in 201..=300 {
+        queue_order(n).await;
+    }
+    for n in 301..=per_path {
+        http_order(n).await;
+        queue_order(n).await;
+    }
+
+    // Every order priced, each once.
+    let operator =
+        Api::new(api.base.trim_start_matches("http://"), &helpers::mint_key("operator", "audit", &[], &farm.env));
+    let deadline = Instant::now() + BATCH_PATIENCE * 2;
+    let stats = loop {
+        let (_, stats) = operator.get("/v1/orders/stats").await;
+        let done = |s: &str| stats[s]["priced"].as_i64() == Some(i64::from(per_path));
+        if done("api") && done("queue") {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "not every order was priced: {stats}\n{}", api_process.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut db = sqlx::PgConnection::connect(&farm.database_url).await.unwrap();
+    let mut count =
+        async |sql: &'static str| -> i64 { sqlx::query(sql).fetch_one(&mut db).await.unwrap().try_get("n").unwrap() };
+    let orders = count("SELECT COUNT(*) AS n FROM orders").await;
+    let distinct = count(
+        "SELECT COUNT(DISTINCT COALESCE(idempotency_key, '') || '/' || COALESCE(external_id, '')) AS n FROM orders",
+    )
+    .await;
+    let double_priced = count(
+        "SELECT COUNT(*) AS n FROM (SELECT order_id FROM order_events WHERE to_status = 'PRICED' \
+         GROUP BY order_id HAVING COUNT(*) > 1) d",
+    )
+    .await;
+    let counts = Counts {
+        submitted: 2 * per_path as usize,
+        succeeded: (stats["api"]["priced"].as_i64().unwrap() + stats["queue"]["priced"].as_i64().unwrap()) as usize,
+        failed: (stats["api"]["pricing_failed"].as_i64().unwrap() + stats["queue"]["pricing_failed"].as_i64().unwrap())
+            as usize,
+        lost: (2 * i64::from(per_path) - orders).max(0) as usize + stats["unaccounted"].as_i64().unwrap() as usize,
+        duplicated: (orders - distinct) as usize + double_priced as usize,
+        redelivered: 0,
+    };
+    assert_eq!(
+        (orders, stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()),
+        (1000, Some(500), Some(500))
+    );
+    assert_eq!(stats["queue"]["dead_lettered"], 0, "{stats}");
+    report(
+        "1,000 orders, half over HTTP and half over the queue, with the broker stopped and restarted mid-way",
+        &counts,
+    );
+    drop(worker);
 }

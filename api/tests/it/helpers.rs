@@ -17,6 +17,10 @@ pub(crate) struct TestApp {
     pub(crate) broker: Broker,
     pub(crate) topology: Topology,
     pub(crate) store: Store,
+    /// Bearer tokens of a seller (the default caller), an operator and the CRM.
+    pub(crate) seller: String,
+    pub(crate) operator: String,
+    pub(crate) crm: String,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     data: tempfile::TempDir,
@@ -67,31 +71,80 @@ pub(crate) async fn spawn_farm(settings: ApiSettings, workers: Vec<WorkerSetting
         monitor_interval: Duration::from_millis(100),
         ..settings
     };
+    let cache = api::orders::cache::OrderCache::memory();
     let services =
-        Services { store: store.clone(), broker: broker.clone(), blobs, topology: topology.clone(), pricing };
+        Services { store: store.clone(), broker: broker.clone(), blobs, topology: topology.clone(), pricing, cache };
+    let mint = async |kind, name: &str| {
+        let minted = api::auth::mint(kind, name, 1);
+        store.insert_key(&minted.row).await.unwrap();
+        minted.token
+    };
+    let seller = mint(api::auth::KeyKind::Seller, "acme").await;
+    let operator = mint(api::auth::KeyKind::Operator, "Ada").await;
+    let crm = mint(api::auth::KeyKind::Crm, "crm").await;
     let app = Application::build(settings, services).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     tasks.push(tokio::spawn({
         let stop = shutdown.clone();
         async move { app.run_until_stopped(stop).await.unwrap() }
     }));
-    TestApp { base, http: reqwest::Client::new(), broker, topology, store, shutdown, tasks, data }
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        broker,
+        topology,
+        store,
+        seller,
+        operator,
+        crm,
+        shutdown,
+        tasks,
+        data,
+    }
 }
 
 impl TestApp {
+    /// A request with `token` (none: anonymous) and a JSON or raw body.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<reqwest::Body>,
+        json: bool,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if json {
+            request = request.header("content-type", "application/json");
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(token), Some(body.to_string().into()), true).await
+    }
+
+    pub(crate) async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None, false).await
+    }
+
     pub(crate) async fn post_model(&self, bytes: Vec<u8>) -> (u16, Value) {
-        let response = self.http.post(format!("{}/v1/models", self.base)).body(bytes).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
+        self.call(reqwest::Method::POST, "/v1/models", Some(&self.seller), Some(bytes.into()), false).await
     }
 
     pub(crate) async fn post_job(&self, body: Value) -> (u16, Value) {
-        let response = self.http.post(format!("{}/v1/pricing-jobs", self.base)).json(&body).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
+        self.post_as(&self.seller, "/v1/pricing-jobs", body).await
     }
 
     pub(crate) async fn post(&self, path: &str) -> (u16, Value) {
-        let response = self.http.post(format!("{}{path}", self.base)).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+        self.call(reqwest::Method::POST, path, Some(&self.seller), None, false).await
     }
 
     /// Uploads a model and submits a job for it; the job's id.
@@ -121,8 +174,7 @@ impl TestApp {
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+        self.get_as(&self.seller, path).await
     }
 
     pub(crate) async fn wait_for_job(&self, job_id: &str) -> Value {

@@ -4,7 +4,9 @@
 #[path = "../../../tests/support/services.rs"]
 mod services;
 
+mod cache;
 mod helpers;
 mod http;
 mod jobs;
+mod orders;
 mod store;

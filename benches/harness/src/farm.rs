@@ -177,7 +177,24 @@ pub struct Farm {
     processes: Vec<Process>,
     base: String,
     http: reqwest::Client,
+    /// A seller key minted for the run.
+    token: String,
     pub stack: Stack,
+}
+
+/// Mints a seller key with the farm's own `farm keys create-seller`; its token.
+fn mint_key(binary: &Path, store_args: &[&str], env: &[(String, String)]) -> Result<String, FarmError> {
+    let mut command = Command::new(binary);
+    command.args(["keys", "create-seller", "--name", "bench"]).args(store_args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().map_err(|e| FarmError::Start { what: "farm keys".into(), message: e.to_string() })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last() {
+        Some(token) if out.status.success() && token.starts_with("farm_seller_") => Ok(token.trim().to_string()),
+        _ => Err(FarmError::Start { what: "farm keys".into(), message: String::from_utf8_lossy(&out.stderr).into() }),
+    }
 }
 
 impl std::fmt::Debug for Farm {
@@ -203,9 +220,10 @@ impl Farm {
         match options.stack {
             Stack::Embedded => {
                 let dir = options.data_dir.to_string_lossy().into_owned();
+                let token = mint_key(binary, &["--data-dir", &dir], &env)?;
                 let (serve, addr) =
                     Process::spawn(binary, &["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &env)?;
-                Ok(Self { processes: vec![serve], base: format!("http://{addr}"), http, stack: options.stack })
+                Ok(Self { processes: vec![serve], base: format!("http://{addr}"), http, token, stack: options.stack })
             }
             Stack::Services { fast_workers, slow_workers } => {
                 for needed in ["FARM_DATABASE_URL", "FARM_AMQP_URL", "FARM_S3_ENDPOINT"] {
@@ -216,6 +234,7 @@ impl Farm {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 env.push(("FARM_QUEUE_PREFIX".into(), format!("bench-{}", &id[..12])));
                 env.push(("FARM_S3_BUCKET".into(), format!("farm-bench-{}", &id[..12])));
+                let token = mint_key(binary, &[], &env)?;
                 let (api, addr) = Process::spawn(binary, &["api", "--listen", "127.0.0.1:0"], &env)?;
                 let mut processes = vec![api];
                 for (lane, count) in [("fast", fast_workers), ("slow", slow_workers)] {
@@ -224,13 +243,13 @@ impl Farm {
                         processes.push(Process::spawn(binary, &args, &env)?.0);
                     }
                 }
-                Ok(Self { processes, base: format!("http://{addr}"), http, stack: options.stack })
+                Ok(Self { processes, base: format!("http://{addr}"), http, token, stack: options.stack })
             }
         }
     }
 
     async fn post(&self, path: &str, body: reqwest::Body, json: bool) -> Result<Value, FarmError> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        let mut request = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).body(body);
         if json {
             request = request.header("content-type", "application/json");
         }
@@ -260,6 +279,7 @@ impl Farm {
         let response = self
             .http
             .get(format!("{}/v1/pricing-jobs/{job_id}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| FarmError::Unreachable(e.to_string()))?;

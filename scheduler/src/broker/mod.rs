@@ -70,6 +70,10 @@ pub struct Topology {
     /// A fanout exchange for control messages (cancellations) to every
     /// worker.
     pub control: String,
+    /// Orders from the old integration, for the API.
+    pub orders_incoming: String,
+    /// Status events from the CRM, for the API.
+    pub crm_events: String,
     /// Deliveries of one message before the broker dead-letters it. Set
     /// explicitly: RabbitMQ 3.x has no default and 4.x drops the message
     /// after 20 unless a dead-letter exchange exists.
@@ -94,6 +98,8 @@ impl Topology {
             dead_letters: format!("{prefix}.pricing.dead-letters"),
             dead_letter_exchange: format!("{prefix}.pricing.dead"),
             control: format!("{prefix}.pricing.control"),
+            orders_incoming: format!("{prefix}.orders.incoming"),
+            crm_events: format!("{prefix}.crm.events"),
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
         }
     }
@@ -111,8 +117,8 @@ impl Topology {
     }
 
     /// The queues that dead-letter into `dead_letters`.
-    pub fn work_queues(&self) -> [&str; 3] {
-        [&self.fast, &self.slow, &self.results]
+    pub fn work_queues(&self) -> [&str; 5] {
+        [&self.fast, &self.slow, &self.results, &self.orders_incoming, &self.crm_events]
     }
 }
 

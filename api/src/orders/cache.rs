@@ -1,0 +1,545 @@
+//! The operators' order list, served from a cache that every status change
+//! keeps current: in-process in the embedded farm, Redis in production.
+//!
+//! - **Write-through, by event.** A status change is committed to the
+//!   database first; then the changed order is applied to the cache. There is
+//!   no TTL: an entry changes exactly when its order does.
+//! - **Versions.** Every order carries a version the database bumps on each
+//!   change. The cache applies a change only if it is newer than what it
+//!   holds (atomically, in a Redis script), so changes arriving out of order
+//!   from several API replicas can never leave an older status in place.
+//! - **Cold or lost.** Until a rebuild from the database has finished (at
+//!   start, after Redis lost its data), the list is read from the database.
+//!   One rebuild runs at a time, in this process (a lock) and across replicas
+//!   (a Redis lock): no stampede.
+//! - **Redis outage.** Any Redis error turns the cache off for this replica,
+//!   and reads go to the database. When Redis answers again, the replica
+//!   first invalidates the shared cache (it may have missed writes), then
+//!   rebuilds it; only then is the cache used again. It falls back to the
+//!   database, never to stale data.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::status::OrderStatus;
+use super::store::{Cursor, OrderFilter, OrderRow};
+use crate::store::Store;
+
+/// One line of the operators' list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderSummary {
+    pub order_id: String,
+    pub source: String,
+    pub seller: String,
+    pub customer: Option<String>,
+    pub material: String,
+    pub colour: Option<String>,
+    pub quantity: i64,
+    pub status: OrderStatus,
+    pub total: Option<f64>,
+    pub currency: Option<String>,
+    pub assignee: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub version: i64,
+}
+
+impl From<&OrderRow> for OrderSummary {
+    fn from(o: &OrderRow) -> Self {
+        Self {
+            order_id: o.order_id.clone(),
+            source: o.source.clone(),
+            seller: o.seller.clone(),
+            customer: o.customer.clone(),
+            material: o.material.clone(),
+            colour: o.colour.clone(),
+            quantity: o.quantity,
+            status: o.status,
+            total: o.total,
+            currency: o.currency.clone(),
+            assignee: o.assignee.clone(),
+            created_at_ms: o.created_at_ms,
+            updated_at_ms: o.updated_at_ms,
+            version: o.version,
+        }
+    }
+}
+
+/// Where a page was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Cache,
+    /// The cache was not ready (cold, rebuilding, or off after an error).
+    Database,
+}
+
+/// The newest-first key of an order in its status's index.
+type Position = (std::cmp::Reverse<i64>, std::cmp::Reverse<String>);
+
+fn position(created_at_ms: i64, order_id: &str) -> Position {
+    (std::cmp::Reverse(created_at_ms), std::cmp::Reverse(order_id.to_string()))
+}
+
+/// The in-process index: per status, orders newest first; and each order.
+#[derive(Debug, Default)]
+struct MemoryIndex {
+    by_status: HashMap<OrderStatus, BTreeSet<Position>>,
+    orders: HashMap<String, OrderSummary>,
+}
+
+impl MemoryIndex {
+    fn apply(&mut self, summary: &OrderSummary) -> bool {
+        if let Some(held) = self.orders.get(&summary.order_id) {
+            if held.version >= summary.version {
+                return false;
+            }
+            let old = position(held.created_at_ms, &held.order_id);
+            if let Some(set) = self.by_status.get_mut(&held.status) {
+                set.remove(&old);
+            }
+        }
+        self.by_status.entry(summary.status).or_default().insert(position(summary.created_at_ms, &summary.order_id));
+        self.orders.insert(summary.order_id.clone(), summary.clone());
+        true
+    }
+
+    fn page(&self, status: OrderStatus, cursor: Option<&Cursor>, limit: usize) -> Vec<OrderSummary> {
+        let Some(set) = self.by_status.get(&status) else { return Vec::new() };
+        let entries: Box<dyn Iterator<Item = &Position>> = match cursor {
+            None => Box::new(set.iter()),
+            Some(c) => {
+                use std::ops::Bound::{Excluded, Unbounded};
+                Box::new(set.range((Excluded(position(c.created_at_ms, &c.order_id)), Unbounded)))
+            }
+        };
+        entries.take(limit).filter_map(|(_, id)| self.orders.get(&id.0).cloned()).collect()
+    }
+}
+
+/// Applies a change if it is newer than the held version; moves the order
+/// between the status sets. KEYS: versions, docs, the new status set, then
+/// every status set. ARGV: id, version, score, document.
+const APPLY_SCRIPT: &str = r"
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and tonumber(held) >= tonumber(ARGV[2]) then return 0 end
+for i = 4, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
+/// A page, newest first, after (cursor score, cursor id); nothing but
+/// 'cold' when the cache is not ready. KEYS: ready, the status set, docs.
+/// ARGV: max score ('+inf' or the cursor's), the cursor's id ('' for
+/// none), limit.
+const PAGE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'cold'} end
+local limit = tonumber(ARGV[3])
+local ids = {}
+local offset = 0
+while #ids < limit do
+  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', offset, limit)
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local id = batch[i]
+    local skip = ARGV[2] ~= '' and batch[i + 1] == ARGV[1] and id >= ARGV[2]
+    if not skip and #ids < limit then table.insert(ids, id) end
+  end
+  offset = offset + #batch / 2
+end
+if #ids == 0 then return {'ok'} end
+local docs = redis.call('HMGET', KEYS[3], unpack(ids))
+table.insert(docs, 1, 'ok')
+return docs
+";
+
+/// How long a Redis call may take before the database answers instead.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+struct RedisCache {
+    connection: redis::aio::ConnectionManager,
+    client: redis::Client,
+    namespace: String,
+    apply: redis::Script,
+    page: redis::Script,
+}
+
+impl RedisCache {
+    fn key(&self, name: &str) -> String {
+        // One hash tag for every key, so a Redis Cluster keeps them on one
+        // node and the scripts may touch them all.
+        format!("{{{}}}:orders:{name}", self.namespace)
+    }
+
+    fn status_key(&self, status: OrderStatus) -> String {
+        self.key(&format!("status:{}", status.as_str()))
+    }
+}
+
+enum Backend {
+    Memory(std::sync::Mutex<MemoryIndex>),
+    Redis(Box<RedisCache>),
+}
+
+/// The operators' list cache.
+pub struct OrderCache {
+    backend: Backend,
+    /// A rebuild has finished and no error has been seen since.
+    ready: AtomicBool,
+    /// One rebuild at a time in this process.
+    rebuilding: Mutex<()>,
+}
+
+impl std::fmt::Debug for OrderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        };
+        f.debug_struct("OrderCache").field("backend", &kind).field("ready", &self.is_ready()).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the order cache: {0}")]
+pub struct CacheError(String);
+
+impl OrderCache {
+    /// The in-process cache of the embedded farm.
+    pub fn memory() -> Arc<Self> {
+        Arc::new(Self {
+            backend: Backend::Memory(std::sync::Mutex::new(MemoryIndex::default())),
+            ready: AtomicBool::new(false),
+            rebuilding: Mutex::new(()),
+        })
+    }
+
+    /// A cache in Redis at `url`, its keys under `namespace` (the queue
+    /// prefix, so environments sharing a Redis stay apart).
+    pub async fn redis(url: &str, namespace: &str) -> Result<Arc<Self>, CacheError> {
+        let client = redis::Client::open(url).map_err(|e| CacheError(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let connection = tokio::time::timeout(
+            Duration::from_secs(5),
+            redis::aio::ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| CacheError(format!("no answer from {url}")))?
+        .map_err(|e| CacheError(e.to_string()))?;
+        let cache = RedisCache {
+            connection,
+            client,
+            namespace: namespace.to_string(),
+            apply: redis::Script::new(APPLY_SCRIPT),
+            page: redis::Script::new(PAGE_SCRIPT),
+        };
+        Ok(Arc::new(Self {
+            backend: Backend::Redis(Box::new(cache)),
+            ready: AtomicBool::new(false),
+            rebuilding: Mutex::new(()),
+        }))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// Write-through: applies a committed change. A failure turns the cache
+    /// off until it has been rebuilt (the supervisor does that).
+    pub async fn apply(&self, order: &OrderRow) {
+        let summary = OrderSummary::from(order);
+        match &self.backend {
+            Backend::Memory(index) => {
+                index.lock().expect("cache lock").apply(&summary);
+            }
+            Backend::Redis(redis) => {
+                if let Err(e) = self.redis_apply(redis, &summary).await {
+                    self.lost(&format!("could not apply order {}: {e}", summary.order_id));
+                }
+            }
+        }
+    }
+
+    async fn redis_apply(&self, redis: &RedisCache, summary: &OrderSummary) -> Result<(), String> {
+        let document = serde_json::to_string(summary).expect("summaries always serialize");
+        let mut invocation = redis.apply.prepare_invoke();
+        invocation.key(redis.key("versions")).key(redis.key("docs")).key(redis.status_key(summary.status));
+        for status in OrderStatus::ALL {
+            invocation.key(redis.status_key(status));
+        }
+        invocation.arg(&summary.order_id).arg(summary.version).arg(summary.created_at_ms).arg(document);
+        let mut connection = redis.connection.clone();
+        tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<i64>(&mut connection))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A page of `status`, newest first, or `None` when the cache cannot
+    /// answer (the caller reads the database).
+    pub async fn page(&self, status: OrderStatus, cursor: Option<&Cursor>, limit: usize) -> Option<Vec<OrderSummary>> {
+        if !self.is_ready() {
+            return None;
+        }
+        match &self.backend {
+            Backend::Memory(index) => Some(index.lock().expect("cache lock").page(status, cursor, limit)),
+            Backend::Redis(redis) => match self.redis_page(redis, status, cursor, limit).await {
+                Ok(Some(page)) => Some(page),
+                Ok(None) => {
+                    // Lost its data, or another replica invalidated it.
+                    self.ready.store(false, Ordering::Release);
+                    None
+                }
+                Err(e) => {
+                    self.lost(&format!("could not read a page: {e}"));
+                    None
+                }
+            },
+        }
+    }
+
+    async fn redis_page(
+        &self,
+        redis: &RedisCache,
+        status: OrderStatus,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Option<Vec<OrderSummary>>, String> {
+        let mut invocation = redis.page.prepare_invoke();
+        invocation.key(redis.key("ready")).key(redis.status_key(status)).key(redis.key("docs"));
+        match cursor {
+            Some(c) => invocation.arg(c.created_at_ms).arg(&c.order_id),
+            None => invocation.arg("+inf").arg(""),
+        };
+        invocation.arg(limit);
+        let mut connection = redis.connection.clone();
+        let reply: Vec<Option<String>> = tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        match reply.first().and_then(|m| m.as_deref()) {
+            Some("ok") => {}
+            _ => return Ok(None),
+        }
+        let mut page = Vec::with_capacity(reply.len().saturating_sub(1));
+        for document in reply.into_iter().skip(1) {
+            // An id without its document means a change is half applied:
+            // not an answer to trust.
+            let Some(document) = document else { return Ok(None) };
+            page.push(serde_json::from_str(&document).map_err(|e| e.to_string())?);
+        }
+        Ok(Some(page))
+    }
+
+    /// Turns the cache off after an error; reads go to the database until a
+    /// rebuild succeeds.
+    fn lost(&self, why: &str) {
+        if self.ready.swap(false, Ordering::AcqRel) {
+            tracing::warn!(reason = why, "the order cache is off; reading orders from the database");
+        }
+        metrics::counter!("farm_operator_cache_errors_total").increment(1);
+    }
+
+    /// Rebuilds the cache from the database unless it is ready; one rebuild
+    /// at a time here, and (with Redis) across replicas. Returns once the
+    /// cache is ready or the attempt failed.
+    pub async fn rebuild(&self, store: &Store) -> Result<(), CacheError> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        let Ok(_guard) = self.rebuilding.try_lock() else { return Ok(()) };
+        match &self.backend {
+            Backend::Memory(index) => {
+                let orders = all_orders(store).await?;
+                let mut index = index.lock().expect("cache lock");
+                for order in &orders {
+                    index.apply(&OrderSummary::from(order));
+                }
+            }
+            Backend::Redis(redis) => self.redis_rebuild(redis, store).await?,
+        }
+        self.ready.store(true, Ordering::Release);
+        metrics::counter!("farm_operator_cache_rebuilds_total").increment(1);
+        Ok(())
+    }
+
+    async fn redis_rebuild(&self, redis: &RedisCache, store: &Store) -> Result<(), CacheError> {
+        use redis::AsyncCommands;
+        let err = |e: redis::RedisError| CacheError(e.to_string());
+        let mut connection = redis.connection.clone();
+        if connection.exists::<_, bool>(redis.key("ready")).await.map_err(err)? {
+            return Ok(());
+        }
+        let lock = redis.key("rebuild-lock");
+        let token = uuid::Uuid::new_v4().to_string();
+        let acquired: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(120_000)
+            .query_async(&mut connection)
+            .await
+            .map_err(err)?;
+        if acquired.is_none() {
+            // Another replica rebuilds; ours reads the database meanwhile.
+            return Err(CacheError("another replica is rebuilding".into()));
+        }
+        let mut doomed: Vec<String> = OrderStatus::ALL.iter().map(|&s| redis.status_key(s)).collect();
+        doomed.extend([redis.key("docs"), redis.key("versions")]);
+        let _: () = connection.del(&doomed).await.map_err(err)?;
+        // Changes applied from here on are kept: the snapshot's older
+        // versions lose against them.
+        let orders = all_orders(store).await?;
+        for order in &orders {
+            self.redis_apply(redis, &OrderSummary::from(order)).await.map_err(CacheError)?;
+        }
+        let _: () = connection.set(redis.key("ready"), "1").await.map_err(err)?;
+        let _: () = connection.del(&lock).await.map_err(err)?;
+        tracing::info!(orders = orders.len(), "the order cache was rebuilt from the database");
+        Ok(())
+    }
+
+    /// For a Redis cache: after an error, waits for Redis, invalidates the
+    /// shared cache (this replica may have missed writes) and rebuilds. For
+    /// the memory cache: the first build. Runs until `shutdown`.
+    pub async fn supervise(self: Arc<Self>, store: Store, shutdown: tokio_util::sync::CancellationToken) {
+        let mut was_lost = false;
+        loop {
+            // A replica that writes nothing still learns of an outage: a
+            // Redis that stops answering turns this cache off too, so it
+            // cannot come back serving what it missed.
+            if self.is_ready()
+                && let Backend::Redis(redis) = &self.backend
+                && !redis_ping(redis).await
+            {
+                self.lost("Redis stopped answering");
+            }
+            if !self.is_ready() {
+                if let Backend::Redis(redis) = &self.backend {
+                    let alive = redis_ping(redis).await;
+                    if alive && was_lost {
+                        // This replica may have missed writes: nobody may
+                        // trust the shared copy until it is rebuilt.
+                        if redis_invalidate(redis).await.is_ok() {
+                            was_lost = false;
+                        }
+                    }
+                    if alive
+                        && !was_lost
+                        && let Err(e) = self.rebuild(&store).await
+                    {
+                        tracing::debug!(error = %e, "the order cache is not rebuilt yet");
+                    }
+                } else if let Err(e) = self.rebuild(&store).await {
+                    tracing::warn!(error = %e, "cannot build the order cache");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if !self.is_ready() {
+                was_lost = true;
+            }
+        }
+    }
+}
+
+async fn redis_ping(redis: &RedisCache) -> bool {
+    let mut connection = redis.connection.clone();
+    let ping = redis::cmd("PING");
+    matches!(tokio::time::timeout(REDIS_TIMEOUT, ping.query_async::<String>(&mut connection)).await, Ok(Ok(_)))
+}
+
+async fn redis_invalidate(redis: &RedisCache) -> Result<(), redis::RedisError> {
+    let _ = &redis.client;
+    let mut connection = redis.connection.clone();
+    redis::cmd("DEL").arg(redis.key("ready")).query_async::<()>(&mut connection).await
+}
+
+/// Every order, for a rebuild.
+async fn all_orders(store: &Store) -> Result<Vec<OrderRow>, CacheError> {
+    let mut orders = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .orders_page(&OrderFilter::default(), cursor.as_ref(), 5000)
+            .await
+            .map_err(|e| CacheError(e.to_string()))?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(Cursor { created_at_ms: last.created_at_ms, order_id: last.order_id.clone() });
+        let done = page.len() < 5000;
+        orders.extend(page);
+        if done {
+            break;
+        }
+    }
+    Ok(orders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(id: &str, status: OrderStatus, created: i64, version: i64) -> OrderSummary {
+        OrderSummary {
+            order_id: id.into(),
+            source: "api".into(),
+            seller: "s".into(),
+            customer: None,
+            material: "pla".into(),
+            colour: None,
+            quantity: 1,
+            status,
+            total: None,
+            currency: None,
+            assignee: None,
+            created_at_ms: created,
+            updated_at_ms: created,
+            version,
+        }
+    }
+
+    #[test]
+    fn the_index_moves_orders_between_statuses_and_never_goes_back_a_version() {
+        let mut index = MemoryIndex::default();
+        assert!(index.apply(&summary("a", OrderStatus::Priced, 10, 2)));
+        assert!(index.apply(&summary("b", OrderStatus::Priced, 20, 2)));
+        assert!(index.apply(&summary("a", OrderStatus::ManufacturingApproved, 10, 3)));
+        // A late, older change is ignored.
+        assert!(!index.apply(&summary("a", OrderStatus::Priced, 10, 2)));
+        let ids = |page: Vec<OrderSummary>| page.into_iter().map(|o| o.order_id).collect::<Vec<_>>();
+        assert_eq!(ids(index.page(OrderStatus::Priced, None, 10)), vec!["b"]);
+        assert_eq!(ids(index.page(OrderStatus::ManufacturingApproved, None, 10)), vec!["a"]);
+    }
+
+    #[test]
+    fn pages_run_newest_first_and_resume_after_the_cursor_even_at_equal_times() {
+        let mut index = MemoryIndex::default();
+        for (id, created) in [("a", 1), ("b", 2), ("c", 2), ("d", 3)] {
+            index.apply(&summary(id, OrderStatus::Priced, created, 1));
+        }
+        let page = index.page(OrderStatus::Priced, None, 2);
+        assert_eq!(page.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), ["d", "c"]);
+        let cursor = Cursor { created_at_ms: 2, order_id: "c".into() };
+        let next = index.page(OrderStatus::Priced, Some(&cursor), 10);
+        assert_eq!(next.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+    }
+}

@@ -1,0 +1,36 @@
+//! The MES order API: orders from sellers (HTTP) and the old integration
+//! (RabbitMQ), priced by the farm, approved or cancelled by the CRM, taken
+//! into production by exactly one operator, and accounted for.
+//!
+//! - [`status`]: the state machine.
+//! - [`store`]: the SQL.
+//! - [`cache`]: the operators' list cache.
+//! - [`routes`]: the HTTP routes.
+//! - [`intake`]: the RabbitMQ consumers (incoming orders, CRM events).
+
+pub mod cache;
+pub(crate) mod intake;
+pub(crate) mod routes;
+pub mod status;
+pub mod store;
+
+use crate::startup::AppState;
+use crate::store::{Store, StoreError};
+pub use routes::{OrderStats, SourceStats};
+use store::OrderRow;
+
+/// The accounts, as `GET /v1/orders/stats` shows them, plus what the audit
+/// checks: orders still pricing whose job has ended (a lost result), as JSON.
+pub async fn audit(store: &Store, intake_queue: &str) -> Result<serde_json::Value, StoreError> {
+    let stats = routes::stats(store, intake_queue).await?;
+    let stuck = store.orders_pricing_after_their_job().await?;
+    let mut document = serde_json::to_value(&stats).expect("stats always serialize");
+    document["pricing_with_ended_job"] = serde_json::json!(stuck);
+    Ok(document)
+}
+
+/// After a committed change: keep the operators' cache current, and count.
+pub(crate) async fn changed(state: &AppState, order: &OrderRow) {
+    state.services.cache.apply(order).await;
+    metrics::counter!("farm_order_changes_total", "status" => order.status.as_str()).increment(1);
+}

@@ -1,0 +1,684 @@
+//! The order routes: sellers create and follow their orders; operators see
+//! the list, take an order and finish it; the CRM approves and cancels.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use calculator::QuoteRequest;
+use scheduler::messages::now_ms;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::cache::{OrderSummary, Served};
+use super::status::{OrderEvent, OrderStatus};
+use super::store::{Created, CrmEvent, CrmOutcome, Cursor, NewOrder, OrderFilter, OrderRow, Pricing, Transitioned};
+use crate::auth::{KeyKind, Principal};
+use crate::error::{AppError, ErrorBody};
+use crate::routes::{cached_quote, job_message, json_rejection, lane_for};
+use crate::startup::AppState;
+use crate::store::JobRow;
+
+pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(order_stats))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(operator_orders))
+        .routes(routes!(take_order))
+        .routes(routes!(complete_order))
+        .routes(routes!(ship_order))
+        .routes(routes!(crm_event))
+}
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct CreateOrder {
+    /// A model uploaded with `POST /v1/models`.
+    pub(crate) model_id: String,
+    pub(crate) material: String,
+    #[serde(default = "one")]
+    pub(crate) quantity: u32,
+    #[serde(default)]
+    pub(crate) colour: Option<String>,
+    /// The seller's customer, when the seller sells on.
+    #[serde(default)]
+    pub(crate) customer: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderView {
+    order_id: String,
+    /// `api` (a seller over HTTP) or `queue` (the RabbitMQ intake).
+    source: String,
+    seller: String,
+    customer: Option<String>,
+    external_id: Option<String>,
+    model_id: String,
+    material: String,
+    colour: Option<String>,
+    quantity: i64,
+    status: OrderStatus,
+    job_id: Option<String>,
+    /// The quote, once priced.
+    #[schema(value_type = Option<Object>)]
+    quote: Option<serde_json::Value>,
+    total: Option<f64>,
+    currency: Option<String>,
+    /// Why pricing failed.
+    failure: Option<String>,
+    /// The operator who took it.
+    assignee: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    version: i64,
+}
+
+impl OrderView {
+    fn of(o: OrderRow) -> Result<Self, AppError> {
+        let quote = o.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
+        Ok(Self {
+            order_id: o.order_id,
+            source: o.source,
+            seller: o.seller,
+            customer: o.customer,
+            external_id: o.external_id,
+            model_id: o.model_id,
+            material: o.material,
+            colour: o.colour,
+            quantity: o.quantity,
+            status: o.status,
+            job_id: o.job_id,
+            quote,
+            total: o.total,
+            currency: o.currency,
+            failure: o.failure,
+            assignee: o.assignee,
+            created_at_ms: o.created_at_ms,
+            updated_at_ms: o.updated_at_ms,
+            version: o.version,
+        })
+    }
+}
+
+/// The input of an order, wherever it came from.
+pub(crate) struct OrderInput {
+    pub(crate) source: &'static str,
+    pub(crate) seller: String,
+    pub(crate) seller_key_id: Option<String>,
+    pub(crate) external_id: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) request: CreateOrder,
+}
+
+/// Validates an order, then writes it with its pricing job (or its cached
+/// quote) in one transaction. Shared by the HTTP route and the queue intake.
+pub(crate) async fn place_order(state: &AppState, input: OrderInput) -> Result<Created, AppError> {
+    let request = &input.request;
+    let quote_request =
+        QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
+    calculator::validate_request(&quote_request, &state.services.pricing.book)
+        .map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    let Some(model) = state.services.store.model(&request.model_id).await? else {
+        return Err(AppError::NotFound { what: "model", id: request.model_id.clone() });
+    };
+    let now = now_ms();
+    let request_sha256 = input.idempotency_key.as_ref().map(|_| {
+        let canonical = serde_json::to_vec(request).expect("requests always serialize");
+        Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    });
+    let order = NewOrder {
+        order_id: uuid::Uuid::now_v7().to_string(),
+        source: input.source,
+        seller: input.seller,
+        seller_key_id: input.seller_key_id.clone(),
+        customer: request.customer.clone(),
+        external_id: input.external_id,
+        idempotency_key: input.idempotency_key,
+        request_sha256,
+        model_id: request.model_id.clone(),
+        material: request.material.clone(),
+        colour: request.colour.clone(),
+        quantity: i64::from(request.quantity),
+        now_ms: now,
+    };
+    let lane = lane_for(&model, &state.settings);
+    let mut job = JobRow::queued(
+        uuid::Uuid::now_v7().to_string(),
+        model.model_id,
+        request.material.clone(),
+        order.quantity,
+        lane,
+        now,
+    );
+    job.colour = request.colour.clone();
+    job.owner_key_id = input.seller_key_id;
+    let pricing = match cached_quote(state, &job, &quote_request).await? {
+        Some((quote, quote_key)) => {
+            let document: serde_json::Value = serde_json::from_str(&quote).map_err(AppError::internal)?;
+            let total = document["total"].as_f64().unwrap_or_default();
+            let currency = document["currency"].as_str().unwrap_or_default().to_string();
+            Pricing::Answered { job, quote, quote_key, total, currency }
+        }
+        None => {
+            let payload = job_message(&job);
+            Pricing::Queue { job, payload }
+        }
+    };
+    let created = state.services.store.create_order(&order, pricing).await?;
+    if let Created::New(row) = &created {
+        state.relay_wakeup.notify_one();
+        metrics::counter!("farm_orders_received_total", "source" => row.source.clone()).increment(1);
+        super::changed(state, row).await;
+    }
+    Ok(created)
+}
+
+/// Creates an order; its pricing starts on its own. The same
+/// `Idempotency-Key` returns the same order (200) and creates nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the same order")),
+    responses(
+        (status = 201, body = OrderView, description = "created"),
+        (status = 200, body = OrderView, description = "a retry of an earlier request"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the key was used for another request"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn create_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Json<CreateOrder>, JsonRejection>,
+) -> Result<(StatusCode, Json<OrderView>), AppError> {
+    principal.require(&[KeyKind::Seller])?;
+    let Json(request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map_err(|_| AppError::BadRequest("`Idempotency-Key` must be text".into()))?.trim();
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+                return Err(AppError::BadRequest(format!(
+                    "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+                )));
+            }
+            Some(key.to_string())
+        }
+    };
+    let input = OrderInput {
+        source: "api",
+        seller: principal.name.clone(),
+        seller_key_id: Some(principal.key_id.clone()),
+        external_id: None,
+        idempotency_key,
+        request,
+    };
+    match place_order(&state, input).await? {
+        Created::New(row) => Ok((StatusCode::CREATED, Json(OrderView::of(row)?))),
+        Created::Existing(row) => Ok((StatusCode::OK, Json(OrderView::of(row)?))),
+        Created::KeyReused(row) => Err(AppError::Conflict {
+            message: "this `Idempotency-Key` was used for a different order; use a new key for a new order".into(),
+            details: Some(serde_json::json!({ "order_id": row.order_id })),
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only orders with this status.
+    status: Option<String>,
+    /// At most this many (default 50, at most 500).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn parse(&self) -> Result<(Option<OrderStatus>, Option<Cursor>, usize), AppError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| OrderStatus::parse(s).ok_or_else(|| AppError::BadRequest(format!("unknown order status `{s}`"))))
+            .transpose()?;
+        let cursor = self
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Cursor::decode(c).ok_or_else(|| AppError::BadRequest(format!("`{c}` is not a cursor of this list")))
+            })
+            .transpose()?;
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(AppError::BadRequest(format!("`limit` must be 1 to {MAX_PAGE}, got {limit}")));
+        }
+        Ok((status, cursor, limit))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct OrderPage {
+    orders: Vec<OrderView>,
+    /// Pass back as `cursor` for the next page; absent on the last one.
+    next_cursor: Option<String>,
+}
+
+/// The caller's own orders, newest first (a seller sees only its own).
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    params(ListQuery),
+    responses((status = 200, body = OrderPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn list_orders(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<OrderPage>, AppError> {
+    principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
+    let (status, cursor, limit) = query.parse()?;
+    let seller = (principal.kind == KeyKind::Seller).then(|| principal.name.clone());
+    let rows = state.services.store.orders_page(&OrderFilter { status, seller }, cursor.as_ref(), limit as i64).await?;
+    let next_cursor = (rows.len() == limit).then(|| rows.last().map(cursor_of)).flatten();
+    let orders = rows.into_iter().map(OrderView::of).collect::<Result<_, _>>()?;
+    Ok(Json(OrderPage { orders, next_cursor }))
+}
+
+fn cursor_of(o: &OrderRow) -> String {
+    Cursor { created_at_ms: o.created_at_ms, order_id: o.order_id.clone() }.encode()
+}
+
+/// An order the caller may see: a seller only its own (another's is 404).
+async fn visible_order(state: &AppState, principal: &Principal, order_id: &str) -> Result<OrderRow, AppError> {
+    match state.services.store.order(order_id).await? {
+        Some(o) if principal.kind != KeyKind::Seller || o.seller == principal.name => Ok(o),
+        _ => Err(AppError::NotFound { what: "order", id: order_id.to_string() }),
+    }
+}
+
+/// An order, with its quote once priced.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn get_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, AppError> {
+    principal.require(&[KeyKind::Seller, KeyKind::Operator, KeyKind::Crm])?;
+    Ok(Json(OrderView::of(visible_order(&state, &principal, &order_id).await?)?))
+}
+
+/// Moves an order by `event` for `actor`; 409 says why when its status does
+/// not allow it (and who took it, for a lost race to take it).
+async fn move_order(state: &AppState, order_id: &str, event: OrderEvent, actor: &str) -> Result<OrderRow, AppError> {
+    match state.services.store.transition_order(order_id, event, actor, now_ms()).await? {
+        Transitioned::Done(row) => {
+            super::changed(state, &row).await;
+            Ok(*row)
+        }
+        Transitioned::Illegal { current, error } => {
+            let mut message = error.to_string();
+            if let Some(by) = current.assignee.as_deref().filter(|_| event == OrderEvent::Take) {
+                message = format!("order `{order_id}` was taken by {by}");
+            }
+            Err(AppError::Conflict {
+                message,
+                details: Some(serde_json::json!({ "status": current.status, "assignee": current.assignee })),
+            })
+        }
+        Transitioned::NotFound => Err(AppError::NotFound { what: "order", id: order_id.to_string() }),
+    }
+}
+
+/// Cancels an order before manufacturing starts (its seller or an
+/// operator); a pricing job still running is cancelled with it.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/cancel",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn cancel_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, AppError> {
+    principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
+    visible_order(&state, &principal, &order_id).await?;
+    let row = move_order(&state, &order_id, OrderEvent::Cancel, &principal.name).await?;
+    cancel_pricing(&state, &row).await?;
+    Ok(Json(OrderView::of(row)?))
+}
+
+/// Cancels a cancelled order's pricing job, if it is still open.
+pub(crate) async fn cancel_pricing(state: &AppState, order: &OrderRow) -> Result<(), AppError> {
+    if let Some(job_id) = &order.job_id {
+        let control = serde_json::to_string(&scheduler::Control::Cancel { job_id: job_id.clone() })
+            .expect("control messages always serialize");
+        state.services.store.cancel_job(job_id, &control, now_ms()).await?;
+        state.relay_wakeup.notify_one();
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct OperatorPage {
+    orders: Vec<OrderSummary>,
+    next_cursor: Option<String>,
+    /// `cache`, or `database` while the cache is cold or off.
+    served_from: &'static str,
+}
+
+/// The operators' list, newest first: served from the cache every status
+/// change keeps current (the database while it is cold or unavailable).
+#[utoipa::path(
+    get,
+    path = "/v1/operator/orders",
+    tag = "operators",
+    params(ListQuery),
+    responses((status = 200, body = OperatorPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn operator_orders(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<OperatorPage>, AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    let (status, cursor, limit) = query.parse()?;
+    let status = status.unwrap_or(OrderStatus::ManufacturingApproved);
+    let cached = if state.settings.operator_cache {
+        state.services.cache.page(status, cursor.as_ref(), limit).await
+    } else {
+        None
+    };
+    let (orders, served) = match cached {
+        Some(orders) => (orders, Served::Cache),
+        None => {
+            let rows = state
+                .services
+                .store
+                .orders_page(&OrderFilter { status: Some(status), seller: None }, cursor.as_ref(), limit as i64)
+                .await?;
+            (rows.iter().map(OrderSummary::from).collect(), Served::Database)
+        }
+    };
+    let result = match (served, state.settings.operator_cache) {
+        (Served::Cache, _) => "hit",
+        (Served::Database, true) => "miss",
+        (Served::Database, false) => "bypass",
+    };
+    metrics::counter!("farm_operator_cache_requests_total", "result" => result).increment(1);
+    let next_cursor = (orders.len() == limit)
+        .then(|| {
+            orders.last().map(|o| Cursor { created_at_ms: o.created_at_ms, order_id: o.order_id.clone() }.encode())
+        })
+        .flatten();
+    let served_from = if served == Served::Cache { "cache" } else { "database" };
+    Ok(Json(OperatorPage { orders, next_cursor, served_from }))
+}
+
+/// Takes an approved order into production. Exactly one operator wins; the
+/// others get 409 with who took it.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/take",
+    tag = "operators",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "taken by someone else, or not approved"), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn take_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    let row = move_order(&state, &order_id, OrderEvent::Take, &principal.name).await?;
+    metrics::counter!("farm_orders_taken_total").increment(1);
+    Ok(Json(OrderView::of(row)?))
+}
+
+/// Marks an order made; only the operator who took it may.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/complete",
+    tag = "operators",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn complete_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    let current = visible_order(&state, &principal, &order_id).await?;
+    if current.status == OrderStatus::ManufacturingStarted
+        && current.assignee.as_deref() != Some(principal.name.as_str())
+    {
+        return Err(AppError::Forbidden(format!(
+            "order `{order_id}` is {}'s; only the operator who took it may complete it",
+            current.assignee.unwrap_or_default()
+        )));
+    }
+    Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Complete, &principal.name).await?)?))
+}
+
+/// Marks a completed order shipped.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/ship",
+    tag = "operators",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn ship_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Ship, &principal.name).await?)?))
+}
+
+/// A CRM status event, the same JSON on the queue and over HTTP.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct CrmEventBody {
+    /// The CRM's id of this event: a repeated one changes nothing.
+    pub(crate) event_id: String,
+    pub(crate) order_id: String,
+    /// `approved` (for manufacturing) or `cancelled`.
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    /// The CRM's version of the order, increasing; an event older than one
+    /// already applied is ignored.
+    #[serde(default)]
+    pub(crate) version: Option<i64>,
+    /// When it happened in the CRM, ms since the Unix epoch; orders events
+    /// that carry no version.
+    pub(crate) occurred_at_ms: i64,
+}
+
+impl CrmEventBody {
+    pub(crate) fn to_event(&self) -> Result<CrmEvent, String> {
+        let approve = match self.kind.as_str() {
+            "approved" => true,
+            "cancelled" => false,
+            other => return Err(format!("unknown CRM event type `{other}`; expected `approved` or `cancelled`")),
+        };
+        if self.event_id.trim().is_empty() || self.order_id.trim().is_empty() {
+            return Err("`event_id` and `order_id` must not be empty".into());
+        }
+        Ok(CrmEvent {
+            event_id: self.event_id.clone(),
+            order_id: self.order_id.clone(),
+            approve,
+            version: self.version,
+            occurred_at_ms: self.occurred_at_ms,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct CrmEventResult {
+    /// `applied`, `duplicate` (seen before) or `stale` (older than one applied).
+    outcome: &'static str,
+    order: Option<OrderView>,
+}
+
+/// Applies a CRM event, applied at most once: the same event id again is a
+/// `duplicate`, an older one `stale`.
+pub(crate) async fn apply_crm(state: &AppState, event: &CrmEvent) -> Result<CrmOutcome, AppError> {
+    let outcome = state.services.store.apply_crm_event(event, now_ms()).await?;
+    if let CrmOutcome::Applied(row) = &outcome {
+        super::changed(state, row).await;
+        if row.status == OrderStatus::Cancelled {
+            cancel_pricing(state, row).await?;
+        }
+    }
+    let label = match &outcome {
+        CrmOutcome::Applied(_) => "applied",
+        CrmOutcome::Duplicate => "duplicate",
+        CrmOutcome::Stale => "stale",
+        CrmOutcome::Illegal { .. } => "illegal",
+        CrmOutcome::UnknownOrder => "unknown_order",
+    };
+    metrics::counter!("farm_crm_events_total", "outcome" => label).increment(1);
+    Ok(outcome)
+}
+
+/// A CRM status event over HTTP: the same body as on the CRM queue.
+#[utoipa::path(
+    post,
+    path = "/v1/crm/events",
+    tag = "crm",
+    request_body = CrmEventBody,
+    responses((status = 200, body = CrmEventResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the order's status does not allow it"), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn crm_event(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: Result<Json<CrmEventBody>, JsonRejection>,
+) -> Result<Json<CrmEventResult>, AppError> {
+    principal.require(&[KeyKind::Crm])?;
+    let Json(body) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
+    let event = body.to_event().map_err(AppError::Unprocessable)?;
+    match apply_crm(&state, &event).await? {
+        CrmOutcome::Applied(row) => Ok(Json(CrmEventResult { outcome: "applied", order: Some(OrderView::of(*row)?) })),
+        CrmOutcome::Duplicate => Ok(Json(CrmEventResult { outcome: "duplicate", order: None })),
+        CrmOutcome::Stale => Ok(Json(CrmEventResult { outcome: "stale", order: None })),
+        CrmOutcome::Illegal { current, error } => Err(AppError::Conflict {
+            message: error.to_string(),
+            details: Some(serde_json::json!({ "status": current.status })),
+        }),
+        CrmOutcome::UnknownOrder => Err(AppError::NotFound { what: "order", id: event.order_id }),
+    }
+}
+
+/// The accounts of one source of orders.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct SourceStats {
+    /// Orders that entered the system.
+    pub received: i64,
+    /// Waiting for a price (CREATED, PRICING).
+    pub pricing: i64,
+    pub priced: i64,
+    pub pricing_failed: i64,
+    /// Approved, in manufacturing or completed.
+    pub in_production: i64,
+    pub shipped: i64,
+    pub cancelled: i64,
+    /// Messages refused at intake and dead-lettered (the queue source only):
+    /// they never became orders.
+    pub dead_lettered: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderStats {
+    pub api: SourceStats,
+    pub queue: SourceStats,
+    /// Orders whose current status does not add up to what was received:
+    /// 0 unless an order vanished.
+    pub unaccounted: i64,
+}
+
+/// Counts every order by source and state.
+pub(crate) async fn stats(
+    state: &crate::store::Store,
+    intake_queue: &str,
+) -> Result<OrderStats, crate::store::StoreError> {
+    let mut api = SourceStats::default();
+    let mut queue = SourceStats::default();
+    for c in state.order_counts().await? {
+        let s = if c.source == "queue" { &mut queue } else { &mut api };
+        use OrderStatus as S;
+        let bucket = match c.status {
+            S::Created | S::Pricing => &mut s.pricing,
+            S::Priced => &mut s.priced,
+            S::PricingFailed => &mut s.pricing_failed,
+            S::ManufacturingApproved | S::ManufacturingStarted | S::ManufacturingCompleted => &mut s.in_production,
+            S::Shipped => &mut s.shipped,
+            S::Cancelled => &mut s.cancelled,
+        };
+        *bucket += c.count;
+    }
+    for (source, received) in state.orders_received().await? {
+        if source == "queue" {
+            queue.received = received;
+        } else {
+            api.received = received;
+        }
+    }
+    queue.dead_lettered = state.dead_letters_of(intake_queue).await?;
+    let held = |s: &SourceStats| s.pricing + s.priced + s.pricing_failed + s.in_production + s.shipped + s.cancelled;
+    let unaccounted = (api.received - held(&api)) + (queue.received - held(&queue));
+    Ok(OrderStats { api, queue, unaccounted })
+}
+
+/// How many orders were received, priced, in flight, failed and
+/// dead-lettered, per source.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/stats",
+    tag = "operators",
+    responses((status = 200, body = OrderStats), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn order_stats(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<OrderStats>, AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    Ok(Json(stats(&state.services.store, &state.services.topology.orders_incoming).await?))
+}

@@ -1,0 +1,623 @@
+//! The orders' SQL: creating an order with its pricing job in one
+//! transaction, moving it through its statuses with conditional updates,
+//! applying CRM events once, and counting everything for the accounts.
+//!
+//! Every change writes a row to `order_events` in the same transaction, and
+//! bumps the order's `version`: the cache applies a change only if its
+//! version is newer than what it holds.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::status::{self, IllegalTransition, OrderEvent, OrderStatus};
+use crate::store::{JobRow, Store, StoreError};
+
+/// The columns `order_from_row` reads.
+const ORDER_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
+                             colour, quantity, job_id, quote, total, currency, status, failure, assignee, \
+                             created_at_ms, updated_at_ms, version";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRow {
+    pub order_id: String,
+    pub source: String,
+    pub seller: String,
+    pub seller_key_id: Option<String>,
+    pub customer: Option<String>,
+    pub external_id: Option<String>,
+    pub model_id: String,
+    pub material: String,
+    pub colour: Option<String>,
+    pub quantity: i64,
+    pub job_id: Option<String>,
+    /// The quote document, JSON.
+    pub quote: Option<String>,
+    pub total: Option<f64>,
+    pub currency: Option<String>,
+    pub status: OrderStatus,
+    /// Why pricing failed.
+    pub failure: Option<String>,
+    /// The operator who took it.
+    pub assignee: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub version: i64,
+}
+
+/// An order to create.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order_id: String,
+    pub source: &'static str,
+    pub seller: String,
+    pub seller_key_id: Option<String>,
+    pub customer: Option<String>,
+    pub external_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// A hash of the request, to tell an idempotent retry from a different
+    /// request under a reused key.
+    pub request_sha256: Option<String>,
+    pub model_id: String,
+    pub material: String,
+    pub colour: Option<String>,
+    pub quantity: i64,
+    pub now_ms: i64,
+}
+
+/// How the order gets its price.
+#[derive(Debug, Clone)]
+pub enum Pricing {
+    /// A pricing job goes to the queue (through the outbox).
+    Queue { job: JobRow, payload: String },
+    /// The quote cache already holds the quote: the job is answered at once.
+    Answered { job: JobRow, quote: String, quote_key: String, total: f64, currency: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    New(OrderRow),
+    /// The same idempotency key (with the same request), or the same
+    /// external id, was seen before: this is that order.
+    Existing(OrderRow),
+    /// The idempotency key was used before for a different request.
+    KeyReused(OrderRow),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transitioned {
+    Done(Box<OrderRow>),
+    Illegal { current: Box<OrderRow>, error: IllegalTransition },
+    NotFound,
+}
+
+/// A CRM status event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmEvent {
+    pub event_id: String,
+    pub order_id: String,
+    pub approve: bool,
+    /// The CRM's version of the order, when it sends one.
+    pub version: Option<i64>,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CrmOutcome {
+    Applied(Box<OrderRow>),
+    /// This event id was applied (or refused) before.
+    Duplicate,
+    /// An event newer than this one was applied already.
+    Stale,
+    Illegal {
+        current: Box<OrderRow>,
+        error: IllegalTransition,
+    },
+    UnknownOrder,
+}
+
+impl CrmOutcome {
+    fn label(&self) -> &'static str {
+        match self {
+            CrmOutcome::Applied(_) => "applied",
+            CrmOutcome::Duplicate => "duplicate",
+            CrmOutcome::Stale => "stale",
+            CrmOutcome::Illegal { .. } => "illegal",
+            CrmOutcome::UnknownOrder => "unknown_order",
+        }
+    }
+}
+
+/// Who may see which orders.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    /// Only this seller's orders.
+    pub seller: Option<String>,
+}
+
+/// A page position: the last order of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at_ms: i64,
+    pub order_id: String,
+}
+
+impl Cursor {
+    /// `created_at_ms:order_id`, as clients pass it back.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.created_at_ms, self.order_id)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (at, id) = text.split_once(':')?;
+        Some(Self { created_at_ms: at.parse().ok()?, order_id: id.to_string() }).filter(|c| !c.order_id.is_empty())
+    }
+}
+
+/// Counts for the accounts: orders by source and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    pub source: String,
+    pub status: OrderStatus,
+    pub count: i64,
+}
+
+impl Store {
+    /// Creates an order and its pricing in one transaction: the order, its
+    /// first events and the job (with its outbox row, or answered from the
+    /// quote cache) all exist, or none does.
+    pub async fn create_order(&self, order: &NewOrder, pricing: Pricing) -> Result<Created, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (order_id, source, seller, seller_key_id, customer, external_id, idempotency_key, \
+                                 request_sha256, model_id, material, colour, quantity, status, created_at_ms, \
+                                 updated_at_ms, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'CREATED', $13, $13, 1) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&order.order_id)
+        .bind(order.source)
+        .bind(&order.seller)
+        .bind(&order.seller_key_id)
+        .bind(&order.customer)
+        .bind(&order.external_id)
+        .bind(&order.idempotency_key)
+        .bind(&order.request_sha256)
+        .bind(&order.model_id)
+        .bind(&order.material)
+        .bind(&order.colour)
+        .bind(order.quantity)
+        .bind(order.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return self.existing_order(order).await;
+        }
+        insert_order_event(&mut tx, &order.order_id, None, OrderStatus::Created, "intake", order.now_ms).await?;
+        let now = order.now_ms;
+        match pricing {
+            Pricing::Queue { job, payload } => {
+                crate::store::insert_job_tx(&mut tx, &job, &payload).await?;
+                set_status(&mut tx, &order.order_id, OrderStatus::Created, OrderStatus::Pricing, now).await?;
+                sqlx::query("UPDATE orders SET job_id = $2 WHERE order_id = $1")
+                    .bind(&order.order_id)
+                    .bind(&job.job_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Pricing::Answered { job, quote, quote_key, total, currency } => {
+                crate::store::insert_answered_job_tx(&mut tx, &job, &quote, &quote_key).await?;
+                set_status(&mut tx, &order.order_id, OrderStatus::Created, OrderStatus::Pricing, now).await?;
+                set_status(&mut tx, &order.order_id, OrderStatus::Pricing, OrderStatus::Priced, now).await?;
+                sqlx::query("UPDATE orders SET job_id = $2, quote = $3, total = $4, currency = $5 WHERE order_id = $1")
+                    .bind(&order.order_id)
+                    .bind(&job.job_id)
+                    .bind(&quote)
+                    .bind(total)
+                    .bind(&currency)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        let row = self.order(&order.order_id).await?.ok_or(StoreError(sqlx::Error::RowNotFound))?;
+        Ok(Created::New(row))
+    }
+
+    /// The order an insert collided with: by idempotency key or external id.
+    async fn existing_order(&self, order: &NewOrder) -> Result<Created, StoreError> {
+        let found = if let Some(key) = &order.idempotency_key {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ORDER_COLUMNS}, request_sha256 FROM orders WHERE seller_key_id = $1 AND idempotency_key = $2"
+            )))
+            .bind(&order.seller_key_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+        } else if let Some(external) = &order.external_id {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ORDER_COLUMNS}, request_sha256 FROM orders WHERE source = $1 AND external_id = $2"
+            )))
+            .bind(order.source)
+            .bind(external)
+            .fetch_optional(&self.pool)
+            .await?
+        } else {
+            None
+        };
+        let Some(row) = found else {
+            // The order id itself collided: ids are random, so this is a bug.
+            return Err(StoreError(sqlx::Error::RowNotFound));
+        };
+        let stored_hash: Option<String> = row.try_get("request_sha256")?;
+        let existing = order_from_row(&row)?;
+        if order.idempotency_key.is_some() && stored_hash != order.request_sha256 {
+            return Ok(Created::KeyReused(existing));
+        }
+        Ok(Created::Existing(existing))
+    }
+
+    pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1")))
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_from_row).transpose().map_err(StoreError)
+    }
+
+    /// The orders priced by `job_id` (after a job's result changed them).
+    pub async fn orders_of_job(&self, job_id: &str) -> Result<Vec<OrderRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE job_id = $1")))
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(order_from_row).collect::<Result<_, _>>().map_err(StoreError)
+    }
+
+    /// Newest first, after `cursor`.
+    pub async fn orders_page(
+        &self,
+        filter: &OrderFilter,
+        cursor: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.status.is_some() {
+            conditions.push(format!("status = {}", next()));
+        }
+        if filter.seller.is_some() {
+            conditions.push(format!("seller = {}", next()));
+        }
+        if cursor.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            conditions.push(format!("(created_at_ms < {a} OR (created_at_ms = {b} AND order_id < {c}))"));
+        }
+        let limit_param = next();
+        let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders {clause} ORDER BY created_at_ms DESC, order_id DESC LIMIT {limit_param}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(seller) = &filter.seller {
+            query = query.bind(seller.clone());
+        }
+        if let Some(c) = cursor {
+            query = query.bind(c.created_at_ms).bind(c.created_at_ms).bind(c.order_id.clone());
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(order_from_row).collect::<Result<_, _>>().map_err(StoreError)
+    }
+
+    /// Moves an order by `event`, if its status allows it. The update is
+    /// conditional on the status and version read, so of two operators
+    /// taking the same order exactly one succeeds; the other is told who
+    /// took it.
+    pub async fn transition_order(
+        &self,
+        order_id: &str,
+        event: OrderEvent,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Transitioned, StoreError> {
+        // A concurrent change between the read and the update is retried:
+        // the second read then sees the other change and answers for it.
+        for _ in 0..5 {
+            let Some(current) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
+            let to = match status::next(current.status, event) {
+                Ok(to) => to,
+                Err(error) => return Ok(Transitioned::Illegal { current: Box::new(current), error }),
+            };
+            let mut tx = self.pool.begin().await?;
+            let assignee = (event == OrderEvent::Take).then_some(actor);
+            let done = sqlx::query(
+                "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
+                        assignee = COALESCE($4, assignee) \
+                 WHERE order_id = $1 AND status = $5 AND version = $6",
+            )
+            .bind(order_id)
+            .bind(to.as_str())
+            .bind(now_ms)
+            .bind(assignee)
+            .bind(current.status.as_str())
+            .bind(current.version)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                continue;
+            }
+            insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
+            tx.commit().await?;
+            let row = self.order(order_id).await?.ok_or(StoreError(sqlx::Error::RowNotFound))?;
+            return Ok(Transitioned::Done(Box::new(row)));
+        }
+        Err(StoreError(sqlx::Error::PoolTimedOut))
+    }
+
+    /// Applies a CRM event at most once, and only if it is newer than the
+    /// last one applied to its order (by the CRM's version when it sends
+    /// one, else by the time it happened).
+    pub async fn apply_crm_event(&self, event: &CrmEvent, now_ms: i64) -> Result<CrmOutcome, StoreError> {
+        let kind = if event.approve { "approved" } else { "cancelled" };
+        for _ in 0..5 {
+            let mut tx = self.pool.begin().await?;
+            let recorded = sqlx::query(
+                "INSERT INTO crm_events (event_id, order_id, kind, outcome, received_at_ms) \
+                 VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&event.event_id)
+            .bind(&event.order_id)
+            .bind(kind)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            if recorded.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(CrmOutcome::Duplicate);
+            }
+            let current = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ORDER_COLUMNS}, crm_version, crm_event_at_ms FROM orders WHERE order_id = $1"
+            )))
+            .bind(&event.order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let outcome = match current {
+                None => CrmOutcome::UnknownOrder,
+                Some(row) => {
+                    let crm_version: Option<i64> = row.try_get("crm_version")?;
+                    let crm_at: Option<i64> = row.try_get("crm_event_at_ms")?;
+                    let current = order_from_row(&row)?;
+                    let stale = match (event.version, crm_version) {
+                        (Some(new), Some(seen)) => new <= seen,
+                        _ => crm_at.is_some_and(|seen| event.occurred_at_ms < seen),
+                    };
+                    let move_by = if event.approve { OrderEvent::Approve } else { OrderEvent::Cancel };
+                    if stale {
+                        CrmOutcome::Stale
+                    } else {
+                        match status::next(current.status, move_by) {
+                            Err(error) => CrmOutcome::Illegal { current: Box::new(current), error },
+                            Ok(to) => {
+                                let done = sqlx::query(
+                                    "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
+                                            crm_version = COALESCE($4, crm_version), crm_event_at_ms = $5 \
+                                     WHERE order_id = $1 AND version = $6",
+                                )
+                                .bind(&event.order_id)
+                                .bind(to.as_str())
+                                .bind(now_ms)
+                                .bind(event.version)
+                                .bind(event.occurred_at_ms)
+                                .bind(current.version)
+                                .execute(&mut *tx)
+                                .await?;
+                                if done.rows_affected() == 0 {
+                                    // Changed under us: try the whole event again.
+                                    tx.rollback().await?;
+                                    continue;
+                                }
+                                insert_order_event(&mut tx, &event.order_id, Some(current.status), to, "crm", now_ms)
+                                    .await?;
+                                let mut changed = current;
+                                changed.status = to;
+                                changed.version += 1;
+                                changed.updated_at_ms = now_ms;
+                                CrmOutcome::Applied(Box::new(changed))
+                            }
+                        }
+                    }
+                }
+            };
+            sqlx::query("UPDATE crm_events SET outcome = $2 WHERE event_id = $1")
+                .bind(&event.event_id)
+                .bind(outcome.label())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(outcome);
+        }
+        Err(StoreError(sqlx::Error::PoolTimedOut))
+    }
+
+    /// Orders by source and status.
+    pub async fn order_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let rows =
+            sqlx::query("SELECT source, status, COUNT(*) AS n FROM orders GROUP BY source, status ORDER BY source")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(StatusCount {
+                    source: r.try_get("source")?,
+                    status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Created),
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
+    /// Orders that entered the system (each has exactly one `created` event),
+    /// by source: an order with no row would show up as a difference.
+    pub async fn orders_received(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.source AS source, COUNT(*) AS n FROM order_events e JOIN orders o ON o.order_id = e.order_id \
+             WHERE e.from_status IS NULL GROUP BY o.source ORDER BY o.source",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("source")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
+    /// Orders still PRICING although their job has ended: a result that was
+    /// lost between the job and the order (0 unless something is wrong).
+    pub async fn orders_pricing_after_their_job(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM orders o JOIN pricing_jobs j ON j.job_id = o.job_id \
+             WHERE o.status = 'PRICING' AND j.status IN ('succeeded', 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Dead letters recorded for a queue.
+    pub async fn dead_letters_of(&self, queue: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE queue = $1")
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The statuses an order took, oldest first.
+    pub async fn order_history(&self, order_id: &str) -> Result<Vec<(Option<String>, String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT from_status, to_status, actor FROM order_events WHERE order_id = $1 ORDER BY id")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("from_status")?, r.try_get("to_status")?, r.try_get("actor")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+}
+
+/// After a pricing job ends (`quote` and its total when it succeeded,
+/// `failure` when not), moves the orders it prices from PRICING, inside
+/// the job's transaction.
+pub(crate) async fn settle_orders_of_job(
+    tx: &mut Transaction<'_, Any>,
+    job_id: &str,
+    outcome: Result<(&str, f64, &str), &str>,
+    at: i64,
+) -> Result<(), StoreError> {
+    let rows =
+        match outcome {
+            Ok((quote, total, currency)) => sqlx::query(
+                "UPDATE orders SET status = 'PRICED', quote = $2, total = $3, currency = $4, version = version + 1, \
+                        updated_at_ms = $5 \
+                 WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id",
+            )
+            .bind(job_id)
+            .bind(quote)
+            .bind(total)
+            .bind(currency)
+            .bind(at)
+            .fetch_all(&mut **tx)
+            .await?,
+            Err(failure) => sqlx::query(
+                "UPDATE orders SET status = 'PRICING_FAILED', failure = $2, version = version + 1, updated_at_ms = $3 \
+                 WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id",
+            )
+            .bind(job_id)
+            .bind(failure)
+            .bind(at)
+            .fetch_all(&mut **tx)
+            .await?,
+        };
+    let to = if outcome.is_ok() { OrderStatus::Priced } else { OrderStatus::PricingFailed };
+    for row in rows {
+        let order_id: String = row.try_get("order_id")?;
+        insert_order_event(tx, &order_id, Some(OrderStatus::Pricing), to, "pricing", at).await?;
+    }
+    Ok(())
+}
+
+async fn set_status(
+    tx: &mut Transaction<'_, Any>,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(to.as_str())
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    insert_order_event(tx, order_id, Some(from), to, "intake", at).await
+}
+
+async fn insert_order_event(
+    tx: &mut Transaction<'_, Any>,
+    order_id: &str,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    actor: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, from_status, to_status, actor, at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(order_id)
+    .bind(from.map(OrderStatus::as_str))
+    .bind(to.as_str())
+    .bind(actor)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(OrderRow {
+        order_id: r.try_get("order_id")?,
+        source: r.try_get("source")?,
+        seller: r.try_get("seller")?,
+        seller_key_id: r.try_get("seller_key_id")?,
+        customer: r.try_get("customer")?,
+        external_id: r.try_get("external_id")?,
+        model_id: r.try_get("model_id")?,
+        material: r.try_get("material")?,
+        colour: r.try_get("colour")?,
+        quantity: r.try_get("quantity")?,
+        job_id: r.try_get("job_id")?,
+        quote: r.try_get("quote")?,
+        total: r.try_get("total")?,
+        currency: r.try_get("currency")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status `{status}`").into()))?,
+        failure: r.try_get("failure")?,
+        assignee: r.try_get("assignee")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+        version: r.try_get("version")?,
+    })
+}

@@ -1,0 +1,207 @@
+//! The operators' cache on a real Redis: write-through with versions, a
+//! rebuild from the database that only one replica runs, and an outage
+//! that falls back to the database and never serves stale data. The outage
+//! is a TCP proxy in front of Redis that the test cuts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use api::Store;
+use api::orders::cache::OrderCache;
+use api::orders::status::{OrderEvent, OrderStatus};
+use api::orders::store::{Created, NewOrder, OrderRow, Pricing, Transitioned};
+use api::store::{JobRow, ModelRow};
+use scheduler::Lane;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::services;
+
+/// Forwards connections to Redis until cut; a cut also drops the open ones.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (target, flag, signal) = (target.to_string(), up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let (target, signal) = (target.clone(), signal.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = signal.notified() => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn redis_target() -> Option<String> {
+    let url = std::env::var("FARM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let authority = url.trim_start_matches("redis://").trim_end_matches('/').to_string();
+    match TcpStream::connect(&authority).await {
+        Ok(_) => Some(authority),
+        Err(e) => services::missing("Redis", &e.to_string()),
+    }
+}
+
+async fn store_with_orders(n: usize) -> (tempfile::TempDir, Store, Vec<OrderRow>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path()), 4).await.unwrap();
+    let model =
+        ModelRow { model_id: "m".into(), size_bytes: 1, triangles: 12, format: "binary".into(), created_at_ms: 1 };
+    store.insert_model(&model).await.unwrap();
+    let mut orders = Vec::new();
+    for i in 0..n {
+        let now = 1_000 + i as i64;
+        let order = NewOrder {
+            order_id: format!("order-{i:04}"),
+            source: "api",
+            seller: "acme".into(),
+            seller_key_id: None,
+            customer: None,
+            external_id: None,
+            idempotency_key: None,
+            request_sha256: None,
+            model_id: "m".into(),
+            material: "pla".into(),
+            colour: None,
+            quantity: 1,
+            now_ms: now,
+        };
+        let job = JobRow::queued(format!("job-{i:04}"), "m".into(), "pla".into(), 1, Lane::Fast, now);
+        let pricing = Pricing::Answered {
+            job,
+            quote: "{}".into(),
+            quote_key: format!("k{i}"),
+            total: 10.0,
+            currency: "EUR".into(),
+        };
+        let Created::New(row) = store.create_order(&order, pricing).await.unwrap() else { panic!("a new order") };
+        orders.push(row);
+    }
+    (dir, store, orders)
+}
+
+async fn ids(cache: &OrderCache, status: OrderStatus) -> Option<Vec<String>> {
+    cache.page(status, None, 100).await.map(|page| page.into_iter().map(|o| o.order_id).collect())
+}
+
+async fn wait_ready(cache: &OrderCache) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cache.is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "the cache never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_database_when_redis_is_cut() {
+    let Some(target) = redis_target().await else { return };
+    let proxy = Proxy::start(&target).await;
+    let (_dir, store, orders) = store_with_orders(5).await;
+    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let cache = OrderCache::redis(&proxy.url(), &namespace).await.unwrap();
+    // A second replica sharing the Redis.
+    let other = OrderCache::redis(&proxy.url(), &namespace).await.unwrap();
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, None, "cold: the database answers");
+
+    let stop = CancellationToken::new();
+    tokio::spawn(cache.clone().supervise(store.clone(), stop.clone()));
+    tokio::spawn(other.clone().supervise(store.clone(), stop.clone()));
+    wait_ready(&cache).await;
+    wait_ready(&other).await;
+    let newest_first: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first.clone()));
+    assert_eq!(ids(&other, OrderStatus::Priced).await, Some(newest_first.clone()), "one rebuild serves both");
+
+    // Write-through: the database first, then the cache, seen by both.
+    let Transitioned::Done(approved) =
+        store.transition_order("order-0002", OrderEvent::Approve, "crm", 5_000).await.unwrap()
+    else {
+        panic!("approved")
+    };
+    cache.apply(&approved).await;
+    assert_eq!(ids(&other, OrderStatus::ManufacturingApproved).await, Some(vec!["order-0002".to_string()]));
+    // A late, older change of the same order is ignored.
+    cache.apply(&orders[2]).await;
+    assert_eq!(ids(&other, OrderStatus::ManufacturingApproved).await, Some(vec!["order-0002".to_string()]));
+
+    // Redis goes away: a change cannot reach it, so this replica stops
+    // using the cache; reads go to the database.
+    proxy.cut();
+    let Transitioned::Done(cancelled) =
+        store.transition_order("order-0002", OrderEvent::Cancel, "ops", 6_000).await.unwrap()
+    else {
+        panic!("cancelled")
+    };
+    cache.apply(&cancelled).await;
+    assert!(!cache.is_ready());
+    assert_eq!(ids(&cache, OrderStatus::ManufacturingApproved).await, None, "never the stale copy");
+    // The other replica wrote nothing, but notices the outage too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while other.is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "the other replica never noticed the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Redis comes back: the shared copy missed a write, so it is
+    // invalidated for everyone, rebuilt, and then right.
+    proxy.restore();
+    wait_ready(&cache).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // Until its rebuild, the other replica reads the database (None);
+        // after it, the truth. Never the order as approved.
+        let seen = ids(&other, OrderStatus::ManufacturingApproved).await;
+        match seen {
+            Some(ids) if ids.is_empty() => break,
+            Some(stale) => panic!("the other replica served stale data: {stale:?}"),
+            None => {}
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the other replica never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids(&cache, OrderStatus::Cancelled).await, Some(vec!["order-0002".to_string()]));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn the_memory_cache_builds_from_the_database_and_pages_like_it() {
+    let (_dir, store, orders) = store_with_orders(7).await;
+    let cache = OrderCache::memory();
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, None);
+    cache.rebuild(&store).await.unwrap();
+    let expected: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(expected));
+    assert_eq!(cache.backend(), "memory");
+}

@@ -1,0 +1,362 @@
+//! The MES order API over HTTP, in process: orders and their pricing,
+//! tenancy and keys, idempotency, the status machine, CRM events, the
+//! operators' list and taking an order, the accounts, the queue intake,
+//! and the OpenAPI document.
+
+use std::time::Duration;
+
+use api::ApiSettings;
+use scheduler::{Lane, Outgoing};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, cube_stl, spawn_farm, test_worker};
+
+async fn farm() -> TestApp {
+    spawn_farm(ApiSettings::default(), vec![test_worker(Lane::Fast)]).await
+}
+
+async fn model(app: &TestApp, side: f32) -> String {
+    let (status, model) = app.post_model(cube_stl(side)).await;
+    assert_eq!(status, 201, "{model}");
+    model["model_id"].as_str().unwrap().to_string()
+}
+
+async fn order(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    app.post_as(token, "/v1/orders", body).await
+}
+
+/// Polls an order until it has `status`.
+async fn wait_for_status(app: &TestApp, order_id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, order) = app.get_as(&app.operator, &format!("/v1/orders/{order_id}")).await;
+        if order["status"] == status {
+            return order;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "order never became {status}: {order}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn priced_order(app: &TestApp, side: f32) -> String {
+    let model_id = model(app, side).await;
+    let (status, created) = order(app, &app.seller, json!({"model_id": model_id, "material": "pla"})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["order_id"].as_str().unwrap().to_string();
+    wait_for_status(app, &id, "PRICED").await;
+    id
+}
+
+async fn crm(app: &TestApp, event_id: &str, order_id: &str, kind: &str, version: i64) -> (u16, Value) {
+    let body = json!({"event_id": event_id, "order_id": order_id, "type": kind, "version": version, "occurred_at_ms": version});
+    app.post_as(&app.crm, "/v1/crm/events", body).await
+}
+
+fn mint(app: &TestApp, kind: api::auth::KeyKind, name: &str) -> impl Future<Output = String> {
+    let store = app.store.clone();
+    let name = name.to_string();
+    async move {
+        let minted = api::auth::mint(kind, &name, 1);
+        store.insert_key(&minted.row).await.unwrap();
+        minted.token
+    }
+}
+
+#[tokio::test]
+async fn an_order_is_priced_on_its_own_and_its_seller_alone_sees_it() {
+    let app = farm().await;
+    let model_id = model(&app, 10.0).await;
+    let (status, created) =
+        order(&app, &app.seller, json!({"model_id": model_id, "material": "pla", "quantity": 3, "customer": "Bob"}))
+            .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!((created["status"].as_str(), created["seller"].as_str()), (Some("PRICING"), Some("acme")));
+    let id = created["order_id"].as_str().unwrap().to_string();
+    let priced = wait_for_status(&app, &id, "PRICED").await;
+    assert_eq!(priced["quote"]["quantity"], 3);
+    assert_eq!(priced["total"], priced["quote"]["total"]);
+    let history: Vec<String> = app.store.order_history(&id).await.unwrap().into_iter().map(|(_, to, _)| to).collect();
+    assert_eq!(history, ["CREATED", "PRICING", "PRICED"]);
+
+    // Another seller's order is not there for them, on any route.
+    let other = mint(&app, api::auth::KeyKind::Seller, "globex").await;
+    let (status, body) = app.get_as(&other, &format!("/v1/orders/{id}")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, _) = app.post_as(&other, &format!("/v1/orders/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 404);
+    let job = priced["job_id"].as_str().unwrap();
+    let (status, _) = app.get_as(&other, &format!("/v1/pricing-jobs/{job}")).await;
+    assert_eq!(status, 404, "nor is its pricing job");
+    let (_, mine) = app.get_as(&app.seller, "/v1/orders").await;
+    let (_, theirs) = app.get_as(&other, "/v1/orders").await;
+    assert_eq!((mine["orders"].as_array().unwrap().len(), theirs["orders"].as_array().unwrap().len()), (1, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_order_and_creates_no_other() {
+    let app = farm().await;
+    let model_id = model(&app, 11.0).await;
+    let body = json!({"model_id": model_id, "material": "petg", "quantity": 2});
+    let send = |body: Value| {
+        let request = app.http.post(format!("{}/v1/orders", app.base)).bearer_auth(&app.seller);
+        request.header("Idempotency-Key", "order-77").json(&body).send()
+    };
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send(body.clone()).await.unwrap();
+    assert_eq!(again.status().as_u16(), 200, "a retry");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], first["order_id"]);
+    let different = send(json!({"model_id": model_id, "material": "petg", "quantity": 5})).await.unwrap();
+    assert_eq!(different.status().as_u16(), 409, "a reused key with another body");
+    let (_, list) = app.get_as(&app.seller, "/v1/orders").await;
+    assert_eq!(list["orders"].as_array().unwrap().len(), 1, "{list}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_required_checked_and_scoped_to_their_kind() {
+    let app = farm().await;
+    let (status, body) = app.call(reqwest::Method::GET, "/v1/orders", None, None, false).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (status, _) = app.get_as("farm_seller_0000.nope", "/v1/orders").await;
+    assert_eq!(status, 401, "an unknown key");
+    let forged = format!("{}x", app.seller);
+    let (status, _) = app.get_as(&forged, "/v1/orders").await;
+    assert_eq!(status, 401, "a wrong secret");
+    let (status, body) = app.get_as(&app.seller, "/v1/operator/orders").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, _) = app.post_as(&app.operator, "/v1/orders", json!({"model_id": "m", "material": "pla"})).await;
+    assert_eq!(status, 403, "only sellers create orders");
+    let (status, _) = app.post_as(&app.seller, "/v1/crm/events", json!({})).await;
+    assert_eq!(status, 403, "only the CRM sends its events");
+
+    // A revoked key stops working.
+    let doomed = mint(&app, api::auth::KeyKind::Seller, "initech").await;
+    let key_id = doomed.split_once('.').unwrap().0.rsplit('_').next().unwrap().to_string();
+    assert!(app.store.revoke_key(&key_id, 2).await.unwrap());
+    let (status, _) = app.get_as(&doomed, "/v1/orders").await;
+    assert_eq!(status, 401);
+
+    // Every body has a limit.
+    let big = json!({"model_id": "x".repeat(100_000), "material": "pla"});
+    let (status, body) = app.post_as(&app.seller, "/v1/orders", big).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn illegal_moves_answer_409_and_say_why() {
+    let app = farm().await;
+    let id = priced_order(&app, 12.0).await;
+    let (status, body) = app.post_as(&app.operator, &format!("/v1/orders/{id}/take"), json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not approved"), "{body}");
+    let (status, body) = app.post_as(&app.operator, &format!("/v1/orders/{id}/ship"), json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"]["status"], "PRICED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn crm_events_apply_once_in_order_and_an_order_is_cancelled_only_before_manufacturing() {
+    let app = farm().await;
+    let id = priced_order(&app, 13.0).await;
+    let (status, body) = crm(&app, "e1", &id, "approved", 5).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("applied")), "{body}");
+    assert_eq!(body["order"]["status"], "MANUFACTURING_APPROVED");
+    let (_, again) = crm(&app, "e1", &id, "approved", 5).await;
+    assert_eq!(again["outcome"], "duplicate");
+    // A cancellation older than the approval arrives late: ignored.
+    let (_, late) = crm(&app, "e0", &id, "cancelled", 4).await;
+    assert_eq!(late["outcome"], "stale", "{late}");
+    let (status, taken) = app.post_as(&app.operator, &format!("/v1/orders/{id}/take"), json!({})).await;
+    assert_eq!((status, taken["assignee"].as_str()), (200, Some("Ada")), "{taken}");
+    let (status, refused) = crm(&app, "e2", &id, "cancelled", 6).await;
+    assert_eq!(status, 409, "manufacturing has started: {refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("manufacturing has already started"));
+    let (status, _) = crm(&app, "e3", "no-such-order", "approved", 1).await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .post_as(
+            &app.crm,
+            "/v1/crm/events",
+            json!({"event_id": "e4", "order_id": id, "type": "paid", "occurred_at_ms": 1}),
+        )
+        .await;
+    assert_eq!(status, 422, "an unknown event type");
+
+    // The rest of the way: only the assignee completes it.
+    let other = mint(&app, api::auth::KeyKind::Operator, "Grace").await;
+    let (status, _) = app.post_as(&other, &format!("/v1/orders/{id}/complete"), json!({})).await;
+    assert_eq!(status, 403);
+    let (status, _) = app.post_as(&app.operator, &format!("/v1/orders/{id}/complete"), json!({})).await;
+    assert_eq!(status, 200);
+    let (status, shipped) = app.post_as(&other, &format!("/v1/orders/{id}/ship"), json!({})).await;
+    assert_eq!((status, shipped["status"].as_str()), (200, Some("SHIPPED")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn exactly_one_of_fifty_operators_takes_an_order_and_it_leaves_the_list_at_once() {
+    let app = farm().await;
+    let id = priced_order(&app, 14.0).await;
+    let (_, approved) = crm(&app, "approve-1", &id, "approved", 1).await;
+    assert_eq!(approved["outcome"], "applied");
+    let (_, list) = app.get_as(&app.operator, "/v1/operator/orders?status=MANUFACTURING_APPROVED").await;
+    assert_eq!(list["served_from"], "cache", "{list}");
+    assert_eq!(list["orders"][0]["order_id"].as_str(), Some(id.as_str()));
+
+    let mut operators = Vec::new();
+    for n in 0..50 {
+        operators.push(mint(&app, api::auth::KeyKind::Operator, &format!("operator-{n}")).await);
+    }
+    let path = format!("/v1/orders/{id}/take");
+    let attempts = operators.iter().map(|token| app.post_as(token, &path, json!({})));
+    let answers = futures_util::future::join_all(attempts).await;
+    let winners: Vec<&Value> = answers.iter().filter(|(s, _)| *s == 200).map(|(_, b)| b).collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {answers:?}");
+    let winner = winners[0]["assignee"].as_str().unwrap();
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["error"]["details"]["assignee"].as_str(), Some(winner), "the others learn who took it");
+        assert!(body["error"]["message"].as_str().unwrap().contains(winner), "{body}");
+    }
+    let (_, list) = app.get_as(&app.operator, "/v1/operator/orders?status=MANUFACTURING_APPROVED").await;
+    assert_eq!(list["orders"].as_array().unwrap().len(), 0, "it left the available list: {list}");
+    let (_, started) = app.get_as(&app.operator, "/v1/operator/orders?status=MANUFACTURING_STARTED").await;
+    assert_eq!(started["orders"][0]["assignee"].as_str(), Some(winner));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_operators_list_pages_newest_first_from_the_cache_and_matches_the_database() {
+    let app = farm().await;
+    let mut ids = Vec::new();
+    for side in [3.0, 4.0, 5.0, 6.0, 7.0] {
+        ids.push(priced_order(&app, side).await);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/operator/orders?status=PRICED&limit=2&cursor={c}"),
+            None => "/v1/operator/orders?status=PRICED&limit=2".into(),
+        };
+        let (status, page) = app.get_as(&app.operator, &path).await;
+        assert_eq!((status, page["served_from"].as_str()), (200, Some("cache")), "{page}");
+        seen.extend(page["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "newest first, every order once");
+    let (_, from_db) = app.get_as(&app.seller, "/v1/orders?status=PRICED&limit=10").await;
+    let db_ids: Vec<&str> =
+        from_db["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
+    assert_eq!(db_ids, ids.iter().map(String::as_str).collect::<Vec<_>>(), "the database agrees");
+    let (status, _) = app.get_as(&app.operator, "/v1/operator/orders?status=SOLD").await;
+    assert_eq!(status, 400);
+    let (status, _) = app.get_as(&app.operator, "/v1/operator/orders?limit=0").await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn orders_from_the_queue_are_deduplicated_and_bad_ones_dead_lettered_and_counted() {
+    let app = farm().await;
+    let model_id = model(&app, 15.0).await;
+    let incoming = &app.topology.orders_incoming;
+    let message = json!({"external_id": "shop-1", "seller": "acme", "model_id": model_id, "material": "pla"});
+    for _ in 0..3 {
+        app.broker.publish(incoming, &Outgoing::new(message.to_string().into_bytes())).await.unwrap();
+    }
+    app.broker.publish(incoming, &Outgoing::new(b"{not an order".to_vec())).await.unwrap();
+    let unknown = json!({"external_id": "shop-2", "seller": "acme", "model_id": model_id, "material": "gold"});
+    app.broker.publish(incoming, &Outgoing::new(unknown.to_string().into_bytes())).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let (_, stats) = app.get_as(&app.operator, "/v1/orders/stats").await;
+        if stats["queue"]["dead_lettered"] == 2 && stats["queue"]["priced"] == 1 {
+            break stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the intake never settled: {stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stats["queue"]["received"], 1, "three copies, one order: {stats}");
+    assert_eq!(stats["unaccounted"], 0);
+    let reasons = app.store.dead_letter_counts().await.unwrap();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|(r, _)| r.contains("not an order")), "{reasons:?}");
+    assert!(reasons.iter().any(|(r, _)| r.contains("unknown material")), "{reasons:?}");
+    // The queue's order is the seller's.
+    let (_, mine) = app.get_as(&app.seller, "/v1/orders").await;
+    assert_eq!(mine["orders"][0]["source"], "queue");
+    assert_eq!(mine["orders"][0]["external_id"], "shop-1");
+
+    // CRM events arrive on their queue too.
+    let order_id = mine["orders"][0]["order_id"].as_str().unwrap().to_string();
+    let event = json!({"event_id": "q-1", "order_id": order_id, "type": "approved", "occurred_at_ms": 1});
+    app.broker.publish(&app.topology.crm_events, &Outgoing::new(event.to_string().into_bytes())).await.unwrap();
+    wait_for_status(&app, &order_id, "MANUFACTURING_APPROVED").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_error_body() {
+    let app = farm().await;
+    let (status, doc) = app.call(reqwest::Method::GET, "/v1/openapi.json", None, None, false).await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        "/v1/models",
+        "/v1/pricing-jobs",
+        "/v1/pricing-jobs/{job_id}",
+        "/v1/pricing-jobs/{job_id}/cancel",
+        "/v1/orders",
+        "/v1/orders/stats",
+        "/v1/orders/{order_id}",
+        "/v1/orders/{order_id}/cancel",
+        "/v1/orders/{order_id}/take",
+        "/v1/orders/{order_id}/complete",
+        "/v1/orders/{order_id}/ship",
+        "/v1/operator/orders",
+        "/v1/crm/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort_unstable();
+    let mut wanted = expected.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(documented, wanted);
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            // Every error answer is the one error body.
+            for (code, response) in operation["responses"].as_object().unwrap() {
+                if code.starts_with('4') || code.starts_with('5') {
+                    let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                    if !(path == "/readyz" && code == "503") {
+                        assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {code}");
+                    }
+                }
+            }
+            // Every documented operation is a real route: with ids filled in,
+            // it answers from a handler (a JSON body), not the router's 404.
+            let concrete = path.replace("{job_id}", "nope").replace("{order_id}", "nope");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = app.call(method.clone(), &concrete, Some(&app.operator), None, false).await;
+            assert!(status != 405, "{method} {path} is documented but not routed");
+            if status == 404 {
+                assert_eq!(body["error"]["code"], "not_found", "{method} {path} answered the router's 404");
+            }
+        }
+    }
+    app.stop().await;
+}
