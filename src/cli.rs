@@ -369,6 +369,31 @@ pub(crate) enum LogFormat {
     Pretty,
 }
 
+/// How traces leave the process; see `telemetry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OtlpProtocol {
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "http/json")]
+    HttpJson,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TracingArgs {
+    /// OTLP/HTTP collector to export traces to, e.g. http://otel-collector:4318
+    /// (traces go to /v1/traces under it); without it, tracing is off.
+    #[arg(long, env = "FARM_OTLP_ENDPOINT")]
+    pub(crate) otlp_endpoint: Option<String>,
+    #[arg(long, env = "FARM_OTLP_PROTOCOL", value_enum, default_value = "http/protobuf")]
+    pub(crate) otlp_protocol: OtlpProtocol,
+    /// The service name in traces [default: farm-serve, farm-api or farm-worker-LANE].
+    #[arg(long, env = "FARM_SERVICE_NAME")]
+    pub(crate) service_name: Option<String>,
+    /// Share of new traces kept, 0 to 1; a caller's sampled trace is always kept.
+    #[arg(long, env = "FARM_TRACE_SAMPLE_RATIO", default_value_t = 1.0)]
+    pub(crate) trace_sample_ratio: f64,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ServiceArgs {
     /// Address to serve HTTP on [default: 127.0.0.1:8080; 127.0.0.1:9091 for
@@ -423,6 +448,8 @@ pub(crate) struct ServiceArgs {
     pub(crate) database_max_connections: u32,
     #[arg(long, env = "FARM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub(crate) log_format: LogFormat,
+    #[command(flatten)]
+    pub(crate) tracing: TracingArgs,
     #[command(flatten)]
     pub(crate) pricing: PricingArgs,
     #[command(flatten)]

@@ -8,6 +8,7 @@
 mod cli;
 mod output;
 mod quoting;
+mod telemetry;
 mod wiring;
 
 use std::process::ExitCode;

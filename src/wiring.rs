@@ -2,7 +2,6 @@
 //! production), starts the processes a command asks for, and stops them on
 //! SIGTERM or Ctrl-C.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use crate::cli::{
     OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat, ProfileShowArgs,
     QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
 };
-use crate::{output, quoting};
+use crate::{output, quoting, telemetry};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -56,7 +55,7 @@ fn open_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Stor
 }
 
 fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     let now = scheduler::messages::now_ms();
     let create = |store_args: &StoreArgs, kind: api::auth::KeyKind, name: &str| -> anyhow::Result<()> {
         if name.trim().is_empty() {
@@ -94,7 +93,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     let (runtime, store) = open_store(&args.store)?;
     let topology = Topology::with_prefix(&args.queue_prefix);
     let stats =
@@ -111,7 +110,7 @@ fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
 }
 
 fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     let binary = std::env::current_exe().context("cannot find the farm binary")?;
     let scratch = tempfile_dir()?;
     let runtime =
@@ -156,7 +155,7 @@ fn tempfile_dir() -> anyhow::Result<bench::ScratchDir> {
 }
 
 fn show_price_book(args: &PriceBookShowArgs) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     match &args.price_book {
         None => output::text(calculator::BUILTIN_PRICE_BOOK),
         Some(path) => {
@@ -168,7 +167,7 @@ fn show_price_book(args: &PriceBookShowArgs) -> anyhow::Result<()> {
 }
 
 fn show_profile(args: &ProfileShowArgs) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     let profile = match &args.profile {
         None => calculator::FdmProfile::default(),
         Some(path) => {
@@ -254,7 +253,7 @@ fn analyze_file(path: &std::path::Path, options: &mesh::AnalysisOptions) -> anyh
 }
 
 fn quote(args: QuoteArgs) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     let pricing = load_pricing(&args.pricing)?;
     let request = QuoteRequest { material: args.material, quantity: args.quantity, colour: args.colour };
     let options = pricing.analysis_options(&request, read_options(&args.read)?).map_err(|f| anyhow!(f.message))?;
@@ -283,7 +282,7 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Auto, "warn");
+    telemetry::init_logs(LogFormat::Auto, "warn");
     let options = analysis_options(&args.read, &args.measure)?;
     let report = analyze_file(&args.file, &options)?;
     output::analysis(&scheduler::report::AnalysisDoc::from(&report), args.format)
@@ -297,10 +296,19 @@ enum Role {
 }
 
 fn run_services(args: ServiceArgs, role: Role) -> anyhow::Result<()> {
-    init_tracing(args.log_format, "info");
+    let service = match role {
+        Role::Serve => "farm-serve".to_string(),
+        Role::Api => "farm-api".to_string(),
+        Role::Worker => format!("farm-worker-{}", args.lane),
+    };
+    let telemetry = telemetry::init(args.log_format, "info", Some(&args.tracing), &service)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    runtime.block_on(run_services_async(args, role))
+    let outcome = runtime.block_on(run_services_async(args, role));
+    // The runtime goes first: the exporter's last flush blocks.
+    drop(runtime);
+    drop(telemetry);
+    outcome
 }
 
 async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()> {
@@ -343,11 +351,18 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
         let stop = shutdown.clone();
         tasks.spawn(async move { worker.run(stop).await.context("the worker stopped") });
     }
+    // The worker's ops endpoint outlives its drain, which may take as long as
+    // the lane's deadline: probes must keep passing and Prometheus keep
+    // scraping the jobs still running. `/readyz` says 503 from the moment the
+    // drain starts. It stops once it is the last task left.
+    let ops_stop = CancellationToken::new();
     if role == Role::Worker {
         let listen = args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9091)));
-        let stop = shutdown.clone();
+        let (draining, stop) = (shutdown.clone(), ops_stop.clone());
         let broker = broker.clone();
-        tasks.spawn(async move { api::serve_ops(listen, broker, stop).await.context("the ops endpoint stopped") });
+        tasks.spawn(
+            async move { api::serve_ops(listen, broker, draining, stop).await.context("the ops endpoint stopped") },
+        );
     } else {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create the data directory `{}`", args.data_dir.display()))?;
@@ -380,6 +395,9 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     let mut outcome = Ok(());
     while let Some(joined) = tasks.join_next().await {
         shutdown.cancel();
+        if tasks.len() <= 1 {
+            ops_stop.cancel();
+        }
         let result = joined.context("a task panicked").and_then(|r| r);
         if let Err(e) = result {
             tracing::error!(error = format!("{e:#}"), "stopping");
@@ -478,22 +496,4 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         () = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
     shutdown.cancel();
-}
-
-/// Logs go to stderr, so stdout carries only command output. `RUST_LOG`
-/// overrides the level.
-fn init_tracing(format: LogFormat, default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).with_current_span(false).init();
-    } else {
-        builder.init();
-    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use scheduler::Delivery;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::startup::AppState;
 
@@ -41,7 +42,20 @@ pub(crate) async fn forever<F, Fut>(
                     };
                     match delivery {
                         Some(Ok(delivery)) => {
-                            if let Err(e) = handle(delivery).await {
+                            // One span per message, continuing the sender's
+                            // trace (a worker's job, a seller's order).
+                            let span = tracing::info_span!(
+                                "consume",
+                                "otel.name" = name,
+                                "otel.kind" = "consumer",
+                                consumer = name,
+                                message_id = delivery.message_id.as_deref().unwrap_or(""),
+                            );
+                            scheduler::trace::continue_from(
+                                &span,
+                                delivery.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                            );
+                            if let Err(e) = handle(delivery).instrument(span).await {
                                 tracing::warn!(consumer = name, error = %e, "could not settle a delivery; consuming again");
                                 break;
                             }

@@ -14,8 +14,10 @@ use scheduler::Outgoing;
 use scheduler::messages::now_ms;
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::AppState;
-use crate::store::{CONTROL_DESTINATION, jobs_destination};
+use tracing::Instrument;
+
+use crate::startup::{AppState, Services};
+use crate::store::{CONTROL_DESTINATION, OutboxRow, jobs_destination};
 
 pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let interval = state.settings.relay_interval;
@@ -50,24 +52,17 @@ async fn relay_once(state: &AppState) -> Result<usize, String> {
     let mut sent = 0;
     let mut failure = None;
     for row in &rows {
-        let published = match row.destination.as_str() {
-            CONTROL_DESTINATION => services.broker.broadcast(row.payload.as_bytes()).await,
-            destination => {
-                // Rows written before lanes existed said `jobs`: the fast lane.
-                let lane = scheduler::Lane::ALL
-                    .into_iter()
-                    .find(|&lane| jobs_destination(lane) == destination)
-                    .or((destination == "jobs").then_some(scheduler::Lane::Fast));
-                let Some(lane) = lane else {
-                    failure = Some(format!("unknown outbox destination `{destination}` in row {}", row.id));
-                    break;
-                };
-                let message = Outgoing::new(row.payload.as_bytes().to_vec()).with_id(row.job_id.clone());
-                services.broker.publish(services.topology.jobs(lane), &message).await
-            }
-        };
-        if let Err(e) = published {
-            failure = Some(e.to_string());
+        // The publish continues the trace of the request that wrote the row,
+        // and the message carries it on to the worker.
+        let span = tracing::info_span!(
+            "outbox.publish",
+            "otel.kind" = "producer",
+            job_id = %row.job_id,
+            destination = %row.destination
+        );
+        scheduler::trace::continue_from(&span, row.trace_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Err(e) = publish(services, row, &span).instrument(span.clone()).await {
+            failure = Some(e);
             break;
         }
         batch.mark_sent(row.id, now_ms()).await.map_err(|e| e.to_string())?;
@@ -79,4 +74,21 @@ async fn relay_once(state: &AppState) -> Result<usize, String> {
         Some(e) => Err(e),
         None => Ok(sent),
     }
+}
+
+/// Publishes one outbox row where its destination says, with a confirm.
+async fn publish(services: &Services, row: &OutboxRow, span: &tracing::Span) -> Result<(), String> {
+    if row.destination == CONTROL_DESTINATION {
+        return services.broker.broadcast(row.payload.as_bytes()).await.map_err(|e| e.to_string());
+    }
+    // Rows written before lanes existed said `jobs`: the fast lane.
+    let lane = scheduler::Lane::ALL
+        .into_iter()
+        .find(|&lane| jobs_destination(lane) == row.destination)
+        .or((row.destination == "jobs").then_some(scheduler::Lane::Fast))
+        .ok_or_else(|| format!("unknown outbox destination `{}` in row {}", row.destination, row.id))?;
+    let message = Outgoing::new(row.payload.as_bytes().to_vec())
+        .with_id(row.job_id.clone())
+        .with_headers(scheduler::trace::headers_of(span));
+    services.broker.publish(services.topology.jobs(lane), &message).await.map_err(|e| e.to_string())
 }

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
@@ -89,7 +91,22 @@ async fn record_http_metrics(request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
-    let response = next.run(request).await;
+    // One span per request: a caller's `traceparent` (the CRM's, a seller's)
+    // makes it part of their trace; the job it queues carries it on.
+    let span = tracing::info_span!(
+        "http.request",
+        "otel.name" = format!("{method} {route}"),
+        "otel.kind" = "server",
+        "http.request.method" = %method,
+        "http.route" = %route,
+        "http.response.status_code" = tracing::field::Empty,
+    );
+    scheduler::trace::continue_from(
+        &span,
+        request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!("farm_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);

@@ -183,23 +183,32 @@ async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
     }
 }
 
-/// A router with only `/healthz`, `/readyz` (is the broker connected?) and
-/// `/metrics`, for processes that serve no API (the worker), so probes and
-/// scrapes work the same everywhere.
-pub async fn serve_ops(listen: SocketAddr, broker: Broker, shutdown: CancellationToken) -> Result<(), StartupError> {
+/// A router with only `/healthz`, `/readyz` (is the broker connected, and
+/// are we still taking jobs?) and `/metrics`, for processes that serve no API
+/// (the worker), so probes and scrapes work the same everywhere. `draining`
+/// turns `/readyz` to 503; `shutdown` stops the server.
+pub async fn serve_ops(
+    listen: SocketAddr,
+    broker: Broker,
+    draining: CancellationToken,
+    shutdown: CancellationToken,
+) -> Result<(), StartupError> {
     use axum::http::StatusCode;
     use axum::routing::get;
     let listener = TcpListener::bind(listen).await.map_err(|source| StartupError::Bind { addr: listen, source })?;
     let handle = crate::telemetry::metrics_handle();
     let upkeep = tokio::spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
     let ready = move || {
-        let broker = broker.clone();
+        let (broker, draining) = (broker.clone(), draining.clone());
         async move {
-            let ok = broker.is_ready();
+            let broker_ok = broker.is_ready();
+            let taking_jobs = !draining.is_cancelled();
+            let ok = broker_ok && taking_jobs;
             let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            let word = if ok { "ok" } else { "unavailable" };
-            let body =
-                serde_json::json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": { "broker": word } });
+            let body = serde_json::json!({
+                "status": if !taking_jobs { "draining" } else if ok { "ready" } else { "not_ready" },
+                "checks": { "broker": if broker_ok { "ok" } else { "unavailable" } },
+            });
             (status, axum::Json(body))
         }
     };

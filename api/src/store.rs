@@ -6,6 +6,7 @@
 //! outbox claim, where PostgreSQL uses `FOR UPDATE SKIP LOCKED` so several API
 //! replicas can relay at once without publishing the same row twice.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use scheduler::{JobFailure, Lane, ResultEvent, ResultMessage};
@@ -130,6 +131,9 @@ pub struct OutboxRow {
     pub destination: String,
     pub job_id: String,
     pub payload: String,
+    /// The trace context of the request that wrote the row; empty while
+    /// tracing is off.
+    pub trace_headers: Vec<(String, String)>,
 }
 
 /// What applying a result did.
@@ -326,11 +330,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let claim = match self.engine {
             Engine::Postgres => {
-                "SELECT id, destination, job_id, payload FROM outbox WHERE sent_at_ms IS NULL \
+                "SELECT id, destination, job_id, payload, trace_context FROM outbox WHERE sent_at_ms IS NULL \
                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             }
             Engine::Sqlite => {
-                "SELECT id, destination, job_id, payload FROM outbox WHERE sent_at_ms IS NULL ORDER BY id LIMIT $1"
+                "SELECT id, destination, job_id, payload, trace_context FROM outbox WHERE sent_at_ms IS NULL ORDER BY id LIMIT $1"
             }
         };
         let rows = sqlx::query(claim)
@@ -344,6 +348,11 @@ impl Store {
                     destination: row.try_get("destination")?,
                     job_id: row.try_get("job_id")?,
                     payload: row.try_get("payload")?,
+                    trace_headers: row
+                        .try_get::<Option<String>, _>("trace_context")?
+                        .and_then(|json| serde_json::from_str::<HashMap<String, String>>(&json).ok())
+                        .map(|headers| headers.into_iter().collect())
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -720,13 +729,21 @@ async fn insert_outbox(
     payload: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO outbox (destination, job_id, payload, created_at_ms) VALUES ($1, $2, $3, $4)")
-        .bind(destination)
-        .bind(job_id)
-        .bind(payload)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+    // Rows are written inside the request (or the consumer's event) that
+    // caused them: its trace goes on with the message.
+    let trace = scheduler::trace::current_headers();
+    let trace = (!trace.is_empty())
+        .then(|| serde_json::to_string(&trace.into_iter().collect::<HashMap<_, _>>()).expect("strings serialize"));
+    sqlx::query(
+        "INSERT INTO outbox (destination, job_id, payload, created_at_ms, trace_context) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(destination)
+    .bind(job_id)
+    .bind(payload)
+    .bind(now_ms)
+    .bind(trace)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

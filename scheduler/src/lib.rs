@@ -3,7 +3,8 @@
 //! This crate owns the queue topology and message formats ([`messages`],
 //! [`broker`]), fetching models from object storage ([`blob`]), and the worker
 //! pool that runs the pure `mesh` and `calculator` crates on a rayon pool
-//! ([`worker`], [`pricing`]). It knows nothing of HTTP or the database: the API publishes
+//! ([`worker`], [`pricing`]), and the trace context that follows a job through
+//! the queue ([`trace`]). It knows nothing of HTTP or the database: the API publishes
 //! jobs and consumes results through the same [`broker::Broker`] seam.
 
 pub mod blob;
@@ -12,6 +13,7 @@ pub mod compute;
 pub mod messages;
 pub mod pricing;
 pub mod report;
+pub mod trace;
 pub mod worker;
 
 pub use blob::{BlobError, BlobSettings, BlobStore};

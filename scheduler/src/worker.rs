@@ -24,6 +24,7 @@ use calculator::QuoteRequest;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::blob::{BlobError, BlobStore, model_key};
 use crate::broker::{Broker, BrokerError, Delivery, Lane, Outgoing, Topology};
@@ -451,7 +452,20 @@ impl Shared {
     }
 
     async fn handle(&self, delivery: Delivery) -> Outcome {
-        let outcome = self.handle_inner(delivery).await;
+        // Every log line about the job carries its id, and the span continues
+        // the trace the API started (the message's headers) when tracing is on.
+        let span = tracing::info_span!(
+            "job",
+            "otel.name" = "farm.job",
+            "otel.kind" = "consumer",
+            job_id = delivery.message_id.as_deref().unwrap_or(""),
+            lane = self.lane(),
+            deliveries = delivery.delivery_count,
+            outcome = tracing::field::Empty,
+        );
+        crate::trace::continue_from(&span, delivery.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let outcome = self.handle_inner(delivery).instrument(span.clone()).await;
+        span.record("outcome", outcome.as_str());
         metrics::counter!("farm_jobs_total", "lane" => self.lane(), "outcome" => outcome.as_str()).increment(1);
         outcome
     }
@@ -567,7 +581,7 @@ impl Shared {
             let fetched = tokio::select! {
                 _ = token.cancelled() => return None,
                 _ = tokio::time::sleep_until(deadline.into()) => return None,
-                fetched = self.blobs.get(&key) => fetched,
+                fetched = self.blobs.get(&key).instrument(tracing::info_span!("fetch_model", %key, attempt)) => fetched,
             };
             match fetched {
                 Ok(bytes) => break bytes,
@@ -610,7 +624,10 @@ impl Shared {
             slow_job: if slowed { faults.slow_job } else { Duration::ZERO },
             slowed: std::sync::atomic::AtomicBool::new(false),
         };
+        // The analysis runs on the rayon pool; its span is the job's child.
+        let span = tracing::info_span!("price", model_id = %job.model_id, triangles = tracing::field::Empty);
         let priced = compute::run_on(&self.pool, move || {
+            let _entered = span.enter();
             if faults.abort_on_model.as_deref() == Some(model_id.as_str()) {
                 tracing::error!(%model_id, "fault injection: aborting the process");
                 std::process::abort();
@@ -619,6 +636,9 @@ impl Shared {
                 panic!("fault injection: the analysis of {model_id} panics");
             }
             let priced = pricing.price_observed(&bytes, &request, options, &observer);
+            if let Ok(quote) = &priced {
+                span.record("triangles", quote.triangles);
+            }
             observer.progress.store(Stage::Pricing.pack(100), Ordering::Relaxed);
             (priced, observer.should_stop())
         })
@@ -710,7 +730,9 @@ impl Shared {
     async fn report(&self, job_id: &str, event: ResultEvent) -> Result<(), BrokerError> {
         let message = ResultMessage { job_id: job_id.into(), event, at_ms: now_ms() };
         let payload = serde_json::to_vec(&message).expect("result messages always serialize");
-        self.broker.publish(&self.topology.results, &Outgoing::new(payload).with_id(job_id)).await
+        // Results continue the job's trace back to the API.
+        let message = Outgoing::new(payload).with_id(job_id).with_headers(crate::trace::current_headers());
+        self.broker.publish(&self.topology.results, &message).await
     }
 }
 

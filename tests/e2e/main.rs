@@ -3,7 +3,7 @@
 //! One test binary (faster to link than one per file), with modules per area:
 //! the CLI, the embedded farm (`farm serve` with no configuration), and the
 //! production shape (`farm api` plus `farm worker` on PostgreSQL, RabbitMQ
-//! and S3).
+//! and S3), and its traces and logs.
 
 #[path = "../support/services.rs"]
 mod services;
@@ -11,4 +11,5 @@ mod services;
 mod cli;
 mod embedded;
 mod helpers;
+mod observability;
 mod production;

@@ -8,13 +8,13 @@ use lapin::types::{AMQPValue, FieldTable};
 use crate::helpers::{Api, FarmProcess, mint_key, price_reference_cube};
 use crate::services;
 
-struct Backends {
-    env: Vec<(&'static str, String)>,
-    amqp_url: String,
-    prefix: String,
+pub(crate) struct Backends {
+    pub(crate) env: Vec<(&'static str, String)>,
+    pub(crate) amqp_url: String,
+    pub(crate) prefix: String,
 }
 
-async fn backends() -> Option<Backends> {
+pub(crate) async fn backends() -> Option<Backends> {
     let database_url = services::fresh_postgres_database().await?;
     let amqp_url = services::rabbitmq().await?;
     let s3 = services::s3()?;
@@ -50,7 +50,7 @@ async fn assert_durable_quorum(connection: &lapin::Connection, queue: &str) {
     assert!(channel.queue_declare(queue.into(), durable, arguments).await.is_err(), "{queue} must not be classic");
 }
 
-async fn delete_queues(amqp_url: &str, prefix: &str) {
+pub(crate) async fn delete_queues(amqp_url: &str, prefix: &str) {
     let connection = lapin::Connection::connect(amqp_url, Default::default()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     for suffix in QUEUES {

@@ -105,9 +105,14 @@ impl Farm {
     }
 
     fn worker(&self, extra: &[(&'static str, String)]) -> FarmProcess {
+        self.worker_with_ops(extra).0
+    }
+
+    /// A worker and the address of its ops endpoint (`/healthz`, `/readyz`, `/metrics`).
+    fn worker_with_ops(&self, extra: &[(&'static str, String)]) -> (FarmProcess, String) {
         let mut process = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &self.with(extra));
-        process.wait_for_listening();
-        process
+        let ops = process.wait_for_listening();
+        (process, format!("http://{ops}"))
     }
 }
 
@@ -364,11 +369,31 @@ async fn sigterm_in_the_middle_of_a_job() {
     let model = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([14.0; 3]))).await;
     let jobs = api.submit_batch(&model, 6, 1).await;
 
-    // A long grace: the running jobs finish before the worker exits.
-    let patient = [slow_jobs(2000), ("FARM_WORKER_SLOTS", "2".into()), ("FARM_SHUTDOWN_GRACE_S", "60".into())];
-    let mut first = farm.worker(&patient);
+    // A long grace: the running jobs finish before the worker exits. While
+    // it drains, its ops endpoint stays up: alive, scraped, but not ready.
+    let patient = [slow_jobs(4000), ("FARM_WORKER_SLOTS", "2".into()), ("FARM_SHUTDOWN_GRACE_S", "60".into())];
+    let (mut first, ops) = farm.worker_with_ops(&patient);
     let finishing = api.running_on(&jobs, first.pid()).await;
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{ops}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "ready while consuming");
     first.signal("TERM");
+    let draining = loop {
+        let ready = http.get(format!("{ops}/readyz")).send().await.expect("the ops endpoint is up while draining");
+        if ready.status() == 503 {
+            break ready.json::<Value>().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(draining["status"], "draining", "{draining}");
+    let alive = http.get(format!("{ops}/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), 200, "alive while draining");
+    let metrics = http.get(format!("{ops}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("farm_jobs_in_flight{lane=\"fast\"} 1")
+            || metrics.contains("farm_jobs_in_flight{lane=\"fast\"} 2"),
+        "the running jobs are still scraped:\n{metrics}"
+    );
     assert_eq!(first.wait_exit(Duration::from_secs(30)), Some(0), "exit 0 after draining:\n{}", first.logs());
     let job = api.job(&finishing).await;
     assert_eq!(

@@ -29,8 +29,19 @@ pub async fn audit(store: &Store, intake_queue: &str) -> Result<serde_json::Valu
     Ok(document)
 }
 
-/// After a committed change: keep the operators' cache current, and count.
+/// After a committed change: keep the operators' cache current, count, and
+/// log it. The log line is how an order's history is found in the logs
+/// (RUNBOOK, "find a lost order"), so it names the order, its job and source.
 pub(crate) async fn changed(state: &AppState, order: &OrderRow) {
+    tracing::info!(
+        order_id = %order.order_id,
+        job_id = order.job_id.as_deref().unwrap_or_default(),
+        source = %order.source,
+        status = order.status.as_str(),
+        version = order.version,
+        assignee = order.assignee.as_deref().unwrap_or_default(),
+        "order changed"
+    );
     state.services.cache.apply(order).await;
     metrics::counter!("farm_order_changes_total", "status" => order.status.as_str()).increment(1);
 }
