@@ -33,9 +33,11 @@ pub(crate) enum Command {
     /// Print prices: show the price book quotes use.
     #[command(subcommand)]
     PriceBook(PriceBookCommand),
-    /// Benchmarks that drive the real farm.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Benchmarks that drive the real farm. With no subcommand: the
+    /// slow-model benchmark (a seeded workload through the farm, per-lane
+    /// latency, queued against computing, the scaling curve), written as
+    /// JSON, Markdown and a PNG chart, and compared with `--baseline`.
+    Bench(BenchArgs),
     /// API keys: mint, list and revoke the credentials of sellers,
     /// operators and the CRM.
     #[command(subcommand)]
@@ -104,8 +106,118 @@ pub(crate) struct AuditArgs {
     pub(crate) format: Format,
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub(crate) run: BenchRunArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WorkloadKind {
+    /// Mostly small parts and a few slow ones, as in production; real
+    /// files from `--models` join the small ones.
+    Mix,
+    /// Only the generated models, each once per size class.
+    Generated,
+    /// Only the files under `--models`.
+    Files,
+}
+
+/// The slow-model benchmark's settings.
+#[derive(Debug, Args)]
+pub(crate) struct BenchRunArgs {
+    /// The CI preset: a small workload, 1 and 2 workers, under a minute.
+    /// Without it, the full preset: millions of triangles and thousands of
+    /// layers, 1, 2 and 4 workers.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    #[arg(long, value_enum, default_value_t = StackKind::Embedded)]
+    pub(crate) stack: StackKind,
+    /// Worker counts for the scaling curve (services: processes per lane;
+    /// embedded: job slots per lane in the one process). Default: the
+    /// preset's.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) workers: Vec<usize>,
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Mix)]
+    pub(crate) workload: WorkloadKind,
+    /// Folders (or files) of real STL models for the workload.
+    #[arg(long = "models")]
+    pub(crate) models: Vec<PathBuf>,
+    /// Picks the workload: the same seed gives the same models in the same
+    /// order.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Jobs per run (default: the preset's).
+    #[arg(long)]
+    pub(crate) jobs: Option<usize>,
+    /// Where `bench.json`, `bench.md` and `bench.png` go.
+    #[arg(long, default_value = "bench-results")]
+    pub(crate) out: PathBuf,
+    /// An earlier run's `bench.json`: flag regressions against it and exit
+    /// non-zero if there are any.
+    #[arg(long)]
+    pub(crate) baseline: Option<PathBuf>,
+    /// How much worse (percent) a latency or throughput may get before it
+    /// counts as a regression.
+    #[arg(long, default_value_t = 25.0)]
+    pub(crate) threshold: f64,
+    /// A latency must also grow by at least this many ms to count, so the
+    /// jitter of a job of a few milliseconds is no regression.
+    #[arg(long, default_value_t = 50.0)]
+    pub(crate) min_delta_ms: f64,
+    /// How long to wait for one run's jobs, seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub(crate) patience_s: f64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// The folder to write the models to (created if missing).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// The quick preset's smaller models.
+    #[arg(long)]
+    pub(crate) quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OrdersBenchArgs {
+    /// `services` seeds PostgreSQL and uses Redis for the cache when
+    /// FARM_REDIS_URL is set; `embedded` uses SQLite and the in-process cache.
+    #[arg(long, value_enum, default_value_t = StackKind::Services)]
+    pub(crate) stack: StackKind,
+    /// Orders in the database before measuring.
+    #[arg(long, default_value_t = 240_000)]
+    pub(crate) orders: usize,
+    /// Requests per second to the operators' list, at a fixed rate.
+    #[arg(long, default_value_t = 1000.0)]
+    pub(crate) rate: f64,
+    /// How long each load phase lasts, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) seconds: f64,
+    /// The page size of the list.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+    /// Operators trying to take the same order at once.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) takers: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// Writes the generated models of the workload to a folder, so other
+    /// tools can use the same files.
+    Generate(GenerateArgs),
+    /// The operators' list under a fixed request rate, from the cache and
+    /// from the database, and 50 operators taking one order.
+    Orders(OrdersBenchArgs),
     /// The fast lane's latency with the slow lane idle, saturated, and with
     /// one lane for all jobs.
     Lanes(LanesArgs),

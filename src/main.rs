@@ -5,6 +5,7 @@
 //! ([`wiring`]) and prints results ([`output`]). Errors become a message on
 //! stderr and a non-zero exit, never a panic.
 
+mod benching;
 mod cli;
 mod output;
 mod quoting;

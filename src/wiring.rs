@@ -16,11 +16,11 @@ use scheduler::{
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, AuditArgs, BenchCommand, Cli, Command, Format, KeysCommand, LimitArgs, LogFormat, MeasureArgs,
-    OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat, ProfileShowArgs,
-    QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
+    AnalyzeArgs, AuditArgs, BenchArgs, BenchCommand, Cli, Command, Format, KeysCommand, LimitArgs, LogFormat,
+    MeasureArgs, OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat,
+    ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
 };
-use crate::{output, quoting, telemetry};
+use crate::{benching, output, quoting, telemetry};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -31,7 +31,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => run_services(args, Role::Worker),
         Command::Profile(ProfileCommand::Show(args)) => show_profile(&args),
         Command::PriceBook(PriceBookCommand::Show(args)) => show_price_book(&args),
-        Command::Bench(command) => run_bench(command),
+        Command::Bench(args) => run_bench(args),
         Command::Keys(command) => keys(command),
         Command::Orders(OrdersCommand::Audit(args)) => audit_orders(args),
     }
@@ -109,8 +109,9 @@ fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
+    let Some(command) = args.command else { return benching::slow_models(&args.run) };
     let binary = std::env::current_exe().context("cannot find the farm binary")?;
     let scratch = tempfile_dir()?;
     let runtime =
@@ -135,6 +136,27 @@ fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             match args.stack.format {
                 Format::Json => output::json(&phases),
                 Format::Table => output::text(&bench::scenarios::lanes_markdown(&settings.stack, &phases)),
+            }
+        }
+        BenchCommand::Generate(args) => benching::generate(&args),
+        BenchCommand::Orders(args) => {
+            let settings = bench::orders::OrdersBench {
+                binary,
+                stack: match args.stack {
+                    StackKind::Embedded => bench::Stack::Embedded,
+                    StackKind::Services => bench::Stack::Services { fast_workers: 0, slow_workers: 0 },
+                },
+                orders: args.orders,
+                rate: args.rate,
+                duration: seconds("--seconds", args.seconds)?,
+                limit: args.limit,
+                takers: args.takers,
+                scratch: scratch.path().to_path_buf(),
+            };
+            let report = runtime.block_on(bench::orders::run(&settings))?;
+            match args.format {
+                Format::Json => output::json(&report),
+                Format::Table => output::text(&bench::orders::markdown(&report)),
             }
         }
         BenchCommand::Overhead(args) => {
@@ -411,7 +433,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
 }
 
 /// A positive, finite number of seconds from a flag.
-fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     if value.is_finite() && value > 0.0 {
         Ok(Duration::from_secs_f64(value))
     } else {

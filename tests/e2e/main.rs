@@ -8,6 +8,7 @@
 #[path = "../support/services.rs"]
 mod services;
 
+mod bench;
 mod cli;
 mod embedded;
 mod helpers;

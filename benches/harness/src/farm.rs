@@ -148,6 +148,11 @@ pub struct JobTimes {
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
     pub triangles: Option<u64>,
+    /// Layers sliced and shells found, from the quote.
+    #[serde(default)]
+    pub layers: Option<u64>,
+    #[serde(default)]
+    pub shells: Option<u64>,
     pub error: Option<String>,
 }
 
@@ -182,17 +187,26 @@ pub struct Farm {
     pub stack: Stack,
 }
 
-/// Mints a seller key with the farm's own `farm keys create-seller`; its token.
-fn mint_key(binary: &Path, store_args: &[&str], env: &[(String, String)]) -> Result<String, FarmError> {
+/// Mints a key with the farm's own `farm keys create-<kind>` (`seller`,
+/// `operator` or `crm`) against the store `store_args` name; its token.
+pub fn mint_key(
+    binary: &Path,
+    kind: &str,
+    name: &str,
+    store_args: &[&str],
+    env: &[(String, String)],
+) -> Result<String, FarmError> {
     let mut command = Command::new(binary);
-    command.args(["keys", "create-seller", "--name", "bench"]).args(store_args);
+    command.args(["keys", &format!("create-{kind}"), "--name", name]).args(store_args);
     for (key, value) in env {
         command.env(key, value);
     }
     let out = command.output().map_err(|e| FarmError::Start { what: "farm keys".into(), message: e.to_string() })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     match stdout.lines().last() {
-        Some(token) if out.status.success() && token.starts_with("farm_seller_") => Ok(token.trim().to_string()),
+        Some(token) if out.status.success() && token.starts_with(&format!("farm_{kind}_")) => {
+            Ok(token.trim().to_string())
+        }
         _ => Err(FarmError::Start { what: "farm keys".into(), message: String::from_utf8_lossy(&out.stderr).into() }),
     }
 }
@@ -220,7 +234,7 @@ impl Farm {
         match options.stack {
             Stack::Embedded => {
                 let dir = options.data_dir.to_string_lossy().into_owned();
-                let token = mint_key(binary, &["--data-dir", &dir], &env)?;
+                let token = mint_key(binary, "seller", "bench", &["--data-dir", &dir], &env)?;
                 let (serve, addr) =
                     Process::spawn(binary, &["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &env)?;
                 Ok(Self { processes: vec![serve], base: format!("http://{addr}"), http, token, stack: options.stack })
@@ -234,7 +248,7 @@ impl Farm {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 env.push(("FARM_QUEUE_PREFIX".into(), format!("bench-{}", &id[..12])));
                 env.push(("FARM_S3_BUCKET".into(), format!("farm-bench-{}", &id[..12])));
-                let token = mint_key(binary, &[], &env)?;
+                let token = mint_key(binary, "seller", "bench", &[], &env)?;
                 let (api, addr) = Process::spawn(binary, &["api", "--listen", "127.0.0.1:0"], &env)?;
                 let mut processes = vec![api];
                 for (lane, count) in [("fast", fast_workers), ("slow", slow_workers)] {
@@ -296,6 +310,8 @@ impl Farm {
             started_at_ms: job["started_at_ms"].as_i64(),
             finished_at_ms: job["finished_at_ms"].as_i64(),
             triangles: job["quote"]["triangles"].as_u64(),
+            layers: job["quote"]["layers"].as_u64(),
+            shells: job["quote"]["analysis"]["shells"].as_u64(),
             error: job["error"]["message"].as_str().map(str::to_string),
         })
     }
@@ -329,6 +345,11 @@ impl Farm {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// The API's base URL, `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The last lines of every process's log, for a failed run.

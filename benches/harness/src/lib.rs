@@ -6,9 +6,13 @@
 //! It is a library so the `farm bench` command only wires it, and its pieces
 //! (statistics, reports) can be tested on their own.
 
+pub mod chart;
 pub mod farm;
+pub mod orders;
 pub mod scenarios;
+pub mod slow_models;
 pub mod stats;
+pub mod workload;
 
 pub use farm::{Farm, FarmError, Stack};
 

@@ -1,0 +1,118 @@
+//! `farm bench`: the quick preset on the embedded stack writes its JSON,
+//! Markdown and chart, and the baseline check fails a run slowed on purpose.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::farm_bin;
+
+/// Runs `farm` with extra environment; (exit code, stdout, stderr).
+fn farm(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(farm_bin());
+    command.args(args).env_remove("FARM_FAULT_SLOW_JOB_MS");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("run farm");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn read_report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("bench.json")).expect("bench.json is written");
+    serde_json::from_str(&text).expect("bench.json is JSON")
+}
+
+#[test]
+fn the_quick_preset_reports_per_lane_and_a_slowed_run_fails_against_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("slowed"));
+    // A smaller mix than the preset's, on one worker: the test checks
+    // behaviour, BENCHMARKS.md holds the figures.
+    let quick = ["bench", "--quick", "--workers", "1", "--jobs", "6", "--seed", "5"];
+
+    let out = first.to_str().unwrap();
+    let (code, stdout, stderr) = farm(&[&quick[..], &["--out", out]].concat(), &[]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report = read_report(&first);
+    assert_eq!(report["format"], 1);
+    assert_eq!(report["preset"], "quick");
+    assert_eq!(report["jobs"], 6);
+    let run = &report["runs"][0];
+    assert_eq!(run["workers"], 1);
+    assert_eq!(run["failed"], 0, "{run:#}");
+    let lanes: Vec<&str> = run["lanes"].as_array().unwrap().iter().map(|l| l["lane"].as_str().unwrap()).collect();
+    assert_eq!(lanes, ["fast", "slow"], "the mix has work for both lanes");
+    for lane in run["lanes"].as_array().unwrap() {
+        let total = &lane["latency"]["total"];
+        assert!(total["p50_ms"].as_f64().unwrap() > 0.0 && total["p99_ms"].as_f64() >= total["p50_ms"].as_f64());
+        assert!(lane["triangles_per_second"].as_f64().unwrap() > 0.0, "{lane}");
+    }
+    assert!(!run["slowest"].as_array().unwrap().is_empty());
+    let markdown = std::fs::read_to_string(first.join("bench.md")).unwrap();
+    assert!(markdown.contains("## Per lane") && markdown.contains("## Scaling"), "{markdown}");
+    assert_eq!(stdout, markdown, "the Markdown is also printed");
+    if Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists() {
+        let png = std::fs::read(first.join("bench.png")).expect("bench.png is written");
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a real PNG, {} bytes", png.len());
+    } else {
+        // Under CI a missing font fails here; elsewhere it is a loud skip.
+        crate::services::missing::<()>("a DejaVu font", "the chart cannot be drawn or checked");
+    }
+
+    // Every job now takes 1.5 s longer: the same workload is a regression.
+    let baseline = first.join("bench.json");
+    let out = second.to_str().unwrap();
+    let (code, stdout, stderr) = farm(
+        &[&quick[..], &["--out", out, "--baseline", baseline.to_str().unwrap()]].concat(),
+        &[("FARM_FAULT_SLOW_JOB_MS", "1500")],
+    );
+    assert_ne!(code, 0, "a slowed run must fail the check:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("regression"), "{stderr}");
+    assert!(stdout.contains("**REGRESSION**"), "{stdout}");
+    assert!(std::fs::read_to_string(second.join("bench.md")).unwrap().contains("**REGRESSION**"));
+}
+
+#[test]
+fn a_baseline_that_cannot_be_used_fails_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let (code, _, stderr) = farm(&["bench", "--quick", "--baseline", missing.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    let foreign = dir.path().join("foreign.json");
+    std::fs::write(&foreign, r#"{"format": 99}"#).unwrap();
+    let (code, _, stderr) = farm(&["bench", "--quick", "--baseline", foreign.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not a usable baseline"), "{stderr}");
+    let (code, _, stderr) = farm(&["bench", "--quick", "--workers", "0"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--workers must be between 1"), "{stderr}");
+}
+
+#[test]
+fn generate_writes_the_workload_as_readable_stl_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = farm(&["bench", "generate", "--quick", "--out", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let written: Vec<&str> = stdout.lines().collect();
+    assert_eq!(written.len(), 9, "five small parts and four slow ones:\n{stdout}");
+    for name in ["dense-sphere-60k", "tall-tower-120mm", "lattice-216-shells", "overhang-cones-9"] {
+        let path = dir.path().join(format!("{name}.stl"));
+        assert!(written.contains(&path.to_str().unwrap()), "{name} in\n{stdout}");
+    }
+    let tower = dir.path().join("tall-tower-120mm.stl");
+    let (code, stdout, stderr) = farm(&["analyze", tower.to_str().unwrap(), "--format", "json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let facts: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(facts["watertight"], true, "{facts}");
+    // The same seed writes the same bytes.
+    let again = tempfile::tempdir().unwrap();
+    assert_eq!(farm(&["bench", "generate", "--quick", "--out", again.path().to_str().unwrap()], &[]).0, 0);
+    assert_eq!(std::fs::read(&tower).unwrap(), std::fs::read(again.path().join("tall-tower-120mm.stl")).unwrap());
+}
