@@ -146,7 +146,12 @@ pub async fn run(bench: &SlowModelBench, mut progress: impl FnMut(Progress)) -> 
     Ok(BenchReport {
         format: REPORT_FORMAT,
         preset: bench.preset,
-        stack: stack_of(bench, bench.workers.first().copied().unwrap_or(1)).describe(),
+        stack: if bench.services {
+            "services (`farm api` + N `farm worker` processes per lane, one slot each, on PostgreSQL, RabbitMQ and S3)"
+                .into()
+        } else {
+            "embedded (`farm serve`: SQLite, in-process queue; N = job slots per lane in the one process)".into()
+        },
         workload: bench.workload_name.clone(),
         seed: bench.seed,
         jobs: bench.models.len(),
