@@ -340,11 +340,12 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     let topology =
         Topology { delivery_limit: args.jobs.delivery_limit.max(1), ..Topology::with_prefix(&args.queue_prefix) };
     let broker = match &args.amqp_url {
-        Some(url) => Broker::Amqp(
+        Some(url) => Broker::Amqp({
+            tracing::info!(queue_prefix = %args.queue_prefix, "connecting to RabbitMQ");
             AmqpBroker::connect(url, &topology, Duration::from_secs(args.broker_connect_patience_s))
                 .await
-                .context("cannot connect to RabbitMQ (FARM_AMQP_URL)")?,
-        ),
+                .context("cannot connect to RabbitMQ (FARM_AMQP_URL)")?
+        }),
         None if role == Role::Serve => Broker::Memory(MemoryBroker::with_topology(&topology)),
         None => bail!(
             "`farm {}` needs a broker shared with other processes: set FARM_AMQP_URL, \
@@ -352,6 +353,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             if role == Role::Api { "api" } else { "worker" }
         ),
     };
+    tracing::info!("opening the model store");
     let blobs = BlobStore::open(&blob_settings(&args)?).await.context("cannot open the model store")?;
     let pricing = Arc::new(load_pricing(&args.pricing)?);
     tracing::info!(

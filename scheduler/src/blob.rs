@@ -12,6 +12,11 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutC
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
+/// How long one check (or creation) of the bucket at start may take.
+const BUCKET_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many checks are made before the store counts as unavailable.
+const BUCKET_CHECK_ATTEMPTS: u32 = 4;
+
 /// Where a model's bytes are kept.
 pub fn model_key(model_id: &str) -> String {
     format!("models/{model_id}.stl")
@@ -65,8 +70,23 @@ impl BlobStore {
                     .build();
                 let client = aws_sdk_s3::Client::from_conf(config);
                 let store = Self::S3 { client, bucket: bucket.clone() };
-                store.ensure_bucket().await?;
-                Ok(store)
+                // A store that does not answer at start is retried a few
+                // times, each attempt bounded, and each failure logged, so a
+                // stalled S3 server shows in the log instead of a silent hang.
+                let mut attempt = 1;
+                loop {
+                    let failure = match tokio::time::timeout(BUCKET_CHECK_TIMEOUT, store.ensure_bucket()).await {
+                        Ok(Ok(())) => return Ok(store),
+                        Ok(Err(e)) => e,
+                        Err(_) => unavailable(bucket, "no answer from the S3 server"),
+                    };
+                    if attempt == BUCKET_CHECK_ATTEMPTS {
+                        return Err(failure);
+                    }
+                    tracing::warn!(error = %failure, attempt, "the model store is not answering yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                    attempt += 1;
+                }
             }
         }
     }

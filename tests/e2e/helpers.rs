@@ -77,9 +77,18 @@ impl FarmProcess {
 
     /// The address from the process's "listening" log line.
     pub(crate) fn wait_for_listening(&mut self) -> String {
-        match self.listening.recv_timeout(Duration::from_secs(60)) {
+        // Generous: a process may be retrying a broker that is still
+        // recovering from an earlier test's restart (its patience is set by
+        // FARM_BROKER_CONNECT_PATIENCE_S).
+        match self.listening.recv_timeout(Duration::from_secs(180)) {
             Ok(addr) => addr,
-            Err(_) => panic!("farm never reported listening; its log:\n{}", self.logs()),
+            Err(_) => {
+                let state = match self.exited() {
+                    Some(code) => format!("it exited with {code}"),
+                    None => "it is still running".to_string(),
+                };
+                panic!("farm never reported listening ({state}); its log:\n{}", self.logs())
+            }
         }
     }
 

@@ -39,6 +39,8 @@ const PERSISTENT: u8 = 2;
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(5);
 /// How often the supervisor looks at a healthy connection.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
+/// How long one attempt to connect and declare may take before it is retried.
+const SESSION_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
@@ -90,7 +92,7 @@ impl AmqpBroker {
                     tokio::time::sleep(jittered(backoff)).await;
                     backoff = (backoff * 2).min(BACKOFF_CAP);
                 }
-                Err(e) => return Err(BrokerError::Connect(e.to_string())),
+                Err(e) => return Err(BrokerError::Connect(e)),
             }
         };
         let (sender, _) = watch::channel(Some(Arc::new(session)));
@@ -313,13 +315,28 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(share)
 }
 
-async fn open_session(url: &str, topology: &Topology) -> Result<Session, lapin::Error> {
-    let properties = ConnectionProperties::default().with_connection_name("pricing-farm".into());
-    let connection = Connection::connect(url, properties).await?;
-    let publisher = connection.create_channel().await?;
-    publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-    declare(&publisher, topology).await?;
-    Ok(Session { connection, publisher })
+/// One attempt at a session, bounded in time. A broker that accepts the TCP
+/// connection but never finishes the handshake or a declare (one still
+/// recovering its quorum queues after a restart, say) would otherwise hold
+/// the caller forever, silently; bounded, the attempt fails and is retried
+/// with a logged warning.
+async fn open_session(url: &str, topology: &Topology) -> Result<Session, String> {
+    let attempt = async {
+        let properties = ConnectionProperties::default().with_connection_name("pricing-farm".into());
+        let connection = Connection::connect(url, properties).await?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        declare(&publisher, topology).await?;
+        Ok::<_, lapin::Error>(Session { connection, publisher })
+    };
+    match tokio::time::timeout(SESSION_ATTEMPT_TIMEOUT, attempt).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} s while connecting and declaring the topology",
+            SESSION_ATTEMPT_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// The whole topology, idempotently: exchanges, the dead-letter queue, and
