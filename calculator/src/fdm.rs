@@ -110,7 +110,11 @@ const CORNERS_PER_LOOP: f64 = 4.0;
 
 /// The layers the estimate needs the mesh sliced into.
 pub fn layering(profile: &FdmProfile) -> Layering {
-    Layering { first_layer_height: profile.first_layer_height_mm(), layer_height: profile.layer_height }
+    Layering {
+        first_layer_height: profile.first_layer_height_mm(),
+        layer_height: profile.layer_height,
+        min_skin_width: SKIN_MIN_WIDTH_OF_NOZZLE * profile.nozzle_diameter,
+    }
 }
 
 /// The overhang angle (degrees from straight down) beyond which the profile
@@ -451,13 +455,32 @@ impl Section {
 /// with nothing above it, `down[i]` the area with nothing below (the whole
 /// first layer). A slicer drops exposed slivers narrower than about a line,
 /// so a gently sloping flank gets no skin while a flat top does.
+///
+/// Two measures, and the larger wins. The change of area between layers
+/// sees a layer's exposure as a whole; the facing surfaces the mesh engine
+/// measured between the two layers' planes also see a top that ends where a
+/// ledge begins in the same layer, which the change of area cancels out (a
+/// case's ribs and bosses do this all the time).
 fn exposures(slices: &Slices, profile: &FdmProfile) -> (Vec<f64>, Vec<f64>) {
     let sliver = SKIN_MIN_WIDTH_OF_NOZZLE * profile.nozzle_diameter;
     let n = slices.len();
     let area = |i: usize| slices.area[i].max(0.0);
     let skin = |i: usize, exposed: f64| if exposed > sliver * slices.perimeter[i] { exposed } else { 0.0 };
-    let up = (0..n).map(|i| skin(i, area(i) - if i + 1 < n { area(i + 1) } else { 0.0 })).collect();
-    let down = (0..n).map(|i| if i == 0 { area(0) } else { skin(i, area(i) - area(i - 1)) }).collect();
+    let facing = |sums: &[f64], i: usize| sums.get(i).copied().unwrap_or(0.0).min(area(i));
+    let up = (0..n)
+        .map(|i| {
+            let change = skin(i, area(i) - if i + 1 < n { area(i + 1) } else { 0.0 });
+            change.max(facing(&slices.up_facing, i))
+        })
+        .collect();
+    let down = (0..n)
+        .map(|i| {
+            if i == 0 {
+                return area(0);
+            }
+            skin(i, area(i) - area(i - 1)).max(facing(&slices.down_facing, i - 1))
+        })
+        .collect();
     (up, down)
 }
 
@@ -686,6 +709,28 @@ mod tests {
             let e = estimate(&report, &profile).unwrap();
             assert!(e.material_cm3 > e0.material_cm3 && e.print_time_s > e0.print_time_s, "{e:?} vs {e0:?}");
         }
+    }
+
+    #[test]
+    fn a_top_that_ends_where_another_part_begins_still_gets_its_skin() {
+        // Two 20 mm columns side by side, one from 0 to 10 mm, the other
+        // from 10 to 20 mm: every layer has the same area as one 20 mm
+        // column, but at 10 mm one part's top and the other's bottom need
+        // solid layers that the change of area alone does not see.
+        let profile = FdmProfile::default();
+        let mut stairs = cuboid([20.0, 20.0, 10.0]);
+        stairs.extend(cuboid([20.0, 20.0, 10.0]).into_iter().map(|tri| tri.map(|v| [v[0] + 30.0, v[1], v[2] + 10.0])));
+        let column = cuboid([20.0, 20.0, 20.0]);
+        let options = AnalysisOptions { layering: Some(layering(&profile)), ..AnalysisOptions::default() };
+        let priced = |triangles: &[mesh::Triangle]| {
+            let report = analyze(&write_binary_stl(triangles), &options).unwrap();
+            estimate(&report, &profile).unwrap()
+        };
+        let (stairs, column) = (priced(&stairs), priced(&column));
+        // 400 mm² of skin on each side of the step, a few solid layers deep.
+        let extra = stairs.material_cm3 - column.material_cm3;
+        assert!(extra > 0.3 && extra < 1.5, "{extra} cm³ more: {stairs:?} vs {column:?}");
+        assert!(stairs.print_time_s > column.print_time_s);
     }
 
     #[test]

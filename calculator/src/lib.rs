@@ -179,14 +179,20 @@ pub fn analysis_options(
     })
 }
 
+/// Raised whenever the estimator's model changes the figures it gives for the
+/// same inputs, so the quote cache never serves a quote an older estimator
+/// made. 2: skins also from the facing surfaces between layers.
+pub const ESTIMATOR_REVISION: u32 = 2;
+
 /// The key under which a quote for `model_id` and `request` may be reused.
 /// It covers everything a quote depends on besides the model's bytes (named
-/// by their hash): the request, the price book's version and content, and
-/// for FDM the print profile, so new prices or settings never serve an old
-/// quote.
+/// by their hash): the estimator's revision, the request, the price book's
+/// version and content, and for FDM the print profile, so new prices,
+/// settings or estimates never serve an old quote.
 pub fn quote_cache_key(model_id: &str, request: &QuoteRequest, book: &PriceBook, profile: &FdmProfile) -> String {
     let technology = book.material(&request.material).map(|m| m.technology).ok();
     let mut hash = Sha256::new();
+    hash.update(ESTIMATOR_REVISION.to_le_bytes());
     for part in [model_id, &request.material.to_ascii_lowercase(), request.colour.as_deref().unwrap_or("")] {
         hash.update(part.as_bytes());
         hash.update([0]);

@@ -16,12 +16,17 @@ use crate::read::Triangles;
 pub struct Layering {
     pub first_layer_height: f64,
     pub layer_height: f64,
+    /// A facet counts towards a layer's exposed skin only when a layer's
+    /// height of it is at least this wide seen from above (a slicer ignores
+    /// the thin ledges a steep flank leaves on each layer); 0 counts every
+    /// facet that is not vertical.
+    pub min_skin_width: f64,
 }
 
 impl Layering {
     /// Every layer, the first included, of the same height.
     pub fn uniform(layer_height: f64) -> Self {
-        Self { first_layer_height: layer_height, layer_height }
+        Self { first_layer_height: layer_height, layer_height, min_skin_width: 0.0 }
     }
 }
 
@@ -40,6 +45,14 @@ pub struct Slices {
     /// Each layer's loops (islands and holes), when traced: the analysis
     /// traces them, a bare [`slice`] leaves this empty.
     pub contours: Vec<Vec<Contour>>,
+    /// Upward-facing surface between the cutting planes of layer `i` and
+    /// layer `i + 1` (above the last plane, for the last), seen from above,
+    /// file units squared. Unlike the difference of two layers' areas, it
+    /// does not cancel where one part of a layer ends as another begins.
+    pub up_facing: Vec<f64>,
+    /// Downward-facing surface between the planes of layer `i` and `i + 1`,
+    /// likewise.
+    pub down_facing: Vec<f64>,
 }
 
 /// Why a mesh could not be sliced.
@@ -76,7 +89,7 @@ pub fn slice<T: Triangles + ?Sized>(
     layering: Layering,
     max_layers: u64,
 ) -> Result<Slices, SliceError> {
-    let Layering { first_layer_height: first, layer_height } = layering;
+    let Layering { first_layer_height: first, layer_height, min_skin_width } = layering;
     for h in [first, layer_height] {
         if !(h.is_finite() && h > 0.0) {
             return Err(SliceError::BadLayerHeight(h));
@@ -90,15 +103,33 @@ pub fn slice<T: Triangles + ?Sized>(
     let layers = layers_f as usize;
     // Layer 0 spans [0, first); layer i >= 1 spans [first + (i-1)h, first + ih).
     let plane = |i: usize| if i == 0 { z_min + first / 2.0 } else { z_min + first + (i as f64 - 0.5) * layer_height };
-    let zero = || (vec![0.0f64; layers], vec![0.0f64; layers]);
-    // At most 32 partial sums per layer: each chunk holds two arrays of
+    // How many planes lie at or below `z`: the band between two planes
+    // that `z` is in, counted from 1.
+    let planes_up_to = |z: f64| {
+        let guess = ((z - z_min - first) / layer_height + 0.5).floor();
+        let mut n = if plane(0) > z { 0 } else { guess.clamp(1.0, layers as f64) as usize };
+        while n > 0 && plane(n - 1) > z {
+            n -= 1;
+        }
+        while n < layers && plane(n) <= z {
+            n += 1;
+        }
+        n
+    };
+    let zero = || Sums {
+        twice_area: vec![0.0; layers],
+        perimeter: vec![0.0; layers],
+        up: vec![0.0; layers],
+        down: vec![0.0; layers],
+    };
+    // At most 32 partial sums per layer: each chunk holds four arrays of
     // `layers` floats.
     let chunk = triangles.count().div_ceil(32).max(2048);
-    let (twice_area, perimeter) = crate::par::fold_chunks(
+    let sums = crate::par::fold_chunks(
         triangles.count(),
         chunk,
         zero,
-        |(mut twice_area, mut perimeter), index| {
+        |mut sums, index| {
             let flip = flipped.is_some_and(|f| f[index]);
             let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
             let lo = a[2].min(b[2]).min(c[2]);
@@ -113,6 +144,28 @@ pub fn slice<T: Triangles + ?Sized>(
                 i += 1;
             }
             let normal = cross(sub(b, a), sub(c, a));
+            let facing = normal[2] * if flip { -1.0 } else { 1.0 };
+            // A layer's height of the facet is layer_height * |nz| / |nxy|
+            // wide seen from above.
+            let wide_enough = layer_height * normal[2].abs() >= min_skin_width * normal[0].hypot(normal[1]);
+            if facing != 0.0 && wide_enough {
+                let skin = if facing > 0.0 { &mut sums.up } else { &mut sums.down };
+                let projected = normal[2].abs() / 2.0;
+                let (first_band, last_band) = (planes_up_to(lo), planes_up_to(hi));
+                if first_band == last_band {
+                    if first_band > 0 {
+                        skin[first_band - 1] += projected;
+                    }
+                } else {
+                    // Spread over the bands it spans, by height.
+                    for band in first_band.max(1)..=last_band {
+                        let bottom = plane(band - 1).max(lo);
+                        let top = if band < layers { plane(band).min(hi) } else { hi };
+                        skin[band - 1] += projected * (top - bottom).max(0.0) / (hi - lo);
+                    }
+                }
+            }
+            let Sums { twice_area, perimeter, .. } = &mut sums;
             while i < layers && plane(i) <= hi {
                 if let Some((p, q)) = cut(a, b, c, plane(i)) {
                     // Orient the segment so the part lies to its left: its
@@ -125,22 +178,38 @@ pub fn slice<T: Triangles + ?Sized>(
                 }
                 i += 1;
             }
-            (twice_area, perimeter)
+            sums
         },
-        |(mut a1, mut p1), (a2, p2)| {
-            a1.iter_mut().zip(&a2).for_each(|(x, y)| *x += y);
-            p1.iter_mut().zip(&p2).for_each(|(x, y)| *x += y);
-            (a1, p1)
+        |mut left, right| {
+            for (into, from) in [
+                (&mut left.twice_area, &right.twice_area),
+                (&mut left.perimeter, &right.perimeter),
+                (&mut left.up, &right.up),
+                (&mut left.down, &right.down),
+            ] {
+                into.iter_mut().zip(from).for_each(|(x, y)| *x += y);
+            }
+            left
         },
     );
     Ok(Slices {
         layer_height,
         first_layer_height: first,
         z: (0..layers).map(plane).collect(),
-        area: twice_area.into_iter().map(|a| a / 2.0).collect(),
-        perimeter,
+        area: sums.twice_area.into_iter().map(|a| a / 2.0).collect(),
+        perimeter: sums.perimeter,
         contours: Vec::new(),
+        up_facing: sums.up,
+        down_facing: sums.down,
     })
+}
+
+/// One thread's running totals per layer.
+struct Sums {
+    twice_area: Vec<f64>,
+    perimeter: Vec<f64>,
+    up: Vec<f64>,
+    down: Vec<f64>,
 }
 
 /// Where the plane `z` cuts the triangle: the two points on the edges that
@@ -186,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_thicker_first_layer_shifts_the_planes_above_it() {
-        let layering = Layering { first_layer_height: 0.35, layer_height: 0.3 };
+        let layering = Layering { first_layer_height: 0.35, layer_height: 0.3, min_skin_width: 0.0 };
         let s = slice(&cuboid([10.0, 10.0, 2.0]), None, (0.0, 2.0), layering, 1000).unwrap();
         // 0.35 + 6 x 0.3 = 2.15 covers 2 mm: seven layers, cut mid-layer.
         assert_eq!(s.len(), 7);
@@ -206,7 +275,7 @@ mod tests {
         let bar: Vec<Triangle> =
             cuboid([40.0, 10.0, 5.0]).iter().map(|f| f.map(|v| [v[0], v[1], v[2] + 20.0])).collect();
         t.extend(bar);
-        let layering = Layering { first_layer_height: 0.35, layer_height: 0.3 };
+        let layering = Layering { first_layer_height: 0.35, layer_height: 0.3, min_skin_width: 0.0 };
         let s = slice(&t, None, (0.0, 25.0), layering, 1000).unwrap();
         assert!((s.z[66] - 20.0).abs() < 1e-9, "{}", s.z[66]);
         for (i, area) in s.area.iter().enumerate().take(s.len() - 1) {
@@ -242,10 +311,45 @@ mod tests {
     }
 
     #[test]
+    fn facing_surfaces_are_measured_between_planes_even_where_areas_cancel() {
+        // A 10 mm column up to z = 10 and a second beside it from 10 to 20:
+        // every layer's area is 100 mm², yet the band across z = 10 holds
+        // the first's top and the second's bottom.
+        let mut stairs = cuboid([10.0, 10.0, 10.0]);
+        stairs.extend(cuboid([10.0, 10.0, 10.0]).iter().map(|f| f.map(|v| [v[0] + 20.0, v[1], v[2] + 10.0])));
+        let s = slice(&stairs, None, (0.0, 20.0), Layering::uniform(0.5), 1000).unwrap();
+        assert!(s.area.iter().all(|a| (a - 100.0).abs() < 1e-9), "{:?}", s.area);
+        // Planes at 0.25, 0.75, ...: z = 10 lies between layers 19 and 20.
+        let band =
+            |sums: &[f64]| sums.iter().enumerate().filter(|(_, a)| **a > 0.0).map(|(i, a)| (i, *a)).collect::<Vec<_>>();
+        assert_eq!(band(&s.up_facing), vec![(19, 100.0), (39, 100.0)], "tops: the step and the last layer");
+        assert_eq!(band(&s.down_facing), vec![(19, 100.0)], "the bottom below the first plane is not between planes");
+    }
+
+    #[test]
+    fn steep_flanks_leave_no_skin_when_a_minimum_width_is_set() {
+        let sphere = uv_sphere(10.0, 256, 128);
+        let measure = |min_skin_width| {
+            let layering = Layering { min_skin_width, ..Layering::uniform(0.2) };
+            let s = slice(&sphere, None, (-10.0, 10.0), layering, 1000).unwrap();
+            s.up_facing.iter().sum::<f64>()
+        };
+        // Every upward facet: the upper hemisphere seen from above, π r².
+        let all = measure(0.0);
+        assert!((all - std::f64::consts::PI * 100.0).abs() < 1.0, "{all}");
+        // A layer's height of a facet is 0.2 mm · cot(slope) wide: at least
+        // 0.3 mm only where the slope is under atan(2/3), the cap of radius
+        // r · sin(atan(2/3)) = 10 · 0.5547.
+        let cap = std::f64::consts::PI * (10.0f64 * 0.5547).powi(2);
+        let wide = measure(0.3);
+        assert!((wide - cap).abs() / cap < 0.03, "{wide} vs {cap}");
+    }
+
+    #[test]
     fn limits_and_bad_heights_are_errors() {
         let cube = cuboid([1.0; 3]);
         assert_eq!(slice(&cube, None, (0.0, 1.0), Layering::uniform(0.0), 10), Err(SliceError::BadLayerHeight(0.0)));
-        let bad_first = Layering { first_layer_height: -0.1, layer_height: 0.2 };
+        let bad_first = Layering { first_layer_height: -0.1, layer_height: 0.2, min_skin_width: 0.0 };
         assert_eq!(slice(&cube, None, (0.0, 1.0), bad_first, 10), Err(SliceError::BadLayerHeight(-0.1)));
         let many = Layering::uniform(0.01);
         assert!(matches!(slice(&cube, None, (0.0, 1.0), many, 10), Err(SliceError::TooManyLayers { .. })));
