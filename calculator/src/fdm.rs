@@ -33,8 +33,9 @@
 //!
 //! Deliberately ignored: thin-wall and gap-fill details, seam placement,
 //! avoid-crossing-perimeters detours, ironing, wipe towers, multiple
-//! islands' separate `solid_infill_below_area` checks, and lateral movement
-//! of the section with no change of area (a leaning wall's top skin). The
+//! islands' separate `solid_infill_below_area` checks, and a leaning wall's
+//! top skin (its facets are too steep to count, and its area does not
+//! change). The
 //! harness in `benches/slicer/` measures what that costs against PrusaSlicer.
 
 use std::f64::consts::PI;

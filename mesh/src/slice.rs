@@ -4,8 +4,10 @@
 //! No contours are assembled. Each triangle that crosses a layer's plane adds
 //! one segment, oriented by the triangle's outward normal, and the segments
 //! of a layer sum to its perimeter and (by the shoelace formula) to its area:
-//! outer walls add, holes subtract. The work is one parallel pass over the
-//! triangles with a per-thread accumulator per layer.
+//! outer walls add, holes subtract. The same pass adds each upward- and
+//! downward-facing triangle's area, seen from above, to the gaps between
+//! planes it spans: where the skins of a print go. The work is one parallel
+//! pass over the triangles with a per-thread accumulator per layer.
 
 use crate::contours::Contour;
 use crate::read::Triangles;
