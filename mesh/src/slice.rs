@@ -106,7 +106,9 @@ pub fn slice<T: Triangles + ?Sized>(
     // Layer 0 spans [0, first); layer i >= 1 spans [first + (i-1)h, first + ih).
     let plane = |i: usize| if i == 0 { z_min + first / 2.0 } else { z_min + first + (i as f64 - 0.5) * layer_height };
     // How many planes lie at or below `z`: the band between two planes
-    // that `z` is in, counted from 1.
+    // that `z` is in, counted from 1. The division only finds where to
+    // start looking: rounding may put it a layer off, so it is corrected
+    // with the same comparison the cut uses.
     let planes_up_to = |z: f64| {
         let guess = ((z - z_min - first) / layer_height + 0.5).floor();
         let mut n = if plane(0) > z { 0 } else { guess.clamp(1.0, layers as f64) as usize };
@@ -137,14 +139,10 @@ pub fn slice<T: Triangles + ?Sized>(
             let lo = a[2].min(b[2]).min(c[2]);
             let hi = a[2].max(b[2]).max(c[2]);
             // A corner on a plane counts as above it (see `cut`), so the
-            // triangle crosses exactly the planes in (lo, hi]. The division
-            // only finds where to start looking: rounding may put it a layer
-            // off, so it starts early and steps up with the same comparison.
-            let guess = ((lo - z_min - first) / layer_height + 0.5).floor() - 1.0;
-            let mut i = if plane(0) > lo { 0 } else { guess.max(1.0) as usize };
-            while i < layers && plane(i) <= lo {
-                i += 1;
-            }
+            // triangle crosses exactly the planes in (lo, hi]: the first is
+            // the one after those at or below `lo`.
+            let (first_band, last_band) = (planes_up_to(lo), planes_up_to(hi));
+            let mut i = first_band;
             let normal = cross(sub(b, a), sub(c, a));
             let facing = normal[2] * if flip { -1.0 } else { 1.0 };
             // A layer's height of the facet is layer_height * |nz| / |nxy|
@@ -153,7 +151,6 @@ pub fn slice<T: Triangles + ?Sized>(
             if facing != 0.0 && wide_enough {
                 let skin = if facing > 0.0 { &mut sums.up } else { &mut sums.down };
                 let projected = normal[2].abs() / 2.0;
-                let (first_band, last_band) = (planes_up_to(lo), planes_up_to(hi));
                 if first_band == last_band {
                     if first_band > 0 {
                         skin[first_band - 1] += projected;
