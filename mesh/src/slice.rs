@@ -141,15 +141,31 @@ pub fn slice<T: Triangles + ?Sized>(
             // A corner on a plane counts as above it (see `cut`), so the
             // triangle crosses exactly the planes in (lo, hi]: the first is
             // the one after those at or below `lo`.
-            let (first_band, last_band) = (planes_up_to(lo), planes_up_to(hi));
+            let first_band = planes_up_to(lo);
             let mut i = first_band;
             let normal = cross(sub(b, a), sub(c, a));
+            let Sums { twice_area, perimeter, up, down } = &mut sums;
+            while i < layers && plane(i) <= hi {
+                if let Some((p, q)) = cut(a, b, c, plane(i)) {
+                    // Orient the segment so the part lies to its left: its
+                    // right-hand side must face along the outward normal.
+                    let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
+                    let outward = (dy * normal[0] - dx * normal[1]) * if flip { -1.0 } else { 1.0 };
+                    let (p, q) = if outward >= 0.0 { (p, q) } else { (q, p) };
+                    twice_area[i] += p[0] * q[1] - q[0] * p[1];
+                    perimeter[i] += dx.hypot(dy);
+                }
+                i += 1;
+            }
+            // The loop stopped at the first plane above `hi`.
+            let last_band = i;
             let facing = normal[2] * if flip { -1.0 } else { 1.0 };
             // A layer's height of the facet is layer_height * |nz| / |nxy|
-            // wide seen from above.
-            let wide_enough = layer_height * normal[2].abs() >= min_skin_width * normal[0].hypot(normal[1]);
+            // wide seen from above (compared squared: no root per triangle).
+            let wide_enough = (layer_height * normal[2]).powi(2)
+                >= min_skin_width * min_skin_width * (normal[0] * normal[0] + normal[1] * normal[1]);
             if facing != 0.0 && wide_enough {
-                let skin = if facing > 0.0 { &mut sums.up } else { &mut sums.down };
+                let skin = if facing > 0.0 { up } else { down };
                 let projected = normal[2].abs() / 2.0;
                 if first_band == last_band {
                     if first_band > 0 {
@@ -163,19 +179,6 @@ pub fn slice<T: Triangles + ?Sized>(
                         skin[band - 1] += projected * (top - bottom).max(0.0) / (hi - lo);
                     }
                 }
-            }
-            let Sums { twice_area, perimeter, .. } = &mut sums;
-            while i < layers && plane(i) <= hi {
-                if let Some((p, q)) = cut(a, b, c, plane(i)) {
-                    // Orient the segment so the part lies to its left: its
-                    // right-hand side must face along the outward normal.
-                    let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
-                    let outward = (dy * normal[0] - dx * normal[1]) * if flip { -1.0 } else { 1.0 };
-                    let (p, q) = if outward >= 0.0 { (p, q) } else { (q, p) };
-                    twice_area[i] += p[0] * q[1] - q[0] * p[1];
-                    perimeter[i] += dx.hypot(dy);
-                }
-                i += 1;
             }
             sums
         },
