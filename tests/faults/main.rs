@@ -108,6 +108,12 @@ impl Farm {
         self.worker_with_ops(extra).0
     }
 
+    /// A worker that is not waited on: one that may die on its first job
+    /// before its ops endpoint says it listens.
+    fn start_worker(&self, extra: &[(&'static str, String)]) -> FarmProcess {
+        FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &self.with(extra))
+    }
+
     /// A worker and the address of its ops endpoint (`/healthz`, `/readyz`, `/metrics`).
     fn worker_with_ops(&self, extra: &[(&'static str, String)]) -> (FarmProcess, String) {
         let mut process = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &self.with(extra));
@@ -329,7 +335,9 @@ async fn poison_models_that_panic_or_kill_their_worker() {
 
     // A supervisor, as Kubernetes would be: a worker that dies is restarted.
     let mut restarts = 0;
-    let mut worker = farm.worker(&settings);
+    // It is not waited on: a restarted worker may take the killer job and
+    // die before it logs that it listens.
+    let mut worker = farm.start_worker(&settings);
     let deadline = Instant::now() + BATCH_PATIENCE;
     loop {
         let counts = count(&farm, &api, &jobs).await;
@@ -339,7 +347,7 @@ async fn poison_models_that_panic_or_kill_their_worker() {
         if worker.exited().is_some() {
             restarts += 1;
             assert!(restarts <= 10, "the worker keeps dying:\n{}", worker.logs());
-            worker = farm.worker(&settings);
+            worker = farm.start_worker(&settings);
         }
         assert!(Instant::now() < deadline, "the batch never ended:\n{}", api_process.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
