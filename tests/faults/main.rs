@@ -146,20 +146,6 @@ impl Api {
         self.get(&format!("/v1/pricing-jobs/{job_id}")).await.1
     }
 
-    /// The job once it has ended: the worker's result reaches the API through
-    /// the broker, so a job its worker finished may still read `running`
-    /// for a moment.
-    async fn ended(&self, job_id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let job = self.job(job_id).await;
-            if !matches!(job["status"].as_str(), Some("queued" | "running")) || Instant::now() >= deadline {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Waits until the jobs reach a final state, or the patience runs out.
     async fn settle(&self, job_ids: &[String], processes: &[&FarmProcess]) {
         let deadline = Instant::now() + BATCH_PATIENCE;
@@ -417,7 +403,9 @@ async fn sigterm_in_the_middle_of_a_job() {
         "the running jobs are still scraped:\n{metrics}"
     );
     assert_eq!(first.wait_exit(Duration::from_secs(30)), Some(0), "exit 0 after draining:\n{}", first.logs());
-    let job = api.ended(&finishing).await;
+    // Its result reaches the API through the broker, after the worker is gone.
+    api.settle(std::slice::from_ref(&finishing), &[&api_process, &first]).await;
+    let job = api.job(&finishing).await;
     assert_eq!(
         (job["status"].as_str(), job["deliveries"].as_i64()),
         (Some("succeeded"), Some(1)),
