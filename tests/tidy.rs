@@ -113,3 +113,36 @@ fn no_ignored_tests_or_debug_leftovers() {
     }
     assert!(offences.is_empty(), "{offences:#?}");
 }
+
+/// The repository is self-contained: no tracked file reads data from beside
+/// the checkout (a user's clone has nothing there). Markdown may mention
+/// where the corpus came from; code, scripts and configuration may not
+/// reach for it.
+#[test]
+fn nothing_tracked_reads_outside_the_repository() {
+    let output = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("run git ls-files (the tidy tests run in a git checkout)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let tracked: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert!(tracked.iter().any(|p| p == "tests/tidy.rs"), "git ls-files lists our files: {tracked:?}");
+    // Spelled in pieces so that this file does not match itself.
+    let outside = [concat!("..", "/shared"), concat!("shared/", "stl-corpus"), concat!("\"..\", ", "\"shared\"")];
+    let mut offences = Vec::new();
+    for path in tracked.iter().filter(|p| !p.ends_with(".md") && !p.starts_with("tests/data/")) {
+        let Ok(text) = std::fs::read_to_string(workspace_root().join(path)) else { continue };
+        for (number, line) in text.lines().enumerate() {
+            if let Some(pattern) = outside.iter().find(|pattern| line.contains(*pattern)) {
+                offences.push(format!("{path}:{}: {pattern}", number + 1));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "tracked files that read from outside the repository: {offences:#?}");
+}

@@ -45,7 +45,7 @@ REPO=$(cd -- "$HERE/../.." && pwd -P)
 DATA=$HERE/data
 LOGS=$DATA/logs
 VENV=$HERE/.venv
-CORPUS=$REPO/../shared/stl-corpus/files
+CORPUS=$REPO/tests/data/corpus/files
 
 CMDLINE=$(printf '%q ' "$0" "$@")
 CMDLINE=${CMDLINE% }

@@ -33,7 +33,7 @@ GCODE_DIR = os.path.join(DATA, "gcode")
 LOGS_DIR = os.path.join(DATA, "logs")
 CACHE_DIR = os.path.join(HERE, ".cache")
 PROFILES_DIR = os.path.join(HERE, "profiles")
-CORPUS = os.path.join(REPO, "..", "shared", "stl-corpus", "files")
+CORPUS = os.path.join(REPO, "tests", "data", "corpus", "files")
 
 BED = (250.0, 210.0, 210.0)  # the farm's printer: X, Y, Z in mm
 PLA_DENSITY = 1.24  # g/cm3; every profile sets filament_density to this

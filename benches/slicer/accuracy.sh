@@ -7,7 +7,7 @@
 #                              [--keep-gcode] [--timeout SECONDS]
 #
 # Writes generated shapes into benches/slicer/data/models/ (deterministic binary STL) and
-# adds six real models from ../shared/stl-corpus/files. For every (model, profile in
+# adds six real models from tests/data/corpus/files. For every (model, profile in
 # benches/slicer/profiles/) pair it slices with `prusa-slicer --load PROFILE --export-gcode`
 # (serially, timed, cached in benches/slicer/.cache/), reads PrusaSlicer's estimates and a
 # per-feature breakdown from the G-code, then runs `farm quote --profile PROFILE --format json`

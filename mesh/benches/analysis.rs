@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the mesh engine's stages: reading, welding,
 //! topology, the whole analysis, and slicing, on generated UV spheres and on
-//! the shared corpus's two large composite plates (when present).
+//! the corpus's two large composite plates.
 //!
 //! `cargo bench -p mesh --bench analysis`; set `MESH_BENCH_4M=1` to add the
 //! 4M-triangle sphere (a 200 MB file in memory).
@@ -19,11 +19,10 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
     }
     let mut inputs: Vec<(String, Vec<u8>)> =
         sizes.into_iter().map(|(name, s, r)| (name.to_string(), write_binary_stl(&uv_sphere(20.0, s, r)))).collect();
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/stl-corpus/files");
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/corpus/files");
     for plate in ["composite_plate_benchy_robot_disc_gunwale.stl", "composite_plate_m3x10_screw_x33.stl"] {
-        if let Ok(bytes) = std::fs::read(corpus.join(plate)) {
-            inputs.push((plate.trim_end_matches(".stl").to_string(), bytes));
-        }
+        let bytes = std::fs::read(corpus.join(plate)).expect("the corpus is part of the repository");
+        inputs.push((plate.trim_end_matches(".stl").to_string(), bytes));
     }
     inputs
 }

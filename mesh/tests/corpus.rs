@@ -1,5 +1,5 @@
-//! Agreement with the shared corpus of 37 real STL files and its reference
-//! values (trimesh 5.2 and admesh), in `../shared/stl-corpus/`.
+//! Agreement with the corpus of 37 real STL files and its reference values
+//! (trimesh 5.2 and admesh), in `tests/data/corpus/` at the workspace root.
 //!
 //! Default analysis welds bit-exactly, so its edge counts compare with the
 //! reference's `exactweld_*` columns; with a 1e-8 weld (trimesh's rounding)
@@ -42,17 +42,10 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
     ("openscad_issue945e_ascii.stl", "shells", "a non-manifold edge joins its two solids in trimesh, never in ours"),
 ];
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/stl-corpus");
-    if dir.join("reference.csv").exists() {
-        return Some(dir);
-    }
-    let message = format!("the shared STL corpus is not at {}", dir.display());
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and {message}");
-    }
-    eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");
-    None
+/// The corpus is part of the repository (see its README for each file's
+/// source and licence), so it is always there.
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/corpus")
 }
 
 /// Parses CSV with quoted fields (commas and doubled quotes inside quotes).
@@ -91,7 +84,7 @@ fn close(ours: f64, theirs: f64, relative: f64) -> bool {
 
 #[test]
 fn the_corpus_agrees_with_the_reference_values() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let rows = parse_csv(&std::fs::read_to_string(dir.join("reference.csv")).unwrap());
     assert_eq!(rows.len(), 37);
     let mut failures = Vec::new();
@@ -178,7 +171,7 @@ fn the_corpus_agrees_with_the_reference_values() {
 fn known_differences_are_still_differences() {
     // An exemption that no longer applies should be removed, so the list
     // stays an honest account of where we differ.
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let rows = parse_csv(&std::fs::read_to_string(dir.join("reference.csv")).unwrap());
     for (file, field, _) in KNOWN_DIFFERENCES {
         let row = rows.iter().find(|r| r["file"] == *file).expect("listed files exist");

@@ -19,18 +19,11 @@ pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The model the acceptance check prices: the shared corpus's 20 mm
-/// calibration cube (7938.68 mm³) when the corpus is beside the repo, else
-/// our own generated 20 mm cube (8000 mm³).
+/// The model the acceptance check prices: the corpus's 20 mm calibration
+/// cube, whose volume trimesh gives as 7938.68 mm³.
 pub(crate) fn reference_cube() -> (Vec<u8>, f64) {
-    let corpus = workspace_root().join("../shared/stl-corpus/files/trimesh_20mm_xyz_cube.stl");
-    match std::fs::read(&corpus) {
-        Ok(bytes) => (bytes, 7938.68),
-        Err(_) => {
-            eprintln!("note: shared corpus not found at {}; using tests/data/cube_20mm.stl", corpus.display());
-            (std::fs::read(workspace_root().join("tests/data/cube_20mm.stl")).unwrap(), 8000.0)
-        }
-    }
+    let path = workspace_root().join("tests/data/corpus/files/trimesh_20mm_xyz_cube.stl");
+    (std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())), 7938.68)
 }
 
 /// A running `farm` process. Its log lines (stderr, JSON) are collected so a
