@@ -126,12 +126,8 @@ fn nothing_tracked_reads_outside_the_repository() {
         .output()
         .expect("run git ls-files (the tidy tests run in a git checkout)");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let tracked: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .split('\0')
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
+    let tracked: Vec<String> =
+        String::from_utf8(output.stdout).unwrap().split('\0').filter(|p| !p.is_empty()).map(str::to_string).collect();
     assert!(tracked.iter().any(|p| p == "tests/tidy.rs"), "git ls-files lists our files: {tracked:?}");
     // Spelled in pieces so that this file does not match itself.
     let outside = [concat!("..", "/shared"), concat!("shared/", "stl-corpus"), concat!("\"..\", ", "\"shared\"")];

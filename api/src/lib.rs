@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod consume;
+mod contract;
 mod dead_letters;
 pub mod error;
 mod monitor;

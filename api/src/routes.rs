@@ -62,10 +62,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The router and the OpenAPI document it serves at `/v1/openapi.json`.
-pub(crate) fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
-    let model_limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every documented route, registered once: the router and the OpenAPI
+/// document both come from this.
+fn registrations(model_limit: usize) -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(upload_model).layer(DefaultBodyLimit::max(model_limit)))
         .routes(routes!(create_job))
         .routes(routes!(get_job))
@@ -74,11 +74,25 @@ pub(crate) fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi)
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
-        .split_for_parts();
-    let document = Arc::new(openapi.clone());
+}
+
+/// The OpenAPI document as the routes generate it, before
+/// [`crate::contract::exact_document`] writes the run-time limits in.
+#[cfg(test)]
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
+    registrations(usize::MAX).split_for_parts().1
+}
+
+/// The router and the OpenAPI document it serves at `/v1/openapi.json`.
+pub(crate) fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
+    let model_limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
+    let (router, openapi) = registrations(model_limit).split_for_parts();
+    let facts = crate::contract::ContractFacts::of(&state.services.pricing.book, state.settings.max_model_bytes);
+    let document = Arc::new(crate::contract::exact_document(&openapi, &facts));
     let router = router
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn(crate::contract::json_client_errors))
         .layer(middleware::from_fn(record_http_metrics))
         .with_state(state);
     (router, openapi)
@@ -205,14 +219,10 @@ struct CreateJob {
     model_id: String,
     /// A material of the price book: it picks the technology.
     material: String,
-    #[serde(default = "one")]
+    #[serde(default = "crate::contract::one", deserialize_with = "crate::contract::whole_number")]
     quantity: u32,
     #[serde(default)]
     colour: Option<String>,
-}
-
-fn one() -> u32 {
-    1
 }
 
 #[derive(Serialize, ToSchema)]

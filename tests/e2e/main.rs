@@ -10,6 +10,7 @@ mod services;
 
 mod bench;
 mod cli;
+mod contract;
 mod embedded;
 mod helpers;
 mod observability;

@@ -38,26 +38,22 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
 }
 
 /// The longest `Idempotency-Key` accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 200;
 const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
+pub(crate) const MAX_PAGE: usize = 500;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub(crate) struct CreateOrder {
     /// A model uploaded with `POST /v1/models`.
     pub(crate) model_id: String,
     pub(crate) material: String,
-    #[serde(default = "one")]
+    #[serde(default = "crate::contract::one", deserialize_with = "crate::contract::whole_number")]
     pub(crate) quantity: u32,
     #[serde(default)]
     pub(crate) colour: Option<String>,
     /// The seller's customer, when the seller sells on.
     #[serde(default)]
     pub(crate) customer: Option<String>,
-}
-
-fn one() -> u32 {
-    1
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,0 +1,346 @@
+//! The API contract made exact: the limits, lists and formats the server
+//! enforces, written into the OpenAPI document, and the JSON error shape on
+//! every client error, even those axum answers before a handler runs.
+//!
+//! utoipa generates the document from the route registrations, but some of
+//! what the server enforces is only known at run time: the materials and the
+//! largest quantity come from the loaded price book. Rules here are keyed by
+//! the *meaning* of a field (every `limit` parameter, every `quantity`
+//! property), not by route, so a new route that takes a `limit` is covered
+//! without being listed; `exact_document` panics at start if a rule finds
+//! nothing to apply to, so a renamed field cannot silently leave the
+//! document loose (a unit test builds the real document).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::{ErrorBody, ErrorDetail};
+
+/// What the server enforces that the generated document cannot know.
+#[derive(Debug, Clone)]
+pub(crate) struct ContractFacts {
+    /// The price book's material names, as the book spells them.
+    pub(crate) materials: Vec<String>,
+    /// Every colour any material offers.
+    pub(crate) colours: Vec<String>,
+    /// Each material with the colours it offers.
+    pub(crate) colours_of: Vec<(String, Vec<String>)>,
+    pub(crate) max_quantity: u32,
+    pub(crate) max_page: usize,
+    pub(crate) max_idempotency_key: usize,
+    pub(crate) max_model_bytes: u64,
+}
+
+impl ContractFacts {
+    pub(crate) fn of(book: &calculator::PriceBook, max_model_bytes: u64) -> Self {
+        let mut colours: Vec<String> = book.materials.iter().flat_map(|m| m.colours.iter().cloned()).collect();
+        colours.sort();
+        colours.dedup();
+        Self {
+            materials: book.materials.iter().map(|m| m.name.clone()).collect(),
+            colours,
+            colours_of: book.materials.iter().map(|m| (m.name.clone(), m.colours.clone())).collect(),
+            max_quantity: book.max_quantity,
+            max_page: crate::orders::routes::MAX_PAGE,
+            max_idempotency_key: crate::orders::routes::MAX_IDEMPOTENCY_KEY,
+            max_model_bytes,
+        }
+    }
+}
+
+/// The generated document with the server's real limits written in.
+pub(crate) fn exact_document(openapi: &utoipa::openapi::OpenApi, facts: &ContractFacts) -> Value {
+    let mut doc = serde_json::to_value(openapi).expect("an OpenAPI document always serializes");
+    let mut applied = Applied::default();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(operations) = item.as_object_mut() else { continue };
+            for operation in operations.values_mut() {
+                tighten_parameters(operation, facts, &mut applied);
+                if path == "/v1/models" {
+                    binary_model_body(operation, facts, &mut applied);
+                }
+            }
+        }
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        for (name, schema) in schemas.iter_mut() {
+            tighten_schema(name, schema, facts, &mut applied);
+        }
+    }
+    add_links(&mut doc, &mut applied);
+    applied.assert_complete();
+    doc
+}
+
+/// Which rules found something to apply to.
+#[derive(Debug, Default)]
+struct Applied {
+    limit: bool,
+    cursor: bool,
+    status: bool,
+    idempotency_key: bool,
+    model_body: bool,
+    quantity: bool,
+    material: bool,
+    colour: bool,
+    crm_type: bool,
+    ids: bool,
+    links: bool,
+}
+
+impl Applied {
+    fn assert_complete(&self) {
+        let missing: Vec<&str> = [
+            ("limit", self.limit),
+            ("cursor", self.cursor),
+            ("status", self.status),
+            ("Idempotency-Key", self.idempotency_key),
+            ("the model body", self.model_body),
+            ("quantity", self.quantity),
+            ("material", self.material),
+            ("colour", self.colour),
+            ("the CRM event type", self.crm_type),
+            ("model_id", self.ids),
+            ("links", self.links),
+        ]
+        .into_iter()
+        .filter_map(|(name, done)| (!done).then_some(name))
+        .collect();
+        assert!(missing.is_empty(), "contract rules that found nothing to apply to: {missing:?}");
+    }
+}
+
+fn tighten_parameters(operation: &mut Value, facts: &ContractFacts, applied: &mut Applied) {
+    let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else { return };
+    for parameter in parameters {
+        let name = parameter["name"].as_str().unwrap_or_default().to_string();
+        let place = parameter["in"].as_str().unwrap_or_default().to_string();
+        let schema = &mut parameter["schema"];
+        match (place.as_str(), name.as_str()) {
+            ("query", "limit") => {
+                *schema = json!({"type": "integer", "minimum": 1, "maximum": facts.max_page, "default": 50});
+                applied.limit = true;
+            }
+            ("query", "cursor") => {
+                // What `next_cursor` holds: the last row's creation time and id.
+                *schema = json!({"type": "string", "pattern": "^-?[0-9]{1,18}:.+$"});
+                applied.cursor = true;
+            }
+            ("query", "status") => {
+                *schema = json!({"$ref": "#/components/schemas/OrderStatus"});
+                applied.status = true;
+            }
+            ("header", "Idempotency-Key") => {
+                // The server trims it; a key of spaces is no key.
+                *schema = json!({
+                    "type": "string", "minLength": 1, "maxLength": facts.max_idempotency_key,
+                    "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"
+                });
+                applied.idempotency_key = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The upload is the file's raw bytes, not a JSON array of integers (what
+/// utoipa writes for `Vec<u8>`).
+fn binary_model_body(operation: &mut Value, facts: &ContractFacts, applied: &mut Applied) {
+    let Some(body) = operation.get_mut("requestBody") else { return };
+    // Any content type is read the same way (the format is detected from the
+    // bytes); the document names the one every client can send.
+    let binary = json!({"schema": {"type": "string", "format": "binary", "maxLength": facts.max_model_bytes}});
+    body["content"] = json!({ "application/octet-stream": binary });
+    applied.model_body = true;
+}
+
+fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied: &mut Applied) {
+    let request = matches!(name, "CreateOrder" | "CreateJob");
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    for (field, property) in properties.iter_mut() {
+        match (request, field.as_str()) {
+            (true, "quantity") => {
+                *property = json!({"type": "integer", "minimum": 1, "maximum": facts.max_quantity, "default": 1});
+                applied.quantity = true;
+            }
+            (true, "material") => {
+                *property = json!({"type": "string", "enum": facts.materials, "description": "A material of the loaded price book."});
+                applied.material = true;
+            }
+            (true, "colour") => {
+                let mut colours: Vec<Value> = facts.colours.iter().map(|c| json!(c)).collect();
+                colours.push(Value::Null);
+                *property = json!({"type": ["string", "null"], "enum": colours, "description": "One of the material's colours."});
+                applied.colour = true;
+            }
+            (true, "model_id") => {
+                *property = json!({"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The `model_id` `POST /v1/models` answered."});
+                applied.ids = true;
+            }
+            _ => {}
+        }
+    }
+    if name == "CrmEventBody" {
+        properties.insert("type".into(), json!({"type": "string", "enum": ["approved", "cancelled"]}));
+        for id in ["event_id", "order_id"] {
+            properties.insert(id.into(), json!({"type": "string", "minLength": 1, "pattern": "\\S"}));
+        }
+        applied.crm_type = true;
+    }
+    if request {
+        // A colour must be one the chosen material offers: one branch per
+        // material, so a generator (or a reader) sees the pairs that work.
+        let branches: Vec<Value> = facts
+            .colours_of
+            .iter()
+            .map(|(material, colours)| {
+                let mut allowed: Vec<Value> = colours.iter().map(|c| json!(c)).collect();
+                allowed.push(Value::Null);
+                json!({"properties": {"material": {"const": material}, "colour": {"enum": allowed}}})
+            })
+            .collect();
+        schema["oneOf"] = Value::Array(branches);
+    }
+}
+
+/// Links from what a response creates to the operations that use it, so a
+/// stateful run follows an order or a job from its creation.
+fn add_links(doc: &mut Value, applied: &mut Applied) {
+    let links = [
+        ("/v1/orders", "post", "201", "order_id", &["get_order", "cancel_order"][..]),
+        ("/v1/pricing-jobs", "post", "202", "job_id", &["get_job", "cancel_job"][..]),
+        ("/v1/pricing-jobs", "post", "201", "job_id", &["get_job", "cancel_job"][..]),
+    ];
+    for (path, method, status, field, targets) in links {
+        let pointer = format!("/paths/{}/{method}/responses/{status}", path.replace('/', "~1"));
+        let Some(response) = doc.pointer_mut(&pointer).and_then(Value::as_object_mut) else { continue };
+        let entry = response.entry("links").or_insert_with(|| json!({}));
+        for target in targets {
+            entry[*target] = json!({
+                "operationId": target,
+                "parameters": { field: format!("$response.body#/{field}") },
+            });
+        }
+        applied.links = true;
+    }
+}
+
+/// Reads a count that JSON Schema calls an integer: `3` and also `3.0`
+/// (JSON has one number type, and clients that think in floats send the
+/// latter). A fraction, a negative or a value past `u32` is refused.
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let number = <serde_json::Number as serde::Deserialize>::deserialize(deserializer)?;
+    if let Some(n) = number.as_u64() {
+        return u32::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => Ok(f as u32),
+        _ => Err(serde::de::Error::custom(format!("expected a whole number, got {number}"))),
+    }
+}
+
+/// [`whole_number`], or 1 when absent.
+pub(crate) fn one() -> u32 {
+    1
+}
+
+/// Gives every client error the JSON shape of [`ErrorBody`]. Handlers answer
+/// with it already; this catches what axum answers before a handler runs
+/// (an unknown route, a wrong method, a query string that does not parse, a
+/// body over the limit) and would otherwise send as plain text or nothing.
+pub(crate) async fn json_client_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // axum's rejection texts are short; anything longer is cut, not held.
+    let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        _ => "bad_request",
+    };
+    let message = match (status, text) {
+        (StatusCode::NOT_FOUND, _) => format!("no route for {method} {path}"),
+        (StatusCode::METHOD_NOT_ALLOWED, _) => format!("{method} is not allowed on {path}"),
+        (_, Ok(text)) if !text.is_empty() => text,
+        _ => status.canonical_reason().unwrap_or("bad request").to_string(),
+    };
+    let body = ErrorBody { error: ErrorDetail { code: code.into(), message, details: None } };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let json = serde_json::to_vec(&body).expect("error bodies always serialize");
+    let mut response = Response::from_parts(parts, Body::from(json));
+    *response.status_mut() = status;
+    response.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> ContractFacts {
+        ContractFacts::of(&calculator::PriceBook::builtin(), 1 << 20)
+    }
+
+    #[test]
+    fn every_rule_applies_to_the_real_document() {
+        // Builds the document the server serves; `exact_document` panics if
+        // a rule found nothing, so a renamed field fails here.
+        let openapi = crate::routes::document();
+        let doc = exact_document(&openapi, &facts());
+        let limit = doc.pointer("/paths/~1v1~1orders/get/parameters").unwrap().as_array().unwrap();
+        let limit = limit.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["minimum"], 1);
+        assert_eq!(limit["schema"]["maximum"], crate::orders::routes::MAX_PAGE);
+        let quantity = doc.pointer("/components/schemas/CreateOrder/properties/quantity").unwrap();
+        assert_eq!(quantity["maximum"], calculator::PriceBook::builtin().max_quantity);
+        let material = doc.pointer("/components/schemas/CreateJob/properties/material/enum").unwrap();
+        assert!(material.as_array().unwrap().iter().any(|m| m == "pla"), "{material}");
+        let body =
+            doc.pointer("/paths/~1v1~1models/post/requestBody/content/application~1octet-stream/schema").unwrap();
+        assert_eq!(body["format"], "binary");
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        #[derive(serde::Deserialize)]
+        struct Q {
+            #[serde(deserialize_with = "whole_number")]
+            quantity: u32,
+        }
+        let read = |text: &str| serde_json::from_str::<Q>(text).map(|q| q.quantity);
+        assert_eq!(read(r#"{"quantity": 3}"#).unwrap(), 3);
+        assert_eq!(read(r#"{"quantity": 3.0}"#).unwrap(), 3);
+        for bad in [r#"{"quantity": 3.5}"#, r#"{"quantity": -1}"#, r#"{"quantity": 1e12}"#, r#"{"quantity": "3"}"#] {
+            assert!(read(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "found nothing to apply to")]
+    fn a_rule_without_a_target_fails_loudly() {
+        let empty = utoipa::openapi::OpenApiBuilder::new().build();
+        exact_document(&empty, &facts());
+    }
+}
