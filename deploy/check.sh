@@ -292,6 +292,10 @@ SELF_TEST_CASES=(
     "build context without a workspace member|Docker build context|sub('deploy/Dockerfile.dockerignore', '!api/\n', '')"
     "Dockerfile lint error|hadolint|sub('deploy/Dockerfile', 'FROM debian:\${DEBIAN_RELEASE}-slim AS runtime', 'FROM debian:latest AS runtime')"
     "compose file against its schema|compose config|sub('deploy/compose.yaml', '      replicas: 2', '      replicas: two')"
+    "pricing ConfigMap mounted writable|farm policy prod|sub('k8s/base/workers/worker-slow.yaml', '              mountPath: /etc/farm/pricing\n              readOnly: true', '              mountPath: /etc/farm/pricing')"
+    "price book path outside the mounted ConfigMap|farm policy dev|sub('k8s/base/farm.env', 'FARM_PRICE_BOOK=/etc/farm/pricing/price-book.toml', 'FARM_PRICE_BOOK=/etc/farm/price-book.toml')"
+    "price book that is not TOML|farm policy prod|sub('k8s/base/pricing/price-book.toml', 'currency = \"EUR\"', 'currency = EUR')"
+    "compose without the pricing files|compose config|sub('deploy/compose.yaml', '    - ../k8s/base/pricing:/etc/farm/pricing:ro\n', '')"
     "broker timeout in compose differs from the workers'|compose config|sub('deploy/rabbitmq/farm.conf', 'consumer_timeout = 3600000', 'consumer_timeout = 1800000')"
 )
 
