@@ -15,6 +15,7 @@ Subcommands (each exits non-zero and prints `ERROR ...` lines on failure):
   compose CONFIG_JSON       the same invariants on `docker compose config` output
   alerts                    alert conventions, runbook sections, and a firing and a
                             quiet promtool case for every alert
+  alert-routes AMTOOL CFG   every alert reaches the Alertmanager receiver of its severity
   metrics                   deploy/metrics.txt naming, its names against the Rust
                             sources, and every metric in alerts and dashboard known
   dashboard-rules OUT       the dashboard's expressions as a rules file, so that
@@ -594,8 +595,40 @@ def cmd_alerts(args):
                 "FarmDatabaseUnreachable", "FarmBrokerUnreachable", "FarmTargetDown"}
     for name in sorted(required - set(alerts)):
         error(f"alerts.yml lacks {name} (issue 7 asks for it)")
+    # An order may be PRICING for a whole slow-lane run: the stuck-order
+    # alert must not fire before the slow deadline has passed.
+    deadline = float(parse_env_file((ROOT / "k8s" / "base" / "farm.env").read_text()).get("FARM_SLOW_DEADLINE_S", 2700))
+    for g in groups:
+        for r in g["rules"]:
+            if r.get("alert") == "FarmOrdersStuckPricing":
+                m = re.search(r"farm_orders_pricing_oldest_age_seconds\)\s*>\s*(\d+)", r["expr"])
+                if not m or float(m.group(1)) < deadline + 60:
+                    error(f"FarmOrdersStuckPricing: its threshold must exceed FARM_SLOW_DEADLINE_S ({deadline:.0f} s) "
+                          "+ 60 s, or it fires on orders whose job may still be running")
     print(f"{len(alerts)} alerts, each with a firing and a quiet test case")
     return finish("alerts")
+
+
+def cmd_alert_routes(args):
+    """Every alert of alerts.yml reaches the receiver its severity names."""
+    import subprocess
+    amtool, config = args[0], args[1]
+    want = {"critical": "farm-pager", "warning": "farm-tickets"}
+    count = 0
+    for g in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for r in g["rules"]:
+            if "alert" not in r:
+                continue
+            labels = {**(r.get("labels") or {}), "alertname": r["alert"]}
+            done = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}",
+                                   *[f"{k}={v}" for k, v in labels.items()]], capture_output=True, text=True)
+            got = done.stdout.strip()
+            if got != want.get(labels.get("severity"), "?"):
+                error(f"{r['alert']} (severity {labels.get('severity')}) routes to {got!r}, "
+                      f"not {want.get(labels.get('severity'))!r}")
+            count += 1
+    print(f"{count} alerts routed by severity")
+    return finish("alert-routes")
 
 
 # --- metrics ------------------------------------------------------------
@@ -751,6 +784,7 @@ COMMANDS = {
     "policy": cmd_policy,
     "compose": cmd_compose,
     "alerts": cmd_alerts,
+    "alert-routes": cmd_alert_routes,
     "metrics": cmd_metrics,
     "dashboard-rules": cmd_dashboard_rules,
 }
