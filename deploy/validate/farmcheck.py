@@ -15,6 +15,7 @@ Subcommands (each exits non-zero and prints `ERROR ...` lines on failure):
   compose CONFIG_JSON       the same invariants on `docker compose config` output
   alerts                    alert conventions, runbook sections, and a firing and a
                             quiet promtool case for every alert
+  alert-routes AMTOOL CFG   every alert reaches the Alertmanager receiver of its severity
   metrics                   deploy/metrics.txt naming, its names against the Rust
                             sources, and every metric in alerts and dashboard known
   dashboard-rules OUT       the dashboard's expressions as a rules file, so that
@@ -202,6 +203,21 @@ def pod_checks(name, pod, is_farm):
                 error(f"{where}: a read-only root needs an emptyDir at /tmp")
 
 
+def check_price_book(text, where):
+    """The book parses as TOML and names its version (the farm checks the rest at start)."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: the syntax is left to the farm
+        return
+    try:
+        book = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        error(f"{where}: price-book.toml is not TOML: {e}")
+        return
+    if not str(book.get("version", "")).strip():
+        error(f"{where}: price-book.toml has no version (quotes name it; the quote cache is keyed by it)")
+
+
 def env_of(container):
     return {e["name"]: e for e in container.get("env") or []}
 
@@ -279,6 +295,37 @@ def cmd_policy(args):
             error(f"Secret/{sname} is in the prod render: prod Secrets come from the secret manager, not the repo")
         elif not all("CHANGE-ME" in str(v) for v in values.values()):
             error(f"Secret/{sname}: every committed value must be a CHANGE-ME placeholder")
+
+    # Pricing: the price book and profile from one generated ConfigMap,
+    # mounted read-only where FARM_PRICE_BOOK and FARM_FDM_PROFILE point.
+    pricing = [c for n, c in configmaps.items() if n.startswith("farm-pricing")]
+    if len(pricing) != 1:
+        error(f"expected one farm-pricing ConfigMap, found {len(pricing)}")
+    else:
+        files = pricing[0].get("data") or {}
+        for key in ("price-book.toml", "profile.ini"):
+            if key not in files:
+                error(f"ConfigMap {pricing[0]['metadata']['name']} lacks {key}")
+        check_price_book(files.get("price-book.toml", ""), pricing[0]["metadata"]["name"])
+        for var, key in (("FARM_PRICE_BOOK", "price-book.toml"), ("FARM_FDM_PROFILE", "profile.ini")):
+            path = config.get(var, "")
+            if not path.endswith("/" + key):
+                error(f"farm-config: {var} must point at the mounted {key}, not {path!r}")
+        for name, d in farm_deps.items():
+            pod = d["spec"]["template"]["spec"]
+            volumes = {v["name"]: v for v in pod.get("volumes") or []}
+            for c in pod["containers"]:
+                mounted = [m for m in c.get("volumeMounts") or []
+                           if (volumes.get(m.get("name")) or {}).get("configMap", {}).get("name")
+                           == pricing[0]["metadata"]["name"]]
+                if not mounted:
+                    error(f"Deployment/{name}: the farm-pricing ConfigMap is not mounted")
+                for m in mounted:
+                    if m.get("readOnly") is not True:
+                        error(f"Deployment/{name}: mount the farm-pricing ConfigMap readOnly")
+                    for var in ("FARM_PRICE_BOOK", "FARM_FDM_PROFILE"):
+                        if not config.get(var, "").startswith(m["mountPath"].rstrip("/") + "/"):
+                            error(f"Deployment/{name}: {var} ({config.get(var)}) is not under {m['mountPath']}")
 
     # The API group.
     apis = [n for n, d in farm_deps.items()
@@ -476,6 +523,19 @@ def cmd_compose(args):
             if grace < d + 60:
                 error(f"compose {name}: stop_grace_period {grace:.0f} s must exceed the {lane} deadline {d:.0f} s "
                       "by 60 s, or a stop kills running jobs")
+    pricing = DEPLOY.parent / "k8s" / "base" / "pricing"
+    for name in ("api", "worker-fast", "worker-slow"):
+        s = services.get(name)
+        if not s:
+            continue
+        env = s.get("environment") or {}
+        mounts = [v for v in s.get("volumes") or [] if Path(str(v.get("source", ""))).resolve() == pricing.resolve()]
+        if not mounts or not all(v.get("read_only") for v in mounts):
+            error(f"compose {name}: mount k8s/base/pricing (the files the ConfigMap is made of) read-only")
+        for var, key in (("FARM_PRICE_BOOK", "price-book.toml"), ("FARM_FDM_PROFILE", "profile.ini")):
+            if not any(env.get(var) == f"{str(v.get('target', '')).rstrip('/')}/{key}" for v in mounts):
+                error(f"compose {name}: {var} must point at {key} in the mounted pricing folder")
+    check_price_book((pricing / "price-book.toml").read_text(), "k8s/base/pricing")
     prom = services.get("prometheus", {})
     if not any(str(v.get("source", "")).endswith("prometheus/alerts.yml") for v in prom.get("volumes", [])):
         error("compose: prometheus must load deploy/prometheus/alerts.yml")
@@ -535,8 +595,40 @@ def cmd_alerts(args):
                 "FarmDatabaseUnreachable", "FarmBrokerUnreachable", "FarmTargetDown"}
     for name in sorted(required - set(alerts)):
         error(f"alerts.yml lacks {name} (issue 7 asks for it)")
+    # An order may be PRICING for a whole slow-lane run: the stuck-order
+    # alert must not fire before the slow deadline has passed.
+    deadline = float(parse_env_file((ROOT / "k8s" / "base" / "farm.env").read_text()).get("FARM_SLOW_DEADLINE_S", 2700))
+    for g in groups:
+        for r in g["rules"]:
+            if r.get("alert") == "FarmOrdersStuckPricing":
+                m = re.search(r"farm_orders_pricing_oldest_age_seconds\)\s*>\s*(\d+)", r["expr"])
+                if not m or float(m.group(1)) < deadline + 60:
+                    error(f"FarmOrdersStuckPricing: its threshold must exceed FARM_SLOW_DEADLINE_S ({deadline:.0f} s) "
+                          "+ 60 s, or it fires on orders whose job may still be running")
     print(f"{len(alerts)} alerts, each with a firing and a quiet test case")
     return finish("alerts")
+
+
+def cmd_alert_routes(args):
+    """Every alert of alerts.yml reaches the receiver its severity names."""
+    import subprocess
+    amtool, config = args[0], args[1]
+    want = {"critical": "farm-pager", "warning": "farm-tickets"}
+    count = 0
+    for g in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for r in g["rules"]:
+            if "alert" not in r:
+                continue
+            labels = {**(r.get("labels") or {}), "alertname": r["alert"]}
+            done = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}",
+                                   *[f"{k}={v}" for k, v in labels.items()]], capture_output=True, text=True)
+            got = done.stdout.strip()
+            if got != want.get(labels.get("severity"), "?"):
+                error(f"{r['alert']} (severity {labels.get('severity')}) routes to {got!r}, "
+                      f"not {want.get(labels.get('severity'))!r}")
+            count += 1
+    print(f"{count} alerts routed by severity")
+    return finish("alert-routes")
 
 
 # --- metrics ------------------------------------------------------------
@@ -692,6 +784,7 @@ COMMANDS = {
     "policy": cmd_policy,
     "compose": cmd_compose,
     "alerts": cmd_alerts,
+    "alert-routes": cmd_alert_routes,
     "metrics": cmd_metrics,
     "dashboard-rules": cmd_dashboard_rules,
 }

@@ -9,6 +9,7 @@
 
 pub mod blob;
 pub mod broker;
+pub mod capacity;
 pub mod compute;
 pub mod messages;
 pub mod pricing;
