@@ -53,7 +53,7 @@ def map_path_parameters(ctx, params):
 
 
 @schemathesis.hook
-def before_call(ctx, case, *args, **kwargs):
+def before_call(ctx, case, **kwargs):
     # The coverage phase builds bodies without `map_body`; the upload must
     # still carry a real model there.
     if MODEL_FILE and case.operation.path == "/v1/models" and case.method.upper() == "POST":

@@ -49,7 +49,7 @@ async fn schemathesis_finds_nothing_for_any_key_kind() {
         seller.post("/v1/orders", &serde_json::json!({"model_id": model_id, "material": "pla"})).await;
     assert_eq!(status, 201, "{order}");
 
-    let examples = std::env::var("FARM_CONTRACT_EXAMPLES").unwrap_or_else(|_| "25".into());
+    let examples = std::env::var("FARM_CONTRACT_EXAMPLES").unwrap_or_else(|_| "15".into());
     let mut failed = Vec::new();
     for (kind, key) in &keys {
         eprintln!("== schemathesis, {kind} key, {examples} examples per operation");
