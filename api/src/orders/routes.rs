@@ -521,10 +521,11 @@ pub(crate) struct CrmEventBody {
     pub(crate) kind: String,
     /// The CRM's version of the order, increasing; an event older than one
     /// already applied is ignored.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::contract::optional_whole_i64")]
     pub(crate) version: Option<i64>,
     /// When it happened in the CRM, ms since the Unix epoch; orders events
     /// that carry no version.
+    #[serde(deserialize_with = "crate::contract::whole_i64")]
     pub(crate) occurred_at_ms: i64,
 }
 
