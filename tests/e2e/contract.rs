@@ -9,6 +9,8 @@
 //! longer one is `FARM_CONTRACT_EXAMPLES=200 cargo test --test e2e contract`
 //! (README, "The API contract").
 
+#![allow(clippy::print_stderr)] // the run's banner goes to CI's log, beside Schemathesis's report
+
 use std::process::{Command, Stdio};
 
 use crate::helpers::{Api, FarmProcess, mint_key, path_str, workspace_root};

@@ -220,10 +220,13 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
 
 fn check_timing(lane: Lane, t: &Timing) -> Result<(), PlanError> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    if !(positive(t.polling) && positive(t.hpa_sync) && positive(t.scale_down_period))
-        || !(t.pod_start.is_finite() && t.pod_start >= 0.0)
-        || !(t.scale_down_window.is_finite() && t.scale_down_window >= 0.0)
-    {
+    let not_negative = |v: f64| v.is_finite() && v >= 0.0;
+    let valid = positive(t.polling)
+        && positive(t.hpa_sync)
+        && positive(t.scale_down_period)
+        && not_negative(t.pod_start)
+        && not_negative(t.scale_down_window);
+    if !valid {
         return Err(PlanError::Input(format!("the {lane} lane's scaling times must be positive numbers: {t:?}")));
     }
     Ok(())
