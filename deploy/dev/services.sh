@@ -30,6 +30,12 @@
 #   WEED_VOLUME_PORT   weed volume HTTP port (default 9340)
 #   WEED_FILER_PORT    weed filer HTTP port (default 8888)
 #   WEED_ADMIN_PORT    weed admin HTTP port (default 23646)
+#   WEED_VOLUME_MAX    how many volumes weed may create (default 4000). Every
+#                      bucket that holds data takes a volume of its own, and
+#                      the tests make a fresh bucket each; weed's own default
+#                      (free disk / volume size, 77 on a machine with 80 GB
+#                      free) ran out after a few suite runs, and every first
+#                      put into a new bucket then failed with a 500.
 # weed also listens on each of these ports + 10000 (gRPC); all on 127.0.0.1.
 
 set -euo pipefail
@@ -57,6 +63,9 @@ WEED_MASTER_PORT=${WEED_MASTER_PORT:-9333}
 WEED_VOLUME_PORT=${WEED_VOLUME_PORT:-9340}
 WEED_FILER_PORT=${WEED_FILER_PORT:-8888}
 WEED_ADMIN_PORT=${WEED_ADMIN_PORT:-23646}
+WEED_VOLUME_MAX=${WEED_VOLUME_MAX:-4000}
+# Fewer free slots than this on a running weed: restart ours, refuse another's.
+WEED_MIN_FREE_VOLUMES=200
 
 S3_ENDPOINT=http://$HOST:$WEED_S3_PORT
 S3_BUCKET=farm-models
@@ -348,6 +357,13 @@ EOF
     mv -f -- "$tmp" "$S3_CONFIG"
 }
 
+# Free volume slots of the weed master on WEED_MASTER_PORT, or nothing when
+# the master does not answer (an S3 server that is not weed).
+weed_free_volumes() {
+    curl -s -m 5 "http://$HOST:$WEED_MASTER_PORT/dir/status" 2>/dev/null |
+        grep -o '"Free":[0-9]*' | head -n 1 | cut -d: -f2 || true
+}
+
 # Fail (naming the port and the override) if a port weed needs is taken.
 check_weed_ports() {
     local spec name port var p
@@ -381,13 +397,24 @@ ensure_weed() {
     need_cmd curl
     local pid
     if s3_up; then
-        if pid=$(weed_pid); then
-            log "S3: already answering on $S3_ENDPOINT (weed pid $pid, started by this script)"
+        local free
+        free=$(weed_free_volumes)
+        if [[ -n $free ]] && ((free < WEED_MIN_FREE_VOLUMES)); then
+            if pid=$(weed_pid); then
+                log "S3: weed pid $pid has only $free free volume slots; restarting it with -volume.max=$WEED_VOLUME_MAX"
+                stop_weed
+            else
+                die "S3: the weed answering on $S3_ENDPOINT has only $free free volume slots (each new bucket takes one); restart it with -volume.max=$WEED_VOLUME_MAX, or stop it and run this script"
+            fi
         else
-            log "S3: a server already answers on $S3_ENDPOINT (not started by this script); not starting another"
+            if pid=$(weed_pid); then
+                log "S3: already answering on $S3_ENDPOINT (weed pid $pid, started by this script; ${free:-?} free volume slots)"
+            else
+                log "S3: a server already answers on $S3_ENDPOINT (not started by this script; ${free:-?} free volume slots); not starting another"
+            fi
+            s3_check_signed
+            return 0
         fi
-        s3_check_signed
-        return 0
     fi
     if pid=$(weed_pid); then
         # Ours but not answering (hung or still starting): restart it.
@@ -416,6 +443,7 @@ ensure_weed() {
             -ip="$HOST" -ip.bind="$HOST" \
             -s3.port="$WEED_S3_PORT" -s3.config="$S3_CONFIG" \
             -master.port="$WEED_MASTER_PORT" -volume.port="$WEED_VOLUME_PORT" \
+            -volume.max="$WEED_VOLUME_MAX" -master.volumeSizeLimitMB=64 \
             -filer.port="$WEED_FILER_PORT" -admin.port="$WEED_ADMIN_PORT" \
             -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
             -master.telemetry=false
