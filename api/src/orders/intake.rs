@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::routes::{CreateOrder, CrmEventBody, OrderInput, apply_crm, place_order};
-use super::store::Created;
+use super::store::{Created, CrmOutcome};
 use crate::error::AppError;
 use crate::startup::AppState;
 
@@ -102,8 +102,22 @@ pub(crate) async fn crm(state: Arc<AppState>, shutdown: CancellationToken) {
             let mut backoff = Duration::from_millis(100);
             loop {
                 match apply_crm(&state, &event).await {
-                    // Every outcome is final: a stale, illegal or unknown
-                    // event is recorded and counted, and must not block.
+                    // Refused events are not remembered by the store; on the
+                    // queue they go to the dead letters with their reason,
+                    // where an operator sees them and can send them again.
+                    Ok(CrmOutcome::Illegal { current, error }) => {
+                        let reason = format!("order `{}` is {}: {error}", event.order_id, current.status.as_str());
+                        return refuse(&state, delivery, &queue, "crm", &reason).await;
+                    }
+                    Ok(CrmOutcome::UnknownOrder) => {
+                        let reason = format!("no order `{}`", event.order_id);
+                        return refuse(&state, delivery, &queue, "crm", &reason).await;
+                    }
+                    Ok(CrmOutcome::Reused) => {
+                        let reason = format!("event `{}` was received before with another body", event.event_id);
+                        return refuse(&state, delivery, &queue, "crm", &reason).await;
+                    }
+                    // Applied, duplicate or stale: final, and counted.
                     Ok(outcome) => {
                         tracing::info!(event_id = %event.event_id, order_id = %event.order_id, ?outcome, "CRM event");
                         return delivery.ack().await.map_err(|e| e.to_string());

@@ -557,7 +557,8 @@ struct CrmEventResult {
 }
 
 /// Applies a CRM event, applied at most once: the same event id again is a
-/// `duplicate`, an older one `stale`.
+/// `duplicate`, an older one `stale`. One refused (409, unknown order) is not
+/// remembered, so a retry is weighed again.
 pub(crate) async fn apply_crm(state: &AppState, event: &CrmEvent) -> Result<CrmOutcome, AppError> {
     let outcome = state.services.store.apply_crm_event(event, now_ms()).await?;
     if let CrmOutcome::Applied(row) = &outcome {
@@ -569,6 +570,7 @@ pub(crate) async fn apply_crm(state: &AppState, event: &CrmEvent) -> Result<CrmO
     let label = match &outcome {
         CrmOutcome::Applied(_) => "applied",
         CrmOutcome::Duplicate => "duplicate",
+        CrmOutcome::Reused => "reused",
         CrmOutcome::Stale => "stale",
         CrmOutcome::Illegal { .. } => "illegal",
         CrmOutcome::UnknownOrder => "unknown_order",
@@ -583,7 +585,7 @@ pub(crate) async fn apply_crm(state: &AppState, event: &CrmEvent) -> Result<CrmO
     path = "/v1/crm/events",
     tag = "crm",
     request_body = CrmEventBody,
-    responses((status = 200, body = CrmEventResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the order's status does not allow it"), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)),
+    responses((status = 200, body = CrmEventResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the order's status does not allow it (not remembered: the same event applies once the status does), or the event id was used before with another body"), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)),
     security(("bearer" = []))
 )]
 async fn crm_event(
@@ -597,6 +599,10 @@ async fn crm_event(
     match apply_crm(&state, &event).await? {
         CrmOutcome::Applied(row) => Ok(Json(CrmEventResult { outcome: "applied", order: Some(OrderView::of(*row)?) })),
         CrmOutcome::Duplicate => Ok(Json(CrmEventResult { outcome: "duplicate", order: None })),
+        CrmOutcome::Reused => Err(AppError::conflict(format!(
+            "event `{}` was received before with another body; an event id names one event",
+            event.event_id
+        ))),
         CrmOutcome::Stale => Ok(Json(CrmEventResult { outcome: "stale", order: None })),
         CrmOutcome::Illegal { current, error } => Err(AppError::Conflict {
             message: error.to_string(),

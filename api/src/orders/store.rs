@@ -101,11 +101,23 @@ pub struct CrmEvent {
     pub occurred_at_ms: i64,
 }
 
+impl CrmEvent {
+    /// What the event says, in one canonical line: a repeat of the same id
+    /// must say the same.
+    fn body(&self) -> String {
+        let kind = if self.approve { "approved" } else { "cancelled" };
+        let version = self.version.map_or_else(|| "-".to_string(), |v| v.to_string());
+        format!("{kind} order={} version={version} at={}", self.order_id, self.occurred_at_ms)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CrmOutcome {
     Applied(Box<OrderRow>),
-    /// This event id was applied (or refused) before.
+    /// This event id was applied before, with the same body.
     Duplicate,
+    /// This event id was applied before with another body.
+    Reused,
     /// An event newer than this one was applied already.
     Stale,
     Illegal {
@@ -120,6 +132,7 @@ impl CrmOutcome {
         match self {
             CrmOutcome::Applied(_) => "applied",
             CrmOutcome::Duplicate => "duplicate",
+            CrmOutcome::Reused => "reused",
             CrmOutcome::Stale => "stale",
             CrmOutcome::Illegal { .. } => "illegal",
             CrmOutcome::UnknownOrder => "unknown_order",
@@ -365,24 +378,36 @@ impl Store {
 
     /// Applies a CRM event at most once, and only if it is newer than the
     /// last one applied to its order (by the CRM's version when it sends
-    /// one, else by the time it happened).
+    /// one, else by the time it happened). Only an event that changed the order, or
+    /// came too late to (stale), is remembered: one refused because of the
+    /// order's status or an unknown order is rolled back whole, so the
+    /// CRM's retry, once the order can take it, applies.
     pub async fn apply_crm_event(&self, event: &CrmEvent, now_ms: i64) -> Result<CrmOutcome, StoreError> {
         let kind = if event.approve { "approved" } else { "cancelled" };
+        let body = event.body();
         for _ in 0..5 {
             let mut tx = self.pool.begin().await?;
             let recorded = sqlx::query(
-                "INSERT INTO crm_events (event_id, order_id, kind, outcome, received_at_ms) \
-                 VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO crm_events (event_id, order_id, kind, outcome, received_at_ms, body) \
+                 VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT DO NOTHING",
             )
             .bind(&event.event_id)
             .bind(&event.order_id)
             .bind(kind)
             .bind(now_ms)
+            .bind(&body)
             .execute(&mut *tx)
             .await?;
             if recorded.rows_affected() == 0 {
+                let seen: Option<String> = sqlx::query_scalar("SELECT body FROM crm_events WHERE event_id = $1")
+                    .bind(&event.event_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.rollback().await?;
-                return Ok(CrmOutcome::Duplicate);
+                return Ok(match seen {
+                    Some(seen) if seen != body => CrmOutcome::Reused,
+                    _ => CrmOutcome::Duplicate,
+                });
             }
             let current = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {ORDER_COLUMNS}, crm_version, crm_event_at_ms FROM orders WHERE order_id = $1"
@@ -437,6 +462,11 @@ impl Store {
                     }
                 }
             };
+            if matches!(outcome, CrmOutcome::Illegal { .. } | CrmOutcome::UnknownOrder) {
+                // Refused: forget it, so a retry is weighed afresh.
+                tx.rollback().await?;
+                return Ok(outcome);
+            }
             sqlx::query("UPDATE crm_events SET outcome = $2 WHERE event_id = $1")
                 .bind(&event.event_id)
                 .bind(outcome.label())

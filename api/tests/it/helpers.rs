@@ -189,10 +189,21 @@ impl TestApp {
         }
     }
 
-    /// Stops the app and its worker, as SIGTERM would, and waits for both.
     pub(crate) fn data_dir(&self) -> &std::path::Path {
         self.data.path()
     }
+
+    /// Starts one more worker, on the app's queue and model folder: for a
+    /// test that needs an order to wait in PRICING first.
+    pub(crate) async fn add_worker(&mut self, settings: WorkerSettings) {
+        let blobs = BlobStore::open(&BlobSettings::Local { dir: self.data.path().into() }).await.unwrap();
+        let pricing = Arc::new(Pricing::default());
+        let worker = Worker::new(self.broker.clone(), blobs, self.topology.clone(), pricing, settings).unwrap();
+        let stop = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move { worker.run(stop).await.unwrap() }));
+    }
+
+    /// Stops the app and its workers, as SIGTERM would, and waits for them.
 
     pub(crate) async fn stop(self) {
         self.shutdown.cancel();

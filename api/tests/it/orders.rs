@@ -200,6 +200,34 @@ async fn crm_events_apply_once_in_order_and_an_order_is_cancelled_only_before_ma
 }
 
 #[tokio::test]
+async fn a_crm_event_refused_while_the_order_is_pricing_applies_when_sent_again_once_it_is_priced() {
+    // No worker yet: the order waits for its price.
+    let mut app = spawn_farm(ApiSettings::default(), vec![]).await;
+    let model_id = model(&app, 15.0).await;
+    let (status, created) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla"})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["order_id"].as_str().unwrap().to_string();
+    let (status, refused) = crm(&app, "approve-early", &id, "approved", 1).await;
+    assert_eq!(status, 409, "not priced yet: {refused}");
+    let (status, unknown) = crm(&app, "approve-unknown", "no-such-order", "approved", 1).await;
+    assert_eq!(status, 404, "{unknown}");
+
+    app.add_worker(test_worker(Lane::Fast)).await;
+    wait_for_status(&app, &id, "PRICED").await;
+    let (status, applied) = crm(&app, "approve-early", &id, "approved", 1).await;
+    assert_eq!((status, applied["outcome"].as_str()), (200, Some("applied")), "the retry applies: {applied}");
+    assert_eq!(applied["order"]["status"], "MANUFACTURING_APPROVED");
+    let (status, again) = crm(&app, "approve-early", &id, "approved", 1).await;
+    assert_eq!((status, again["outcome"].as_str()), (200, Some("duplicate")), "{again}");
+    let (status, reused) = crm(&app, "approve-early", &id, "cancelled", 2).await;
+    assert_eq!(status, 409, "an event id reused with another body: {reused}");
+    assert!(reused["error"]["message"].as_str().unwrap().contains("another body"), "{reused}");
+    let (_, order) = app.get_as(&app.operator, &format!("/v1/orders/{id}")).await;
+    assert_eq!(order["status"], "MANUFACTURING_APPROVED", "the reused id changed nothing: {order}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn exactly_one_of_fifty_operators_takes_an_order_and_it_leaves_the_list_at_once() {
     let app = farm().await;
     let id = priced_order(&app, 14.0).await;
@@ -304,6 +332,19 @@ async fn orders_from_the_queue_are_deduplicated_and_bad_ones_dead_lettered_and_c
     let event = json!({"event_id": "q-1", "order_id": order_id, "type": "approved", "occurred_at_ms": 1});
     app.broker.publish(&app.topology.crm_events, &Outgoing::new(event.to_string().into_bytes())).await.unwrap();
     wait_for_status(&app, &order_id, "MANUFACTURING_APPROVED").await;
+    // One the farm refuses is not remembered as seen: it goes to the dead
+    // letters with its reason, where an operator can send it again.
+    let lost = json!({"event_id": "q-2", "order_id": "no-such-order", "type": "approved", "occurred_at_ms": 1});
+    app.broker.publish(&app.topology.crm_events, &Outgoing::new(lost.to_string().into_bytes())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reasons = app.store.dead_letter_counts().await.unwrap();
+        if reasons.iter().any(|(r, _)| r.contains("no order `no-such-order`")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the refused CRM event was not dead-lettered: {reasons:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.stop().await;
 }
 
