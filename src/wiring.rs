@@ -106,6 +106,10 @@ fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
     if unaccounted != 0 {
         bail!("{unaccounted} orders are unaccounted for");
     }
+    let stranded = stats["pricing_with_ended_job"].as_i64().unwrap_or(0);
+    if stranded != 0 {
+        bail!("{stranded} orders are still PRICING although their pricing job has ended");
+    }
     Ok(())
 }
 

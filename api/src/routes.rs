@@ -350,18 +350,20 @@ pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
 /// keys submitted.
 async fn visible_job(state: &AppState, principal: &Principal, job_id: String) -> Result<JobRow, AppError> {
     let job = state.services.store.job(&job_id).await?;
-    let owner_key = |job: &JobRow| job.owner_key_id.clone();
-    let seller_of = match &job {
-        Some(job) if principal.kind == KeyKind::Seller => match owner_key(job) {
-            Some(key) => state.services.store.key(&key).await?.map(|k| k.name),
-            None => None,
+    let visible = match &job {
+        None => false,
+        // Operators answer for every price the farm gives.
+        Some(_) if principal.kind == KeyKind::Operator => true,
+        // A seller sees the jobs of every key of its own.
+        Some(job) if principal.kind == KeyKind::Seller => match &job.owner_key_id {
+            Some(key) => state.services.store.key(key).await?.is_some_and(|k| k.name == principal.name),
+            None => false,
         },
-        _ => None,
+        // Any other key sees only the jobs it created.
+        Some(job) => job.owner_key_id.as_deref() == Some(principal.key_id.as_str()),
     };
     match job {
-        Some(job) if principal.kind != KeyKind::Seller || seller_of.as_deref() == Some(principal.name.as_str()) => {
-            Ok(job)
-        }
+        Some(job) if visible => Ok(job),
         _ => Err(AppError::NotFound { what: "pricing job", id: job_id }),
     }
 }
@@ -375,7 +377,8 @@ struct JobCancelled {
 }
 
 /// Cancels a queued job (it is skipped when delivered) or a running one (its
-/// worker stops it within about a second).
+/// worker stops it within about a second). Only the key that created the job
+/// may; an order's job is cancelled with its order.
 #[utoipa::path(
     post,
     path = "/v1/pricing-jobs/{job_id}/cancel",
@@ -383,8 +386,10 @@ struct JobCancelled {
     params(("job_id" = String, Path)),
     responses(
         (status = 200, body = JobCancelled),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "the job has already ended"), (status = 500, body = ErrorBody)
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "another key created the job"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the job has already ended, or prices an order (cancel the order)"),
+        (status = 500, body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -394,6 +399,20 @@ async fn cancel_job(
     Path(job_id): Path<String>,
 ) -> Result<Json<JobCancelled>, AppError> {
     let job = visible_job(&state, &principal, job_id).await?;
+    if job.owner_key_id.as_deref() != Some(principal.key_id.as_str()) {
+        return Err(AppError::Forbidden("only the key that created a pricing job may cancel it".into()));
+    }
+    // An order's job ends with its order: cancelled alone, it would leave
+    // the order waiting for a price that never comes.
+    if let Some(order_id) = state.services.store.order_of_job(&job.job_id).await? {
+        return Err(AppError::Conflict {
+            message: format!(
+                "pricing job `{}` prices order `{order_id}`; cancel the order instead (POST /v1/orders/{order_id}/cancel)",
+                job.job_id
+            ),
+            details: Some(serde_json::json!({ "order_id": order_id })),
+        });
+    }
     let job_id = job.job_id;
     let control = serde_json::to_string(&scheduler::Control::Cancel { job_id: job_id.clone() })
         .expect("control messages always serialize");

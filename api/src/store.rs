@@ -198,6 +198,18 @@ impl Store {
         format!("sqlite://{}?mode=rwc", data_dir.join("farm.db").display())
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), waiting up to the busy timeout for it: a
+    /// deferred transaction that read first and then writes fails at once
+    /// with "database is locked" when another connection wrote in between,
+    /// because SQLite cannot wait on that upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn engine(&self) -> Engine {
         self.engine
     }
@@ -245,7 +257,7 @@ impl Store {
     /// Writes a queued job and its outbox row in one transaction: either both
     /// exist, or neither does.
     pub async fn create_job(&self, job: &JobRow, payload: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_job_tx(&mut tx, job, payload).await?;
         tx.commit().await?;
         Ok(())
@@ -266,7 +278,7 @@ impl Store {
     /// Writes a job that a cached quote already answers: succeeded at once,
     /// under the same key, with nothing for the queue.
     pub async fn create_answered_job(&self, job: &JobRow, quote: &str, quote_key: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_answered_job_tx(&mut tx, job, quote, quote_key).await?;
         tx.commit().await?;
         Ok(())
@@ -284,7 +296,7 @@ impl Store {
     /// outbox row is dropped (a job not yet relayed never reaches a worker)
     /// and a cancellation for the workers is queued.
     pub async fn cancel_job(&self, job_id: &str, control_payload: &str, now_ms: i64) -> Result<Cancelled, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query("SELECT status FROM pricing_jobs WHERE job_id = $1")
             .bind(job_id)
             .fetch_optional(&mut *tx)
@@ -327,7 +339,7 @@ impl Store {
     /// crash after a publish but before the commit publishes the row again,
     /// which consumers tolerate (delivery is at least once).
     pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let claim = match self.engine {
             Engine::Postgres => {
                 "SELECT id, destination, job_id, payload, trace_context FROM outbox WHERE sent_at_ms IS NULL \
@@ -405,7 +417,7 @@ impl Store {
         delivery_limit: u32,
         now_ms: i64,
     ) -> Result<(u64, u64), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM pricing_jobs j WHERE status IN ('queued', 'running') \
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.job_id AND o.sent_at_ms IS NULL)"
@@ -438,7 +450,7 @@ impl Store {
     pub async fn apply_result(&self, message: &ResultMessage) -> Result<Applied, StoreError> {
         let at = message.at_ms;
         let job_id = &message.job_id;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (done, event) = match &message.event {
             ResultEvent::Started { worker, deliveries } => {
                 let deliveries = i64::try_from(*deliveries).unwrap_or(i64::MAX).saturating_add(1);
@@ -526,7 +538,7 @@ impl Store {
     /// Records a dead letter and, when it names a job that is still open,
     /// fails the job with the reason, in one transaction.
     pub async fn record_dead_letter(&self, letter: &DeadLetter, now_ms: i64) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO dead_letters (job_id, queue, reason, payload, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
         )

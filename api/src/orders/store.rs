@@ -180,7 +180,7 @@ impl Store {
     /// first events and the job (with its outbox row, or answered from the
     /// quote cache) all exist, or none does.
     pub async fn create_order(&self, order: &NewOrder, pricing: Pricing) -> Result<Created, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO orders (order_id, source, seller, seller_key_id, customer, external_id, idempotency_key, \
                                  request_sha256, model_id, material, colour, quantity, status, created_at_ms, \
@@ -349,7 +349,7 @@ impl Store {
                 Ok(to) => to,
                 Err(error) => return Ok(Transitioned::Illegal { current: Box::new(current), error }),
             };
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let assignee = (event == OrderEvent::Take).then_some(actor);
             let done = sqlx::query(
                 "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
@@ -386,7 +386,7 @@ impl Store {
         let kind = if event.approve { "approved" } else { "cancelled" };
         let body = event.body();
         for _ in 0..5 {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let recorded = sqlx::query(
                 "INSERT INTO crm_events (event_id, order_id, kind, outcome, received_at_ms, body) \
                  VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT DO NOTHING",
@@ -517,11 +517,20 @@ impl Store {
     pub async fn orders_pricing_after_their_job(&self) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM orders o JOIN pricing_jobs j ON j.job_id = o.job_id \
-             WHERE o.status = 'PRICING' AND j.status IN ('succeeded', 'failed')",
+             WHERE o.status = 'PRICING' AND j.status IN ('succeeded', 'failed', 'cancelled')",
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+
+    /// The order a pricing job prices, if it prices one.
+    pub async fn order_of_job(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT order_id FROM orders WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("order_id")).transpose()?)
     }
 
     /// Dead letters recorded for a queue.

@@ -228,6 +228,66 @@ async fn a_crm_event_refused_while_the_order_is_pricing_applies_when_sent_again_
 }
 
 #[tokio::test]
+async fn only_the_key_that_created_a_job_cancels_it_and_an_orders_job_ends_with_its_order() {
+    // No worker: every job stays queued while the keys try it.
+    let app = spawn_farm(ApiSettings::default(), vec![]).await;
+    let model_id = model(&app, 16.0).await;
+    let (status, accepted) = app.post_job(json!({"model_id": model_id, "material": "pla"})).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = format!("/v1/pricing-jobs/{}", accepted["job_id"].as_str().unwrap());
+    let cancel = format!("{job}/cancel");
+
+    let same_seller = mint(&app, api::auth::KeyKind::Seller, "acme").await;
+    let other_seller = mint(&app, api::auth::KeyKind::Seller, "globex").await;
+    assert_eq!(app.get_as(&app.operator, &job).await.0, 200, "operators read every job");
+    assert_eq!(app.get_as(&same_seller, &job).await.0, 200, "a seller reads the jobs of its other keys");
+    assert_eq!(app.get_as(&other_seller, &job).await.0, 404);
+    assert_eq!(app.get_as(&app.crm, &job).await.0, 404, "the CRM reads only jobs it created");
+    for (token, expected, who) in [
+        (&app.operator, 403, "an operator"),
+        (&same_seller, 403, "another key of the same seller"),
+        (&other_seller, 404, "another seller"),
+        (&app.crm, 404, "the CRM"),
+    ] {
+        let (status, body) = app.post_as(token, &cancel, json!({})).await;
+        assert_eq!(status, expected, "{who}: {body}");
+    }
+    let (status, body) = app.post_as(&app.seller, &cancel, json!({})).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")), "its creator: {body}");
+
+    // An order's job: refused on its own, cancelled with the order.
+    let (status, created) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla"})).await;
+    assert_eq!(status, 201, "{created}");
+    let order_id = created["order_id"].as_str().unwrap().to_string();
+    let order_job = format!("/v1/pricing-jobs/{}", created["job_id"].as_str().unwrap());
+    let (status, refused) = app.post_as(&app.seller, &format!("{order_job}/cancel"), json!({})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["details"]["order_id"].as_str(), Some(order_id.as_str()), "{refused}");
+    let (status, _) = app.post_as(&app.operator, &format!("{order_job}/cancel"), json!({})).await;
+    assert_eq!(status, 403);
+    let (_, still) = app.get_as(&app.seller, &format!("/v1/orders/{order_id}")).await;
+    assert_eq!(still["status"], "PRICING", "{still}");
+    let (status, cancelled) = app.post_as(&app.seller, &format!("/v1/orders/{order_id}/cancel"), json!({})).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
+    let (_, ended) = app.get_as(&app.seller, &order_job).await;
+    assert_eq!(ended["status"], "cancelled", "the order took its job with it: {ended}");
+    let audit = api::orders::audit(&app.store, &app.topology.orders_incoming).await.unwrap();
+    assert_eq!(
+        (audit["unaccounted"].as_i64(), audit["pricing_with_ended_job"].as_i64()),
+        (Some(0), Some(0)),
+        "{audit}"
+    );
+
+    // Were an order's job cancelled behind the API's back, the audit says so.
+    let (_, stranded) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla", "quantity": 2})).await;
+    let stranded_job = stranded["job_id"].as_str().unwrap();
+    app.store.cancel_job(stranded_job, "{}", 1).await.unwrap();
+    let audit = api::orders::audit(&app.store, &app.topology.orders_incoming).await.unwrap();
+    assert_eq!(audit["pricing_with_ended_job"].as_i64(), Some(1), "{audit}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn exactly_one_of_fifty_operators_takes_an_order_and_it_leaves_the_list_at_once() {
     let app = farm().await;
     let id = priced_order(&app, 14.0).await;
