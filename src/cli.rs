@@ -541,6 +541,12 @@ pub(crate) struct ServiceArgs {
     /// Redis for the operators' order list cache; without it, an in-process cache.
     #[arg(long, env = "FARM_REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
+    /// HTTP connections open at once; past it, new ones wait in the backlog.
+    #[arg(long, env = "FARM_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// Seconds a connection may take to send a whole request head.
+    #[arg(long, env = "FARM_HEADER_READ_TIMEOUT_S", default_value_t = 30.0)]
+    pub(crate) header_read_timeout_s: f64,
     /// Serve the operators' list from the cache (`false`: always from the
     /// database, for comparison).
     #[arg(long, env = "FARM_OPERATOR_CACHE", default_value_t = true, action = clap::ArgAction::Set)]

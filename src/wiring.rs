@@ -405,6 +405,11 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             slow_lane_bytes: args.jobs.slow_lane_bytes,
             heartbeat_stale_after: seconds("--heartbeat-stale-s", args.jobs.heartbeat_stale_s)?,
             operator_cache: args.operator_cache,
+            connections: api::serve::ConnectionLimits {
+                max_connections: args.max_connections,
+                header_read_timeout: seconds("--header-read-timeout-s", args.header_read_timeout_s)?,
+                ..api::serve::ConnectionLimits::default()
+            },
             ..ApiSettings::default()
         };
         let cache = match &args.redis_url {

@@ -16,6 +16,7 @@ pub mod orders;
 mod relay;
 mod results;
 mod routes;
+pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -92,10 +92,57 @@ pub(crate) fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi)
     let router = router
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn_with_state(
+            BodyLimits { model: state.settings.max_model_bytes, json: state.settings.max_json_bytes as u64 },
+            refuse_declared_oversize,
+        ))
         .layer(middleware::from_fn(crate::contract::json_client_errors))
         .layer(middleware::from_fn(record_http_metrics))
         .with_state(state);
     (router, openapi)
+}
+
+/// The body limits, for answering a declared length before any byte is read.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    model: u64,
+    json: u64,
+}
+
+/// A request whose `Content-Length` is over its route's limit is answered
+/// 413 at once: otherwise the server would wait for a body that may never
+/// come (a client declaring a terabyte and sending three bytes held its
+/// connection until the request timeout).
+async fn refuse_declared_oversize(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let limit = if request.uri().path() == "/v1/models" { limits.model } else { limits.json };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => AppError::PayloadTooLarge { limit }.into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The label for a request's method: the standard ones by name, any other
+/// as `other`, so a client inventing method names cannot grow the metrics
+/// without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// Counts requests and their latency per route template (not per URL, so a
@@ -104,7 +151,7 @@ async fn record_http_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     // One span per request: a caller's `traceparent` (the CRM's, a seller's)
     // makes it part of their trace; the job it queues carries it on.
     let span = tracing::info_span!(
@@ -122,7 +169,7 @@ async fn record_http_metrics(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
-    metrics::counter!("farm_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("farm_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("farm_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());

@@ -27,6 +27,8 @@ pub struct ApiSettings {
     pub max_json_bytes: usize,
     /// A request that takes longer is answered 408.
     pub request_timeout: Duration,
+    /// Open connections and how long a request head may take.
+    pub connections: crate::serve::ConnectionLimits,
     pub mesh_limits: mesh::Limits,
     /// The relay's fallback poll; a new job wakes it at once.
     pub relay_interval: Duration,
@@ -52,6 +54,7 @@ impl Default for ApiSettings {
             max_model_bytes: 256 * 1024 * 1024,
             max_json_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(120),
+            connections: crate::serve::ConnectionLimits::default(),
             mesh_limits: mesh::Limits::default(),
             relay_interval: Duration::from_secs(1),
             relay_batch: 100,
@@ -159,11 +162,11 @@ impl Application {
         let monitor = tokio::spawn(crate::monitor::run(state.clone(), shutdown.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
         let timeout = state.settings.request_timeout;
+        let state_limits = state.settings.connections;
         let (router, _) = crate::routes::router(state);
         let router = router.layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout));
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
-        let served =
-            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        let served = crate::serve::serve(self.listener, router, state_limits, shutdown.clone()).await;
         // The server stops only on shutdown or a fatal error; make sure the
         // background tasks stop either way.
         shutdown.cancel();
@@ -217,7 +220,8 @@ pub async fn serve_ops(
         .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { handle.render() }));
     tracing::info!(addr = %listener.local_addr().map_err(|source| StartupError::Bind { addr: listen, source })?, "ops endpoint listening");
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let limits = crate::serve::ConnectionLimits::default();
+    let served = crate::serve::serve(listener, router, limits, shutdown.clone()).await;
     let _ = upkeep.await;
     served.map_err(|source| StartupError::Bind { addr: listen, source })
 }

@@ -204,7 +204,6 @@ impl TestApp {
     }
 
     /// Stops the app and its workers, as SIGTERM would, and waits for them.
-
     pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {

@@ -153,3 +153,94 @@ async fn a_job_that_cannot_be_priced_fails_with_the_reason() {
     assert_eq!(job["quote"], serde_json::Value::Null);
     app.stop().await;
 }
+
+/// Sends `head` (and nothing after it) on a raw connection and returns all
+/// the server wrote before it closed the connection. The read has a generous
+/// bound so a regression fails instead of hanging the suite.
+async fn raw_exchange(base: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server kept the connection open: {}", String::from_utf8_lossy(&answer));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_arrives() {
+    let app = spawn_app().await;
+    // Three bytes of a declared terabyte: the server must not wait for the rest.
+    let head = "POST /v1/models HTTP/1.1\r\nhost: farm\r\ncontent-length: 1000000000000\r\n\r\nabc";
+    let answer = raw_exchange(&app.base, head).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"payload_too_large\""), "{answer}");
+    let head =
+        "POST /v1/orders HTTP/1.1\r\nhost: farm\r\ncontent-type: application/json\r\ncontent-length: 900000\r\n\r\n{";
+    let answer = raw_exchange(&app.base, head).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "a JSON route has the JSON limit: {answer}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_closed_after_the_header_timeout() {
+    let settings = ApiSettings {
+        connections: api::serve::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_millis(300),
+            ..api::serve::ConnectionLimits::default()
+        },
+        ..ApiSettings::default()
+    };
+    let app = spawn_app_with(settings).await;
+    // The head is never finished; `raw_exchange` fails if the server keeps
+    // waiting for it.
+    let answer = raw_exchange(&app.base, "GET /healthz HTTP/1.1\r\nhost: farm\r\nx-slow: ").await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200, "the server still answers");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let settings = ApiSettings {
+        connections: api::serve::ConnectionLimits { max_connections: 2, ..api::serve::ConnectionLimits::default() },
+        ..ApiSettings::default()
+    };
+    let app = spawn_app_with(settings).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let waiting = tokio::spawn({
+        let (http, url) = (reqwest::Client::new(), format!("{}/healthz", app.base));
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    // Wait on the state: the server counts reaching its cap.
+    let metrics = api::telemetry::metrics_handle();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !metrics.render().contains("farm_http_connection_cap_reached_total") {
+        assert!(tokio::time::Instant::now() < deadline, "the cap was never reached");
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "a third connection was served past the cap of two");
+    drop(first);
+    assert_eq!(waiting.await.unwrap().unwrap(), 200, "served once a connection closed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invented_method_names_share_one_metrics_label() {
+    let app = spawn_app().await;
+    for name in ["BREW", "WHEN", "PROPFIND9"] {
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let answer = app.http.request(method, format!("{}/healthz", app.base)).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 405);
+    }
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    for name in ["BREW", "WHEN", "PROPFIND9"] {
+        assert!(!metrics.contains(name), "{name} became a label value");
+    }
+    app.stop().await;
+}
