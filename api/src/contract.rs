@@ -159,6 +159,9 @@ fn binary_model_body(operation: &mut Value, facts: &ContractFacts, applied: &mut
     applied.model_body = true;
 }
 
+/// Text without control characters (what `crate::text::refusal` lets through).
+const PRINTABLE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
 fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied: &mut Applied) {
     let request = matches!(name, "CreateOrder" | "CreateJob");
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
@@ -178,6 +181,12 @@ fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied
                 *property = json!({"type": ["string", "null"], "enum": colours, "description": "One of the material's colours."});
                 applied.colour = true;
             }
+            (true, "customer") => {
+                *property = json!({
+                    "type": ["string", "null"], "maxLength": crate::text::MAX_NAME_CHARS, "pattern": PRINTABLE,
+                    "description": "The seller's customer: printable text, no control characters.",
+                });
+            }
             (true, "model_id") => {
                 *property = json!({"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The `model_id` `POST /v1/models` answered."});
                 applied.ids = true;
@@ -188,7 +197,10 @@ fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied
     if name == "CrmEventBody" {
         properties.insert("type".into(), json!({"type": "string", "enum": ["approved", "cancelled"]}));
         for id in ["event_id", "order_id"] {
-            properties.insert(id.into(), json!({"type": "string", "minLength": 1, "pattern": "\\S"}));
+            properties.insert(
+                id.into(),
+                json!({"type": "string", "minLength": 1, "maxLength": crate::text::MAX_ID_CHARS, "allOf": [{"pattern": "\\S"}, {"pattern": PRINTABLE}]}),
+            );
         }
         applied.crm_type = true;
     }

@@ -20,6 +20,7 @@ pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+mod text;
 
 pub use error::AppError;
 pub use startup::{ApiSettings, Application, Services, StartupError, serve_ops};

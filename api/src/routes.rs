@@ -301,7 +301,17 @@ async fn create_job(
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
     principal.require(ANY_KEY)?;
-    let Json(request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
+    let Json(mut request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
+    request.material = crate::text::normalised_name(&request.material);
+    request.colour = request.colour.as_deref().map(crate::text::normalised_name);
+    let fields = [
+        ("model_id", Some(request.model_id.as_str()), crate::text::MAX_ID_CHARS),
+        ("material", Some(request.material.as_str()), crate::text::MAX_NAME_CHARS),
+        ("colour", request.colour.as_deref(), crate::text::MAX_NAME_CHARS),
+    ];
+    if let Some(why) = crate::text::first_refusal(&fields) {
+        return Err(AppError::Unprocessable(why));
+    }
     let quote_request =
         QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
     calculator::validate_request(&quote_request, &state.services.pricing.book)
@@ -396,6 +406,10 @@ pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
 /// A job as a seller or operator sees it. A seller sees only the jobs its
 /// keys submitted.
 async fn visible_job(state: &AppState, principal: &Principal, job_id: String) -> Result<JobRow, AppError> {
+    // No job has an id like that: answered without asking the database.
+    if crate::text::refusal("job_id", &job_id, crate::text::MAX_ID_CHARS).is_some() {
+        return Err(AppError::NotFound { what: "pricing job", id: job_id.escape_default().to_string() });
+    }
     let job = state.services.store.job(&job_id).await?;
     let visible = match &job {
         None => false,

@@ -23,6 +23,7 @@ use crate::error::{AppError, ErrorBody};
 use crate::routes::{cached_quote, job_message, json_rejection, lane_for};
 use crate::startup::AppState;
 use crate::store::JobRow;
+use crate::text;
 
 pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -123,8 +124,20 @@ pub(crate) struct OrderInput {
 
 /// Validates an order, then writes it with its pricing job (or its cached
 /// quote) in one transaction. Shared by the HTTP route and the queue intake.
-pub(crate) async fn place_order(state: &AppState, input: OrderInput) -> Result<Created, AppError> {
+pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Result<Created, AppError> {
+    input.request.material = text::normalised_name(&input.request.material);
+    input.request.colour = input.request.colour.as_deref().map(text::normalised_name);
     let request = &input.request;
+    let fields = [
+        ("model_id", Some(request.model_id.as_str()), text::MAX_ID_CHARS),
+        ("material", Some(request.material.as_str()), text::MAX_NAME_CHARS),
+        ("colour", request.colour.as_deref(), text::MAX_NAME_CHARS),
+        ("customer", request.customer.as_deref(), text::MAX_NAME_CHARS),
+        ("external_id", input.external_id.as_deref(), text::MAX_ID_CHARS),
+    ];
+    if let Some(why) = text::first_refusal(&fields) {
+        return Err(AppError::Unprocessable(why));
+    }
     let quote_request =
         QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
     calculator::validate_request(&quote_request, &state.services.pricing.book)
@@ -261,6 +274,9 @@ impl ListQuery {
             .cursor
             .as_deref()
             .map(|c| {
+                if let Some(why) = text::refusal("cursor", c, text::MAX_ID_CHARS) {
+                    return Err(AppError::BadRequest(why));
+                }
                 Cursor::decode(c).ok_or_else(|| AppError::BadRequest(format!("`{c}` is not a cursor of this list")))
             })
             .transpose()?;
@@ -308,6 +324,10 @@ fn cursor_of(o: &OrderRow) -> String {
 
 /// An order the caller may see: a seller only its own (another's is 404).
 async fn visible_order(state: &AppState, principal: &Principal, order_id: &str) -> Result<OrderRow, AppError> {
+    // No order has an id like that: answered without asking the database.
+    if text::refusal("order_id", order_id, text::MAX_ID_CHARS).is_some() {
+        return Err(AppError::NotFound { what: "order", id: order_id.escape_default().to_string() });
+    }
     match state.services.store.order(order_id).await? {
         Some(o) if principal.kind != KeyKind::Seller || o.seller == principal.name => Ok(o),
         _ => Err(AppError::NotFound { what: "order", id: order_id.to_string() }),
@@ -538,6 +558,11 @@ impl CrmEventBody {
         };
         if self.event_id.trim().is_empty() || self.order_id.trim().is_empty() {
             return Err("`event_id` and `order_id` must not be empty".into());
+        }
+        for (field, value) in [("event_id", &self.event_id), ("order_id", &self.order_id)] {
+            if let Some(why) = text::refusal(field, value, text::MAX_ID_CHARS) {
+                return Err(why);
+            }
         }
         Ok(CrmEvent {
             event_id: self.event_id.clone(),

@@ -288,6 +288,41 @@ async fn only_the_key_that_created_a_job_cancels_it_and_an_orders_job_ends_with_
 }
 
 #[tokio::test]
+async fn control_characters_and_over_long_text_are_refused_naming_the_field() {
+    let app = farm().await;
+    let model_id = model(&app, 17.0).await;
+    for (body, field) in [
+        (json!({"model_id": model_id, "material": "pla", "customer": "Bo\u{0}b"}), "customer"),
+        (json!({"model_id": model_id, "material": "pla", "customer": "x".repeat(201)}), "customer"),
+        (json!({"model_id": format!("{model_id}\u{7}"), "material": "pla"}), "model_id"),
+        (json!({"model_id": model_id, "material": "pla", "colour": "red\u{1b}[0m"}), "colour"),
+    ] {
+        let (status, refused) = order(&app, &app.seller, body).await;
+        assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("unprocessable")), "{refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains(&format!("`{field}`")), "{refused}");
+    }
+    let (status, refused) =
+        app.post_as(&app.seller, "/v1/pricing-jobs", json!({"model_id": model_id, "material": "p\u{0}la"})).await;
+    assert_eq!(status, 422, "{refused}");
+    let crm_body = json!({"event_id": "e\u{0}", "order_id": "o", "type": "approved", "occurred_at_ms": 1});
+    let (status, refused) = app.post_as(&app.crm, "/v1/crm/events", crm_body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("`event_id`"), "{refused}");
+    let (status, missing) = app.get_as(&app.seller, "/v1/orders/abc%00def").await;
+    assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("not_found")), "{missing}");
+    let (status, missing) = app.get_as(&app.seller, "/v1/pricing-jobs/abc%00def").await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, refused) = app.get_as(&app.seller, "/v1/orders?cursor=1:a%00b").await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("`cursor`"), "{refused}");
+
+    // Names are taken as the price book spells them.
+    let (status, created) = order(&app, &app.seller, json!({"model_id": model_id, "material": " PLA "})).await;
+    assert_eq!((status, created["material"].as_str()), (201, Some("pla")), "{created}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn exactly_one_of_fifty_operators_takes_an_order_and_it_leaves_the_list_at_once() {
     let app = farm().await;
     let id = priced_order(&app, 14.0).await;
