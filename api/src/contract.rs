@@ -128,7 +128,10 @@ fn tighten_parameters(operation: &mut Value, facts: &ContractFacts, applied: &mu
             }
             ("query", "cursor") => {
                 // What `next_cursor` holds: the last row's creation time and id.
-                *schema = json!({"type": "string", "pattern": "^-?[0-9]{1,18}:.+$"});
+                *schema = json!({
+                    "type": "string", "maxLength": crate::text::MAX_ID_CHARS,
+                    "pattern": "^-?[0-9]{1,18}:[^\\u0000-\\u001F\\u007F-\\u009F]+$",
+                });
                 applied.cursor = true;
             }
             ("query", "status") => {
