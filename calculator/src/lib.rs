@@ -158,7 +158,10 @@ pub struct Quote {
 
 /// How to analyse a model for `request`: `base` (limits, units, weld) plus
 /// what the material's process needs: the fit in each of its machines, and
-/// for FDM the profile's layers and support angle.
+/// for FDM the profile's layers and support angle. A part that fits none of
+/// the machines is refused by the analysis as soon as it is read
+/// ([`mesh::AnalyzeError::FitsNoBuildVolume`]), before any slicing: a 29 m
+/// needle is answered as too big, not sliced into 100,000 layers.
 pub fn analysis_options(
     request: &QuoteRequest,
     book: &PriceBook,
@@ -167,6 +170,7 @@ pub fn analysis_options(
 ) -> Result<mesh::AnalysisOptions, PricingError> {
     let material = validate_request(request, book)?;
     let build_volumes = book.machines_for(material).iter().map(|m| m.build_volume_mm).collect();
+    let base = mesh::AnalysisOptions { require_fit: true, ..base };
     Ok(match material.technology {
         Technology::Fdm => mesh::AnalysisOptions {
             layering: Some(fdm::layering(profile)),
@@ -517,14 +521,25 @@ mod tests {
     }
 
     #[test]
-    fn a_part_too_big_for_the_small_machine_goes_to_the_large_one_and_beyond_that_warns() {
+    fn a_part_too_big_for_the_small_machine_goes_to_the_large_one_and_beyond_that_is_refused_unsliced() {
         let book = PriceBook::builtin();
         let request = QuoteRequest::new("pla", 1);
         let long = report_for(&cuboid([400.0, 20.0, 20.0]), &request, &book);
         let q = quote(&long, &request, &book, &default_profile()).unwrap();
         assert_eq!(q.machine.name, "fdm-350");
         assert!(q.warnings.is_empty(), "{:?}", q.warnings);
-        let huge = report_for(&cuboid([600.0, 20.0, 20.0]), &request, &book);
+        // 29 m tall: answered as too big before a layer is cut, which would
+        // take 96,667 of them.
+        let options = analysis_options(&request, &book, &FdmProfile::default(), mesh::AnalysisOptions::default());
+        let needle = write_binary_stl(&cuboid([2.0, 2.0, 29_000.0]));
+        let err = analyze(&needle, &options.unwrap()).unwrap_err();
+        assert!(matches!(err, mesh::AnalyzeError::FitsNoBuildVolume { volumes: 2, .. }), "{err}");
+        assert!(err.to_string().contains("29000.0") && err.to_string().contains("350 x 350"), "{err}");
+        // A caller that analyses with the fits but lets unfit parts through
+        // gets them priced on the largest machine, with the warning.
+        let options = analysis_options(&request, &book, &FdmProfile::default(), mesh::AnalysisOptions::default());
+        let lenient = mesh::AnalysisOptions { require_fit: false, ..options.unwrap() };
+        let huge = analyze(&write_binary_stl(&cuboid([600.0, 20.0, 20.0])), &lenient).unwrap();
         let q = quote(&huge, &request, &book, &default_profile()).unwrap();
         assert_eq!(q.machine.name, "fdm-350");
         assert_eq!(q.warnings, vec![QuoteWarning::TooBigForEveryMachine { machine: "fdm-350".into() }]);

@@ -12,14 +12,22 @@
 //! compute their crossing on it, so the edge's two vertex indices name the
 //! joint exactly, with no floating-point matching. Each layer is a small
 //! union-find over those joints, and the layers run in parallel.
+//!
+//! Memory is bounded: the faces are bucketed by layer one band of layers at
+//! a time (a few million crossings), and what the tracing holds is worked
+//! out from the slicing's spans and checked against the budget before it
+//! starts.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use rayon::prelude::*;
 
+use crate::bounds;
+use crate::observe::{Observer, Stage, Ticker, Watch};
 use crate::slice::Slices;
 use crate::weld::{IndexedMesh, VertexHasher};
+use crate::{AnalyzeError, Limits};
 
 /// One closed loop of a layer's section.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,50 +45,115 @@ impl Contour {
     }
 }
 
+/// How the contours of a slicing will be traced: the crossings per layer
+/// (from the spans alone) and the band size, with their memory checked.
+pub(crate) struct Plan {
+    per_layer: Vec<u64>,
+    total: u64,
+    band: u64,
+}
+
+impl Plan {
+    /// Counts each layer's crossings from `spans` (the planes each face
+    /// crosses) and checks what the tracing will hold: one band of at most
+    /// [`bounds::BAND_CROSSINGS`] crossings (a layer with more is a band of
+    /// its own), each thread's layer, and the loops, at worst one per
+    /// crossing; `resident` is what the caller already holds.
+    pub(crate) fn new(spans: &[[u32; 2]], layers: usize, limits: &Limits, resident: u64) -> Result<Self, AnalyzeError> {
+        // A difference array: +1 where a face's span starts, -1 where it ends.
+        let mut per_layer = vec![0i64; layers + 1];
+        for &[first, last] in spans {
+            per_layer[first as usize] += 1;
+            per_layer[last as usize] -= 1;
+        }
+        let mut running = 0i64;
+        let per_layer: Vec<u64> = per_layer[..layers]
+            .iter()
+            .map(|d| {
+                running += d;
+                running as u64
+            })
+            .collect();
+        let total: u64 = per_layer.iter().sum();
+        let widest = per_layer.iter().copied().max().unwrap_or(0);
+        let band = bounds::BAND_CROSSINGS.max(widest).min(total);
+        let threads = rayon::current_num_threads() as u64;
+        let needed = resident.saturating_add(bounds::contours(band, widest, threads, total, layers as u64));
+        bounds::check_memory(limits, "tracing the contours", needed)?;
+        Ok(Self { per_layer, total, band })
+    }
+}
+
 /// The loops of every layer of `slices`, cut from `mesh` at the same planes.
-/// `flipped[i]` reverses face `i`, as for slicing.
-pub(crate) fn trace(mesh: &IndexedMesh, flipped: &[bool], slices: &Slices) -> Vec<Vec<Contour>> {
+/// `flipped[i]` reverses face `i`, as for slicing; `spans[i]` are the planes
+/// face `i` crosses, as slicing found them.
+///
+/// Layers are traced in bands (see [`Plan`]), so what is held at once is one
+/// band's faces, not every face–layer pair.
+pub(crate) fn trace(
+    mesh: &IndexedMesh,
+    flipped: &[bool],
+    slices: &Slices,
+    spans: &[[u32; 2]],
+    plan: &Plan,
+    observer: &dyn Observer,
+) -> Result<Vec<Vec<Contour>>, AnalyzeError> {
     let planes = &slices.z;
     let layers = planes.len();
-    let z = |v: u32| f64::from(mesh.vertices[v as usize][2]);
-    // The layers a face crosses: planes in (lo, hi], as `slice` counts them.
-    let span = |face: &[u32; 3]| {
-        let [a, b, c] = face.map(z);
-        let (lo, hi) = (a.min(b).min(c), a.max(b).max(c));
-        planes.partition_point(|&p| p <= lo)..planes.partition_point(|&p| p <= hi)
-    };
-
-    // Bucket the faces by layer: counts, offsets, then one fill pass.
-    let mut offsets = vec![0usize; layers + 1];
-    for face in &mesh.faces {
-        for layer in span(face) {
-            offsets[layer + 1] += 1;
+    let Plan { per_layer, total, band } = plan;
+    let (total, band) = (*total, *band);
+    let watch = Watch::new(observer, Stage::Slicing, (0.3, 1.0), total.saturating_add(mesh.faces.len() as u64));
+    let mut contours = Vec::with_capacity(layers);
+    let mut start = 0;
+    while start < layers {
+        // The band: layers from `start` while their crossings fit.
+        let mut end = start + 1;
+        let mut crossings = per_layer[start];
+        while end < layers && crossings + per_layer[end] <= band {
+            crossings += per_layer[end];
+            end += 1;
         }
-    }
-    for i in 0..layers {
-        offsets[i + 1] += offsets[i];
-    }
-    let mut cursor = offsets.clone();
-    let mut by_layer = vec![0u32; offsets[layers]];
-    for (index, face) in mesh.faces.iter().enumerate() {
-        for layer in span(face) {
-            by_layer[cursor[layer]] = index as u32;
-            cursor[layer] += 1;
+        // Bucket the band's faces by layer, in face order: offsets, then
+        // one fill pass over the faces.
+        let mut offsets = vec![0usize; end - start + 1];
+        for layer in start..end {
+            offsets[layer - start + 1] = offsets[layer - start] + per_layer[layer] as usize;
         }
+        let mut cursor = offsets.clone();
+        let mut by_layer = vec![0u32; offsets[end - start]];
+        for (index, &[first, last]) in spans.iter().enumerate() {
+            for layer in (first as usize).max(start)..(last as usize).min(end) {
+                by_layer[cursor[layer - start]] = index as u32;
+                cursor[layer - start] += 1;
+            }
+        }
+        if !watch.tick(mesh.faces.len() as u64) {
+            break;
+        }
+        let traced: Vec<Vec<Contour>> = (start..end)
+            .into_par_iter()
+            .map_init(
+                || Ticker::new(&watch),
+                |ticker, layer| {
+                    let faces = &by_layer[offsets[layer - start]..offsets[layer - start + 1]];
+                    layer_loops(mesh, flipped, faces, planes[layer], ticker)
+                },
+            )
+            .collect();
+        contours.extend(traced);
+        if watch.stopped() {
+            break;
+        }
+        start = end;
     }
-
-    (0..layers)
-        .into_par_iter()
-        .map(|layer| {
-            let faces = &by_layer[offsets[layer]..offsets[layer + 1]];
-            layer_loops(mesh, flipped, faces, planes[layer])
-        })
-        .collect()
+    watch.finish()?;
+    Ok(contours)
 }
 
 type JointMap = HashMap<u64, u32, BuildHasherDefault<VertexHasher>>;
 
-fn layer_loops(mesh: &IndexedMesh, flipped: &[bool], faces: &[u32], plane: f64) -> Vec<Contour> {
+/// One layer's loops; an empty list once `ticker` says stop.
+fn layer_loops(mesh: &IndexedMesh, flipped: &[bool], faces: &[u32], plane: f64, ticker: &mut Ticker<'_, '_>) -> Vec<Contour> {
     let mut joints = JointMap::default();
     let mut parent: Vec<u32> = Vec::new();
     // Per segment: its first joint, length and twice its shoelace area term.
@@ -92,6 +165,9 @@ fn layer_loops(mesh: &IndexedMesh, flipped: &[bool], faces: &[u32], plane: f64) 
         })
     };
     for &index in faces {
+        if !ticker.add(1) {
+            return Vec::new();
+        }
         let face = mesh.faces[index as usize];
         let corners = face.map(|v| mesh.vertices[v as usize].map(f64::from));
         let Some(((p, key_p), (q, key_q))) = crossing(face, corners, plane) else { continue };

@@ -54,6 +54,23 @@ pub fn uv_sphere(radius: f32, segments: u32, rings: u32) -> Vec<Triangle> {
     triangles
 }
 
+/// `count` needle-thin triangles `height` tall, standing in a grid on a
+/// square plate `plate` wide: each a sliver 0.01 wide at its foot, none
+/// touching another. Cheap to read (50 bytes a triangle), expensive to slice:
+/// every needle crosses every layer. The issue that bounded the work used
+/// 20,000 needles 29 m tall on a 20 mm plate, a 1 MB file.
+pub fn needles(count: u32, height: f32, plate: f32) -> Vec<Triangle> {
+    let across = (f64::from(count).sqrt().ceil() as u32).max(1);
+    let pitch = plate / across as f32;
+    let width = 0.01f32.min(pitch / 2.0);
+    (0..count)
+        .map(|n| {
+            let (x, y) = ((n % across) as f32 * pitch, (n / across) as f32 * pitch);
+            [[x, y, 0.0], [x + width, y, 0.0], [x + width / 2.0, y + width / 2.0, height]]
+        })
+        .collect()
+}
+
 /// Encodes triangles as a binary STL, with normals computed from the winding.
 pub fn write_binary_stl(triangles: &[Triangle]) -> Vec<u8> {
     let mut out = Vec::with_capacity(84 + 50 * triangles.len());

@@ -7,7 +7,9 @@
 //!
 //! The pipeline: [`read_stl`] (bytes to a triangle soup), [`IndexedMesh`]
 //! (welding), [`Topology`] (edges and shells), shell classification,
-//! printability and optional [`slice`]ing, all driven by [`analyze`].
+//! printability and optional [`slice`]ing, all driven by [`analyze`]. Every
+//! stage's cost is known before it allocates and held to the [`Limits`]
+//! (see the `bounds` module).
 //!
 //! ```
 //! let stl = mesh::write_binary_stl(&mesh::cuboid([20.0, 20.0, 20.0]));
@@ -16,6 +18,7 @@
 //! assert!(report.topology.watertight);
 //! ```
 
+mod bounds;
 mod contours;
 mod error;
 mod generate;
@@ -30,23 +33,29 @@ mod supports;
 mod topology;
 mod weld;
 
+pub use bounds::OverLimit;
 pub use contours::Contour;
 pub use error::{ReadError, ReadErrorKind};
-pub use generate::{cuboid, uv_sphere, write_binary_stl};
+pub use generate::{cuboid, needles, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
 pub use observe::{Observer, Stage, Unobserved};
 pub use printability::{Fit, Printability, Units, fit};
 pub use read::{ReadWarning, Soup, StlFormat, StlInfo, Triangle, Triangles, read_stl, read_stl_chunked};
 pub use shells::ShellSummary;
-pub use slice::{Layering, SliceError, Slices, slice};
+pub use slice::{Layering, SliceError, Slices, slice, slice_with};
 pub use supports::SupportShape;
 pub use topology::{FaceLabels, Topology};
 pub use weld::{IndexedMesh, Weld, Welder};
 
 /// Limits that keep a hostile or absurd file from exhausting the machine.
 ///
-/// Every limit is a setting; the defaults fit the largest models the farm is
-/// expected to price (tens of millions of triangles) on a worker with a few GiB.
+/// Every limit is a setting. A file's size says little about the work it
+/// asks for (20,000 needle-thin triangles 29 m tall are 1 MB, and cross two
+/// billion layer planes), so besides the size of the input, the work of
+/// each stage that does not follow from it is counted before the stage
+/// allocates, and refused over its limit with [`OverLimit`]. The defaults
+/// take every model the farm is expected to price (a few million triangles,
+/// thousands of layers) within a worker slot's 1 GiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Files larger than this are refused before parsing.
@@ -57,11 +66,31 @@ pub struct Limits {
     pub max_triangles: u64,
     /// Slicing into more layers than this is refused.
     pub max_layers: u64,
+    /// Slicing and contour tracing: the sum over the triangles of the layer
+    /// planes each one crosses.
+    pub max_layer_crossings: u64,
+    /// Support columns: the sum over the triangles of the grid rays each one
+    /// meets (the grid is at most about 420 rays square).
+    pub max_ray_crossings: u64,
+    /// Separate shells: each is summarised, and closed inward shells are
+    /// matched against closed outward ones, pair by pair.
+    pub max_shells: u64,
+    /// The bytes one analysis may hold at once: its own allocations, worked
+    /// out before each stage allocates. One worker slot's share of a machine.
+    pub memory_budget: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 1 << 30, max_triangles: 20_000_000, max_layers: 100_000 }
+        Self {
+            max_bytes: 1 << 30,
+            max_triangles: 20_000_000,
+            max_layers: 100_000,
+            max_layer_crossings: 100_000_000,
+            max_ray_crossings: 20_000_000,
+            max_shells: 50_000,
+            memory_budget: 1 << 30,
+        }
     }
 }
 
@@ -82,6 +111,10 @@ pub struct AnalysisOptions {
     /// Check the fit in each of these build volumes (mm): one per machine
     /// that could print the part.
     pub build_volumes: Vec<[f64; 3]>,
+    /// Refuse a part that fits none of `build_volumes` in any orientation
+    /// ([`AnalyzeError::FitsNoBuildVolume`]), right after reading it: before
+    /// the topology, the supports and the slicing.
+    pub require_fit: bool,
 }
 
 impl Default for AnalysisOptions {
@@ -94,6 +127,7 @@ impl Default for AnalysisOptions {
             support: SupportShape::default(),
             layering: None,
             build_volumes: Vec::new(),
+            require_fit: false,
         }
     }
 }
@@ -104,10 +138,31 @@ pub enum AnalyzeError {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
-    Slice(#[from] SliceError),
+    Slice(SliceError),
     /// The observer stopped the analysis (a deadline, a cancellation).
     #[error("the analysis was stopped")]
     Stopped,
+    /// The work or the memory a stage needs is over a limit.
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
+    /// [`AnalysisOptions::require_fit`], and the part fits none of the
+    /// build volumes.
+    #[error(
+        "the part is {:.1} x {:.1} x {:.1} and fits none of the {volumes} build volumes in any orientation \
+         (the largest is {:.0} x {:.0} x {:.0})",
+        size[0], size[1], size[2], largest[0], largest[1], largest[2]
+    )]
+    FitsNoBuildVolume { size: [f64; 3], volumes: usize, largest: [f64; 3] },
+}
+
+impl From<SliceError> for AnalyzeError {
+    fn from(error: SliceError) -> Self {
+        match error {
+            SliceError::Stopped => AnalyzeError::Stopped,
+            SliceError::OverLimit(over) => AnalyzeError::OverLimit(over),
+            other => AnalyzeError::Slice(other),
+        }
+    }
 }
 
 /// Everything the farm knows about a model after analysis. Lengths are in
@@ -171,6 +226,8 @@ pub fn analyze_observed<R: std::io::Read>(
     options: &AnalysisOptions,
     observer: &dyn Observer,
 ) -> Result<MeshReport, AnalyzeError> {
+    // Known from the file's length alone: refused before a byte is read.
+    bounds::check_memory(&options.limits, "reading the file", bounds::reading(len))?;
     let mut reader = observe::ObservedReader { inner: reader, len, read: 0, observer, stopped: false };
     let mut welder = Welder::new(options.weld);
     let scale = options.units.map_or(1.0, |u| u.to_mm() as f32);
@@ -236,10 +293,32 @@ fn analyze_mesh(
 ) -> Result<MeshReport, AnalyzeError> {
     let checkpoint =
         |stage: Stage, done: f64| if observer.observe(stage, done) { Ok(()) } else { Err(AnalyzeError::Stopped) };
+    let limits = &options.limits;
+    let (triangles, vertices) = (mesh.faces.len() as u64, mesh.vertices.len() as u64);
+    let resident = bounds::resident(triangles, vertices);
     checkpoint(Stage::Analysing, 0.0)?;
     let geometry = Geometry::measure(&mesh);
+    // The fit needs only the corners: a part no machine holds is answered
+    // before anything costly.
+    let fits: Vec<Fit> =
+        options.build_volumes.iter().map(|&volume| fit(&mesh.vertices, &geometry.bounding_box, volume)).collect();
+    if options.require_fit && !fits.is_empty() && !fits.iter().any(|f| f.fits) {
+        let volume = |v: &[f64; 3]| v.iter().product::<f64>();
+        let largest =
+            options.build_volumes.iter().copied().max_by(|a, b| volume(a).total_cmp(&volume(b))).unwrap_or_default();
+        return Err(AnalyzeError::FitsNoBuildVolume {
+            size: geometry.bounding_box.size(),
+            volumes: fits.len(),
+            largest,
+        });
+    }
     checkpoint(Stage::Analysing, 0.2)?;
+    bounds::check_memory(limits, "the topology", resident + bounds::topology(triangles, vertices))?;
     let (topology, labels) = Topology::with_labels(&mesh);
+    if topology.shells > limits.max_shells {
+        return Err(OverLimit::Shells { shells: topology.shells, limit: limits.max_shells }.into());
+    }
+    bounds::check_memory(limits, "the shells", resident + bounds::shells(triangles, topology.shells))?;
     checkpoint(Stage::Analysing, 0.5)?;
     let (shells, faces) = shells::summarize(&mesh, &labels, topology.shells as usize);
     checkpoint(Stage::Analysing, 0.6)?;
@@ -252,19 +331,24 @@ fn analyze_mesh(
         &geometry.bounding_box,
         options.overhang_angle_deg,
         options.support,
-    );
-    checkpoint(Stage::Analysing, 0.9)?;
-    let fits =
-        options.build_volumes.iter().map(|&volume| fit(&mesh.vertices, &geometry.bounding_box, volume)).collect();
+        (limits, resident),
+        observer,
+    )?;
     checkpoint(Stage::Analysing, 1.0)?;
     let slices = match options.layering {
         None => None,
         Some(layering) => {
             checkpoint(Stage::Slicing, 0.0)?;
             let z = (geometry.bounding_box.min[2], geometry.bounding_box.max[2]);
-            let mut slices = slice(&mesh, Some(&flipped), z, layering, options.limits.max_layers)?;
+            let plan = slice::Plan::new(mesh.faces.len(), z, layering, limits, resident)?;
+            let spans = plan.spans(&mesh, limits, observer)?;
+            // Both stages are checked before either runs: a model whose
+            // loops would not fit is refused before it is sliced.
+            let held = resident + 8 * triangles + 40 * plan.layers() as u64;
+            let loops = contours::Plan::new(&spans, plan.layers(), limits, held)?;
+            let mut slices = plan.measure(&mesh, Some(&flipped), &spans, observer)?;
             checkpoint(Stage::Slicing, 0.3)?;
-            slices.contours = contours::trace(&mesh, &flipped, &slices);
+            slices.contours = contours::trace(&mesh, &flipped, &slices, &spans, &loops, observer)?;
             checkpoint(Stage::Slicing, 1.0)?;
             Some(slices)
         }

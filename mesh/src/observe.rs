@@ -7,6 +7,8 @@
 //! knows about clocks or threads; the observer decides.
 
 use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What the analysis is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +45,105 @@ pub struct Unobserved;
 impl Observer for Unobserved {
     fn observe(&self, _: Stage, _: f64) -> bool {
         true
+    }
+}
+
+/// How much work runs between two looks at the observer: small enough that
+/// a stop is seen within a millisecond or two (a unit is one crossing, one
+/// triangle or one ray cell: tens of nanoseconds), large enough that looking
+/// costs nothing.
+pub(crate) const TICK: u64 = 1 << 15;
+
+/// The observer of one pass of parallel work: threads report the units they
+/// finished, the observer sees the pass's share of its stage, and once it
+/// says stop every thread sees it at its next tick and skips the rest.
+///
+/// Calls to the observer are serialised and none follows a stop, so the
+/// observer sees the same sequence as from sequential work.
+pub(crate) struct Watch<'o> {
+    observer: &'o dyn Observer,
+    stage: Stage,
+    /// The part of the stage this pass covers, as shares of it.
+    from: f64,
+    to: f64,
+    total: u64,
+    done: AtomicU64,
+    stopped: AtomicBool,
+    calls: Mutex<()>,
+}
+
+impl<'o> Watch<'o> {
+    /// A pass of `total` units, covering `from..to` of `stage`.
+    pub(crate) fn new(observer: &'o dyn Observer, stage: Stage, (from, to): (f64, f64), total: u64) -> Self {
+        Self {
+            observer,
+            stage,
+            from,
+            to,
+            total,
+            done: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            calls: Mutex::new(()),
+        }
+    }
+
+    /// Records `units` more finished; false once the observer said stop.
+    pub(crate) fn tick(&self, units: u64) -> bool {
+        if self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        let done = self.done.fetch_add(units, Ordering::Relaxed).saturating_add(units);
+        let share = if self.total == 0 { 1.0 } else { (done as f64 / self.total as f64).min(1.0) };
+        let _one_at_a_time = self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !self.observer.observe(self.stage, self.from + (self.to - self.from) * share) {
+            self.stopped.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Whether the observer said stop.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Stopped)` when the observer said stop during the pass.
+    pub(crate) fn finish(&self) -> Result<(), crate::AnalyzeError> {
+        if self.stopped() { Err(crate::AnalyzeError::Stopped) } else { Ok(()) }
+    }
+}
+
+/// A thread's share of a [`Watch`]ed pass: counts units locally and ticks
+/// the watch once every [`TICK`] of them, so the threads rarely meet.
+pub(crate) struct Ticker<'w, 'o> {
+    watch: &'w Watch<'o>,
+    pending: u64,
+    stopped: bool,
+}
+
+impl<'w, 'o> Ticker<'w, 'o> {
+    pub(crate) fn new(watch: &'w Watch<'o>) -> Self {
+        Self { watch, pending: 0, stopped: watch.stopped() }
+    }
+
+    /// Counts `units` of work done; false once the pass must stop.
+    pub(crate) fn add(&mut self, units: u64) -> bool {
+        if self.stopped {
+            return false;
+        }
+        self.pending += units;
+        if self.pending >= TICK {
+            self.stopped = !self.watch.tick(std::mem::take(&mut self.pending));
+        }
+        !self.stopped
+    }
+
+    /// Whether the pass must stop.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
     }
 }
 

@@ -46,7 +46,9 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
     bbox: &BoundingBox,
     angle_deg: f64,
     support: crate::SupportShape,
-) -> Printability {
+    bounds: (&crate::Limits, u64),
+    observer: &dyn crate::Observer,
+) -> Result<Printability, crate::AnalyzeError> {
     let z_min = bbox.min[2];
     // A face lies on the plate when all its corners are within a hair of the
     // lowest z; the hair scales with the part so any unit works.
@@ -90,8 +92,8 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
             plate_area: x.plate_area + y.plate_area,
         },
     );
-    let columns = crate::supports::columns(triangles, flipped, in_cavity, bbox, threshold, support);
-    Printability {
+    let columns = crate::supports::columns(triangles, flipped, in_cavity, bbox, threshold, support, bounds, observer)?;
+    Ok(Printability {
         overhang_angle_deg: angle_deg,
         overhang_area: sums.overhang_area,
         support_volume_estimate: sums.support_volume,
@@ -100,7 +102,7 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
         support_on_part_area: columns.on_part_area,
         support_side_area: columns.side_area,
         plate_contact_area: sums.plate_area,
-    }
+    })
 }
 
 /// The unit a file's numbers are probably in. STL carries none.
@@ -276,7 +278,9 @@ mod tests {
     fn a_t_shape_overhangs_under_its_bar_and_rests_on_its_stem() {
         let triangles = t_shape();
         let bbox = Geometry::measure(&triangles).bounding_box;
-        let p = measure(&triangles, &vec![false; triangles.len()], &[], &bbox, 45.0, crate::SupportShape::default());
+        let (none, limits) = (vec![false; triangles.len()], crate::Limits::default());
+        let p = measure(&triangles, &none, &[], &bbox, 45.0, crate::SupportShape::default(), (&limits, 0), &crate::Unobserved)
+            .unwrap();
         // The bar's whole underside faces down (300 mm²), the plate is the
         // stem's bottom (100 mm²).
         assert!((p.overhang_area - 300.0).abs() < 1e-9, "{p:?}");

@@ -8,8 +8,19 @@
 //! downward-facing triangle's area, seen from above, to the gaps between
 //! planes it spans: where the skins of a print go. The work is one parallel
 //! pass over the triangles with a per-thread accumulator per layer.
+//!
+//! The work is counted before it is done: a first pass finds the planes each
+//! triangle crosses (from its lowest and highest corner, no cutting), and
+//! their sum, the triangle–layer crossings, must be within
+//! [`Limits::max_layer_crossings`]. The same spans tell the contour tracer
+//! which faces each layer cuts.
 
+use rayon::prelude::*;
+
+use crate::Limits;
+use crate::bounds::{self, OverLimit};
 use crate::contours::Contour;
+use crate::observe::{Observer, Stage, Ticker, Unobserved, Watch};
 use crate::read::Triangles;
 
 /// How a part is cut into layers: a first layer of its own height (printers
@@ -64,6 +75,12 @@ pub enum SliceError {
     BadLayerHeight(f64),
     #[error("{layers} layers of {layer_height} would exceed the limit of {limit}")]
     TooManyLayers { layers: u64, layer_height: f64, limit: u64 },
+    /// The crossings or the memory the slices need are over a limit.
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
+    /// The observer stopped the slicing.
+    #[error("the slicing was stopped")]
+    Stopped,
 }
 
 impl Slices {
@@ -83,135 +100,257 @@ impl Slices {
 }
 
 /// Slices `triangles` between `z_min` and `z_max` as `layering` says.
-/// `flipped[i]` reverses face `i` (its shell is wound inside out).
+/// `flipped[i]` reverses face `i` (its shell is wound inside out). The other
+/// limits are the defaults; see [`slice_with`].
 pub fn slice<T: Triangles + ?Sized>(
     triangles: &T,
     flipped: Option<&[bool]>,
-    (z_min, z_max): (f64, f64),
+    z: (f64, f64),
     layering: Layering,
     max_layers: u64,
 ) -> Result<Slices, SliceError> {
-    let Layering { first_layer_height: first, layer_height, min_skin_width } = layering;
-    for h in [first, layer_height] {
-        if !(h.is_finite() && h > 0.0) {
-            return Err(SliceError::BadLayerHeight(h));
+    slice_with(triangles, flipped, z, layering, &Limits { max_layers, ..Limits::default() })
+}
+
+/// [`slice`], within `limits`: the layers, the triangle–layer crossings and
+/// the memory of the slices themselves.
+pub fn slice_with<T: Triangles + ?Sized>(
+    triangles: &T,
+    flipped: Option<&[bool]>,
+    z: (f64, f64),
+    layering: Layering,
+    limits: &Limits,
+) -> Result<Slices, SliceError> {
+    let plan = Plan::new(triangles.count(), z, layering, limits, 0)?;
+    let spans = plan.spans(triangles, limits, &Unobserved)?;
+    plan.measure(triangles, flipped, &spans, &Unobserved)
+}
+
+/// Where a slicing stands before it cuts: its planes, and what it costs.
+pub(crate) struct Plan {
+    layering: Layering,
+    z_min: f64,
+    layers: usize,
+}
+
+/// The planes each face crosses: `first..last`, counted as
+/// [`Plan::planes_up_to`] counts them (a corner on a plane is above it).
+pub(crate) type Spans = Vec<[u32; 2]>;
+
+impl Plan {
+    /// Checks the heights and the number of layers; `resident` is what the
+    /// caller already holds, for the memory check.
+    pub(crate) fn new(
+        triangles: usize,
+        (z_min, z_max): (f64, f64),
+        layering: Layering,
+        limits: &Limits,
+        resident: u64,
+    ) -> Result<Self, SliceError> {
+        let Layering { first_layer_height: first, layer_height, .. } = layering;
+        for h in [first, layer_height] {
+            if !(h.is_finite() && h > 0.0) {
+                return Err(SliceError::BadLayerHeight(h));
+            }
         }
+        let height = (z_max - z_min).max(0.0);
+        let layers_f = 1.0 + ((height - first) / layer_height).ceil().max(0.0);
+        // Spans index layers with 32 bits.
+        let limit = limits.max_layers.min(u64::from(u32::MAX));
+        if layers_f > limit as f64 || !layers_f.is_finite() {
+            return Err(SliceError::TooManyLayers { layers: layers_f.min(u64::MAX as f64) as u64, layer_height, limit });
+        }
+        let plan = Self { layering, z_min, layers: layers_f as usize };
+        let own = bounds::slicing(triangles as u64, plan.layers as u64, plan.chunks(triangles) as u64);
+        bounds::check_memory(limits, "slicing", resident.saturating_add(own))?;
+        Ok(plan)
     }
-    let height = (z_max - z_min).max(0.0);
-    let layers_f = 1.0 + ((height - first) / layer_height).ceil().max(0.0);
-    if layers_f > max_layers as f64 {
-        return Err(SliceError::TooManyLayers { layers: layers_f as u64, layer_height, limit: max_layers });
+
+    pub(crate) fn layers(&self) -> usize {
+        self.layers
     }
-    let layers = layers_f as usize;
-    // Layer 0 spans [0, first); layer i >= 1 spans [first + (i-1)h, first + ih).
-    let plane = |i: usize| if i == 0 { z_min + first / 2.0 } else { z_min + first + (i as f64 - 0.5) * layer_height };
-    // How many planes lie at or below `z`: the band between two planes
-    // that `z` is in, counted from 1. The division only finds where to
-    // start looking: rounding may put it a layer off, so it is corrected
-    // with the same comparison the cut uses.
-    let planes_up_to = |z: f64| {
-        let guess = ((z - z_min - first) / layer_height + 0.5).floor();
-        let mut n = if plane(0) > z { 0 } else { guess.clamp(1.0, layers as f64) as usize };
-        while n > 0 && plane(n - 1) > z {
+
+    /// Layer 0 spans [0, first); layer i >= 1 spans [first + (i-1)h,
+    /// first + ih); each is cut in its middle.
+    fn plane(&self, i: usize) -> f64 {
+        let Layering { first_layer_height: first, layer_height, .. } = self.layering;
+        if i == 0 { self.z_min + first / 2.0 } else { self.z_min + first + (i as f64 - 0.5) * layer_height }
+    }
+
+    /// How many planes lie at or below `z`: the band between two planes
+    /// that `z` is in, counted from 1. The division only finds where to
+    /// start looking: rounding may put it a layer off, so it is corrected
+    /// with the same comparison the cut uses.
+    fn planes_up_to(&self, z: f64) -> usize {
+        let Layering { first_layer_height: first, layer_height, .. } = self.layering;
+        let guess = ((z - self.z_min - first) / layer_height + 0.5).floor();
+        let mut n = if self.plane(0) > z { 0 } else { guess.clamp(1.0, self.layers as f64) as usize };
+        while n > 0 && self.plane(n - 1) > z {
             n -= 1;
         }
-        while n < layers && plane(n) <= z {
+        while n < self.layers && self.plane(n) <= z {
             n += 1;
         }
         n
-    };
-    let zero = || Sums {
-        twice_area: vec![0.0; layers],
-        perimeter: vec![0.0; layers],
-        up: vec![0.0; layers],
-        down: vec![0.0; layers],
-    };
-    // At most 32 partial sums per layer: each chunk holds four arrays of
-    // `layers` floats.
-    let chunk = triangles.count().div_ceil(32).max(2048);
-    let sums = crate::par::fold_chunks(
-        triangles.count(),
-        chunk,
-        zero,
-        |mut sums, index| {
-            let flip = flipped.is_some_and(|f| f[index]);
-            let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
-            let lo = a[2].min(b[2]).min(c[2]);
-            let hi = a[2].max(b[2]).max(c[2]);
-            // A corner on a plane counts as above it (see `cut`), so the
-            // triangle crosses exactly the planes in (lo, hi]: the first is
-            // the one after those at or below `lo`.
-            let first_band = planes_up_to(lo);
-            let mut i = first_band;
-            let normal = cross(sub(b, a), sub(c, a));
-            let Sums { twice_area, perimeter, up, down } = &mut sums;
-            while i < layers && plane(i) <= hi {
-                if let Some((p, q)) = cut(a, b, c, plane(i)) {
-                    // Orient the segment so the part lies to its left: its
-                    // right-hand side must face along the outward normal.
-                    let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
-                    let outward = (dy * normal[0] - dx * normal[1]) * if flip { -1.0 } else { 1.0 };
-                    let (p, q) = if outward >= 0.0 { (p, q) } else { (q, p) };
-                    twice_area[i] += p[0] * q[1] - q[0] * p[1];
-                    perimeter[i] += dx.hypot(dy);
-                }
-                i += 1;
-            }
-            // The loop stopped at the first plane above `hi`.
-            let last_band = i;
-            let facing = normal[2] * if flip { -1.0 } else { 1.0 };
-            // A layer's height of the facet is layer_height * |nz| / |nxy|
-            // wide seen from above (compared squared: no root per triangle).
-            let wide_enough = (layer_height * normal[2]).powi(2)
-                >= min_skin_width * min_skin_width * (normal[0] * normal[0] + normal[1] * normal[1]);
-            if facing != 0.0 && wide_enough {
-                let skin = if facing > 0.0 { up } else { down };
-                let projected = normal[2].abs() / 2.0;
-                if first_band == last_band {
-                    if first_band > 0 {
-                        skin[first_band - 1] += projected;
+    }
+
+    /// At most 32 partial sums per layer: each chunk holds four arrays of
+    /// `layers` floats. Fixed by the triangle count alone, so the sums are
+    /// the same on any number of threads.
+    fn chunks(&self, triangles: usize) -> usize {
+        triangles.div_ceil(Self::chunk(triangles))
+    }
+
+    fn chunk(triangles: usize) -> usize {
+        triangles.div_ceil(32).max(2048)
+    }
+
+    /// Each face's planes, and their sum checked against the limit: a pass
+    /// over the corners that cuts nothing.
+    pub(crate) fn spans<T: Triangles + ?Sized>(
+        &self,
+        triangles: &T,
+        limits: &Limits,
+        observer: &dyn Observer,
+    ) -> Result<Spans, SliceError> {
+        let watch = Watch::new(observer, Stage::Slicing, (0.0, 0.05), triangles.count() as u64);
+        let spans: Spans = (0..triangles.count())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map_init(
+                || Ticker::new(&watch),
+                |ticker, index| {
+                    if !ticker.add(1) {
+                        return [0, 0];
                     }
-                } else {
-                    // Spread over the bands it spans, by height.
-                    for band in first_band.max(1)..=last_band {
-                        let bottom = plane(band - 1).max(lo);
-                        let top = if band < layers { plane(band).min(hi) } else { hi };
-                        skin[band - 1] += projected * (top - bottom).max(0.0) / (hi - lo);
+                    let [a, b, c] = triangles.triangle(index).map(|v| f64::from(v[2]));
+                    let (lo, hi) = (a.min(b).min(c), a.max(b).max(c));
+                    [self.planes_up_to(lo) as u32, self.planes_up_to(hi) as u32]
+                },
+            )
+            .collect();
+        if watch.stopped() {
+            return Err(SliceError::Stopped);
+        }
+        let needed: u64 = spans.par_iter().map(|&[first, last]| u64::from(last - first)).sum();
+        if needed > limits.max_layer_crossings {
+            return Err(OverLimit::LayerCrossings {
+                needed,
+                layers: self.layers as u64,
+                limit: limits.max_layer_crossings,
+            }
+            .into());
+        }
+        Ok(spans)
+    }
+
+    /// Cuts every face at the planes of its span.
+    pub(crate) fn measure<T: Triangles + ?Sized>(
+        &self,
+        triangles: &T,
+        flipped: Option<&[bool]>,
+        spans: &[[u32; 2]],
+        observer: &dyn Observer,
+    ) -> Result<Slices, SliceError> {
+        let layers = self.layers;
+        let Layering { first_layer_height: first, layer_height, min_skin_width } = self.layering;
+        let plane = |i: usize| self.plane(i);
+        let crossings: u64 = spans.iter().map(|&[f, l]| u64::from(l - f)).sum();
+        let watch =
+            Watch::new(observer, Stage::Slicing, (0.05, 0.3), crossings.saturating_add(triangles.count() as u64));
+        let zero = || Sums {
+            twice_area: vec![0.0; layers],
+            perimeter: vec![0.0; layers],
+            up: vec![0.0; layers],
+            down: vec![0.0; layers],
+            ticker: Ticker::new(&watch),
+        };
+        let sums = crate::par::fold_chunks(
+            triangles.count(),
+            Self::chunk(triangles.count()),
+            zero,
+            |mut sums, index| {
+                let [first_band, last_band] = spans[index].map(|s| s as usize);
+                if !sums.ticker.add(1 + (last_band - first_band) as u64) {
+                    return sums;
+                }
+                let flip = flipped.is_some_and(|f| f[index]);
+                let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
+                let lo = a[2].min(b[2]).min(c[2]);
+                let hi = a[2].max(b[2]).max(c[2]);
+                let normal = cross(sub(b, a), sub(c, a));
+                let Sums { twice_area, perimeter, up, down, .. } = &mut sums;
+                // A corner on a plane counts as above it (see `cut`), so the
+                // triangle crosses exactly the planes in (lo, hi].
+                for i in first_band..last_band {
+                    if let Some((p, q)) = cut(a, b, c, plane(i)) {
+                        // Orient the segment so the part lies to its left: its
+                        // right-hand side must face along the outward normal.
+                        let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
+                        let outward = (dy * normal[0] - dx * normal[1]) * if flip { -1.0 } else { 1.0 };
+                        let (p, q) = if outward >= 0.0 { (p, q) } else { (q, p) };
+                        twice_area[i] += p[0] * q[1] - q[0] * p[1];
+                        perimeter[i] += dx.hypot(dy);
                     }
                 }
-            }
-            sums
-        },
-        |mut left, right| {
-            for (into, from) in [
-                (&mut left.twice_area, &right.twice_area),
-                (&mut left.perimeter, &right.perimeter),
-                (&mut left.up, &right.up),
-                (&mut left.down, &right.down),
-            ] {
-                into.iter_mut().zip(from).for_each(|(x, y)| *x += y);
-            }
-            left
-        },
-    );
-    Ok(Slices {
-        layer_height,
-        first_layer_height: first,
-        z: (0..layers).map(plane).collect(),
-        area: sums.twice_area.into_iter().map(|a| a / 2.0).collect(),
-        perimeter: sums.perimeter,
-        contours: Vec::new(),
-        up_facing: sums.up,
-        down_facing: sums.down,
-    })
+                let facing = normal[2] * if flip { -1.0 } else { 1.0 };
+                // A layer's height of the facet is layer_height * |nz| / |nxy|
+                // wide seen from above (compared squared: no root per triangle).
+                let wide_enough = (layer_height * normal[2]).powi(2)
+                    >= min_skin_width * min_skin_width * (normal[0] * normal[0] + normal[1] * normal[1]);
+                if facing != 0.0 && wide_enough {
+                    let skin = if facing > 0.0 { up } else { down };
+                    let projected = normal[2].abs() / 2.0;
+                    if first_band == last_band {
+                        if first_band > 0 {
+                            skin[first_band - 1] += projected;
+                        }
+                    } else {
+                        // Spread over the bands it spans, by height.
+                        for band in first_band.max(1)..=last_band {
+                            let bottom = plane(band - 1).max(lo);
+                            let top = if band < layers { plane(band).min(hi) } else { hi };
+                            skin[band - 1] += projected * (top - bottom).max(0.0) / (hi - lo);
+                        }
+                    }
+                }
+                sums
+            },
+            |mut left, right| {
+                for (into, from) in [
+                    (&mut left.twice_area, &right.twice_area),
+                    (&mut left.perimeter, &right.perimeter),
+                    (&mut left.up, &right.up),
+                    (&mut left.down, &right.down),
+                ] {
+                    into.iter_mut().zip(from).for_each(|(x, y)| *x += y);
+                }
+                left
+            },
+        );
+        if watch.stopped() {
+            return Err(SliceError::Stopped);
+        }
+        Ok(Slices {
+            layer_height,
+            first_layer_height: first,
+            z: (0..layers).map(plane).collect(),
+            area: sums.twice_area.into_iter().map(|a| a / 2.0).collect(),
+            perimeter: sums.perimeter,
+            contours: Vec::new(),
+            up_facing: sums.up,
+            down_facing: sums.down,
+        })
+    }
 }
 
-/// One thread's running totals per layer.
-struct Sums {
+/// One chunk's running totals per layer.
+struct Sums<'w, 'o> {
     twice_area: Vec<f64>,
     perimeter: Vec<f64>,
     up: Vec<f64>,
     down: Vec<f64>,
+    ticker: Ticker<'w, 'o>,
 }
 
 /// Where the plane `z` cuts the triangle: the two points on the edges that

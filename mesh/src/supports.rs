@@ -15,10 +15,15 @@
 //! times its height above the plate), a column here stops on the part below
 //! it, and overhangs stacked above one another are not counted twice.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use rayon::prelude::*;
 
+use crate::bounds::{self, OverLimit};
 use crate::geometry::BoundingBox;
+use crate::observe::{Observer, Stage, Ticker, Watch};
 use crate::read::Triangles;
+use crate::{AnalyzeError, Limits};
 
 /// Rays per axis across the larger side of the part's footprint.
 const RAYS_ACROSS: f64 = 400.0;
@@ -54,15 +59,6 @@ pub(crate) struct SupportColumns {
     pub(crate) side_area: f64,
 }
 
-#[derive(Clone, Copy)]
-struct Crossing {
-    cell: u32,
-    z: f32,
-    /// Up-facing (the ray leaves the part), down-facing, or a down-facing
-    /// overhang that needs support.
-    kind: Kind,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Up,
@@ -70,13 +66,35 @@ enum Kind {
     Overhang,
 }
 
+/// One crossing of a ray with the surface, packed into a `u64` that sorts as
+/// (height, kind): the height's bits turned so that integer order is float
+/// order, then the kind. The ray it is on is where it is stored.
+fn pack(z: f32, kind: Kind) -> u64 {
+    let bits = z.to_bits();
+    // Negative floats sort backwards as integers: flip them, and put every
+    // positive one above every negative one.
+    let ordered = if bits >> 31 == 1 { !bits } else { bits | 1 << 31 };
+    (u64::from(ordered) << 8) | kind as u64
+}
+
+fn unpack(packed: u64) -> (f64, Kind) {
+    let ordered = (packed >> 8) as u32;
+    let bits = if ordered >> 31 == 1 { ordered & !(1 << 31) } else { !ordered };
+    let kind = match packed & 0xff {
+        0 => Kind::Up,
+        1 => Kind::Down,
+        _ => Kind::Overhang,
+    };
+    (f64::from(f32::from_bits(bits)), kind)
+}
+
 /// The stretches of air along one ray, bottom up: (floor, ceiling, whether
 /// the ceiling is an overhang). The last one is open to the sky.
-fn air_gaps(ray: &[Crossing], plate: f64) -> Vec<(f64, f64, bool)> {
+fn air_gaps(ray: &[u64], plate: f64) -> Vec<(f64, f64, bool)> {
     let (mut floor, mut inside, mut gaps) = (plate, 0u32, Vec::new());
-    for crossing in ray {
-        let z = f64::from(crossing.z);
-        match crossing.kind {
+    for &crossing in ray {
+        let (z, kind) = unpack(crossing);
+        match kind {
             Kind::Up => {
                 inside = inside.saturating_sub(1);
                 if inside == 0 {
@@ -85,7 +103,7 @@ fn air_gaps(ray: &[Crossing], plate: f64) -> Vec<(f64, f64, bool)> {
             }
             Kind::Down | Kind::Overhang => {
                 if inside == 0 {
-                    gaps.push((floor, z, crossing.kind == Kind::Overhang));
+                    gaps.push((floor, z, kind == Kind::Overhang));
                 }
                 inside += 1;
             }
@@ -97,9 +115,141 @@ fn air_gaps(ray: &[Crossing], plate: f64) -> Vec<(f64, f64, bool)> {
     gaps
 }
 
+/// The ray grid over the part's footprint, grown by the margin.
+struct Grid {
+    cell: f64,
+    nx: usize,
+    ny: usize,
+    x0: f64,
+    y0: f64,
+}
+
+impl Grid {
+    fn cells(&self) -> usize {
+        self.nx * self.ny
+    }
+}
+
+/// A triangle as the rays see it: its corners, its normal and its kind.
+struct Facet {
+    corners: [[f64; 3]; 3],
+    normal: [f64; 3],
+    kind: Kind,
+}
+
+impl Facet {
+    /// `None` for a face no vertical ray meets (vertical, or a sliver).
+    fn of<T: Triangles + ?Sized>(
+        triangles: &T,
+        index: usize,
+        flipped: &[bool],
+        in_cavity: &[bool],
+        threshold_nz: f64,
+    ) -> Option<Self> {
+        let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
+        let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+        if flipped.get(index).copied().unwrap_or(false) {
+            n = n.map(|x| -x);
+        }
+        let length = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+        if length == 0.0 || n[2].abs() < 1e-12 * length || !length.is_finite() {
+            return None;
+        }
+        let kind = if n[2] > 0.0 {
+            Kind::Up
+        } else if n[2] / length < threshold_nz && !in_cavity.get(index).copied().unwrap_or(false) {
+            Kind::Overhang
+        } else {
+            Kind::Down
+        };
+        Some(Self { corners: [a, b, c], normal: n, kind })
+    }
+
+    /// The rays through the face: per grid row it spans, the first and
+    /// last column whose centre lies in its projection (the same test,
+    /// corner on an edge included, whichever way the face winds).
+    fn rows(&self, grid: &Grid, mut visit: impl FnMut(usize, usize, usize)) {
+        let [a, b, c] = self.corners;
+        let (nx, ny, cell) = (grid.nx, grid.ny, grid.cell);
+        let lo_x = a[0].min(b[0]).min(c[0]);
+        let hi_x = a[0].max(b[0]).max(c[0]);
+        let lo_y = a[1].min(b[1]).min(c[1]);
+        let hi_y = a[1].max(b[1]).max(c[1]);
+        let first = |lo: f64, origin: f64| ((lo - origin) / cell).ceil().max(0.0) as i64;
+        let last = |hi: f64, origin: f64, n: usize| (((hi - origin) / cell).floor() as i64).min(n as i64 - 1);
+        // Edge functions of the projection, signed so the inside is
+        // positive whichever way it winds in the plane.
+        let sign = ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])).signum();
+        let edge = |p: [f64; 3], q: [f64; 3], x: f64, y: f64| {
+            sign * ((q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]))
+        };
+        let inside = |x: f64, y: f64| edge(a, b, x, y) >= 0.0 && edge(b, c, x, y) >= 0.0 && edge(c, a, x, y) >= 0.0;
+        let (i_min, i_max) = (first(lo_x, grid.x0), last(hi_x, grid.x0, nx));
+        if i_min > i_max {
+            return;
+        }
+        for j in first(lo_y, grid.y0)..=last(hi_y, grid.y0, ny) {
+            let y = grid.y0 + j as f64 * cell;
+            let x_at = |i: i64| grid.x0 + i as f64 * cell;
+            // Each edge function is linear in x along the row: it bounds the
+            // inside from the left or the right.
+            let (mut x_lo, mut x_hi) = (f64::NEG_INFINITY, f64::INFINITY);
+            for (p, q) in [(a, b), (b, c), (c, a)] {
+                let at_zero = edge(p, q, 0.0, y);
+                let slope = -sign * (q[1] - p[1]);
+                if slope > 0.0 {
+                    x_lo = x_lo.max(-at_zero / slope);
+                } else if slope < 0.0 {
+                    x_hi = x_hi.min(-at_zero / slope);
+                } else if at_zero < 0.0 {
+                    x_hi = f64::NEG_INFINITY;
+                }
+            }
+            if !(x_lo <= x_hi) {
+                continue;
+            }
+            // The columns those bounds give, clipped to the face's box, then
+            // settled by the exact test at each end, so rounding in the
+            // bounds never adds or drops a ray.
+            let mut from = (((x_lo - grid.x0) / cell).ceil() as i64).clamp(i_min, i_max);
+            let mut to = (((x_hi - grid.x0) / cell).floor() as i64).clamp(i_min, i_max);
+            while from > i_min && inside(x_at(from - 1), y) {
+                from -= 1;
+            }
+            while from <= to && !inside(x_at(from), y) {
+                from += 1;
+            }
+            while to < i_max && inside(x_at(to + 1), y) {
+                to += 1;
+            }
+            while to >= from && !inside(x_at(to), y) {
+                to -= 1;
+            }
+            if from <= to {
+                visit(j as usize, from as usize, to as usize);
+            }
+        }
+    }
+
+    /// The plane through the face, at (x, y).
+    fn height_at(&self, x: f64, y: f64) -> f64 {
+        let ([a, _, _], n) = (self.corners, self.normal);
+        a[2] - (n[0] * (x - a[0]) + n[1] * (y - a[1])) / n[2]
+    }
+}
+
 /// Casts the rays; `flipped` and `in_cavity` are per face, as the shell pass
 /// found them; `threshold_nz` is the unit normal's z below which a
 /// down-facing face needs support.
+///
+/// The rays each face meets are counted first, row by row (no crossing is
+/// stored), and their total must be within [`Limits::max_ray_crossings`] and
+/// the memory budget (with `resident` what the caller holds). Then each
+/// crossing is written straight into its ray's slot, and each ray sorted
+/// on its own.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn columns<T: Triangles + ?Sized>(
     triangles: &T,
     flipped: &[bool],
@@ -107,15 +257,17 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     bbox: &BoundingBox,
     threshold_nz: f64,
     shape: SupportShape,
-) -> SupportColumns {
+    (limits, resident): (&Limits, u64),
+    observer: &dyn Observer,
+) -> Result<SupportColumns, AnalyzeError> {
     let size = bbox.size();
     let margin = shape.margin.max(0.0);
     let mut cell = size[0].max(size[1]) / RAYS_ACROSS;
     if margin > 0.0 {
         cell = cell.max(margin / CELLS_PER_MARGIN);
     }
-    if !(cell.is_finite() && cell > 0.0) || size[2] <= 0.0 {
-        return SupportColumns::default();
+    if !(cell.is_finite() && cell > 0.0) || !(size[2] > 0.0) {
+        return Ok(SupportColumns::default());
     }
     // The grid reaches a margin beyond the part, where grown supports stand.
     let reach = (margin / cell).ceil() as i64;
@@ -123,83 +275,123 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     let ny = ((size[1] / cell).ceil() as usize).max(1) + 2 * reach as usize;
     // A ray through a shared edge or vertex would meet both faces, or
     // neither: nudge the grid off the round numbers models are drawn on.
-    let x0 = bbox.min[0] - reach as f64 * cell + cell * 0.500_123_4;
-    let y0 = bbox.min[1] - reach as f64 * cell + cell * 0.500_371_9;
+    let grid = Grid {
+        cell,
+        nx,
+        ny,
+        x0: bbox.min[0] - reach as f64 * cell + cell * 0.500_123_4,
+        y0: bbox.min[1] - reach as f64 * cell + cell * 0.500_371_9,
+    };
+    let cells = grid.cells();
+    let facet = |index| Facet::of(triangles, index, flipped, in_cavity, threshold_nz);
 
-    let mut crossings: Vec<Crossing> = (0..triangles.count())
+    // Count: per ray, by a difference along each row (one slot more per row
+    // than it has rays), so a face costs its rows, not its rays.
+    let counting = Watch::new(observer, Stage::Analysing, (0.6, 0.65), triangles.count() as u64);
+    let row = nx + 1;
+    let diff: Vec<AtomicU32> = (0..ny * row).map(|_| AtomicU32::new(0)).collect();
+    let needed: u64 = (0..triangles.count())
         .into_par_iter()
-        .with_min_len(4096)
-        .fold(Vec::new, |mut out, index| {
-            let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
-            let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-            let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-            let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
-            if flipped.get(index).copied().unwrap_or(false) {
-                n = n.map(|x| -x);
-            }
-            let length = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-            // Vertical faces (and slivers) are met by no vertical ray.
-            if length == 0.0 || n[2].abs() < 1e-12 * length {
-                return out;
-            }
-            let kind = if n[2] > 0.0 {
-                Kind::Up
-            } else if n[2] / length < threshold_nz && !in_cavity.get(index).copied().unwrap_or(false) {
-                Kind::Overhang
-            } else {
-                Kind::Down
-            };
-            let lo_x = a[0].min(b[0]).min(c[0]);
-            let hi_x = a[0].max(b[0]).max(c[0]);
-            let lo_y = a[1].min(b[1]).min(c[1]);
-            let hi_y = a[1].max(b[1]).max(c[1]);
-            let first = |lo: f64, origin: f64| ((lo - origin) / cell).ceil().max(0.0) as i64;
-            let last = |hi: f64, origin: f64, n: usize| (((hi - origin) / cell).floor() as i64).min(n as i64 - 1);
-            // Edge functions of the triangle's projection, signed so the
-            // inside is positive whichever way it winds in the plane.
-            let sign = ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])).signum();
-            let edge = |p: [f64; 3], q: [f64; 3], x: f64, y: f64| {
-                sign * ((q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]))
-            };
-            for j in first(lo_y, y0)..=last(hi_y, y0, ny) {
-                let y = y0 + j as f64 * cell;
-                for i in first(lo_x, x0)..=last(hi_x, x0, nx) {
-                    let x = x0 + i as f64 * cell;
-                    if edge(a, b, x, y) >= 0.0 && edge(b, c, x, y) >= 0.0 && edge(c, a, x, y) >= 0.0 {
-                        // The plane through the face, at (x, y).
-                        let z = a[2] - (n[0] * (x - a[0]) + n[1] * (y - a[1])) / n[2];
-                        let cell = j as usize * nx + i as usize;
-                        out.push(Crossing { cell: cell as u32, z: z as f32, kind });
-                    }
+        .with_min_len(1024)
+        .map_init(
+            || Ticker::new(&counting),
+            |ticker, index| {
+                if ticker.stopped() {
+                    return 0;
                 }
+                let Some(facet) = facet(index) else { return 0 };
+                let mut rays = 0u64;
+                let mut rows = 0u64;
+                facet.rows(&grid, |j, from, to| {
+                    diff[j * row + from].fetch_add(1, Ordering::Relaxed);
+                    diff[j * row + to + 1].fetch_sub(1, Ordering::Relaxed);
+                    rays += (to - from + 1) as u64;
+                    rows += 1;
+                });
+                ticker.add(1 + rows);
+                rays
+            },
+        )
+        .sum();
+    counting.finish()?;
+    // Rays index their crossings with 32 bits.
+    let limit = limits.max_ray_crossings.min(u64::from(u32::MAX));
+    if needed > limit {
+        return Err(OverLimit::RayCrossings { needed, limit }.into());
+    }
+    bounds::check_memory(
+        limits,
+        "the support columns",
+        resident.saturating_add(bounds::supports(needed, cells as u64)),
+    )?;
+    // Where each ray's crossings start.
+    let mut starts = Vec::with_capacity(cells + 1);
+    starts.push(0u32);
+    for j in 0..ny {
+        let mut on_row = 0u32;
+        for i in 0..nx {
+            on_row = on_row.wrapping_add(diff[j * row + i].load(Ordering::Relaxed));
+            let last = *starts.last().unwrap_or(&0);
+            starts.push(last + on_row);
+        }
+    }
+    drop(diff);
+
+    // Fill: each crossing straight into its ray's next slot.
+    let filling = Watch::new(observer, Stage::Analysing, (0.65, 0.75), needed + triangles.count() as u64);
+    let cursor: Vec<AtomicU32> = starts[..cells].iter().map(|&s| AtomicU32::new(s)).collect();
+    let slots: Vec<AtomicU64> = (0..needed).map(|_| AtomicU64::new(0)).collect();
+    (0..triangles.count()).into_par_iter().with_min_len(1024).for_each_init(
+        || Ticker::new(&filling),
+        |ticker, index| {
+            if ticker.stopped() {
+                return;
             }
-            out
-        })
-        .reduce(Vec::new, |mut a, mut b| {
-            if a.len() < b.len() {
-                std::mem::swap(&mut a, &mut b);
-            }
-            a.extend(b);
-            a
-        });
-    crossings.par_sort_unstable_by(|p, q| {
-        p.cell.cmp(&q.cell).then(p.z.total_cmp(&q.z)).then((p.kind as u8).cmp(&(q.kind as u8)))
+            let Some(facet) = facet(index) else { return };
+            let mut rays = 0;
+            facet.rows(&grid, |j, from, to| {
+                let y = grid.y0 + j as f64 * cell;
+                for i in from..=to {
+                    let x = grid.x0 + i as f64 * cell;
+                    let at = cursor[j * nx + i].fetch_add(1, Ordering::Relaxed) as usize;
+                    slots[at].store(pack(facet.height_at(x, y) as f32, facet.kind), Ordering::Relaxed);
+                }
+                rays += (to - from + 1) as u64;
+            });
+            ticker.add(1 + rays);
+        },
+    );
+    filling.finish()?;
+    drop(cursor);
+    let mut crossings: Vec<u64> = slots.into_iter().map(AtomicU64::into_inner).collect();
+    // Each ray's crossings bottom up; blocks of whole rays go to threads.
+    let mut blocks = Vec::new();
+    let mut rest = crossings.as_mut_slice();
+    let per_block = (needed as usize / (rayon::current_num_threads() * 8)).max(4096);
+    let mut ray = 0;
+    while ray < cells {
+        let first = ray;
+        while ray < cells && (starts[ray + 1] - starts[first]) as usize <= per_block {
+            ray += 1;
+        }
+        ray = ray.max(first + 1);
+        let (block, tail) = rest.split_at_mut((starts[ray] - starts[first]) as usize);
+        blocks.push((first, ray, block));
+        rest = tail;
+    }
+    blocks.into_par_iter().for_each(|(first, last, block)| {
+        let base = starts[first] as usize;
+        for ray in first..last {
+            block[starts[ray] as usize - base..starts[ray + 1] as usize - base].sort_unstable();
+        }
     });
-    // Where each cell's crossings start.
-    let mut starts = vec![0u32; nx * ny + 1];
-    for c in &crossings {
-        starts[c.cell as usize + 1] += 1;
-    }
-    for k in 1..starts.len() {
-        starts[k] += starts[k - 1];
-    }
     let ray = |cell: usize| &crossings[starts[cell] as usize..starts[cell + 1] as usize];
 
     let plate = bbox.min[2];
     // Gaps thinner than this are the seam between touching faces, not air.
     let hair = (size[2].max(size[0]).max(size[1]) * 1e-6).max(shape.min_gap);
     // The overhangs each ray holds up: the tops of its air gaps that need support.
-    let tops: Vec<Vec<f64>> = (0..nx * ny)
+    let tops: Vec<Vec<f64>> = (0..cells)
         .into_par_iter()
         .map(|cell| {
             air_gaps(ray(cell), plate)
@@ -215,35 +407,49 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
         .filter(|&(di, dj)| ((di * di + dj * dj) as f64) * cell * cell <= margin * margin + 1e-12)
         .collect();
     // Each ray's air gaps hold a column up to the highest overhang within
-    // the margin that lies in the gap.
-    let rays: Vec<(f64, u32, u32)> = (0..nx * ny)
+    // the margin that lies in the gap. The work is the tops within each
+    // ray's disk: at most the disk's cells times the crossings.
+    let holding = Watch::new(observer, Stage::Analysing, (0.75, 0.9), (disk.len() * cells) as u64);
+    let rays: Vec<(f64, u32, u32)> = (0..cells)
         .into_par_iter()
-        .map(|cell| {
-            let (i, j) = ((cell % nx) as i64, (cell / nx) as i64);
-            let near: Vec<f64> = disk
-                .iter()
-                .filter_map(|&(di, dj)| {
-                    let (x, y) = (i + di, j + dj);
-                    (x >= 0 && y >= 0 && x < nx as i64 && y < ny as i64).then(|| y as usize * nx + x as usize)
-                })
-                .flat_map(|other| tops[other].iter().copied())
-                .collect();
-            if near.is_empty() {
-                return (0.0, 0, 0);
-            }
-            let (mut length, mut count, mut on_part) = (0.0, 0u32, 0u32);
-            for (floor, ceiling, _) in air_gaps(ray(cell), plate) {
-                let top =
-                    near.iter().copied().filter(|&t| t > floor + hair && t <= ceiling + hair).fold(f64::NAN, f64::max);
-                if top.is_finite() {
-                    length += top.min(ceiling) - floor;
-                    count += 1;
-                    on_part += u32::from(floor > plate + hair);
+        .map_init(
+            || Ticker::new(&holding),
+            |ticker, cell| {
+                let (i, j) = ((cell % nx) as i64, (cell / nx) as i64);
+                let near: Vec<f64> = disk
+                    .iter()
+                    .filter_map(|&(di, dj)| {
+                        let (x, y) = (i + di, j + dj);
+                        (x >= 0 && y >= 0 && x < nx as i64 && y < ny as i64).then(|| y as usize * nx + x as usize)
+                    })
+                    .flat_map(|other| tops[other].iter().copied())
+                    .collect();
+                if !ticker.add(disk.len() as u64 + near.len() as u64) || near.is_empty() {
+                    return (0.0, 0, 0);
                 }
-            }
-            (length, count, on_part)
-        })
+                let gaps = air_gaps(ray(cell), plate);
+                // The highest top within each gap: each top lies in at most
+                // one gap (they are disjoint, bottom up).
+                let mut highest = vec![f64::NAN; gaps.len()];
+                for t in near {
+                    let at = gaps.partition_point(|&(floor, _, _)| floor + hair < t);
+                    if at > 0 && t <= gaps[at - 1].1 + hair {
+                        highest[at - 1] = highest[at - 1].max(t);
+                    }
+                }
+                let (mut length, mut count, mut on_part) = (0.0, 0u32, 0u32);
+                for (&(floor, ceiling, _), &top) in gaps.iter().zip(&highest) {
+                    if top.is_finite() {
+                        length += top.min(ceiling) - floor;
+                        count += 1;
+                        on_part += u32::from(floor > plate + hair);
+                    }
+                }
+                (length, count, on_part)
+            },
+        )
         .collect();
+    holding.finish()?;
     // Summed in ray order, so the total is the same on any number of threads.
     let (column_length, count, on_part) =
         rays.iter().fold((0.0, 0u64, 0u64), |a, b| (a.0 + b.0, a.1 + u64::from(b.1), a.2 + u64::from(b.2)));
@@ -261,12 +467,12 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
         }
     }
     let cell_area = cell * cell;
-    SupportColumns {
+    Ok(SupportColumns {
         volume: column_length * cell_area,
         contact_area: count as f64 * cell_area,
         on_part_area: on_part as f64 * cell_area,
         side_area: side_length * cell,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -278,10 +484,22 @@ mod tests {
         triangles.into_iter().map(|t| t.map(|v| [v[0] + by[0], v[1] + by[1], v[2] + by[2]])).collect()
     }
 
+    fn within_defaults(
+        triangles: &[crate::Triangle],
+        flipped: &[bool],
+        in_cavity: &[bool],
+        bbox: &BoundingBox,
+        threshold_nz: f64,
+        shape: SupportShape,
+    ) -> SupportColumns {
+        let limits = Limits::default();
+        columns(triangles, flipped, in_cavity, bbox, threshold_nz, shape, (&limits, 0), &crate::Unobserved).unwrap()
+    }
+
     fn measure(triangles: &[crate::Triangle]) -> SupportColumns {
         let bbox = crate::Geometry::measure(triangles).bounding_box;
         let none = vec![false; triangles.len()];
-        columns(triangles, &none, &none, &bbox, -(45f64.to_radians().cos()), SupportShape::default())
+        within_defaults(triangles, &none, &none, &bbox, -(45f64.to_radians().cos()), SupportShape::default())
     }
 
     #[test]
@@ -292,13 +510,13 @@ mod tests {
         shape.extend(moved(cuboid([1.0, 4.0, 1.0]), [10.0, 3.0, 10.0]));
         let none = vec![false; shape.len()];
         let bbox = BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] };
-        let narrow = columns(&shape, &none, &none, &bbox, -0.7, SupportShape::default());
-        let grown = columns(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 2.0, min_gap: 0.0 });
+        let narrow = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape::default());
+        let grown = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 2.0, min_gap: 0.0 });
         assert!((narrow.volume - 40.0).abs() < 40.0 * 0.05, "{narrow:?}");
         // Roughly (1 + 2) x (4 + 4) plus the rounded corners, 10 mm tall;
         // nothing grows into the wall, which has no air below the ledge.
         assert!(grown.volume > 5.0 * narrow.volume && grown.volume < 300.0, "{grown:?}");
-        let short = columns(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 0.0, min_gap: 11.0 });
+        let short = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 0.0, min_gap: 11.0 });
         assert_eq!(short.volume, 0.0, "a gap under the minimum is printed without support");
     }
 

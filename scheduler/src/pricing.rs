@@ -44,13 +44,12 @@ impl Pricing {
         request: &QuoteRequest,
         base: mesh::AnalysisOptions,
     ) -> Result<QuoteDoc, JobFailure> {
-        let options = self.analysis_options(request, base)?;
-        let report = mesh::analyze(bytes, &options).map_err(|e| JobFailure::new("invalid_model", e.to_string()))?;
-        self.price(&report, request)
+        self.price_observed(bytes, request, base, &mesh::Unobserved)
     }
 
     /// [`Pricing::price_bytes`], with an observer that sees the analysis's
-    /// progress and may stop it; a stopped analysis is a `stopped` failure.
+    /// progress and may stop it; a stopped analysis is a `stopped` failure
+    /// (see [`analysis_failure`] for the others).
     pub fn price_observed(
         &self,
         bytes: &[u8],
@@ -59,10 +58,8 @@ impl Pricing {
         observer: &dyn mesh::Observer,
     ) -> Result<QuoteDoc, JobFailure> {
         let options = self.analysis_options(request, base)?;
-        let report = mesh::analyze_observed(bytes, bytes.len() as u64, &options, observer).map_err(|e| match e {
-            mesh::AnalyzeError::Stopped => JobFailure::new("stopped", "the analysis was stopped"),
-            other => JobFailure::new("invalid_model", other.to_string()),
-        })?;
+        let report =
+            mesh::analyze_observed(bytes, bytes.len() as u64, &options, observer).map_err(analysis_failure)?;
         self.price(&report, request)
     }
 
@@ -78,6 +75,20 @@ impl Pricing {
     pub fn cache_key(&self, model_id: &str, request: &QuoteRequest) -> String {
         calculator::quote_cache_key(model_id, request, &self.book, &self.fdm.profile)
     }
+}
+
+/// Why an analysis failed, as the job's failure: `stopped` (a deadline or a
+/// cancellation), `over_limit` (more work or memory than the limits allow:
+/// the message names the figure and the limit), `pricing` (no machine of
+/// the material holds the part), `invalid_model` (unreadable, empty).
+pub fn analysis_failure(error: mesh::AnalyzeError) -> JobFailure {
+    let kind = match &error {
+        mesh::AnalyzeError::Stopped => "stopped",
+        mesh::AnalyzeError::OverLimit(_) => "over_limit",
+        mesh::AnalyzeError::FitsNoBuildVolume { .. } => "pricing",
+        _ => "invalid_model",
+    };
+    JobFailure::new(kind, error.to_string())
 }
 
 fn pricing_failure(error: calculator::PricingError) -> JobFailure {
