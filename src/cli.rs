@@ -412,6 +412,18 @@ pub(crate) struct LimitArgs {
     /// Most layers a model may be sliced into.
     #[arg(long, env = "FARM_MAX_LAYERS", default_value_t = 100_000)]
     pub(crate) max_layers: u64,
+    /// Most triangle–layer crossings slicing and contour tracing may do.
+    #[arg(long, env = "FARM_MAX_LAYER_CROSSINGS", default_value_t = 100_000_000)]
+    pub(crate) max_layer_crossings: u64,
+    /// Most ray–triangle crossings the support columns may count.
+    #[arg(long, env = "FARM_MAX_RAY_CROSSINGS", default_value_t = 20_000_000)]
+    pub(crate) max_ray_crossings: u64,
+    /// Most separate shells in one model.
+    #[arg(long, env = "FARM_MAX_SHELLS", default_value_t = 50_000)]
+    pub(crate) max_shells: u64,
+    /// The bytes one analysis may hold at once (one worker slot's share).
+    #[arg(long, env = "FARM_MEMORY_BUDGET_BYTES", default_value_t = 1 << 30)]
+    pub(crate) memory_budget_bytes: u64,
 }
 
 fn parse_lane(text: &str) -> Result<scheduler::Lane, String> {

@@ -211,7 +211,15 @@ fn show_profile(args: &ProfileShowArgs) -> anyhow::Result<()> {
 }
 
 fn limits(args: &LimitArgs) -> mesh::Limits {
-    mesh::Limits { max_bytes: args.max_model_bytes, max_triangles: args.max_triangles, max_layers: args.max_layers }
+    mesh::Limits {
+        max_bytes: args.max_model_bytes,
+        max_triangles: args.max_triangles,
+        max_layers: args.max_layers,
+        max_layer_crossings: args.max_layer_crossings,
+        max_ray_crossings: args.max_ray_crossings,
+        max_shells: args.max_shells,
+        memory_budget: args.memory_budget_bytes,
+    }
 }
 
 /// How to read a model, from the flags every command shares.

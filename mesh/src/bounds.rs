@@ -62,7 +62,7 @@ impl fmt::Display for Count {
         let digits = self.0.to_string();
         let mut out = String::with_capacity(digits.len() + digits.len() / 3);
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -172,9 +172,7 @@ mod tests {
         // 96,667 layers are within max_layers; 20,000 needles crossing each
         // are not within max_layer_crossings.
         let err = analyze(&the_needle_model(), &sliced(0.3, Limits::default())).unwrap_err();
-        let AnalyzeError::OverLimit(OverLimit::LayerCrossings { needed, layers, limit }) = err else {
-            panic!("{err}")
-        };
+        let AnalyzeError::OverLimit(OverLimit::LayerCrossings { needed, layers, limit }) = err else { panic!("{err}") };
         assert_eq!((layers, limit), (96_667, 100_000_000));
         assert!((1_933_000_000..=1_933_340_000).contains(&needed), "{needed}");
         assert!(err.to_string().contains("over the limit of 100,000,000"), "{err}");
@@ -216,7 +214,10 @@ mod tests {
         let plates: Vec<Triangle> = (0..200)
             .flat_map(|i| {
                 let z = i as f32 * 0.1;
-                [[[0.0, 0.0, z], [300.0, 300.0, z], [300.0, 0.0, z]], [[0.0, 0.0, z], [0.0, 300.0, z], [300.0, 300.0, z]]]
+                [
+                    [[0.0, 0.0, z], [300.0, 300.0, z], [300.0, 0.0, z]],
+                    [[0.0, 0.0, z], [0.0, 300.0, z], [300.0, 300.0, z]],
+                ]
             })
             .collect();
         let err = analyze(&write_binary_stl(&plates), &AnalysisOptions::default()).unwrap_err();
@@ -224,7 +225,8 @@ mod tests {
         assert_eq!(limit, 20_000_000);
         assert!(needed > 30_000_000, "{needed}");
         let wider = Limits { max_ray_crossings: 40_000_000, ..Limits::default() };
-        let report = analyze(&write_binary_stl(&plates), &AnalysisOptions { limits: wider, ..AnalysisOptions::default() });
+        let report =
+            analyze(&write_binary_stl(&plates), &AnalysisOptions { limits: wider, ..AnalysisOptions::default() });
         assert!(report.is_ok(), "{report:?}");
     }
 

@@ -153,7 +153,13 @@ pub(crate) fn trace(
 type JointMap = HashMap<u64, u32, BuildHasherDefault<VertexHasher>>;
 
 /// One layer's loops; an empty list once `ticker` says stop.
-fn layer_loops(mesh: &IndexedMesh, flipped: &[bool], faces: &[u32], plane: f64, ticker: &mut Ticker<'_, '_>) -> Vec<Contour> {
+fn layer_loops(
+    mesh: &IndexedMesh,
+    flipped: &[bool],
+    faces: &[u32],
+    plane: f64,
+    ticker: &mut Ticker<'_, '_>,
+) -> Vec<Contour> {
     let mut joints = JointMap::default();
     let mut parent: Vec<u32> = Vec::new();
     // Per segment: its first joint, length and twice its shoelace area term.

@@ -39,6 +39,9 @@ struct Sums {
 }
 
 /// Measures overhangs for the part as it sits: the build plate is its lowest z.
+// The faces, their two flag sets, and the pass's settings, bounds and
+// observer: one internal call site passes them straight through.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn measure<T: Triangles + ?Sized>(
     triangles: &T,
     flipped: &[bool],
@@ -279,8 +282,17 @@ mod tests {
         let triangles = t_shape();
         let bbox = Geometry::measure(&triangles).bounding_box;
         let (none, limits) = (vec![false; triangles.len()], crate::Limits::default());
-        let p = measure(&triangles, &none, &[], &bbox, 45.0, crate::SupportShape::default(), (&limits, 0), &crate::Unobserved)
-            .unwrap();
+        let p = measure(
+            &triangles,
+            &none,
+            &[],
+            &bbox,
+            45.0,
+            crate::SupportShape::default(),
+            (&limits, 0),
+            &crate::Unobserved,
+        )
+        .unwrap();
         // The bar's whole underside faces down (300 mm²), the plate is the
         // stem's bottom (100 mm²).
         assert!((p.overhang_area - 300.0).abs() < 1e-9, "{p:?}");

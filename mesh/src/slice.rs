@@ -158,7 +158,11 @@ impl Plan {
         // Spans index layers with 32 bits.
         let limit = limits.max_layers.min(u64::from(u32::MAX));
         if layers_f > limit as f64 || !layers_f.is_finite() {
-            return Err(SliceError::TooManyLayers { layers: layers_f.min(u64::MAX as f64) as u64, layer_height, limit });
+            return Err(SliceError::TooManyLayers {
+                layers: layers_f.min(u64::MAX as f64) as u64,
+                layer_height,
+                limit,
+            });
         }
         let plan = Self { layering, z_min, layers: layers_f as usize };
         let own = bounds::slicing(triangles as u64, plan.layers as u64, plan.chunks(triangles) as u64);

@@ -182,9 +182,8 @@ impl Facet {
         // Edge functions of the projection, signed so the inside is
         // positive whichever way it winds in the plane.
         let sign = ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])).signum();
-        let edge = |p: [f64; 3], q: [f64; 3], x: f64, y: f64| {
-            sign * ((q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]))
-        };
+        let edge =
+            |p: [f64; 3], q: [f64; 3], x: f64, y: f64| sign * ((q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]));
         let inside = |x: f64, y: f64| edge(a, b, x, y) >= 0.0 && edge(b, c, x, y) >= 0.0 && edge(c, a, x, y) >= 0.0;
         let (i_min, i_max) = (first(lo_x, grid.x0), last(hi_x, grid.x0, nx));
         if i_min > i_max {
@@ -207,7 +206,8 @@ impl Facet {
                     x_hi = f64::NEG_INFINITY;
                 }
             }
-            if !(x_lo <= x_hi) {
+            // Empty, or NaN from a degenerate face: no ray meets it.
+            if x_lo.partial_cmp(&x_hi).is_none_or(|order| order.is_gt()) {
                 continue;
             }
             // The columns those bounds give, clipped to the face's box, then
@@ -266,7 +266,9 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     if margin > 0.0 {
         cell = cell.max(margin / CELLS_PER_MARGIN);
     }
-    if !(cell.is_finite() && cell > 0.0) || !(size[2] > 0.0) {
+    // NaN sizes fail these comparisons too: a part with no extent has no supports.
+    let usable = cell.is_finite() && cell > 0.0 && size[2] > 0.0;
+    if !usable {
         return Ok(SupportColumns::default());
     }
     // The grid reaches a margin beyond the part, where grown supports stand.

@@ -58,8 +58,7 @@ impl Pricing {
         observer: &dyn mesh::Observer,
     ) -> Result<QuoteDoc, JobFailure> {
         let options = self.analysis_options(request, base)?;
-        let report =
-            mesh::analyze_observed(bytes, bytes.len() as u64, &options, observer).map_err(analysis_failure)?;
+        let report = mesh::analyze_observed(bytes, bytes.len() as u64, &options, observer).map_err(analysis_failure)?;
         self.price(&report, request)
     }
 

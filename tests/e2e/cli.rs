@@ -259,3 +259,31 @@ fn keys_are_minted_listed_and_revoked_from_the_command_line_and_secrets_never_sh
     let stats: Value = serde_json::from_str(&json).unwrap();
     assert_eq!((stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()), (Some(0), Some(0)));
 }
+
+#[test]
+fn a_model_built_to_be_expensive_is_refused_with_its_figures_not_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, triangles: Vec<mesh::Triangle>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, mesh::write_binary_stl(&triangles)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // The 1 MB file: 20,000 needles 29 m tall. Taller than every
+    // machine, so it is answered as such before anything is sliced.
+    let needle = write("needle.stl", mesh::needles(20_000, 29_000.0, 20.0));
+    // Needles that fit a machine: too many shells, or (with a bound set
+    // lower) too many crossings.
+    let crowded = write("crowded.stl", mesh::needles(120_000, 340.0, 20.0));
+    let dense = write("dense.stl", mesh::needles(40_000, 340.0, 20.0));
+    let cases = [
+        (vec!["quote", &needle], "fits none of"),
+        (vec!["quote", &crowded], "120,000 separate shells"),
+        (vec!["quote", &dense, "--max-layer-crossings", "10000000"], "triangle–layer crossings"),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

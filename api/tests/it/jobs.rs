@@ -171,3 +171,23 @@ async fn a_model_deleted_from_the_store_fails_as_missing_without_retries() {
     assert_eq!((status(&job), job["error"]["kind"].as_str()), ("failed", Some("model_missing")), "{job}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn models_built_to_be_expensive_fail_their_jobs_with_the_figures_instead_of_running() {
+    let app = crate::helpers::spawn_app().await;
+    // The 1 MB needle model (29 m tall), and one that fits a machine
+    // but has more shells than the analysis takes.
+    let cases = [
+        (mesh::needles(20_000, 29_000.0, 20.0), "pricing", "fits none of"),
+        (mesh::needles(60_000, 340.0, 20.0), "over_limit", "separate shells"),
+    ];
+    for (triangles, kind, message) in cases {
+        let job_id = app.submit(mesh::write_binary_stl(&triangles)).await;
+        let job = app.wait_for_job(&job_id).await;
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["error"]["kind"], kind, "{job}");
+        assert!(job["error"]["message"].as_str().unwrap().contains(message), "{job}");
+        assert_eq!(job["deliveries"], 1, "refused once, not retried: {job}");
+    }
+    app.stop().await;
+}
