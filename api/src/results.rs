@@ -72,6 +72,24 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     }
                     "cancelled_job_started"
                 }
+                Applied::StartedFinished => {
+                    // A worker picked up a job whose result is in: tell that
+                    // worker alone to give it up, so it is not computed again.
+                    if let scheduler::ResultEvent::Started { worker, .. } = &message.event {
+                        let give_up = Control::Yield { job_id: message.job_id.clone(), worker: worker.clone() };
+                        let give_up = serde_json::to_vec(&give_up).expect("control messages always serialize");
+                        if let Err(e) = state.services.broker.broadcast(&give_up).await {
+                            tracing::warn!(job_id = %message.job_id, error = %e, "could not tell a worker to give up a finished job");
+                        }
+                    }
+                    metrics::counter!("farm_jobs_started_again_total", "while" => "finished").increment(1);
+                    "finished_job_started"
+                }
+                Applied::StartedAgain => {
+                    tracing::warn!(job_id = %message.job_id, "a job was started while it was running: a redelivery or a message sent twice");
+                    metrics::counter!("farm_jobs_started_again_total", "while" => "running").increment(1);
+                    "running_job_started"
+                }
             };
             metrics::counter!("farm_results_total", "outcome" => outcome).increment(1);
             tracing::debug!(job_id = %message.job_id, outcome, "result applied");

@@ -145,6 +145,11 @@ pub enum Applied {
     Stale,
     /// A worker started a job that had been cancelled: it must be told again.
     StartedCancelled,
+    /// A worker started a job that has finished: it must give it up.
+    StartedFinished,
+    /// A worker started a job already running (a redelivery after a worker
+    /// died or lost its connection, or a message sent twice): recorded.
+    StartedAgain,
 }
 
 /// What a cancellation did.
@@ -454,6 +459,12 @@ impl Store {
         let (done, event) = match &message.event {
             ResultEvent::Started { worker, deliveries } => {
                 let deliveries = i64::try_from(*deliveries).unwrap_or(i64::MAX).saturating_add(1);
+                let before = sqlx::query("SELECT status FROM pricing_jobs WHERE job_id = $1")
+                    .bind(job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get::<String, _>("status"))
+                    .transpose()?;
                 let done = sqlx::query(
                     "UPDATE pricing_jobs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2), \
                             heartbeat_at_ms = $2, updated_at_ms = $2, worker = $3, stage = 'fetching', percent = 0, \
@@ -467,18 +478,20 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
-                    let status = sqlx::query("SELECT status FROM pricing_jobs WHERE job_id = $1")
-                        .bind(job_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get::<String, _>("status"))
-                        .transpose()?;
                     tx.commit().await?;
-                    return Ok(if status.as_deref() == Some("cancelled") {
-                        Applied::StartedCancelled
-                    } else {
-                        Applied::Stale
+                    return Ok(match before.as_deref() {
+                        Some("cancelled") => Applied::StartedCancelled,
+                        Some("succeeded" | "failed") => Applied::StartedFinished,
+                        _ => Applied::Stale,
                     });
+                }
+                if before.as_deref() == Some("running") {
+                    // Recorded like any start (the newest delivery is the one
+                    // that will report), and counted: two computations of
+                    // one job at once, or one after a worker died.
+                    insert_event(&mut tx, job_id, "started", at).await?;
+                    tx.commit().await?;
+                    return Ok(Applied::StartedAgain);
                 }
                 (done, "started")
             }

@@ -160,6 +160,10 @@ impl JobFailure {
 pub enum Control {
     /// Stop the job if it runs, and skip it if it is delivered later.
     Cancel { job_id: String },
+    /// Only for `worker`: stop this delivery of the job and acknowledge it
+    /// without a result, because the job has already finished (an earlier
+    /// delivery's result is recorded).
+    Yield { job_id: String, worker: String },
 }
 
 /// Milliseconds since the Unix epoch, the one clock format on the wire.

@@ -163,8 +163,12 @@ pub enum Outcome {
     /// Unreadable message, dead-lettered.
     Rejected,
     /// A delivery of a job this worker had already finished (its ack was
-    /// lost with a connection): the result was sent again.
+    /// lost with a connection): the result was sent again. Or a second
+    /// delivery of a job this worker is running: acknowledged, not started.
     Duplicate,
+    /// Stopped and acknowledged without a result: the API said the job had
+    /// already finished.
+    Yielded,
 }
 
 impl Outcome {
@@ -177,6 +181,7 @@ impl Outcome {
             Outcome::Released => "released",
             Outcome::Rejected => "rejected",
             Outcome::Duplicate => "duplicate",
+            Outcome::Yielded => "yielded",
         }
     }
 }
@@ -197,6 +202,8 @@ struct Shared {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Jobs cancelled by the API, most recent last.
     cancelled: Mutex<Recent<()>>,
+    /// Jobs the API told this worker to give up (finished elsewhere).
+    yielded: Mutex<Recent<()>>,
     /// The final events of jobs finished lately, for a redelivery whose
     /// first ack was lost: the result is sent again, not computed again.
     finished: Mutex<Recent<ResultEvent>>,
@@ -273,6 +280,7 @@ impl Worker {
             settings,
             running: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(Recent::new(REMEMBERED_JOBS)),
+            yielded: Mutex::new(Recent::new(REMEMBERED_JOBS)),
             finished: Mutex::new(Recent::new(REMEMBERED_JOBS)),
             hard_stop: CancellationToken::new(),
         };
@@ -389,6 +397,8 @@ async fn listen_for_control(shared: Arc<Shared>, shutdown: CancellationToken) {
             let Some(Ok(delivery)) = message else { break };
             match serde_json::from_slice::<Control>(&delivery.payload) {
                 Ok(Control::Cancel { job_id }) => shared.cancel(job_id),
+                Ok(Control::Yield { job_id, worker }) if worker == shared.settings.name => shared.give_up(job_id),
+                Ok(Control::Yield { .. }) => {}
                 Err(e) => tracing::warn!(error = %e, "unreadable control message ignored"),
             }
         }
@@ -432,6 +442,8 @@ enum Finish {
     Report(ResultEvent),
     /// Stopped by the end of the grace period: back to the queue.
     HandBack,
+    /// Stopped because the job finished elsewhere: acknowledged, no result.
+    Yield,
 }
 
 impl Shared {
@@ -441,6 +453,19 @@ impl Shared {
             token.cancel();
         }
         self.cancelled.lock().expect("cancelled lock poisoned").insert(job_id, ());
+    }
+
+    /// The API says this job finished already: stop our delivery of it.
+    fn give_up(&self, job_id: String) {
+        if let Some(token) = self.running.lock().expect("running lock poisoned").get(&job_id) {
+            tracing::info!(%job_id, "the job finished elsewhere; giving up this delivery");
+            token.cancel();
+        }
+        self.yielded.lock().expect("yielded lock poisoned").insert(job_id, ());
+    }
+
+    fn has_yielded(&self, job_id: &str) -> bool {
+        self.yielded.lock().expect("yielded lock poisoned").get(job_id).is_some()
     }
 
     fn is_cancelled(&self, job_id: &str) -> bool {
@@ -498,21 +523,45 @@ impl Shared {
                 }
             };
         }
+        if self.has_yielded(&job_id) {
+            tracing::info!(%job_id, "skipping a job that finished elsewhere");
+            settle(delivery.ack().await);
+            return Outcome::Yielded;
+        }
         if self.is_cancelled(&job_id) {
             tracing::info!(%job_id, "skipping a cancelled job");
             return self.finish(delivery, &job_id, Finish::Report(ResultEvent::Cancelled)).await;
         }
+        // Registered before anything is awaited, and checked in the same
+        // step: a second delivery of a job this worker is running (a message
+        // published twice) is acknowledged, never started beside the first,
+        // and never replaces the first one's cancel token. The first
+        // delivery stays unacknowledged until it ends, so nothing is lost.
+        let token = self.hard_stop.child_token();
+        let first = {
+            let mut running = self.running.lock().expect("running lock poisoned");
+            let first = !running.contains_key(&job_id);
+            if first {
+                running.insert(job_id.clone(), token.clone());
+            }
+            first
+        };
+        if !first {
+            tracing::warn!(%job_id, "a second delivery of a job running here; acknowledging it unstarted");
+            metrics::counter!("farm_job_duplicates_total", "lane" => self.lane()).increment(1);
+            settle(delivery.ack().await);
+            return Outcome::Duplicate;
+        }
         let started = ResultEvent::Started { worker: self.settings.name.clone(), deliveries: delivery.delivery_count };
         if let Err(e) = self.report(&job_id, started).await {
             tracing::warn!(%job_id, error = %e, "could not report the start; handing the job back");
+            self.running.lock().expect("running lock poisoned").remove(&job_id);
             settle(delivery.release().await);
             return Outcome::Released;
         }
         let queued = (now_ms() - job.submitted_at_ms).max(0) as f64 / 1000.0;
         metrics::histogram!("farm_job_queued_seconds", "lane" => self.lane()).record(queued);
 
-        let token = self.hard_stop.child_token();
-        self.running.lock().expect("running lock poisoned").insert(job_id.clone(), token.clone());
         // A cancel that arrived between the check above and the registration.
         if self.is_cancelled(&job_id) {
             token.cancel();
@@ -549,6 +598,7 @@ impl Shared {
             self.heartbeat(&job.job_id, progress.clone(), heartbeat_done.clone()),
         );
         match event {
+            None if self.has_yielded(&job.job_id) => Finish::Yield,
             Some(event) => Finish::Report(event),
             None if self.is_cancelled(&job.job_id) => Finish::Report(ResultEvent::Cancelled),
             None if self.hard_stop.is_cancelled() => Finish::HandBack,
@@ -687,6 +737,10 @@ impl Shared {
             Finish::HandBack => {
                 settle(delivery.release().await);
                 return Outcome::Released;
+            }
+            Finish::Yield => {
+                settle(delivery.ack().await);
+                return Outcome::Yielded;
             }
             Finish::Report(event) => event,
         };

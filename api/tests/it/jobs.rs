@@ -191,3 +191,67 @@ async fn models_built_to_be_expensive_fail_their_jobs_with_the_figures_instead_o
     }
     app.stop().await;
 }
+
+/// The message the relay sent for `job`, sent once more to `queue`: what a
+/// relay that published twice, or a broker's redelivery, looks like.
+async fn send_again(app: &crate::helpers::TestApp, job: &Value, queue: &str) {
+    let message = scheduler::JobMessage {
+        job_id: job["job_id"].as_str().unwrap().to_string(),
+        model_id: job["model_id"].as_str().unwrap().to_string(),
+        material: job["material"].as_str().unwrap().to_string(),
+        quantity: job["quantity"].as_u64().unwrap() as u32,
+        colour: None,
+        lane: Lane::Fast,
+        submitted_at_ms: 0,
+    };
+    let payload = serde_json::to_vec(&message).unwrap();
+    app.broker.publish(queue, &Outgoing::new(payload).with_id(message.job_id.clone())).await.unwrap();
+}
+
+async fn wait_for_metric(app: &crate::helpers::TestApp, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = app.metrics().await;
+        if metrics.lines().any(|l| l.starts_with(line)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never counted `{line}`:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_sent_twice_to_a_worker_that_runs_it_is_not_started_a_second_time() {
+    let slow = cube_stl(18.0);
+    let worker = WorkerSettings { slots: 2, ..slowed(Lane::Fast, &model_id(&slow), Duration::from_secs(2)) };
+    let app = spawn_farm(ApiSettings::default(), vec![worker]).await;
+    let job_id = app.submit(slow).await;
+    let running = app.wait_until(&job_id, "started", |j| j["stage"] == "analysing").await;
+    send_again(&app, &running, &app.topology.fast).await;
+    wait_for_metric(&app, "farm_job_duplicates_total{lane=\"fast\"}").await;
+    let done = app.wait_for_job(&job_id).await;
+    assert_eq!((status(&done), done["deliveries"].as_i64()), ("succeeded", Some(1)), "{done}");
+    let events = app.store.job_events(&job_id).await.unwrap();
+    assert_eq!(events, vec!["queued", "started", "succeeded"], "started once, finished once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_that_picks_up_a_finished_job_gives_it_up_unfinished() {
+    let model = cube_stl(19.0);
+    let mut app = spawn_farm(ApiSettings::default(), vec![test_worker(Lane::Fast)]).await;
+    let job_id = app.submit(model.clone()).await;
+    let done = app.wait_for_job(&job_id).await;
+    assert_eq!(status(&done), "succeeded", "{done}");
+    // Another worker, one with no memory of the job, gets it again: slow
+    // enough that the API's word reaches it while it computes.
+    app.add_worker(slowed(Lane::Slow, &model_id(&model), Duration::from_secs(60))).await;
+    send_again(&app, &done, &app.topology.slow).await;
+    wait_for_metric(&app, "farm_jobs_started_again_total{while=\"finished\"}").await;
+    wait_for_metric(&app, "farm_jobs_total{lane=\"slow\",outcome=\"yielded\"}").await;
+    let (_, after) = app.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+    assert_eq!((status(&after), &after["quote"]), ("succeeded", &done["quote"]), "{after}");
+    let events = app.store.job_events(&job_id).await.unwrap();
+    assert_eq!(events, vec!["queued", "started", "succeeded"], "the second start changed nothing");
+    app.stop().await;
+}

@@ -111,13 +111,19 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
         // A late heartbeat does not move the clock back.
         let late = event(ResultEvent::Progress { stage: Stage::Parsing, percent: 20 }, 11);
         assert_eq!(store.apply_result(&late).await.unwrap(), Applied::Stale);
+        // A second start while it runs (a redelivery) is recorded and told apart.
+        assert_eq!(store.apply_result(&event(started(), 12)).await.unwrap(), Applied::StartedAgain);
 
         let key = Some("v1|model|pla|1".to_string());
         let done = event(ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: key }, 13);
         assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Changed);
         // Redelivered and late events are stale.
         assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Stale);
-        assert_eq!(store.apply_result(&event(started(), 14)).await.unwrap(), Applied::Stale);
+        assert_eq!(
+            store.apply_result(&event(started(), 14)).await.unwrap(),
+            Applied::StartedFinished,
+            "its worker must be told to give it up"
+        );
         let failed = event(ResultEvent::Failed { error: JobFailure::new("internal", "late") }, 15);
         assert_eq!(store.apply_result(&failed).await.unwrap(), Applied::Stale);
         assert_eq!(store.apply_result(&progress).await.unwrap(), Applied::Stale);
@@ -127,8 +133,9 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
         assert_eq!((job.started_at_ms, job.finished_at_ms, job.stage), (Some(11), Some(13), None));
         let stored: QuoteDoc = serde_json::from_str(job.quote.as_deref().unwrap()).unwrap();
         assert_eq!(stored, quote);
-        // One effect per change: the duplicates left no trace.
-        assert_eq!(store.job_events("j2").await.unwrap(), vec!["queued", "started", "succeeded"]);
+        // One effect per change: the duplicates left no trace; the second
+        // start is a row of its own, so a job computed twice shows.
+        assert_eq!(store.job_events("j2").await.unwrap(), vec!["queued", "started", "started", "succeeded"]);
         // The succeeded job's quote now answers its key, and only its key.
         assert_eq!(store.cached_quote("v1|model|pla|1").await.unwrap(), job.quote);
         assert_eq!(store.cached_quote("v2|model|pla|1").await.unwrap(), None);
