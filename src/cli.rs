@@ -556,6 +556,18 @@ pub(crate) struct ServiceArgs {
     /// HTTP connections open at once; past it, new ones wait in the backlog.
     #[arg(long, env = "FARM_MAX_CONNECTIONS", default_value_t = 1024)]
     pub(crate) max_connections: usize,
+    /// New models one key may upload in an hour (then 429).
+    #[arg(long, env = "FARM_QUOTA_UPLOADS_PER_HOUR", default_value_t = 1_000)]
+    pub(crate) quota_uploads_per_hour: i64,
+    /// Bytes of new models one key may upload in a day (then 429).
+    #[arg(long, env = "FARM_QUOTA_UPLOAD_BYTES_PER_DAY", default_value_t = 20 << 30)]
+    pub(crate) quota_upload_bytes_per_day: i64,
+    /// Pricing jobs of one key queued or running at once (then 429).
+    #[arg(long, env = "FARM_QUOTA_JOBS_IN_FLIGHT", default_value_t = 200)]
+    pub(crate) quota_jobs_in_flight: i64,
+    /// Uploads the API reads at once; each holds its body in memory.
+    #[arg(long, env = "FARM_MAX_CONCURRENT_UPLOADS", default_value_t = 8)]
+    pub(crate) max_concurrent_uploads: usize,
     /// Seconds a connection may take to send a whole request head.
     #[arg(long, env = "FARM_HEADER_READ_TIMEOUT_S", default_value_t = 30.0)]
     pub(crate) header_read_timeout_s: f64,

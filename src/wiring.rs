@@ -418,6 +418,12 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
                 header_read_timeout: seconds("--header-read-timeout-s", args.header_read_timeout_s)?,
                 ..api::serve::ConnectionLimits::default()
             },
+            quotas: api::quota::Quotas {
+                uploads_per_hour: args.quota_uploads_per_hour,
+                upload_bytes_per_day: args.quota_upload_bytes_per_day,
+                jobs_in_flight: args.quota_jobs_in_flight,
+                concurrent_uploads: args.max_concurrent_uploads,
+            },
             ..ApiSettings::default()
         };
         let cache = match &args.redis_url {

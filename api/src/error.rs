@@ -33,6 +33,9 @@ pub enum AppError {
     /// says more (who took an order, its status).
     #[error("{message}")]
     Conflict { message: String, details: Option<serde_json::Value> },
+    /// Over a quota or a concurrency limit: try again after `retry_after_s`.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_s: u64 },
     #[error("a dependency is unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -49,7 +52,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable and machine-readable: `not_found`, `payload_too_large`,
     /// `invalid_model`, `unprocessable`, `bad_request`, `unauthorized`,
-    /// `forbidden`, `conflict`, `unavailable` or `internal`.
+    /// `forbidden`, `conflict`, `too_many_requests`, `unavailable` or `internal`.
     pub code: String,
     /// What went wrong, for a person; generic for 5xx.
     pub message: String,
@@ -76,6 +79,7 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -97,6 +101,9 @@ impl IntoResponse for AppError {
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let AppError::TooManyRequests { retry_after_s, .. } = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from((*retry_after_s).max(1)));
         }
         response
     }

@@ -13,6 +13,7 @@ mod dead_letters;
 pub mod error;
 mod monitor;
 pub mod orders;
+pub mod quota;
 mod relay;
 mod results;
 mod routes;

@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -40,7 +39,7 @@ use crate::store::{Cancelled, JobRow, ModelRow};
     ),
     modifiers(&BearerAuth),
     tags(
-        (name = "models", description = "STL models, stored by content hash"),
+        (name = "models", description = "STL models; each belongs to the seller (or key) that uploaded it"),
         (name = "pricing", description = "Pricing jobs: queued, priced by a worker, cancelled"),
         (name = "orders", description = "Orders of sellers and the old integration"),
         (name = "operators", description = "The factory operators' list and actions"),
@@ -181,9 +180,10 @@ const ANY_KEY: &[KeyKind] = &[KeyKind::Seller, KeyKind::Operator, KeyKind::Crm];
 
 #[derive(Serialize, ToSchema)]
 struct ModelCreated {
-    /// The SHA-256 of the bytes, hex: the same bytes always get the same id.
+    /// The uploader's handle for these bytes (64 hex digits): the same bytes
+    /// give the same owner the same id, and another owner a different one.
     model_id: String,
-    /// False when the same bytes were uploaded before.
+    /// False when this owner uploaded the same bytes before.
     created: bool,
     triangles: i64,
     size_bytes: i64,
@@ -200,6 +200,7 @@ struct ModelCreated {
     responses(
         (status = 201, body = ModelCreated),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "over a quota, or too many uploads at once: see Retry-After"),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -207,28 +208,50 @@ struct ModelCreated {
 async fn upload_model(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<ModelCreated>), AppError> {
     principal.require(ANY_KEY)?;
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit: state.settings.max_model_bytes },
-        _ => AppError::BadRequest(rejection.body_text()),
+    // A body is held whole while it is checked: the permit, taken before a
+    // byte is read, bounds how many are held at once.
+    let Ok(_slot) = state.upload_slots.try_acquire() else {
+        metrics::counter!("farm_uploads_refused_total", "reason" => "concurrency").increment(1);
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "{} uploads are being read already; try again shortly",
+                state.settings.quotas.concurrent_uploads
+            ),
+            retry_after_s: 1,
+        });
+    };
+    crate::quota::check_upload(&state, &principal, 0, now_ms()).await.inspect_err(|_| {
+        metrics::counter!("farm_uploads_refused_total", "reason" => "quota").increment(1);
     })?;
+    let limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
+            AppError::PayloadTooLarge { limit: state.settings.max_model_bytes }
+        } else {
+            AppError::BadRequest(format!("the body could not be read: {error}"))
+        }
+    })?;
+    crate::quota::check_upload(&state, &principal, bytes.len() as u64, now_ms()).await?;
     // Parsing and hashing a large model takes real CPU: keep it off the runtime.
     let limits = state.settings.mesh_limits;
     let checked = bytes.clone();
-    let (info, model_id) = scheduler::compute::run_on(&state.compute, move || {
+    let (info, content_sha256) = scheduler::compute::run_on(&state.compute, move || {
         // Decode to validate and count, without keeping the triangles: the
         // worker analyses the model later, and a soup of a large upload would
         // cost more memory than the upload itself.
         let info = mesh::read_stl_chunked(&checked[..], checked.len() as u64, &limits, |_, _| {});
         let digest = Sha256::digest(&checked);
-        let model_id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        info.map(|info| (info, model_id))
+        let content_sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        info.map(|info| (info, content_sha256))
     })
     .await
     .map_err(AppError::internal)?
     .map_err(|e| AppError::InvalidModel(e.to_string()))?;
+    let owner = crate::quota::owner_of(&principal);
+    let model_id = crate::quota::model_handle(&owner, &content_sha256);
     let (triangles, format) = (info.triangles, info.format);
     if triangles == 0 {
         return Err(AppError::InvalidModel("the file holds no triangles".into()));
@@ -239,6 +262,8 @@ async fn upload_model(
         triangles: triangles as i64,
         format: format.as_str().into(),
         created_at_ms: now_ms(),
+        owner: Some(owner),
+        uploader_key_id: Some(principal.key_id.clone()),
     };
     let created = match state.services.store.model(&model_id).await? {
         Some(_) => false,
@@ -291,7 +316,8 @@ struct JobAccepted {
         (status = 202, body = JobAccepted, description = "queued"),
         (status = 201, body = JobAccepted, description = "answered from the quote cache"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the key has its quota of jobs in flight: see Retry-After"), (status = 500, body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -316,9 +342,13 @@ async fn create_job(
         QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
     calculator::validate_request(&quote_request, &state.services.pricing.book)
         .map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    let Some(model) = state.services.store.model(&request.model_id).await? else {
+    let owner = crate::quota::owner_of(&principal);
+    let Some(model) =
+        state.services.store.model(&request.model_id).await?.filter(|m| crate::quota::usable_by(m, &owner))
+    else {
         return Err(AppError::NotFound { what: "model", id: request.model_id });
     };
+    crate::quota::check_jobs(&state, &principal.key_id).await?;
     let lane = lane_for(&model, &state.settings);
     let mut job = JobRow::queued(
         uuid::Uuid::now_v7().to_string(),

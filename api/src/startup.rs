@@ -29,6 +29,8 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Open connections and how long a request head may take.
     pub connections: crate::serve::ConnectionLimits,
+    /// What one key may ask for, and uploads read at once.
+    pub quotas: crate::quota::Quotas,
     pub mesh_limits: mesh::Limits,
     /// The relay's fallback poll; a new job wakes it at once.
     pub relay_interval: Duration,
@@ -55,6 +57,7 @@ impl Default for ApiSettings {
             max_json_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(120),
             connections: crate::serve::ConnectionLimits::default(),
+            quotas: crate::quota::Quotas::default(),
             mesh_limits: mesh::Limits::default(),
             relay_interval: Duration::from_secs(1),
             relay_batch: 100,
@@ -99,6 +102,8 @@ pub struct AppState {
     /// Validates and hashes uploads off the async runtime.
     pub(crate) compute: rayon::ThreadPool,
     pub(crate) metrics: PrometheusHandle,
+    /// One permit per upload being read (`quotas.concurrent_uploads`).
+    pub(crate) upload_slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AppState {
@@ -129,6 +134,7 @@ impl Application {
             }
         }
         let compute = scheduler::compute::pool("api-compute", 0).map_err(StartupError::Pool)?;
+        let settings_uploads = settings.quotas.concurrent_uploads.max(1);
         let state = Arc::new(AppState {
             services,
             settings,
@@ -136,6 +142,7 @@ impl Application {
             auth: crate::auth::Verifier::default(),
             compute,
             metrics: crate::telemetry::metrics_handle(),
+            upload_slots: tokio::sync::Semaphore::new(settings_uploads),
         });
         Ok(Self { listener, state })
     }

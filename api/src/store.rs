@@ -70,6 +70,11 @@ pub struct ModelRow {
     pub triangles: i64,
     pub format: String,
     pub created_at_ms: i64,
+    /// Who may use it (a seller's name, or `operator:<name>`, `crm:<name>`);
+    /// `None` for models uploaded before models had owners.
+    pub owner: Option<String>,
+    /// The key that uploaded it, for the per-key quotas.
+    pub uploader_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -226,7 +231,8 @@ impl Store {
 
     pub async fn model(&self, model_id: &str) -> Result<Option<ModelRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT model_id, size_bytes, triangles, format, created_at_ms FROM models WHERE model_id = $1",
+            "SELECT model_id, size_bytes, triangles, format, created_at_ms, owner, uploader_key_id \
+             FROM models WHERE model_id = $1",
         )
         .bind(model_id)
         .fetch_optional(&self.pool)
@@ -238,6 +244,8 @@ impl Store {
                 triangles: r.try_get("triangles")?,
                 format: r.try_get("format")?,
                 created_at_ms: r.try_get("created_at_ms")?,
+                owner: r.try_get("owner")?,
+                uploader_key_id: r.try_get("uploader_key_id")?,
             })
         })
         .transpose()
@@ -246,17 +254,43 @@ impl Store {
     /// Records a model; returns false when it was already known.
     pub async fn insert_model(&self, model: &ModelRow) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO models (model_id, size_bytes, triangles, format, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (model_id) DO NOTHING",
+            "INSERT INTO models (model_id, size_bytes, triangles, format, created_at_ms, owner, uploader_key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (model_id) DO NOTHING",
         )
         .bind(&model.model_id)
         .bind(model.size_bytes)
         .bind(model.triangles)
         .bind(&model.format)
         .bind(model.created_at_ms)
+        .bind(&model.owner)
+        .bind(&model.uploader_key_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// What `key_id` uploaded since `since_ms`: new models and their bytes.
+    pub async fn uploads_since(&self, key_id: &str, since_ms: i64) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS bytes FROM models \
+             WHERE uploader_key_id = $1 AND created_at_ms > $2",
+        )
+        .bind(key_id)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("bytes")?))
+    }
+
+    /// Jobs `key_id` created that are queued or running.
+    pub async fn jobs_in_flight(&self, key_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pricing_jobs WHERE owner_key_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(key_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Writes a queued job and its outbox row in one transaction: either both

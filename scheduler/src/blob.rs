@@ -1,8 +1,8 @@
 //! The blob seam: where model files live. A local folder in embedded mode, an
 //! S3 bucket (path-style, so MinIO and SeaweedFS work) in production.
 //!
-//! Models are stored under their content hash, so a key is written once and
-//! never changes; a reader never sees a half-written model because the local
+//! Models are stored under their id, which follows from their owner and their
+//! bytes, so a key is written once and never changes; a reader never sees a half-written model because the local
 //! store renames into place and S3 puts are atomic.
 
 use std::path::PathBuf;

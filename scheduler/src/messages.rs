@@ -1,6 +1,6 @@
 //! The messages that travel on the queues, and their JSON encoding.
 //!
-//! A job message names the model by content hash, never carries its bytes:
+//! A job message names the model by its id, never carries its bytes:
 //! models can be hundreds of megabytes and live in object storage. A result
 //! message carries the job id, so the API can apply it idempotently.
 

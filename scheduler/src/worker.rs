@@ -64,12 +64,13 @@ impl RetryPolicy {
 pub struct FaultInjection {
     /// Extra time a job spends analysing, cancellable like real work.
     pub slow_job: Duration,
-    /// Only jobs for this model (by id) are slowed; every job when `None`.
+    /// Only jobs for this model (by the SHA-256 of its bytes) are slowed;
+    /// every job when `None`.
     pub slow_model: Option<String>,
-    /// The analysis of this model (by id) panics.
+    /// The analysis of this model (by the SHA-256 of its bytes) panics.
     pub panic_on_model: Option<String>,
-    /// The analysis of this model aborts the process, as an out-of-memory
-    /// kill would.
+    /// The analysis of this model (by the SHA-256 of its bytes) aborts the
+    /// process, as an out-of-memory kill would.
     pub abort_on_model: Option<String>,
 }
 
@@ -665,8 +666,17 @@ impl Shared {
         let pricing = self.pricing.clone();
         let options = self.settings.analysis.clone();
         let faults = self.settings.faults.clone();
-        let model_id = job.model_id.clone();
-        let slowed = faults.slow_model.as_deref().is_none_or(|m| m == job.model_id);
+        // Faults name their model by the SHA-256 of its bytes (what a test
+        // knows before the API gives the upload its id); hashed only when a
+        // fault is set.
+        let any_model_fault =
+            faults.slow_model.is_some() || faults.abort_on_model.is_some() || faults.panic_on_model.is_some();
+        let model_id = if any_model_fault {
+            <sha2::Sha256 as sha2::Digest>::digest(&bytes[..]).iter().map(|b| format!("{b:02x}")).collect()
+        } else {
+            job.model_id.clone()
+        };
+        let slowed = faults.slow_model.as_deref().is_none_or(|m| m == model_id);
         let observer = JobObserver {
             token: token.clone(),
             deadline,

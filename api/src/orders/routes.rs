@@ -142,9 +142,13 @@ pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Resu
         QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
     calculator::validate_request(&quote_request, &state.services.pricing.book)
         .map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    let Some(model) = state.services.store.model(&request.model_id).await? else {
+    let model = state.services.store.model(&request.model_id).await?;
+    let Some(model) = model.filter(|m| crate::quota::usable_by(m, &input.seller)) else {
         return Err(AppError::NotFound { what: "model", id: request.model_id.clone() });
     };
+    if let Some(key_id) = &input.seller_key_id {
+        crate::quota::check_jobs(state, key_id).await?;
+    }
     let now = now_ms();
     let request_sha256 = input.idempotency_key.as_ref().map(|_| {
         let canonical = serde_json::to_vec(request).expect("requests always serialize");
@@ -210,7 +214,8 @@ pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Resu
         (status = 200, body = OrderView, description = "a retry of an earlier request"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the key was used for another request"),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the key has its quota of jobs in flight: see Retry-After"), (status = 500, body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

@@ -77,8 +77,15 @@ async fn redis_target() -> Option<String> {
 async fn store_with_orders(n: usize) -> (tempfile::TempDir, Store, Vec<OrderRow>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&Store::sqlite_url(dir.path()), 4).await.unwrap();
-    let model =
-        ModelRow { model_id: "m".into(), size_bytes: 1, triangles: 12, format: "binary".into(), created_at_ms: 1 };
+    let model = ModelRow {
+        model_id: "m".into(),
+        size_bytes: 1,
+        triangles: 12,
+        format: "binary".into(),
+        created_at_ms: 1,
+        owner: None,
+        uploader_key_id: None,
+    };
     store.insert_model(&model).await.unwrap();
     let mut orders = Vec::new();
     for i in 0..n {

@@ -30,6 +30,13 @@ pub(crate) fn cube_stl(side: f32) -> Vec<u8> {
     mesh::write_binary_stl(&mesh::cuboid([side; 3]))
 }
 
+/// A new key of `kind` for `name`, straight into the app's database.
+pub(crate) async fn mint(app: &TestApp, kind: api::auth::KeyKind, name: &str) -> String {
+    let minted = api::auth::mint(kind, name, 1);
+    app.store.insert_key(&minted.row).await.unwrap();
+    minted.token
+}
+
 pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(ApiSettings::default()).await
 }

@@ -244,3 +244,99 @@ async fn invented_method_names_share_one_metrics_label() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_belongs_to_its_uploader_and_its_id_says_nothing_about_other_uploads() {
+    let app = spawn_app().await;
+    let bytes = cube_stl(21.0);
+    let (status, mine) = app.post_model(bytes.clone()).await;
+    assert_eq!((status, mine["created"].as_bool()), (201, Some(true)), "{mine}");
+    let other = crate::helpers::mint(&app, api::auth::KeyKind::Seller, "globex").await;
+    let (status, theirs) =
+        app.call(reqwest::Method::POST, "/v1/models", Some(&other), Some(bytes.clone().into()), false).await;
+    assert_eq!((status, theirs["created"].as_bool()), (201, Some(true)), "a first upload for them: {theirs}");
+    assert_ne!(theirs["model_id"], mine["model_id"], "their own handle");
+    let (_, again) = app.post_model(bytes).await;
+    assert_eq!((again["model_id"].clone(), again["created"].as_bool()), (mine["model_id"].clone(), Some(false)));
+    // Nobody prices or orders a model that is not theirs.
+    let body = json!({"model_id": mine["model_id"], "material": "pla"});
+    let (status, refused) = app.post_as(&other, "/v1/pricing-jobs", body.clone()).await;
+    assert_eq!(status, 404, "{refused}");
+    let (status, refused) = app.post_as(&other, "/v1/orders", body.clone()).await;
+    assert_eq!(status, 404, "{refused}");
+    let (status, _) = app.post_job(body).await;
+    assert_eq!(status, 202);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_over_its_quotas_gets_429_with_retry_after() {
+    let settings = ApiSettings {
+        quotas: api::quota::Quotas {
+            uploads_per_hour: 2,
+            jobs_in_flight: 1,
+            concurrent_uploads: 1,
+            ..api::quota::Quotas::default()
+        },
+        ..ApiSettings::default()
+    };
+    // No workers: jobs stay queued, in flight.
+    let app = crate::helpers::spawn_farm(settings, vec![]).await;
+    let retry_after = |answer: &reqwest::Response| {
+        answer.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    };
+    // One upload being read holds the only upload slot.
+    let held = {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+        let head = format!(
+            "POST /v1/models HTTP/1.1\r\nhost: farm\r\nauthorization: Bearer {}\r\ncontent-length: 1000\r\n\r\nsolid",
+            app.seller
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+    };
+    let upload = |side: f32| {
+        let request = app.http.post(format!("{}/v1/models", app.base)).bearer_auth(&app.seller);
+        request.body(cube_stl(side)).send()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let busy = loop {
+        let answer = upload(22.0).await.unwrap();
+        if answer.status() == 429 {
+            break answer;
+        }
+        // The held upload may not have reached the handler yet.
+        assert!(std::time::Instant::now() < deadline, "the upload slot was never taken: {}", answer.status());
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(retry_after(&busy), Some(1));
+    drop(held);
+
+    // Two new models an hour; the third is refused.
+    let mut models = Vec::new();
+    for side in [23.0, 24.0] {
+        let answer = loop {
+            let answer = upload(side).await.unwrap();
+            if answer.status() != 429 {
+                break answer;
+            }
+            tokio::task::yield_now().await; // the dropped upload is still letting go of its slot
+        };
+        assert_eq!(answer.status(), 201);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        models.push(body["model_id"].as_str().unwrap().to_string());
+    }
+    let over = upload(25.0).await.unwrap();
+    assert_eq!((over.status().as_u16(), retry_after(&over)), (429, Some(60)));
+    let body: serde_json::Value = over.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+
+    // One job in flight per key.
+    let (status, _) = app.post_job(json!({"model_id": models[0], "material": "pla"})).await;
+    assert_eq!(status, 202);
+    let (status, refused) = app.post_job(json!({"model_id": models[1], "material": "pla"})).await;
+    assert_eq!(status, 429, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("quota is 1"), "{refused}");
+    app.stop().await;
+}

@@ -154,17 +154,16 @@ async fn an_unreadable_job_message_is_dead_lettered_and_its_job_failed_with_the_
     assert_eq!((status(&job), job["error"]["kind"].as_str()), ("failed", Some("dead_lettered")), "{job}");
     assert!(job["error"]["message"].as_str().unwrap().contains("could not read"), "{job}");
     assert_eq!(app.store.dead_letter_counts().await.unwrap(), vec![("rejected".to_string(), 1)]);
-    let metrics = app.metrics().await;
-    assert!(metrics.contains("farm_dead_letters_total{lane=\"fast\",reason=\"rejected\"}"), "{metrics}");
+    // Counted right after the job's row changed: wait for it.
+    wait_for_metric(&app, "farm_dead_letters_total{lane=\"fast\",reason=\"rejected\"}").await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_model_deleted_from_the_store_fails_as_missing_without_retries() {
     let app = spawn_farm(ApiSettings::default(), vec![test_worker(Lane::Fast)]).await;
-    let bytes = cube_stl(16.0);
-    let id = model_id(&bytes);
-    let (_, _) = app.post_model(bytes).await;
+    let (_, model) = app.post_model(cube_stl(16.0)).await;
+    let id = model["model_id"].as_str().unwrap().to_string();
     std::fs::remove_file(app.data_dir().join(format!("models/{id}.stl"))).unwrap();
     let (_, accepted) = app.post_job(serde_json::json!({"model_id": id, "material": "pla"})).await;
     let job = app.wait_for_job(accepted["job_id"].as_str().unwrap()).await;

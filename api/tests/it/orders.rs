@@ -9,7 +9,7 @@ use api::ApiSettings;
 use scheduler::{Lane, Outgoing};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cube_stl, spawn_farm, test_worker};
+use crate::helpers::{TestApp, cube_stl, mint, spawn_farm, test_worker};
 
 async fn farm() -> TestApp {
     spawn_farm(ApiSettings::default(), vec![test_worker(Lane::Fast)]).await
@@ -50,16 +50,6 @@ async fn priced_order(app: &TestApp, side: f32) -> String {
 async fn crm(app: &TestApp, event_id: &str, order_id: &str, kind: &str, version: i64) -> (u16, Value) {
     let body = json!({"event_id": event_id, "order_id": order_id, "type": kind, "version": version, "occurred_at_ms": version});
     app.post_as(&app.crm, "/v1/crm/events", body).await
-}
-
-fn mint(app: &TestApp, kind: api::auth::KeyKind, name: &str) -> impl Future<Output = String> {
-    let store = app.store.clone();
-    let name = name.to_string();
-    async move {
-        let minted = api::auth::mint(kind, &name, 1);
-        store.insert_key(&minted.row).await.unwrap();
-        minted.token
-    }
 }
 
 #[tokio::test]

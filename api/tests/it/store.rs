@@ -18,8 +18,15 @@ async fn on_each_engine<F: AsyncFn(Store)>(check: F) {
 }
 
 async fn seed_job(store: &Store, job_id: &str) {
-    let model =
-        ModelRow { model_id: "m1".into(), size_bytes: 684, triangles: 12, format: "binary".into(), created_at_ms: 1 };
+    let model = ModelRow {
+        model_id: "m1".into(),
+        size_bytes: 684,
+        triangles: 12,
+        format: "binary".into(),
+        created_at_ms: 1,
+        owner: None,
+        uploader_key_id: None,
+    };
     store.insert_model(&model).await.unwrap();
     let job = JobRow::queued(job_id.into(), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
     store.create_job(&job, &format!("{{\"job_id\":\"{job_id}\"}}")).await.unwrap();
@@ -49,8 +56,15 @@ async fn relay_all(store: &Store, at_ms: i64) -> Vec<String> {
 #[tokio::test]
 async fn a_model_is_stored_once() {
     on_each_engine(async |store: Store| {
-        let model =
-            ModelRow { model_id: "abc".into(), size_bytes: 1, triangles: 1, format: "ascii".into(), created_at_ms: 5 };
+        let model = ModelRow {
+            model_id: "abc".into(),
+            size_bytes: 1,
+            triangles: 1,
+            format: "ascii".into(),
+            created_at_ms: 5,
+            owner: None,
+            uploader_key_id: None,
+        };
         assert!(store.insert_model(&model).await.unwrap());
         assert!(!store.insert_model(&model).await.unwrap());
         assert_eq!(store.model("abc").await.unwrap(), Some(model));
