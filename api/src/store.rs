@@ -272,7 +272,7 @@ impl Store {
     /// What `key_id` uploaded since `since_ms`: new models and their bytes.
     pub async fn uploads_since(&self, key_id: &str, since_ms: i64) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS bytes FROM models \
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS bytes FROM models \
              WHERE uploader_key_id = $1 AND created_at_ms > $2",
         )
         .bind(key_id)

@@ -57,6 +57,10 @@ pub enum PricingError {
         "material `{material}` has no {what}: set `{book_key}` in the price book or `{profile_key}` in the profile"
     )]
     MissingMaterialFact { material: String, what: &'static str, book_key: &'static str, profile_key: &'static str },
+    /// Every triangle is degenerate: no volume and no area, so no price
+    /// but the minimum order could be given, and that would be a guess.
+    #[error("the model has no volume and no surface area ({triangles} triangles, all degenerate): nothing to print")]
+    NothingToPrint { triangles: u64 },
 }
 
 /// One priced line with the inputs that produced it.
@@ -260,6 +264,11 @@ pub fn quote(
     profile: &LoadedProfile,
 ) -> Result<Quote, PricingError> {
     let material = validate_request(request, book)?;
+    // Less than a thousandth of a square millimetre in all: a part made of
+    // zero-area faces (200,000 of them were priced at the minimum order).
+    if report.geometry.surface_area < 1e-3 && report.volume.abs() < 1e-3 {
+        return Err(PricingError::NothingToPrint { triangles: report.triangles });
+    }
     let (machine, fit, fits) = choose_machine(report, &book.machines_for(material));
     let (estimate, material_g, filament_mm) = match (&material.process, &machine.process) {
         (MaterialProcess::Sla(resin), MachineProcess::Sla(sla)) => {
@@ -466,6 +475,21 @@ mod tests {
 
     fn amount(q: &Quote, label: &str) -> f64 {
         q.line_items.iter().find(|l| l.label == label).map_or(0.0, |l| l.amount)
+    }
+
+    #[test]
+    fn a_model_of_zero_area_faces_is_refused_not_priced_at_the_minimum() {
+        let book = PriceBook::builtin();
+        let request = QuoteRequest::new("pla", 1);
+        // Each face's corners on one line: no area, however many there are.
+        let flat: Vec<mesh::Triangle> = (0..2_000)
+            .map(|n| n as f32 * 0.05)
+            .map(|x| [[x, 0.0, 0.0], [x + 0.01, 0.0, 0.0], [x + 0.02, 0.0, 0.0]])
+            .collect();
+        let report = report_for(&flat, &request, &book);
+        let refused = quote(&report, &request, &book, &default_profile()).unwrap_err();
+        assert_eq!(refused, PricingError::NothingToPrint { triangles: 2_000 });
+        assert!(refused.to_string().contains("nothing to print"));
     }
 
     #[test]

@@ -270,3 +270,34 @@ async fn ages_and_stale_jobs_are_counted_per_lane() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_keys_uploads_and_jobs_in_flight_are_counted_for_its_quotas() {
+    on_each_engine(async |store: Store| {
+        for (id, at, key) in [("q1", 100, "k1"), ("q2", 200, "k1"), ("q3", 300, "k2")] {
+            let model = ModelRow {
+                model_id: id.into(),
+                size_bytes: 1_000,
+                triangles: 12,
+                format: "binary".into(),
+                created_at_ms: at,
+                owner: Some("acme".into()),
+                uploader_key_id: Some(key.into()),
+            };
+            assert!(store.insert_model(&model).await.unwrap());
+        }
+        assert_eq!(store.uploads_since("k1", 0).await.unwrap(), (2, 2_000));
+        assert_eq!(store.uploads_since("k1", 150).await.unwrap(), (1, 1_000), "only the window");
+        assert_eq!(store.uploads_since("nobody", 0).await.unwrap(), (0, 0));
+        let stored = store.model("q1").await.unwrap().unwrap();
+        assert_eq!((stored.owner.as_deref(), stored.uploader_key_id.as_deref()), (Some("acme"), Some("k1")));
+
+        let mut job = JobRow::queued("jq".into(), "q1".into(), "pla".into(), 1, Lane::Fast, 10);
+        job.owner_key_id = Some("k1".into());
+        store.create_job(&job, "{}").await.unwrap();
+        assert_eq!(store.jobs_in_flight("k1").await.unwrap(), 1);
+        store.cancel_job("jq", "{}", 11).await.unwrap();
+        assert_eq!(store.jobs_in_flight("k1").await.unwrap(), 0, "an ended job is not in flight");
+    })
+    .await;
+}
