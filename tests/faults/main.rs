@@ -22,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row};
 
 use helpers::{Api, FarmProcess};
@@ -321,14 +322,18 @@ async fn poison_models_that_panic_or_kill_their_worker() {
     let _turn = SERIAL.lock().await;
     let Some(farm) = farm(&[("FARM_DELIVERY_LIMIT", "3".into())]).await else { return };
     let (api_process, api) = farm.api();
-    let panics = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([11.0; 3]))).await;
-    let kills = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([13.0; 3]))).await;
-    let healthy = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([9.0; 3]))).await;
+    let (panicking, killing) =
+        (mesh::write_binary_stl(&mesh::cuboid([11.0; 3])), mesh::write_binary_stl(&mesh::cuboid([13.0; 3])));
+    // Faults name a model by the SHA-256 of its bytes.
+    let sha256 = |bytes: &[u8]| -> String { Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect() };
     let settings = [
         ("FARM_WORKER_SLOTS", "1".into()),
-        ("FARM_FAULT_PANIC_MODEL", panics.clone()),
-        ("FARM_FAULT_ABORT_MODEL", kills.clone()),
+        ("FARM_FAULT_PANIC_MODEL", sha256(&panicking)),
+        ("FARM_FAULT_ABORT_MODEL", sha256(&killing)),
     ];
+    let panics = api.upload_model(panicking).await;
+    let kills = api.upload_model(killing).await;
+    let healthy = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([9.0; 3]))).await;
     let mut jobs = api.submit_batch(&panics, 1, 1).await;
     jobs.extend(api.submit_batch(&kills, 1, 1).await);
     jobs.extend(api.submit_batch(&healthy, 4, 1).await);
