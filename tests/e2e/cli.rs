@@ -287,3 +287,62 @@ fn a_model_built_to_be_expensive_is_refused_with_its_figures_not_computed() {
         assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// A coordinate as a careless or hostile exporter might write it.
+fn any_coordinate() -> impl proptest::strategy::Strategy<Value = f32> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => -300.0f32..300.0,
+        1 => prop::sample::select(vec![
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]),
+        1 => -1e7f32..1e7,
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, failure_persistence: None, ..Default::default() })]
+
+    /// Small meshes with extreme coordinates, priced by `farm quote` in a
+    /// process whose address space is capped at 2 GiB: every one ends with
+    /// a quote or a typed error, never an abort, a panic or a signal.
+    #[test]
+    fn random_meshes_with_extreme_coordinates_never_abort_under_a_memory_limit(
+        corners in proptest::collection::vec([any_coordinate(), any_coordinate(), any_coordinate()], 3..90),
+    ) {
+        let triangles: Vec<mesh::Triangle> = corners.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extreme.stl");
+        std::fs::write(&path, mesh::write_binary_stl(&triangles)).unwrap();
+        let out = Command::new("prlimit")
+            .arg(format!("--as={}", 2u64 << 30))
+            .arg(farm_bin())
+            .args(["quote", path.to_str().unwrap(), "--format", "json"])
+            // One malloc arena per thread would reserve address space the
+            // cap is not about.
+            .env("MALLOC_ARENA_MAX", "2")
+            .output()
+            .expect("run prlimit (util-linux)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        proptest::prop_assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{:?} for {triangles:?}: {stderr}",
+            out.status
+        );
+        proptest::prop_assert!(!stderr.contains("panicked") && !stderr.contains("memory allocation"), "{stderr}");
+        if out.status.code() == Some(1) {
+            proptest::prop_assert!(stderr.starts_with("error: "), "a typed message: {stderr}");
+        }
+    }
+}

@@ -120,3 +120,29 @@ async fn jobs_wait_in_the_queue_until_a_worker_starts() {
     assert_eq!(api_process.terminate(), 0);
     delete_queues(&backends.amqp_url, &backends.prefix).await;
 }
+
+/// PostgreSQL refuses NUL in text with an error of its own (a 500 before
+/// the API checked text itself): on this stack, as on SQLite, such input is
+/// a client error naming the field.
+#[tokio::test]
+async fn control_characters_are_client_errors_on_postgresql_too() {
+    let Some(backends) = backends().await else { return };
+    let token = mint_key("seller", "e2e", &[], &backends.env);
+    let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
+    let api = Api::new(&api_process.wait_for_listening(), &token);
+    let (bytes, _) = crate::helpers::reference_cube();
+    let (_, model) = api.upload(bytes).await;
+    let order = serde_json::json!({"model_id": model["model_id"], "material": "pla", "customer": "Bo\u{0}b"});
+    let (status, refused) = api.post("/v1/orders", &order).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("`customer`"), "{refused}");
+    let (status, missing) = api.get("/v1/orders/abc%00def").await;
+    assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("not_found")), "{missing}");
+    let (status, missing) = api.get("/v1/pricing-jobs/abc%00def").await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, refused) = api.get("/v1/orders?cursor=1:a%00b").await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(!api_process.logs().contains("request failed"), "no 5xx was logged:\n{}", api_process.logs());
+    assert_eq!(api_process.terminate(), 0);
+    delete_queues(&backends.amqp_url, &backends.prefix).await;
+}
