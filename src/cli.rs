@@ -468,23 +468,6 @@ pub(crate) struct JobArgs {
     pub(crate) slow_lane_bytes: u64,
 }
 
-/// Faults to inject, for fault tests and benchmarks. Off by default.
-#[derive(Debug, Args)]
-pub(crate) struct FaultArgs {
-    /// Every job spends this much longer analysing, ms.
-    #[arg(long, env = "FARM_FAULT_SLOW_JOB_MS", default_value_t = 0, hide = true)]
-    pub(crate) fault_slow_job_ms: u64,
-    /// Only jobs for this model id are slowed.
-    #[arg(long, env = "FARM_FAULT_SLOW_MODEL", hide = true)]
-    pub(crate) fault_slow_model: Option<String>,
-    /// The analysis of this model id panics.
-    #[arg(long, env = "FARM_FAULT_PANIC_MODEL", hide = true)]
-    pub(crate) fault_panic_model: Option<String>,
-    /// The analysis of this model id aborts the worker process.
-    #[arg(long, env = "FARM_FAULT_ABORT_MODEL", hide = true)]
-    pub(crate) fault_abort_model: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
     /// JSON lines, unless stderr is a terminal.
@@ -580,8 +563,6 @@ pub(crate) struct ServiceArgs {
     pub(crate) lane: scheduler::Lane,
     #[command(flatten)]
     pub(crate) jobs: JobArgs,
-    #[command(flatten)]
-    pub(crate) faults: FaultArgs,
     /// How long to keep retrying an unreachable broker at start, seconds.
     #[arg(long, env = "FARM_BROKER_CONNECT_PATIENCE_S", default_value_t = 60)]
     pub(crate) broker_connect_patience_s: u64,

@@ -126,6 +126,12 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     match command {
         BenchCommand::Lanes(args) => {
+            if !scheduler::faults::ENABLED {
+                bail!(
+                    "`bench lanes` injects work into its slow jobs, which this build cannot do: \
+                     build the farm with `cargo build --release --features fault-injection`"
+                );
+            }
             let settings = bench::scenarios::LaneIsolation {
                 binary,
                 stack: stack(&args.stack),
@@ -495,12 +501,8 @@ fn worker_settings(
             .then(|| seconds("--broker-consumer-timeout-s", jobs.broker_consumer_timeout_s))
             .transpose()?,
         name: format!("{host}-{}-{lane}", std::process::id()),
-        faults: FaultInjection {
-            slow_job: Duration::from_millis(args.faults.fault_slow_job_ms),
-            slow_model: args.faults.fault_slow_model.clone(),
-            panic_on_model: args.faults.fault_panic_model.clone(),
-            abort_on_model: args.faults.fault_abort_model.clone(),
-        },
+        // Only a build with the `fault-injection` feature reads these.
+        faults: FaultInjection::from_env(),
         ..WorkerSettings::default()
     })
 }

@@ -142,3 +142,33 @@ fn nothing_tracked_reads_outside_the_repository() {
     }
     assert!(offences.is_empty(), "tracked files that read from outside the repository: {offences:#?}");
 }
+
+/// Each package of the release `farm` with the features it is built with
+/// (`name vX (path) [feature,...]`): normal and build dependencies only, as
+/// a release build resolves them (the tests turn faults on through
+/// dev-dependencies, which a release build never sees).
+fn release_features(extra: &[&str]) -> String {
+    let mut tree = Command::new(env!("CARGO"));
+    tree.args(["tree", "-p", "pricing-farm", "-e", "normal,build", "--locked", "--prefix", "none"])
+        .args(["--format", "{p} [{f}]"])
+        .args(extra);
+    // What `cargo test` sets for this test must not reach the cargo it runs.
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("CARGO_") && k != "CARGO_HOME") {
+        tree.env_remove(name);
+    }
+    let output = tree.current_dir(workspace_root()).output().expect("run cargo tree");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn the_release_binary_has_no_fault_injection() {
+    let scheduler = |tree: &str| tree.lines().find(|l| l.starts_with("scheduler v")).map(str::to_string);
+    let release = release_features(&[]);
+    let line = scheduler(&release).expect("the farm is built on the scheduler");
+    assert!(!line.contains("fault-injection"), "a release `farm` must not inject faults: {line}");
+    assert!(!release.contains("fault-injection"), "{release}");
+    // The check can fail: asked for, the feature shows.
+    let with_faults = release_features(&["--features", "fault-injection"]);
+    assert!(scheduler(&with_faults).is_some_and(|l| l.contains("[fault-injection]")), "{with_faults}");
+}

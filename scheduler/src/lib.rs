@@ -11,6 +11,7 @@ pub mod blob;
 pub mod broker;
 pub mod capacity;
 pub mod compute;
+pub mod faults;
 pub mod messages;
 pub mod pricing;
 pub mod report;
@@ -19,6 +20,7 @@ pub mod worker;
 
 pub use blob::{BlobError, BlobSettings, BlobStore};
 pub use broker::{Broker, BrokerError, Consumer, Delivery, Lane, Outgoing, Topology};
+pub use faults::FaultInjection;
 pub use messages::{Control, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage};
 pub use pricing::Pricing;
-pub use worker::{FaultInjection, RetryPolicy, Worker, WorkerSettings};
+pub use worker::{RetryPolicy, Worker, WorkerSettings};

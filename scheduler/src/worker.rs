@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::blob::{BlobError, BlobStore, model_key};
 use crate::broker::{Broker, BrokerError, Delivery, Lane, Outgoing, Topology};
 use crate::compute;
+use crate::faults::FaultInjection;
 use crate::messages::{Control, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage, now_ms};
 use crate::pricing::Pricing;
 
@@ -55,23 +56,6 @@ impl RetryPolicy {
         let exponential = self.first_backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
         jitter(exponential.min(self.max_backoff))
     }
-}
-
-/// Faults a test or a benchmark can inject into a worker, to show what the
-/// farm does when a job is slow, panics or kills its process. All off by
-/// default; `farm worker` reads them from `FARM_FAULT_*` variables.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FaultInjection {
-    /// Extra time a job spends analysing, cancellable like real work.
-    pub slow_job: Duration,
-    /// Only jobs for this model (by the SHA-256 of its bytes) are slowed;
-    /// every job when `None`.
-    pub slow_model: Option<String>,
-    /// The analysis of this model (by the SHA-256 of its bytes) panics.
-    pub panic_on_model: Option<String>,
-    /// The analysis of this model (by the SHA-256 of its bytes) aborts the
-    /// process, as an out-of-memory kill would.
-    pub abort_on_model: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -412,7 +396,9 @@ struct JobObserver {
     token: CancellationToken,
     deadline: Instant,
     progress: Arc<AtomicU16>,
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     slow_job: Duration,
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     slowed: std::sync::atomic::AtomicBool,
 }
 
@@ -428,6 +414,7 @@ impl mesh::Observer for JobObserver {
         self.progress.store(stage.pack(stage.percent(done)), Ordering::Relaxed);
         // The injected slowness, spent once per job, in small steps so a
         // cancellation or the deadline still stops it at once.
+        #[cfg(feature = "fault-injection")]
         if !self.slow_job.is_zero() && stage == Stage::Analysing && !self.slowed.swap(true, Ordering::Relaxed) {
             let until = Instant::now() + self.slow_job;
             while Instant::now() < until && !self.should_stop() {
@@ -665,36 +652,19 @@ impl Shared {
         let quote_key = self.pricing.cache_key(&job.model_id, &request);
         let pricing = self.pricing.clone();
         let options = self.settings.analysis.clone();
-        let faults = self.settings.faults.clone();
-        // Faults name their model by the SHA-256 of its bytes (what a test
-        // knows before the API gives the upload its id); hashed only when a
-        // fault is set.
-        let any_model_fault =
-            faults.slow_model.is_some() || faults.abort_on_model.is_some() || faults.panic_on_model.is_some();
-        let model_id = if any_model_fault {
-            <sha2::Sha256 as sha2::Digest>::digest(&bytes[..]).iter().map(|b| format!("{b:02x}")).collect()
-        } else {
-            job.model_id.clone()
-        };
-        let slowed = faults.slow_model.as_deref().is_none_or(|m| m == model_id);
+        let faults = self.settings.faults.arm(&bytes);
         let observer = JobObserver {
             token: token.clone(),
             deadline,
             progress: progress.clone(),
-            slow_job: if slowed { faults.slow_job } else { Duration::ZERO },
+            slow_job: faults.slow_job,
             slowed: std::sync::atomic::AtomicBool::new(false),
         };
         // The analysis runs on the rayon pool; its span is the job's child.
         let span = tracing::info_span!("price", model_id = %job.model_id, triangles = tracing::field::Empty);
         let priced = compute::run_on(&self.pool, move || {
             let _entered = span.enter();
-            if faults.abort_on_model.as_deref() == Some(model_id.as_str()) {
-                tracing::error!(%model_id, "fault injection: aborting the process");
-                std::process::abort();
-            }
-            if faults.panic_on_model.as_deref() == Some(model_id.as_str()) {
-                panic!("fault injection: the analysis of {model_id} panics");
-            }
+            faults.strike();
             let priced = pricing.price_observed(&bytes, &request, options, &observer);
             if let Ok(quote) = &priced {
                 span.record("triangles", quote.triangles);

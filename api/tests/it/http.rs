@@ -286,27 +286,35 @@ async fn a_key_over_its_quotas_gets_429_with_retry_after() {
         answer.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     };
     // One upload being read holds the only upload slot.
-    let held = {
+    let hold = || async {
         use tokio::io::AsyncWriteExt;
         let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
         let head = format!(
             "POST /v1/models HTTP/1.1\r\nhost: farm\r\nauthorization: Bearer {}\r\ncontent-length: 1000\r\n\r\nsolid",
-            app.seller
+            app.operator
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         stream
     };
-    let upload = |side: f32| {
-        let request = app.http.post(format!("{}/v1/models", app.base)).bearer_auth(&app.seller);
+    let upload = |token: &str, side: f32| {
+        let request = app.http.post(format!("{}/v1/models", app.base)).bearer_auth(token);
         request.body(cube_stl(side)).send()
     };
+    let mut held = hold().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let busy = loop {
-        let answer = upload(22.0).await.unwrap();
+        // The probe is the operator's, so what it uploads counts against
+        // the operator's quota, not the seller's below.
+        let answer = upload(&app.operator, 22.0).await.unwrap();
         if answer.status() == 429 {
             break answer;
         }
-        // The held upload may not have reached the handler yet.
+        // The probe took the slot first and the held upload was refused:
+        // its connection has an answer. Hold the slot with a new one.
+        let mut answered = [0u8; 64];
+        if !matches!(held.try_read(&mut answered), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            held = hold().await;
+        }
         assert!(std::time::Instant::now() < deadline, "the upload slot was never taken: {}", answer.status());
         tokio::task::yield_now().await;
     };
@@ -317,7 +325,7 @@ async fn a_key_over_its_quotas_gets_429_with_retry_after() {
     let mut models = Vec::new();
     for side in [23.0, 24.0] {
         let answer = loop {
-            let answer = upload(side).await.unwrap();
+            let answer = upload(&app.seller, side).await.unwrap();
             if answer.status() != 429 {
                 break answer;
             }
@@ -327,7 +335,7 @@ async fn a_key_over_its_quotas_gets_429_with_retry_after() {
         let body: serde_json::Value = answer.json().await.unwrap();
         models.push(body["model_id"].as_str().unwrap().to_string());
     }
-    let over = upload(25.0).await.unwrap();
+    let over = upload(&app.seller, 25.0).await.unwrap();
     assert_eq!((over.status().as_u16(), retry_after(&over)), (429, Some(60)));
     let body: serde_json::Value = over.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
