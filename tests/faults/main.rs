@@ -196,6 +196,9 @@ struct Counts {
     duplicated: usize,
     /// Jobs delivered to a worker more than once (the fault hit them).
     redelivered: usize,
+    /// Jobs whose computation started more than once (a start recorded
+    /// while it ran, or after its result was in).
+    started_again: usize,
 }
 
 async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
@@ -220,6 +223,14 @@ async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
         .await
         .unwrap();
         let finals: i64 = row.try_get("n").unwrap();
+        let started = sqlx::query("SELECT COUNT(*) AS n FROM job_events WHERE job_id = $1 AND event = 'started'")
+            .bind(job_id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if started.try_get::<i64, _>("n").unwrap() > 1 {
+            counts.started_again += 1;
+        }
         if finals > 1 {
             counts.duplicated += 1;
         }
@@ -233,9 +244,16 @@ async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
 fn report(fault: &str, counts: &Counts) {
     eprintln!(
         "\nfault: {fault}\n  submitted {}, succeeded {}, failed {}, lost {} (must be 0), duplicated {} (must be 0); \
-         {} jobs were delivered more than once\n",
-        counts.submitted, counts.succeeded, counts.failed, counts.lost, counts.duplicated, counts.redelivered
+         {} jobs were delivered more than once, {} started more than once\n",
+        counts.submitted,
+        counts.succeeded,
+        counts.failed,
+        counts.lost,
+        counts.duplicated,
+        counts.redelivered,
+        counts.started_again
     );
+    assert!(counts.started_again <= counts.redelivered, "only a redelivery starts a job again: {counts:?}");
     assert_eq!((counts.lost, counts.duplicated), (0, 0), "{fault}: {counts:?}");
 }
 
@@ -416,6 +434,14 @@ async fn sigterm_in_the_middle_of_a_job() {
         (Some("succeeded"), Some(1)),
         "finished in the grace period: {job}"
     );
+    let started: i64 = sqlx::query("SELECT COUNT(*) AS n FROM job_events WHERE job_id = $1 AND event = 'started'")
+        .bind(&finishing)
+        .fetch_one(&mut sqlx::PgConnection::connect(&farm.database_url).await.unwrap())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(started, 1, "computed once: the drain let it finish");
 
     // A grace shorter than a job: the running jobs go back to the queue.
     let hasty = [slow_jobs(5000), ("FARM_WORKER_SLOTS", "2".into()), ("FARM_SHUTDOWN_GRACE_S", "0.5".into())];
@@ -545,6 +571,7 @@ async fn a_thousand_orders_over_http_and_the_queue_survive_a_broker_restart_each
         lost: (2 * i64::from(per_path) - orders).max(0) as usize + stats["unaccounted"].as_i64().unwrap() as usize,
         duplicated: (orders - distinct) as usize + double_priced as usize,
         redelivered: 0,
+        started_again: 0,
     };
     assert_eq!(
         (orders, stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()),
