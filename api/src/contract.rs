@@ -55,6 +55,10 @@ impl ContractFacts {
 /// The generated document with the server's real limits written in.
 pub(crate) fn exact_document(openapi: &utoipa::openapi::OpenApi, facts: &ContractFacts) -> Value {
     let mut doc = serde_json::to_value(openapi).expect("an OpenAPI document always serializes");
+    if let Some(description) = doc.pointer_mut("/info/description") {
+        let general = description.as_str().unwrap_or_default().to_string();
+        *description = Value::String(format!("{general}\n\n{}", house_rules(facts)));
+    }
     let mut applied = Applied::default();
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, item) in paths.iter_mut() {
@@ -160,6 +164,27 @@ fn binary_model_body(operation: &mut Value, facts: &ContractFacts, applied: &mut
     let binary = json!({"schema": {"type": "string", "format": "binary", "maxLength": facts.max_model_bytes}});
     body["content"] = json!({ "application/octet-stream": binary });
     applied.model_body = true;
+}
+
+/// What every client should know and no single operation says: who may do
+/// what, the limits and the quotas, and the error shape.
+fn house_rules(facts: &ContractFacts) -> String {
+    format!(
+        "**Keys.** A *seller* key uploads models, prices them and places orders; it reads and cancels \
+         the jobs and orders of its seller, and uses only the models its seller uploaded. An *operator* \
+         key reads every job and order, takes, completes, ships and cancels orders, and cancels only \
+         the jobs it created. A *CRM* key sends CRM events, reads orders by id and only the jobs it \
+         created. Only the key that created a pricing job cancels it; an order's job is cancelled with \
+         its order.\n\n\
+         **Limits.** A model body up to {} bytes and a JSON body up to the server's JSON limit; a declared \
+         `Content-Length` over the limit is refused with 413 before the body is read. Ids and names up \
+         to 200 characters, without control characters (422 names the field).\n\n\
+         **Quotas**, per key (settings `FARM_QUOTA_*`): new models an hour, upload bytes a day, pricing \
+         jobs in flight; and a cap on uploads read at once. Over one: 429 with `Retry-After`.\n\n\
+         **Errors** are JSON, `{{\"error\": {{\"code\", \"message\", \"details\"?}}}}`, for every 4xx and 5xx; \
+         a 5xx never carries internal details.",
+        facts.max_model_bytes
+    )
 }
 
 /// Text without control characters (what `crate::text::refusal` lets through).

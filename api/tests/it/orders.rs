@@ -438,6 +438,13 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
     let app = farm().await;
     let (status, doc) = app.call(reqwest::Method::GET, "/v1/openapi.json", None, None, false).await;
     assert_eq!(status, 200);
+    // The rules no single operation states: keys, limits, quotas, errors.
+    let rules = doc["info"]["description"].as_str().unwrap();
+    for needle in ["*operator*", "*CRM*", "Only the key that created a pricing job", "429", "Retry-After", "413"] {
+        assert!(rules.contains(needle), "the document says `{needle}`: {rules}");
+    }
+    let upload = &doc["paths"]["/v1/models"]["post"]["responses"];
+    assert!(upload["429"].is_object() && upload["413"].is_object(), "{upload}");
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
         "/v1/models",
