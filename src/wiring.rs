@@ -354,6 +354,9 @@ fn run_services(args: ServiceArgs, role: Role) -> anyhow::Result<()> {
 async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // The metrics recorder first: what is recorded before it exists is lost
+    // (the price book a worker announces when it is built, for one).
+    api::telemetry::metrics_handle();
 
     let topology =
         Topology { delivery_limit: args.jobs.delivery_limit.max(1), ..Topology::with_prefix(&args.queue_prefix) };

@@ -52,6 +52,20 @@ async fn observe(state: &AppState) {
         metrics::gauge!("farm_outbox_backlog").set(backlog as f64);
         metrics::gauge!("farm_outbox_oldest_unsent_age_seconds").set(lag_ms as f64 / 1000.0);
     }
+    if let Ok(waiting) = services.store.oldest_pricing_by_lane(now).await {
+        for lane in Lane::ALL {
+            let age = waiting.iter().find(|(l, _)| l == lane.as_str()).map_or(0, |(_, age)| *age);
+            metrics::gauge!("farm_orders_pricing_oldest_age_seconds", "lane" => lane.as_str()).set(age as f64 / 1000.0);
+        }
+    }
+    // Orders that vanished from the accounts, and orders left PRICING after
+    // their job ended: either is an order lost, which `farm orders audit`
+    // would also report.
+    if let Ok(audit) = crate::orders::audit(&services.store, &services.topology.orders_incoming).await {
+        let lost = audit["unaccounted"].as_i64().unwrap_or(0) + audit["pricing_with_ended_job"].as_i64().unwrap_or(0);
+        metrics::gauge!("farm_orders_unaccounted").set(lost as f64);
+    }
+    metrics::gauge!("farm_operator_cache_ready").set(if services.cache.is_ready() { 1.0 } else { 0.0 });
     let database = services.store.ping().await.is_ok();
     metrics::gauge!("farm_database_up").set(if database { 1.0 } else { 0.0 });
     metrics::gauge!("farm_broker_up").set(if services.broker.is_ready() { 1.0 } else { 0.0 });

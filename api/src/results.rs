@@ -58,6 +58,16 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                         for order in &orders {
                             crate::orders::changed(&state, order).await;
                         }
+                        if matches!(message.event, scheduler::ResultEvent::Succeeded { .. }) && !orders.is_empty() {
+                            // From the order's creation to its price: what the
+                            // pricing SLO (deploy/prometheus) is about.
+                            let job = state.services.store.job(&message.job_id).await.ok().flatten();
+                            let lane = job.map_or(scheduler::Lane::Fast, |j| j.lane);
+                            for order in &orders {
+                                let waited = (message.at_ms - order.created_at_ms).max(0) as f64 / 1000.0;
+                                metrics::histogram!("farm_pricing_latency_seconds", "lane" => lane.as_str()).record(waited);
+                            }
+                        }
                     }
                     "applied"
                 }

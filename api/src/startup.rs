@@ -144,6 +144,8 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             upload_slots: tokio::sync::Semaphore::new(settings_uploads),
         });
+        // After the recorder exists (`metrics` above installs it).
+        state.services.pricing.announce();
         Ok(Self { listener, state })
     }
 

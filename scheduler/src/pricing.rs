@@ -71,6 +71,15 @@ impl Pricing {
     /// The key under which a quote for `model_id` and `request` may be
     /// reused: it names the price book's version and the profile, so new
     /// prices or settings never serve an old quote.
+    /// Publishes which price book this process prices with, as the gauge
+    /// `farm_price_book_info{version, fingerprint} 1`: an alert sees two
+    /// versions serving at once during a half-done rollout.
+    pub fn announce(&self) {
+        let fingerprint: String = self.book.fingerprint.chars().take(12).collect();
+        metrics::gauge!("farm_price_book_info", "version" => self.book.version.clone(), "fingerprint" => fingerprint)
+            .set(1.0);
+    }
+
     pub fn cache_key(&self, model_id: &str, request: &QuoteRequest) -> String {
         calculator::quote_cache_key(model_id, request, &self.book, &self.fdm.profile)
     }

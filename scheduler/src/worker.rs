@@ -277,6 +277,7 @@ impl Worker {
     /// hands them back to the queue. When the broker goes away it waits for
     /// it and consumes again; it never spins.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        self.shared.pricing.announce();
         let shared = self.shared;
         let lane = shared.settings.lane;
         let queue = shared.topology.jobs(lane).to_string();

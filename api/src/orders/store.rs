@@ -524,6 +524,24 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// How long the oldest order still waiting for its price has waited, per
+    /// lane of its job, in ms (lanes with none waiting are absent).
+    pub async fn oldest_pricing_by_lane(&self, now_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.lane AS lane, MIN(o.created_at_ms) AS oldest FROM orders o \
+             JOIN pricing_jobs j ON j.job_id = o.job_id WHERE o.status = 'PRICING' GROUP BY j.lane",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let oldest: i64 = r.try_get("oldest")?;
+                Ok((r.try_get("lane")?, (now_ms - oldest).max(0)))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
     /// The order a pricing job prices, if it prices one.
     pub async fn order_of_job(&self, job_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT order_id FROM orders WHERE job_id = $1")

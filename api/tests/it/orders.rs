@@ -313,6 +313,38 @@ async fn control_characters_and_over_long_text_are_refused_naming_the_field() {
 }
 
 #[tokio::test]
+async fn the_api_serves_the_metrics_its_alerts_read() {
+    let app = farm().await;
+    let id = priced_order(&app, 18.0).await;
+    assert!(!id.is_empty());
+    // The monitor writes the gauges every 100 ms here; the latency is
+    // recorded when the price comes in. Wait for all of them.
+    let wanted = [
+        "farm_pricing_latency_seconds_bucket{lane=\"fast\",le=\"60\"}",
+        "farm_orders_pricing_oldest_age_seconds{lane=\"fast\"}",
+        "farm_orders_pricing_oldest_age_seconds{lane=\"slow\"}",
+        "farm_orders_unaccounted ",
+        "farm_operator_cache_ready ",
+        "farm_price_book_info{version=\"builtin-",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = app_metrics(&app).await;
+        let missing: Vec<_> = wanted.iter().filter(|w| !text.lines().any(|l| l.starts_with(*w))).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never served {missing:?}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
+
+async fn app_metrics(app: &TestApp) -> String {
+    app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
 async fn exactly_one_of_fifty_operators_takes_an_order_and_it_leaves_the_list_at_once() {
     let app = farm().await;
     let id = priced_order(&app, 14.0).await;
