@@ -42,6 +42,9 @@ pub(crate) enum Command {
     /// operators and the CRM.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Plan workers and KEDA settings for a load: an M/G/c queueing model
+    /// per lane, checked by a discrete-event simulation with KEDA's delays.
+    Plan(PlanArgs),
     /// The order accounts.
     #[command(subcommand)]
     Orders(OrdersCommand),
@@ -312,6 +315,47 @@ pub(crate) struct ProfileShowArgs {
 pub(crate) enum Format {
     Table,
     Json,
+}
+
+/// `farm plan`: the load, the targets and the cluster's delays.
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// Models priced per hour, all lanes together.
+    #[arg(long)]
+    pub(crate) arrivals_per_hour: f64,
+    /// One class of the model mix, NAME=WEIGHT,LANE,SERVICE, repeated: e.g.
+    /// `--class typical=7,fast,2m-3m --class worst=1,slow,3m-30m`. Service
+    /// times: `150s` fixed, `2m-3m` uniform, `exp:150s` exponential.
+    #[arg(long = "class", required = true)]
+    pub(crate) classes: Vec<String>,
+    /// Each lane's deadline (a job past it fails): `5m`, or `fast=5m,slow=1h`.
+    #[arg(long, default_value = "fast=5m,slow=1h")]
+    pub(crate) deadline: String,
+    /// The p99 queue wait to meet, per lane: `60s`, or `fast=60s,slow=30m`.
+    #[arg(long, default_value = "fast=60s,slow=30m")]
+    pub(crate) target_p99: String,
+    /// Job slots per worker (FARM_WORKER_SLOTS).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) slots: u32,
+    /// No lane is planned above this many workers.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) max_workers: u32,
+    /// Add workers above this utilisation even when the target is met.
+    #[arg(long, default_value_t = 0.85)]
+    pub(crate) max_utilisation: f64,
+    /// KEDA's polling interval.
+    #[arg(long, default_value = "15s")]
+    pub(crate) polling: String,
+    /// From a scaling decision to a consuming pod.
+    #[arg(long, default_value = "30s")]
+    pub(crate) pod_start: String,
+    /// Days of arrivals each simulation runs.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) days: f64,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
 }
 
 #[derive(Debug, Args)]

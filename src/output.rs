@@ -293,3 +293,73 @@ fn hours_minutes(seconds: f64) -> String {
     let minutes = (seconds / 60.0).round() as u64;
     format!("{}h{:02}m", minutes / 60, minutes % 60)
 }
+
+/// A capacity plan: per lane, the workers and KEDA settings, the queueing
+/// model's waits, and the simulations that check it.
+pub(crate) fn plan(plan: &scheduler::capacity::Plan) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for lane in &plan.lanes {
+        writeln!(
+            out,
+            "{} lane: {:.0} jobs/h, p99 wait target {:.0} s",
+            lane.lane, lane.arrivals_per_hour, lane.target_p99_wait_s
+        )?;
+        if let Some(service) = &lane.service {
+            writeln!(
+                out,
+                "  service: mean {:.1} s, max {:.0} s, SCV {:.2}; {:.2} % would pass the {:.0} s deadline",
+                service.mean_s,
+                service.max_s,
+                service.scv,
+                service.share_over_deadline * 100.0,
+                service.deadline_s
+            )?;
+        }
+        writeln!(out, "  workers: {} of {} slot(s)", lane.workers, lane.slots)?;
+        let keda = &lane.keda;
+        writeln!(
+            out,
+            "  KEDA: minReplicaCount {}, maxReplicaCount {}, value {}, cooldownPeriod {} s, pollingInterval {:.0} s",
+            keda.min_replica_count, keda.max_replica_count, keda.value, keda.cooldown_period_s, keda.polling_interval_s
+        )?;
+        if let Some(model) = &lane.model {
+            writeln!(
+                out,
+                "  M/G/c: wait p50 {:.1} s, p99 {:.1} s, mean {:.1} s; P(wait) {:.3}; utilisation {:.2}",
+                model.wait_p50_s, model.wait_p99_s, model.wait_mean_s, model.prob_wait, model.utilisation
+            )?;
+        }
+        if let Some(sim) = &lane.simulated_fixed {
+            writeln!(
+                out,
+                "  simulated, {} workers fixed: wait p50 {:.1} s, p99 {:.1} s (± {:.1}), utilisation {:.2}, {} jobs",
+                lane.workers, sim.wait.p50, sim.wait.p99, sim.wait_p99_standard_error, sim.utilisation, sim.jobs
+            )?;
+        }
+        if let Some(sim) = &lane.simulated_keda {
+            writeln!(
+                out,
+                "  simulated with KEDA: wait p50 {:.1} s, p99 {:.1} s; {:.1} replicas on average, {} at most",
+                sim.wait.p50, sim.wait.p99, sim.mean_replicas, sim.max_replicas
+            )?;
+        }
+        if let Some(agreement) = &lane.agreement {
+            writeln!(
+                out,
+                "  model against simulation: p99 {:.1} s vs {:.1} s ({:+.1} %): {}",
+                agreement.model_p99_s,
+                agreement.simulated_p99_s,
+                agreement.relative_difference * 100.0,
+                if agreement.agrees { "agree" } else { "DISAGREE" }
+            )?;
+        }
+        for note in &lane.notes {
+            writeln!(out, "  note: {note}")?;
+        }
+    }
+    writeln!(out, "assumptions:")?;
+    for assumption in &plan.assumptions {
+        writeln!(out, "  - {assumption}")?;
+    }
+    Ok(())
+}

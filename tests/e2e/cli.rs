@@ -346,3 +346,46 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn farm_plan_gives_the_closed_form_for_an_m_m_1_lane_and_refuses_bad_input() {
+    // λ = 0.8/s, exponential service of mean 1 s, one slot: P(wait) = 0.8
+    // and the p99 wait is ln(80) / 0.2 = 21.9 s.
+    let args = [
+        "plan",
+        "--arrivals-per-hour",
+        "2880",
+        "--class",
+        "all=1,fast,exp:1s",
+        "--slots",
+        "1",
+        "--target-p99",
+        "fast=25s",
+        "--max-utilisation",
+        "0.95",
+        "--days",
+        "0.5",
+        "--format",
+        "json",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).unwrap();
+    let fast = &plan["lanes"][0];
+    assert_eq!((fast["lane"].as_str(), fast["workers"].as_u64()), (Some("fast"), Some(1)), "{fast}");
+    let p99 = fast["model"]["wait_p99_s"].as_f64().unwrap();
+    assert!((p99 - 80f64.ln() / 0.2).abs() < 1e-6, "{p99}");
+    assert!((fast["model"]["prob_wait"].as_f64().unwrap() - 0.8).abs() < 1e-9);
+    assert_eq!(plan["lanes"][1]["workers"], 0, "no job comes to the slow lane");
+    let (code, _, table) = run(&["plan", "--arrivals-per-hour", "100", "--class", "a=1,fast,2m-3m"]);
+    assert_eq!(code, 0, "{table}");
+    for (bad, says) in [
+        (vec!["plan", "--arrivals-per-hour", "100", "--class", "a=1,medium,2m"], "not a lane"),
+        (vec!["plan", "--arrivals-per-hour", "0", "--class", "a=1,fast,2m"], "arrival rate"),
+        (vec!["plan", "--arrivals-per-hour", "100", "--class", "a=1,fast,3m-2m"], "backwards"),
+    ] {
+        let (code, _, stderr) = run(&bad);
+        assert_eq!(code, 1, "{bad:?}: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(says), "{bad:?}: {stderr}");
+    }
+}

@@ -43,7 +43,7 @@ pub const ASSUMPTIONS: &[&str] = &[
     "Jobs arrive as a Poisson process at the given rate (the busiest hour you plan for), split between the lanes by the mix.",
     "A lane is an M/G/c queue: c = workers × slots identical servers taking jobs first come, first served (the broker's FIFO queue with prefetch = slots).",
     "Service times are independent draws from the mix (or the benchmark's measured compute times), each cut at the lane's deadline.",
-    "A slot prices as fast as it did where the service times were measured: if a pod gives each slot fewer cores than the benchmark machine gave a job, scale the times up (--service-scale).",
+    "A slot prices as fast as it did where the service times were measured: if a pod gives each slot fewer cores than the benchmark machine gave a job, scale the times up (in `--class`).",
     "P(wait) is Erlang's C formula; given a wait, it is exponential with the decay rate of a single server c times as fast (exact for M/M/c).",
     "The two lanes share nothing: separate queues, separate pods (on a cluster, each pod brings its own CPU).",
     "The database, broker and object store are never the bottleneck (the queue path costs milliseconds a job; see BENCHMARKS.md).",
