@@ -254,3 +254,27 @@ async fn a_worker_that_picks_up_a_finished_job_gives_it_up_unfinished() {
     assert_eq!(events, vec!["queued", "started", "succeeded"], "the second start changed nothing");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn twelve_slow_jobs_at_once_on_sqlite_each_run_once() {
+    // The row: twelve slow jobs at once on the embedded database
+    // made the relay fail with "database is locked" and three jobs ran twice.
+    let models: Vec<Vec<u8>> = (0..12).map(|n| cube_stl(30.0 + n as f32)).collect();
+    let worker = WorkerSettings {
+        slots: 12,
+        compute_threads: 12,
+        faults: FaultInjection { slow_job: Duration::from_millis(700), ..FaultInjection::default() },
+        ..test_worker(Lane::Fast)
+    };
+    // Twelve uploads at once: more than the default cap of eight.
+    let quotas = api::quota::Quotas { concurrent_uploads: 12, ..api::quota::Quotas::default() };
+    let app = spawn_farm(ApiSettings { quotas, ..ApiSettings::default() }, vec![worker]).await;
+    let submitted = futures_util::future::join_all(models.into_iter().map(|bytes| app.submit(bytes))).await;
+    for job_id in &submitted {
+        let job = app.wait_for_job(job_id).await;
+        assert_eq!((status(&job), job["deliveries"].as_i64()), ("succeeded", Some(1)), "{job}");
+        let events = app.store.job_events(job_id).await.unwrap();
+        assert_eq!(events, vec!["queued", "started", "succeeded"], "{job_id} ran once");
+    }
+    app.stop().await;
+}
