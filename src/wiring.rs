@@ -117,42 +117,18 @@ fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
 /// `farm plan`: the model mix split into lanes, each lane planned and
 /// simulated (scheduler::capacity), printed as a table or JSON.
 fn plan(args: &PlanArgs) -> anyhow::Result<()> {
-    use scheduler::capacity::{self, LaneDemand, PlanInput, Timing, spec};
+    use scheduler::capacity::{self, PlanInput, Timing, spec};
     let input_error = |e: String| anyhow::anyhow!(e);
     let classes: Vec<spec::Class> =
         args.classes.iter().map(|c| spec::class(c)).collect::<Result<_, _>>().map_err(input_error)?;
     let deadlines = spec::per_lane(&args.deadline, [300.0, 3600.0], spec::duration).map_err(input_error)?;
     let targets = spec::per_lane(&args.target_p99, [60.0, 1800.0], spec::duration).map_err(input_error)?;
-    let timing = Timing {
-        polling: spec::duration(&args.polling).map_err(input_error)?,
-        pod_start: spec::duration(&args.pod_start).map_err(input_error)?,
-        hpa_sync: 15.0,
-        scale_down_window: 300.0,
-        scale_down_period: 60.0,
-    };
-    let total_weight: f64 = classes.iter().map(|c| c.weight).sum();
-    let mut lanes = Vec::new();
-    for lane in Lane::ALL {
-        let mine: Vec<&spec::Class> = classes.iter().filter(|c| c.lane == lane).collect();
-        let weight: f64 = mine.iter().map(|c| c.weight).sum();
-        let service = if mine.is_empty() {
-            None
-        } else {
-            let parts = mine.iter().map(|c| (c.weight, c.service.clone())).collect();
-            let service = capacity::ServiceTime::mixture(parts).map_err(input_error)?;
-            Some(service.with_deadline(deadlines[spec::index(lane)]))
-        };
-        lanes.push(LaneDemand {
-            lane,
-            arrivals_per_hour: args.arrivals_per_hour * weight / total_weight,
-            service,
-            target_p99_wait: targets[spec::index(lane)],
-            workers: None,
-            timing,
-        });
-    }
+    let timing = Timing::with_hpa_defaults(
+        spec::duration(&args.polling).map_err(input_error)?,
+        spec::duration(&args.pod_start).map_err(input_error)?,
+    );
     let input = PlanInput {
-        lanes,
+        lanes: capacity::lanes_of_mix(args.arrivals_per_hour, &classes, deadlines, targets, timing)?,
         slots: args.slots,
         max_workers: args.max_workers,
         max_utilisation: args.max_utilisation,

@@ -65,6 +65,50 @@ pub struct Timing {
     pub scale_down_period: f64,
 }
 
+impl Timing {
+    /// KEDA's polling and a pod's start-up as given, with the HPA's defaults:
+    /// a 15 s sync, a 300 s scale-down window, one pod removed a minute.
+    pub fn with_hpa_defaults(polling: f64, pod_start: f64) -> Self {
+        Self { polling, pod_start, hpa_sync: 15.0, scale_down_window: 300.0, scale_down_period: 60.0 }
+    }
+}
+
+/// Splits a model mix into the lanes' demands: each lane gets its classes'
+/// share of `arrivals_per_hour` and a service time mixed from them, cut at
+/// the lane's deadline; a lane no class names gets no jobs. `deadlines` and
+/// `targets` are per lane, in seconds, indexed by [`spec::index`].
+pub fn lanes_of_mix(
+    arrivals_per_hour: f64,
+    classes: &[spec::Class],
+    deadlines: [f64; 2],
+    targets: [f64; 2],
+    timing: Timing,
+) -> Result<Vec<LaneDemand>, PlanError> {
+    let total_weight: f64 = classes.iter().map(|c| c.weight).sum();
+    let mut lanes = Vec::new();
+    for lane in Lane::ALL {
+        let mine: Vec<&spec::Class> = classes.iter().filter(|c| c.lane == lane).collect();
+        let weight: f64 = mine.iter().map(|c| c.weight).sum();
+        let service = if mine.is_empty() {
+            None
+        } else {
+            let parts = mine.iter().map(|c| (c.weight, c.service.clone())).collect();
+            let service = ServiceTime::mixture(parts).map_err(PlanError::Input)?;
+            Some(service.with_deadline(deadlines[spec::index(lane)]))
+        };
+        let share = if total_weight > 0.0 { weight / total_weight } else { 0.0 };
+        lanes.push(LaneDemand {
+            lane,
+            arrivals_per_hour: arrivals_per_hour * share,
+            service,
+            target_p99_wait: targets[spec::index(lane)],
+            workers: None,
+            timing,
+        });
+    }
+    Ok(lanes)
+}
+
 /// One lane's load and the target it must meet.
 #[derive(Debug, Clone)]
 pub struct LaneDemand {

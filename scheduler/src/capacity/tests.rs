@@ -214,3 +214,23 @@ fn the_planner_does_no_io() {
     }
     assert!(include_str!("tests.rs").contains("std::fs"), "the check itself can see a mention");
 }
+
+#[test]
+fn a_mix_is_split_into_lanes_by_weight() {
+    let classes = [spec::class("typical=7,fast,2m-3m").unwrap(), spec::class("worst=1,fast,3m-30m").unwrap()];
+    let lanes = lanes_of_mix(800.0, &classes, [300.0, 3600.0], [60.0, 1800.0], timing()).unwrap();
+    assert_eq!((lanes[0].lane, lanes[0].arrivals_per_hour), (Lane::Fast, 800.0));
+    // Mixed 7:1 and cut at the fast lane's 300 s deadline.
+    let service = lanes[0].service.as_ref().unwrap();
+    assert!(
+        close(
+            service.mean(),
+            (7.0 * 150.0 + (180.0 + 300.0) / 2.0 * (120.0 / 1620.0) + 300.0 * (1500.0 / 1620.0)) / 8.0,
+            1e-9
+        ),
+        "{}",
+        service.mean()
+    );
+    assert_eq!((lanes[1].arrivals_per_hour, lanes[1].service.is_none()), (0.0, true), "no class, no jobs");
+    assert_eq!(lanes[1].target_p99_wait, 1800.0);
+}
