@@ -180,6 +180,21 @@ impl TestApp {
         self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
     }
 
+    /// Polls `/metrics` until a line starts with each of `lines`, and fails
+    /// naming the missing ones after 30 s.
+    pub(crate) async fn wait_for_metrics(&self, lines: &[&str]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.metrics().await;
+            let missing: Vec<_> = lines.iter().filter(|w| !text.lines().any(|l| l.starts_with(*w))).collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never served {missing:?}:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.get_as(&self.seller, path).await
     }

@@ -155,7 +155,7 @@ async fn an_unreadable_job_message_is_dead_lettered_and_its_job_failed_with_the_
     assert!(job["error"]["message"].as_str().unwrap().contains("could not read"), "{job}");
     assert_eq!(app.store.dead_letter_counts().await.unwrap(), vec![("rejected".to_string(), 1)]);
     // Counted right after the job's row changed: wait for it.
-    wait_for_metric(&app, "farm_dead_letters_total{lane=\"fast\",reason=\"rejected\"}").await;
+    app.wait_for_metrics(&["farm_dead_letters_total{lane=\"fast\",reason=\"rejected\"}"]).await;
     app.stop().await;
 }
 
@@ -207,18 +207,6 @@ async fn send_again(app: &crate::helpers::TestApp, job: &Value, queue: &str) {
     app.broker.publish(queue, &Outgoing::new(payload).with_id(message.job_id.clone())).await.unwrap();
 }
 
-async fn wait_for_metric(app: &crate::helpers::TestApp, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let metrics = app.metrics().await;
-        if metrics.lines().any(|l| l.starts_with(line)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never counted `{line}`:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_job_sent_twice_to_a_worker_that_runs_it_is_not_started_a_second_time() {
     let slow = cube_stl(18.0);
@@ -227,7 +215,7 @@ async fn a_job_sent_twice_to_a_worker_that_runs_it_is_not_started_a_second_time(
     let job_id = app.submit(slow).await;
     let running = app.wait_until(&job_id, "started", |j| j["stage"] == "analysing").await;
     send_again(&app, &running, &app.topology.fast).await;
-    wait_for_metric(&app, "farm_job_duplicates_total{lane=\"fast\"}").await;
+    app.wait_for_metrics(&["farm_job_duplicates_total{lane=\"fast\"}"]).await;
     let done = app.wait_for_job(&job_id).await;
     assert_eq!((status(&done), done["deliveries"].as_i64()), ("succeeded", Some(1)), "{done}");
     let events = app.store.job_events(&job_id).await.unwrap();
@@ -246,8 +234,8 @@ async fn a_worker_that_picks_up_a_finished_job_gives_it_up_unfinished() {
     // enough that the API's word reaches it while it computes.
     app.add_worker(slowed(Lane::Slow, &model_id(&model), Duration::from_secs(60))).await;
     send_again(&app, &done, &app.topology.slow).await;
-    wait_for_metric(&app, "farm_jobs_started_again_total{while=\"finished\"}").await;
-    wait_for_metric(&app, "farm_jobs_total{lane=\"slow\",outcome=\"yielded\"}").await;
+    app.wait_for_metrics(&["farm_jobs_started_again_total{while=\"finished\"}"]).await;
+    app.wait_for_metrics(&["farm_jobs_total{lane=\"slow\",outcome=\"yielded\"}"]).await;
     let (_, after) = app.get(&format!("/v1/pricing-jobs/{job_id}")).await;
     assert_eq!((status(&after), &after["quote"]), ("succeeded", &done["quote"]), "{after}");
     let events = app.store.job_events(&job_id).await.unwrap();

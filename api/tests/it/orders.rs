@@ -327,21 +327,8 @@ async fn the_api_serves_the_metrics_its_alerts_read() {
         "farm_operator_cache_ready ",
         "farm_price_book_info{version=\"builtin-",
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = app_metrics(&app).await;
-        let missing: Vec<_> = wanted.iter().filter(|w| !text.lines().any(|l| l.starts_with(*w))).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never served {missing:?}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_metrics(&wanted).await;
     app.stop().await;
-}
-
-async fn app_metrics(app: &TestApp) -> String {
-    app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap()
 }
 
 #[tokio::test]
