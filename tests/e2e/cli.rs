@@ -94,12 +94,18 @@ fn bad_input_gets_a_message_and_a_non_zero_exit() {
         (vec!["quote", &sample, "--max-model-bytes", "100"], "over the limit"),
     ];
     for (args, expected) in cases {
-        let (code, stdout, stderr) = run(&args);
-        assert_eq!(code, 1, "{args:?}: {stderr}");
-        assert!(stdout.is_empty(), "{args:?} printed {stdout}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_refused(&args, expected);
     }
+}
+
+/// `farm args` exits 1, prints nothing on stdout, and says `expected` in
+/// an `error: ` line, without a panic.
+fn assert_refused(args: &[&str], expected: &str) {
+    let (code, stdout, stderr) = run(args);
+    assert_eq!(code, 1, "{args:?}: {stderr}");
+    assert!(stdout.is_empty(), "{args:?} printed {stdout}");
+    assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
@@ -281,10 +287,7 @@ fn a_model_built_to_be_expensive_is_refused_with_its_figures_not_computed() {
         (vec!["quote", &dense, "--max-layer-crossings", "10000000"], "triangle–layer crossings"),
     ];
     for (args, expected) in cases {
-        let (code, stdout, stderr) = run(&args);
-        assert_eq!(code, 1, "{args:?}: {stderr}");
-        assert!(stdout.is_empty(), "{stdout}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+        assert_refused(&args, expected);
     }
 }
 
@@ -384,8 +387,6 @@ fn farm_plan_gives_the_closed_form_for_an_m_m_1_lane_and_refuses_bad_input() {
         (vec!["plan", "--arrivals-per-hour", "0", "--class", "a=1,fast,2m"], "arrival rate"),
         (vec!["plan", "--arrivals-per-hour", "100", "--class", "a=1,fast,3m-2m"], "backwards"),
     ] {
-        let (code, _, stderr) = run(&bad);
-        assert_eq!(code, 1, "{bad:?}: {stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(says), "{bad:?}: {stderr}");
+        assert_refused(&bad, says);
     }
 }

@@ -33,6 +33,14 @@ pub(crate) async fn backends() -> Option<Backends> {
     Some(Backends { env, amqp_url, prefix })
 }
 
+/// `farm api` on the backends, and a client with a seller's key.
+fn seller_api(backends: &Backends) -> (FarmProcess, Api) {
+    let token = mint_key("seller", "e2e", &[], &backends.env);
+    let mut process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
+    let api = Api::new(&process.wait_for_listening(), &token);
+    (process, api)
+}
+
 /// The farm's queues, by suffix.
 const QUEUES: [&str; 4] = ["pricing.jobs.fast", "pricing.jobs.slow", "pricing.results", "pricing.dead-letters"];
 
@@ -66,9 +74,7 @@ pub(crate) async fn delete_queues(amqp_url: &str, prefix: &str) {
 #[tokio::test]
 async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
     let Some(backends) = backends().await else { return };
-    let token = mint_key("seller", "e2e", &[], &backends.env);
-    let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
-    let api = Api::new(&api_process.wait_for_listening(), &token);
+    let (api_process, api) = seller_api(&backends);
     let mut worker = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &backends.env);
     worker.wait_for_listening();
 
@@ -93,9 +99,7 @@ async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
 #[tokio::test]
 async fn jobs_wait_in_the_queue_until_a_worker_starts() {
     let Some(backends) = backends().await else { return };
-    let token = mint_key("seller", "e2e", &[], &backends.env);
-    let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
-    let api = Api::new(&api_process.wait_for_listening(), &token);
+    let (api_process, api) = seller_api(&backends);
     let (bytes, _) = crate::helpers::reference_cube();
     let (_, model) = api.upload(bytes).await;
     let model_id = model["model_id"].as_str().unwrap();
@@ -127,9 +131,7 @@ async fn jobs_wait_in_the_queue_until_a_worker_starts() {
 #[tokio::test]
 async fn control_characters_are_client_errors_on_postgresql_too() {
     let Some(backends) = backends().await else { return };
-    let token = mint_key("seller", "e2e", &[], &backends.env);
-    let mut api_process = FarmProcess::spawn(&["api", "--listen", "127.0.0.1:0"], &backends.env);
-    let api = Api::new(&api_process.wait_for_listening(), &token);
+    let (api_process, api) = seller_api(&backends);
     let (bytes, _) = crate::helpers::reference_cube();
     let (_, model) = api.upload(bytes).await;
     let order = serde_json::json!({"model_id": model["model_id"], "material": "pla", "customer": "Bo\u{0}b"});
