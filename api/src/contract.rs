@@ -177,13 +177,15 @@ fn house_rules(facts: &ContractFacts) -> String {
          created. Only the key that created a pricing job cancels it; an order's job is cancelled with \
          its order.\n\n\
          **Limits.** A model body up to {} bytes and a JSON body up to the server's JSON limit; a declared \
-         `Content-Length` over the limit is refused with 413 before the body is read. Ids and names up \
-         to 200 characters, without control characters (422 names the field).\n\n\
+         `Content-Length` over the limit is refused with 413 before the body is read. Ids up to {} and \
+         names up to {} characters, without control characters (422 names the field).\n\n\
          **Quotas**, per key (settings `FARM_QUOTA_*`): new models an hour, upload bytes a day, pricing \
          jobs in flight; and a cap on uploads read at once. Over one: 429 with `Retry-After`.\n\n\
          **Errors** are JSON, `{{\"error\": {{\"code\", \"message\", \"details\"?}}}}`, for every 4xx and 5xx; \
          a 5xx never carries internal details.",
-        facts.max_model_bytes
+        facts.max_model_bytes,
+        crate::text::MAX_ID_CHARS,
+        crate::text::MAX_NAME_CHARS
     )
 }
 

@@ -7,7 +7,6 @@
 //! `/healthz` went unanswered.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -50,12 +49,12 @@ pub async fn serve(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Logged once each time the cap is reached, not once per refused wait.
-    let at_cap = AtomicBool::new(false);
+    let mut at_cap = false;
     loop {
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                if !at_cap.swap(true, Ordering::Relaxed) {
+                if !std::mem::replace(&mut at_cap, true) {
                     tracing::warn!(
                         max_connections = limits.max_connections,
                         "the connection cap is reached; new connections wait until one closes"
@@ -68,7 +67,7 @@ pub async fn serve(
                 }
             }
         };
-        at_cap.store(false, Ordering::Relaxed);
+        at_cap = false;
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
