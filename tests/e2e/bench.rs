@@ -36,13 +36,22 @@ fn the_quick_preset_reports_per_lane_and_a_slowed_run_fails_against_its_baseline
     // behaviour, BENCHMARKS.md holds the figures.
     let quick = ["bench", "--quick", "--workers", "1", "--jobs", "6", "--seed", "5"];
 
+    // Backends that answer nothing, as a shell under `services.sh run`
+    // exports real ones: the embedded stack must not pick them up.
+    let elsewhere = [
+        ("FARM_DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere"),
+        ("FARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
+        ("FARM_S3_ENDPOINT", "http://127.0.0.1:1"),
+        ("FARM_REDIS_URL", "redis://127.0.0.1:1"),
+    ];
     let out = first.to_str().unwrap();
-    let (code, stdout, stderr) = farm(&[&quick[..], &["--out", out]].concat(), &[]);
+    let (code, stdout, stderr) = farm(&[&quick[..], &["--out", out]].concat(), &elsewhere);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let report = read_report(&first);
     assert_eq!(report["format"], 1);
     assert_eq!(report["preset"], "quick");
     assert_eq!(report["jobs"], 6);
+    assert!(report["stack"].as_str().unwrap().starts_with("embedded"), "{}", report["stack"]);
     let run = &report["runs"][0];
     assert_eq!(run["workers"], 1);
     assert_eq!(run["failed"], 0, "{run:#}");

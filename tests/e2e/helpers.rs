@@ -178,7 +178,10 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(addr: &str, token: &str) -> Self {
-        Self { base: format!("http://{addr}"), http: reqwest::Client::new(), token: token.to_string() }
+        // A request the farm never answers fails the test instead of holding
+        // the suite.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("an HTTP client");
+        Self { base: format!("http://{addr}"), http, token: token.to_string() }
     }
 
     pub(crate) async fn upload(&self, bytes: Vec<u8>) -> (u16, Value) {

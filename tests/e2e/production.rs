@@ -59,16 +59,19 @@ async fn assert_durable_quorum(connection: &lapin::Connection, queue: &str) {
 }
 
 pub(crate) async fn delete_queues(amqp_url: &str, prefix: &str) {
-    let connection = lapin::Connection::connect(amqp_url, Default::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for suffix in QUEUES {
-        let queue = format!("{prefix}.{suffix}");
-        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
-    }
-    for suffix in ["pricing.dead", "pricing.control"] {
-        let exchange = format!("{prefix}.{suffix}");
-        channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
-    }
+    services::within("deleting the test's queues", async {
+        let connection = lapin::Connection::connect(amqp_url, Default::default()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        for suffix in QUEUES {
+            let queue = format!("{prefix}.{suffix}");
+            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+        }
+        for suffix in ["pricing.dead", "pricing.control"] {
+            let exchange = format!("{prefix}.{suffix}");
+            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -64,12 +64,20 @@ async fn farm(extra: &[(&'static str, String)]) -> Option<Farm> {
     Some(Farm { env, database_url })
 }
 
+/// `rabbitmqctl ARGS`, bounded: a wedged node leaves `rabbitmqctl` waiting
+/// forever, and the test must fail instead.
+fn rabbitmqctl_command(args: &[&str]) -> Command {
+    let mut command = Command::new("timeout");
+    command.args(["120", "rabbitmqctl"]).args(args);
+    command
+}
+
 fn rabbitmqctl_available() -> bool {
-    Command::new("rabbitmqctl").arg("status").output().is_ok_and(|o| o.status.success())
+    rabbitmqctl_command(&["status"]).output().is_ok_and(|o| o.status.success())
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("run rabbitmqctl");
+    let out = rabbitmqctl_command(args).output().expect("run rabbitmqctl");
     assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -86,8 +94,8 @@ impl BrokerStopped {
 
 impl Drop for BrokerStopped {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").output();
-        let _ = Command::new("rabbitmqctl").args(["await_startup", "--timeout", "60"]).output();
+        let _ = rabbitmqctl_command(&["start_app"]).output();
+        let _ = rabbitmqctl_command(&["await_startup", "--timeout", "60"]).output();
     }
 }
 

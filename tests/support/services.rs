@@ -12,6 +12,20 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
+/// How long a probe or a test's own call to a service may take. A service
+/// that accepts the connection and then never answers (a wedged broker, say)
+/// must fail the test with its name, not hold the whole suite until CI's
+/// time runs out.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `future`, or a failure naming `what` once [`PATIENCE`] has passed.
+pub(crate) async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: no answer within {} s", PATIENCE.as_secs()),
+    }
+}
+
 pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
@@ -61,13 +75,13 @@ pub(crate) fn s3_env() -> S3Env {
 /// A new, empty PostgreSQL database for one test; its URL.
 pub(crate) async fn fresh_postgres_database() -> Option<String> {
     let admin_url = postgres_admin_url();
-    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(connection) => connection,
-        Err(e) => return missing("PostgreSQL", &e.to_string()),
+    let mut admin = match tokio::time::timeout(PATIENCE, sqlx::PgConnection::connect(&admin_url)).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return missing("PostgreSQL", &e.to_string()),
+        Err(_) => return missing("PostgreSQL", &format!("no answer within {} s", PATIENCE.as_secs())),
     };
     let name = format!("farm_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
+    within("CREATE DATABASE", sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin))
         .await
         .expect("CREATE DATABASE on a reachable server");
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL has a path");
@@ -77,12 +91,14 @@ pub(crate) async fn fresh_postgres_database() -> Option<String> {
 /// The RabbitMQ URL, once a connection to it has succeeded.
 pub(crate) async fn rabbitmq() -> Option<String> {
     let url = amqp_url();
-    match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
-        Ok(connection) => {
-            let _ = connection.close(200, "probe done".into()).await;
+    let connect = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+    match tokio::time::timeout(PATIENCE, connect).await {
+        Ok(Ok(connection)) => {
+            let _ = tokio::time::timeout(PATIENCE, connection.close(200, "probe done".into())).await;
             Some(url)
         }
-        Err(e) => missing("RabbitMQ", &e.to_string()),
+        Ok(Err(e)) => missing("RabbitMQ", &e.to_string()),
+        Err(_) => missing("RabbitMQ", &format!("no AMQP handshake within {} s", PATIENCE.as_secs())),
     }
 }
 

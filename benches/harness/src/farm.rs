@@ -67,6 +67,29 @@ pub struct FarmOptions {
     pub data_dir: PathBuf,
 }
 
+/// The variables that choose the production backends. An embedded farm is
+/// started without them, whatever the caller's shell exports: otherwise
+/// `--stack embedded` under `deploy/dev/services.sh run` (CI's shell) would
+/// quietly run on the shared PostgreSQL database, RabbitMQ queues and S3
+/// bucket, and measure, and collide with, something else.
+const BACKEND_VARIABLES: [&str; 6] =
+    ["FARM_DATABASE_URL", "FARM_AMQP_URL", "FARM_QUEUE_PREFIX", "FARM_S3_ENDPOINT", "FARM_S3_BUCKET", "FARM_REDIS_URL"];
+
+/// `farm` with `env` on top of the caller's environment; for the embedded
+/// stack, without the caller's backend variables.
+fn farm_command(binary: &Path, stack: Stack, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(binary);
+    if stack == Stack::Embedded {
+        for name in BACKEND_VARIABLES {
+            command.env_remove(name);
+        }
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
 /// A running `farm` process, with its log collected.
 struct Process {
     what: String,
@@ -75,14 +98,16 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> Result<(Self, String), FarmError> {
+    fn spawn(
+        binary: &Path,
+        stack: Stack,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<(Self, String), FarmError> {
         let what = format!("farm {}", args.join(" "));
-        let mut command = Command::new(binary);
+        let mut command = farm_command(binary, stack, env);
         command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         command.env("FARM_LOG_FORMAT", "json").env("RUST_LOG", "info");
-        for (key, value) in env {
-            command.env(key, value);
-        }
         let mut child = command.spawn().map_err(|e| FarmError::Start { what: what.clone(), message: e.to_string() })?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -191,16 +216,14 @@ pub struct Farm {
 /// `operator` or `crm`) against the store `store_args` name; its token.
 pub fn mint_key(
     binary: &Path,
+    stack: Stack,
     kind: &str,
     name: &str,
     store_args: &[&str],
     env: &[(String, String)],
 ) -> Result<String, FarmError> {
-    let mut command = Command::new(binary);
+    let mut command = farm_command(binary, stack, env);
     command.args(["keys", &format!("create-{kind}"), "--name", name]).args(store_args);
-    for (key, value) in env {
-        command.env(key, value);
-    }
     let out = command.output().map_err(|e| FarmError::Start { what: "farm keys".into(), message: e.to_string() })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     match stdout.lines().last() {
@@ -234,9 +257,13 @@ impl Farm {
         match options.stack {
             Stack::Embedded => {
                 let dir = options.data_dir.to_string_lossy().into_owned();
-                let token = mint_key(binary, "seller", "bench", &["--data-dir", &dir], &env)?;
-                let (serve, addr) =
-                    Process::spawn(binary, &["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &env)?;
+                let token = mint_key(binary, options.stack, "seller", "bench", &["--data-dir", &dir], &env)?;
+                let (serve, addr) = Process::spawn(
+                    binary,
+                    options.stack,
+                    &["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"],
+                    &env,
+                )?;
                 Ok(Self { processes: vec![serve], base: format!("http://{addr}"), http, token, stack: options.stack })
             }
             Stack::Services { fast_workers, slow_workers } => {
@@ -248,13 +275,13 @@ impl Farm {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 env.push(("FARM_QUEUE_PREFIX".into(), format!("bench-{}", &id[..12])));
                 env.push(("FARM_S3_BUCKET".into(), format!("farm-bench-{}", &id[..12])));
-                let token = mint_key(binary, "seller", "bench", &[], &env)?;
-                let (api, addr) = Process::spawn(binary, &["api", "--listen", "127.0.0.1:0"], &env)?;
+                let token = mint_key(binary, options.stack, "seller", "bench", &[], &env)?;
+                let (api, addr) = Process::spawn(binary, options.stack, &["api", "--listen", "127.0.0.1:0"], &env)?;
                 let mut processes = vec![api];
                 for (lane, count) in [("fast", fast_workers), ("slow", slow_workers)] {
                     for _ in 0..count {
                         let args = ["worker", "--lane", lane, "--listen", "127.0.0.1:0"];
-                        processes.push(Process::spawn(binary, &args, &env)?.0);
+                        processes.push(Process::spawn(binary, options.stack, &args, &env)?.0);
                     }
                 }
                 Ok(Self { processes, base: format!("http://{addr}"), http, token, stack: options.stack })

@@ -482,11 +482,11 @@ async fn mint_operators(settings: &OrdersBench, target: &Target, names: &[String
     for chunk in names.chunks(MINT_PARALLEL) {
         let mut minting = Vec::new();
         for name in chunk {
-            let (binary, name) = (settings.binary.clone(), name.clone());
+            let (binary, name, stack) = (settings.binary.clone(), name.clone(), settings.stack);
             let (store_args, env) = (target.store_args(), target.farm_env());
             minting.push(tokio::task::spawn_blocking(move || {
                 let args: Vec<&str> = store_args.iter().map(String::as_str).collect();
-                mint_key(&binary, "operator", &name, &args, &env).map(|token| Operator { name, token })
+                mint_key(&binary, stack, "operator", &name, &args, &env).map(|token| Operator { name, token })
             }));
         }
         for task in minting {

@@ -38,14 +38,17 @@ impl TestBroker {
     }
 
     async fn cleanup(self) {
-        let connection = lapin::Connection::connect(&self.url, Default::default()).await.unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        for queue in self.topology.work_queues().into_iter().chain([self.topology.dead_letters.as_str()]) {
-            channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await.unwrap();
-        }
-        for exchange in [&self.topology.control, &self.topology.dead_letter_exchange] {
-            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
-        }
+        services::within("deleting the test's queues", async {
+            let connection = lapin::Connection::connect(&self.url, Default::default()).await.unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            for queue in self.topology.work_queues().into_iter().chain([self.topology.dead_letters.as_str()]) {
+                channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await.unwrap();
+            }
+            for exchange in [&self.topology.control, &self.topology.dead_letter_exchange] {
+                channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
+            }
+        })
+        .await;
     }
 }
 
