@@ -326,8 +326,18 @@ pub(crate) struct PlanArgs {
     /// One class of the model mix, NAME=WEIGHT,LANE,SERVICE, repeated: e.g.
     /// `--class typical=7,fast,2m-3m --class worst=1,slow,3m-30m`. Service
     /// times: `150s` fixed, `2m-3m` uniform, `exp:150s` exponential.
-    #[arg(long = "class", required = true)]
+    #[arg(long = "class", required_unless_present = "bench", conflicts_with = "bench")]
     pub(crate) classes: Vec<String>,
+    /// A `farm bench` report (`bench.json`) instead of `--class`: each lane's
+    /// measured compute times are its service time, its share of the jobs
+    /// its share of the arrivals. Also replays every run of the report
+    /// through the model, beside the waits the run measured.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bench: Option<PathBuf>,
+    /// Which run of `--bench` gives the service times [default: the one
+    /// with the fewest workers, where jobs share the machine the least].
+    #[arg(long, requires = "bench", value_name = "WORKERS")]
+    pub(crate) bench_workers: Option<usize>,
     /// Each lane's deadline (a job past it fails): `5m`, or `fast=5m,slow=1h`.
     #[arg(long, default_value = "fast=5m,slow=1h")]
     pub(crate) deadline: String,

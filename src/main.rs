@@ -8,6 +8,7 @@
 mod benching;
 mod cli;
 mod output;
+mod planning;
 mod quoting;
 mod telemetry;
 mod wiring;

@@ -363,3 +363,32 @@ pub(crate) fn plan(plan: &scheduler::capacity::Plan) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The model's replay of each benchmark run beside the run's own waits.
+pub(crate) fn bench_checks(checks: &[crate::planning::BenchCheck]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nthe benchmark's runs replayed through the model (same arrivals, same compute times):")?;
+    for check in checks {
+        writeln!(
+            out,
+            "{} lane: dispatch overhead {:.1} ms, fitted on the fewest workers",
+            check.lane,
+            check.overhead_s * 1e3
+        )?;
+        for run in &check.runs {
+            let (measured, replayed) = (&run.comparison.measured, &run.comparison.replayed);
+            writeln!(
+                out,
+                "  {} worker(s), {} jobs{}: wait p50 {:.3} s measured, {:.3} s modelled; p99 {:.3} s measured, {:.3} s modelled",
+                run.servers,
+                run.jobs,
+                if run.held_out { "" } else { " (fitted)" },
+                measured.p50,
+                replayed.p50,
+                measured.p99,
+                replayed.p99
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     AnalyzeArgs, AuditArgs, BenchArgs, BenchCommand, Cli, Command, Format, KeysCommand, LimitArgs, LogFormat,
-    MeasureArgs, OrdersCommand, PlanArgs, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand,
-    ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
+    MeasureArgs, OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat,
+    ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
 };
-use crate::{benching, output, quoting, telemetry};
+use crate::{benching, output, planning, quoting, telemetry};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -34,7 +34,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => run_bench(args),
         Command::Keys(command) => keys(command),
         Command::Orders(OrdersCommand::Audit(args)) => audit_orders(args),
-        Command::Plan(args) => plan(&args),
+        Command::Plan(args) => planning::plan(&args),
     }
 }
 
@@ -116,32 +116,6 @@ fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
 
 /// `farm plan`: the model mix split into lanes, each lane planned and
 /// simulated (scheduler::capacity), printed as a table or JSON.
-fn plan(args: &PlanArgs) -> anyhow::Result<()> {
-    use scheduler::capacity::{self, PlanInput, Timing, spec};
-    let input_error = |e: String| anyhow::anyhow!(e);
-    let classes: Vec<spec::Class> =
-        args.classes.iter().map(|c| spec::class(c)).collect::<Result<_, _>>().map_err(input_error)?;
-    let deadlines = spec::per_lane(&args.deadline, [300.0, 3600.0], spec::duration).map_err(input_error)?;
-    let targets = spec::per_lane(&args.target_p99, [60.0, 1800.0], spec::duration).map_err(input_error)?;
-    let timing = Timing::with_hpa_defaults(
-        spec::duration(&args.polling).map_err(input_error)?,
-        spec::duration(&args.pod_start).map_err(input_error)?,
-    );
-    let input = PlanInput {
-        lanes: capacity::lanes_of_mix(args.arrivals_per_hour, &classes, deadlines, targets, timing)?,
-        slots: args.slots,
-        max_workers: args.max_workers,
-        max_utilisation: args.max_utilisation,
-        days: args.days,
-        seed: args.seed,
-    };
-    let plan = capacity::plan(&input)?;
-    match args.format {
-        Format::Json => output::json(&serde_json::to_value(&plan)?),
-        Format::Table => output::plan(&plan),
-    }
-}
-
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
     let Some(command) = args.command else { return benching::slow_models(&args.run) };

@@ -390,3 +390,70 @@ fn farm_plan_gives_the_closed_form_for_an_m_m_1_lane_and_refuses_bad_input() {
         assert_refused(&bad, says);
     }
 }
+
+#[test]
+fn farm_plan_takes_service_times_from_a_bench_report_and_replays_its_runs() {
+    let report_path = workspace_root().join("benches/results/slow-models-services.json");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let report_arg = report_path.to_str().unwrap();
+    let (code, stdout, stderr) =
+        run(&["plan", "--bench", report_arg, "--arrivals-per-hour", "420", "--days", "0.2", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).unwrap();
+
+    // The service times are the 1-worker run's compute times, lane by lane.
+    let one_worker = report["runs"].as_array().unwrap().iter().find(|r| r["workers"] == 1).unwrap();
+    for (index, lane) in ["fast", "slow"].into_iter().enumerate() {
+        let computing: Vec<f64> = one_worker["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["lane"] == lane && r["status"] == "succeeded")
+            .map(|r| (r["finished_at_ms"].as_i64().unwrap() - r["started_at_ms"].as_i64().unwrap()) as f64 / 1000.0)
+            .collect();
+        let mean = computing.iter().sum::<f64>() / computing.len() as f64;
+        let planned = &plan["lanes"][index];
+        assert_eq!(planned["lane"], lane);
+        let service_mean = planned["service"]["mean_s"].as_f64().unwrap();
+        assert!((service_mean - mean).abs() < 1e-9, "{lane}: {service_mean} vs {mean}");
+    }
+    // 84 of the 96 jobs are fast: 420 an hour splits the same way.
+    assert!((plan["lanes"][0]["arrivals_per_hour"].as_f64().unwrap() - 420.0 * 84.0 / 96.0).abs() < 1e-9);
+
+    // Every run replayed; the overhead is fitted on the 1-worker run only.
+    let checks = plan["bench_check"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "{checks:#?}");
+    for check in checks {
+        let runs = check["runs"].as_array().unwrap();
+        let servers: Vec<u64> = runs.iter().map(|r| r["servers"].as_u64().unwrap()).collect();
+        assert_eq!(servers, [1, 2, 4], "{check}");
+        let held_out: Vec<bool> = runs.iter().map(|r| r["held_out"].as_bool().unwrap()).collect();
+        assert_eq!(held_out, [false, true, true]);
+    }
+    // The slow lane's held-out runs: the replay's p99 wait is within 10 %
+    // of the measured one.
+    let slow = checks.iter().find(|c| c["lane"] == "slow").unwrap();
+    for run in slow["runs"].as_array().unwrap() {
+        let (measured, replayed) = (run["measured"]["p99"].as_f64().unwrap(), run["replayed"]["p99"].as_f64().unwrap());
+        assert!((replayed - measured).abs() <= 0.10 * measured, "{run}");
+    }
+
+    let (code, table, stderr) = run(&["plan", "--bench", report_arg, "--arrivals-per-hour", "420", "--days", "0.2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.contains("replayed through the model") && table.contains("4 worker(s), 12 jobs"), "{table}");
+    // Measured or assumed service times, not both: a usage error.
+    let (code, _, stderr) = run(&["plan", "--bench", report_arg, "--arrivals-per-hour", "9", "--class", "a=1,fast,2m"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    let not_a_report = workspace_root().join("Cargo.toml");
+    for (bad, says) in [
+        (vec!["plan", "--bench", report_arg, "--arrivals-per-hour", "9", "--bench-workers", "3"], "has no run with 3"),
+        (
+            vec!["plan", "--bench", not_a_report.to_str().unwrap(), "--arrivals-per-hour", "9"],
+            "not a `farm bench` report",
+        ),
+        (vec!["plan", "--bench", "/nonexistent/bench.json", "--arrivals-per-hour", "9"], "cannot read"),
+    ] {
+        assert_refused(&bad, says);
+    }
+}

@@ -11,7 +11,8 @@
 //!    slots. The fewest workers whose p99 wait meets the target, at a
 //!    utilisation no higher than `max_utilisation`, are the plan.
 //! 2. **Check** ([`simulate`]): the same lane with exactly those workers is
-//!    simulated for `days` of Poisson arrivals; its p99 wait must agree with
+//!    simulated for `days` of Poisson arrivals (and at least [`CHECK_JOBS`]
+//!    jobs); its p99 wait must agree with
 //!    the model's within 10 % (or within 5 % of a mean service time, when both
 //!    are close to nothing).
 //! 3. **KEDA**: `maxReplicaCount` is the planned workers, `value` the slots
@@ -38,13 +39,16 @@ pub use queueing::{Unstable, Wait};
 pub use service::{ServiceTime, Shape};
 pub use simulate::{Keda, Outcome, Scaling, Scenario};
 
+/// Jobs the model's check simulates at least, whatever `days` says.
+pub const CHECK_JOBS: f64 = 300_000.0;
+
 /// What the model takes for granted; `farm plan` prints it with every plan.
 pub const ASSUMPTIONS: &[&str] = &[
     "Jobs arrive as a Poisson process at the given rate (the busiest hour you plan for), split between the lanes by the mix.",
     "A lane is an M/G/c queue: c = workers × slots identical servers taking jobs first come, first served (the broker's FIFO queue with prefetch = slots).",
     "Service times are independent draws from the mix (or the benchmark's measured compute times), each cut at the lane's deadline.",
     "A slot prices as fast as it did where the service times were measured: if a pod gives each slot fewer cores than the benchmark machine gave a job, scale the times up (in `--class`).",
-    "P(wait) is Erlang's C formula; given a wait, it is exponential with the decay rate of a single server c times as fast (exact for M/M/c).",
+    "P(wait) is Erlang's C formula; the mean wait is M/M/c's scaled for the service time's variability (Lee–Longton, or Cosmetatos's M/D/c below an SCV of 1); the tail decays at the rate of a single server c times as fast, weighted to that mean (exact for M/M/c).",
     "The two lanes share nothing: separate queues, separate pods (on a cluster, each pod brings its own CPU).",
     "The database, broker and object store are never the bottleneck (the queue path costs milliseconds a job; see BENCHMARKS.md).",
     "KEDA sees jobs queued and running (protocol: http); the HPA syncs every 15 s, adds at most max(current, 4) pods a step, removes one pod per scale-down period after its stabilization window; a removed pod drains its running jobs.",
@@ -323,19 +327,23 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
         utilisation: u.utilisation,
         needed,
     })?;
-    let horizon = input.days * 86_400.0;
-    // Long enough for the lane to fill up from empty, never half the run.
-    let warmup = (50.0 * mean).max(0.05 * horizon).min(0.5 * horizon);
-    let scenario = |scaling: Scaling, seed_offset: u64| Scenario {
+    let scenario = |scaling: Scaling, seed_offset: u64, horizon: f64| Scenario {
         arrivals: lambda,
         service: service.clone(),
         slots: input.slots,
         scaling,
         horizon,
-        warmup,
+        // Long enough for the lane to fill up from empty, never half the run.
+        warmup: (50.0 * mean).max(0.05 * horizon).min(0.5 * horizon),
         seed: input.seed.wrapping_add(seed_offset),
     };
-    let fixed = simulate::run(&scenario(Scaling::Fixed { replicas: workers }, 0));
+    let horizon = input.days * 86_400.0;
+    // The check of the model runs for `days` or CHECK_JOBS jobs, whichever
+    // is longer: a day of a slow lane is a thousand jobs, and a p99 of a
+    // thousand correlated waits is noise (two days of the README's slow lane
+    // gave 347 s where 300,000 jobs give 530 s).
+    let check_horizon = horizon.max(CHECK_JOBS / lambda);
+    let fixed = simulate::run(&scenario(Scaling::Fixed { replicas: workers }, 0, check_horizon));
     let agreement = agreement(model.quantile(0.99), fixed.wait.p99, mean);
 
     // The cooldown only matters when the lane may go to zero.
@@ -355,10 +363,10 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
     // falls as min rises, so bisect (each step one simulated run).
     let meets = |outcome: &Outcome| outcome.wait.p99 <= demand.target_p99_wait;
     let (mut lo, mut hi) = (floor.min(workers), workers);
-    let mut best = simulate::run(&scenario(Scaling::Keda(keda(hi)), 1));
+    let mut best = simulate::run(&scenario(Scaling::Keda(keda(hi)), 1, horizon));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let outcome = simulate::run(&scenario(Scaling::Keda(keda(mid)), 1));
+        let outcome = simulate::run(&scenario(Scaling::Keda(keda(mid)), 1, horizon));
         if meets(&outcome) {
             hi = mid;
             best = outcome;
@@ -457,26 +465,6 @@ pub fn agreement(model_p99: f64, simulated_p99: f64, mean_service: f64) -> Agree
         relative_difference: relative,
         agrees: relative.abs() <= 0.10 || difference.abs() <= 0.05 * mean_service,
     }
-}
-
-/// Each lane's share of the jobs and its measured service times, from
-/// (lane, seconds a slot was busy) of finished jobs.
-pub fn measured_lanes(jobs: &[(Lane, f64)]) -> Result<[(f64, Option<ServiceTime>); 2], PlanError> {
-    if jobs.is_empty() {
-        return Err(PlanError::Input("no finished jobs to take service times from".into()));
-    }
-    let mut out: [(f64, Option<ServiceTime>); 2] = [(0.0, None), (0.0, None)];
-    for lane in Lane::ALL {
-        let times: Vec<f64> = jobs.iter().filter(|(l, _)| *l == lane).map(|&(_, s)| s).collect();
-        if times.is_empty() {
-            continue;
-        }
-        let share = times.len() as f64 / jobs.len() as f64;
-        let service = ServiceTime::single(Shape::Empirical(times))
-            .map_err(|e| PlanError::Input(format!("the {lane} lane's measured times: {e}")))?;
-        out[spec::index(lane)] = (share, Some(service));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

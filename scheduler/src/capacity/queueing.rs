@@ -3,15 +3,22 @@
 //!
 //! - The probability that a job waits at all is Erlang's C formula for the
 //!   offered load `a = λ·E[S]` (exact for M/M/c and for M/G/1).
-//! - Given that it waits, its wait is taken as exponential, with the decay
-//!   rate θ that solves `λ·(E[exp(θ·S/c)] − 1) = θ`: the tail of a single
-//!   server c times as fast (the heavy-traffic view of c servers). For
-//!   exponential service this gives `θ = cμ − λ`, the exact M/M/c answer; for
-//!   other service times it uses the whole distribution, not two moments
-//!   only, which matters for the tail (p99) that a plan is judged on.
+//! - The mean wait is the M/M/c mean scaled for the service time's squared
+//!   coefficient of variation `cs²`: by `(1 + cs²)/2` (Lee and Longton; the
+//!   Pollaczek–Khinchine formula at one server) when `cs² ≥ 1`, and below
+//!   that by interpolating between M/M/c and Cosmetatos's M/D/c
+//!   approximation, which keeps it close for the low-variability service
+//!   times of a slicer (the whole-distribution tail alone was 14 % to 31 %
+//!   low on p99 with 18 to 20 servers at utilisation 0.6 to 0.77).
+//! - The tail decays at the rate θ that solves `λ·(E[exp(θ·S/c)] − 1) = θ`:
+//!   that of a single server c times as fast (the heavy-traffic view of c
+//!   servers). For exponential service this gives `θ = cμ − λ`, the exact
+//!   M/M/c answer; for other service times it uses the whole distribution.
 //!
-//! So `P(W > t) = C(c, a)·exp(−θ·t)`, and the q-quantile of the wait is
-//! `ln(C / (1 − q)) / θ` when `C > 1 − q`, else 0. The discrete-event
+//! So `P(W > t) = w·exp(−θ·t)` for `t > 0`, with the weight `w` set so the
+//! mean is the mean above (`w = θ·E[W]`, at most 1); for M/M/c, `w` is
+//! Erlang's C and every figure exact. The q-quantile of the wait is
+//! `ln(w / (1 − q)) / θ` when `w > 1 − q`, else 0. The discrete-event
 //! simulation in [`super::simulate`] checks these figures.
 
 use super::service::ServiceTime;
@@ -36,9 +43,11 @@ pub fn erlang_c(servers: u32, offered: f64) -> f64 {
 /// The waiting time of a stable lane.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Wait {
-    /// P(W > 0).
+    /// P(W > 0), Erlang's C.
     pub prob_wait: f64,
-    /// θ, per second: P(W > t) = prob_wait · exp(−θ t).
+    /// The tail's weight w: P(W > t) = w · exp(−θ t) for t > 0.
+    pub tail_weight: f64,
+    /// θ, per second.
     pub decay: f64,
     /// λ·E[S] / c.
     pub utilisation: f64,
@@ -48,17 +57,31 @@ impl Wait {
     /// The q-quantile, seconds.
     pub fn quantile(&self, q: f64) -> f64 {
         let tail = 1.0 - q;
-        if self.prob_wait <= tail { 0.0 } else { (self.prob_wait / tail).ln() / self.decay }
+        if self.tail_weight <= tail { 0.0 } else { (self.tail_weight / tail).ln() / self.decay }
     }
 
     pub fn mean(&self) -> f64 {
-        self.prob_wait / self.decay
+        self.tail_weight / self.decay
     }
 
-    /// P(W > t).
+    /// P(W > t) for t > 0.
     pub fn prob_over(&self, t: f64) -> f64 {
-        self.prob_wait * (-self.decay * t).exp()
+        self.tail_weight * (-self.decay * t).exp()
     }
+}
+
+/// E[W] of M/G/c from E[W] of M/M/c with the same mean service time: scaled
+/// by `(1 + cs²)/2` when `cs² ≥ 1`; below, interpolated between M/M/c and
+/// Cosmetatos's M/D/c mean (Cosmetatos 1976; Tijms, *A First Course in
+/// Stochastic Models*, §5.2). Exact at one server (Pollaczek–Khinchine).
+fn mean_wait(mmc_mean: f64, servers: f64, utilisation: f64, scv: f64) -> f64 {
+    if scv >= 1.0 {
+        return (1.0 + scv) / 2.0 * mmc_mean;
+    }
+    let (c, rho) = (servers, utilisation);
+    let correction = (1.0 - rho) * (c - 1.0) * ((4.0 + 5.0 * c).sqrt() - 2.0) / (16.0 * rho * c);
+    let mdc_mean = 0.5 * mmc_mean * (1.0 + correction);
+    (1.0 - scv) * mdc_mean + scv * mmc_mean
 }
 
 /// Why a lane has no steady state.
@@ -77,10 +100,14 @@ pub fn wait(lambda: f64, servers: u32, service: &ServiceTime) -> Result<Wait, Un
         return Err(Unstable { utilisation });
     }
     if lambda <= 0.0 {
-        return Ok(Wait { prob_wait: 0.0, decay: f64::INFINITY, utilisation: 0.0 });
+        return Ok(Wait { prob_wait: 0.0, tail_weight: 0.0, decay: f64::INFINITY, utilisation: 0.0 });
     }
     let prob_wait = erlang_c(servers.max(1), offered);
-    Ok(Wait { prob_wait, decay: decay_rate(lambda, c, service), utilisation })
+    let decay = decay_rate(lambda, c, service);
+    let mmc_mean = prob_wait / (c / service.mean() - lambda);
+    let mean = mean_wait(mmc_mean, c, utilisation, service.scv());
+    let tail_weight = (decay * mean).min(1.0);
+    Ok(Wait { prob_wait, tail_weight, decay, utilisation })
 }
 
 /// The positive root of g(θ) = λ(M(θ/c) − 1) − θ. g(0) = 0, g'(0) = ρ − 1 < 0
@@ -168,6 +195,8 @@ mod tests {
         assert!((0.8 * (w.decay.exp() - 1.0) - w.decay).abs() < 1e-9, "{}", w.decay);
         assert!((w.decay - 0.4300).abs() < 0.001, "{}", w.decay);
         assert!(close(w.prob_wait, 0.8));
+        // Pollaczek–Khinchine: E[W] = λ E[S²] / (2 (1 − ρ)) = 0.8 / 0.4 = 2.
+        assert!(close(w.mean(), 2.0), "{}", w.mean());
     }
 
     #[test]
@@ -176,5 +205,17 @@ mod tests {
         assert!(wait(3.0, 2, &exponential(1.0)).is_err());
         let idle = wait(0.0, 1, &exponential(1.0)).unwrap();
         assert_eq!((idle.prob_wait, idle.quantile(0.99)), (0.0, 0.0));
+    }
+
+    #[test]
+    fn the_m_d_c_mean_is_cosmetatos_and_exponential_service_keeps_erlang_c() {
+        // c = 10, ρ = 0.8, fixed service: 0.5 (1 + 0.2·9·(√54 − 2)/128) of M/M/c.
+        let fixed = ServiceTime::single(Shape::Fixed(1.0)).unwrap();
+        let w = wait(8.0, 10, &fixed).unwrap();
+        let mmc_mean = erlang_c(10, 8.0) / (10.0 - 8.0);
+        let expected = 0.5 * mmc_mean * (1.0 + 0.2 * 9.0 * (54f64.sqrt() - 2.0) / 128.0);
+        assert!(close(w.mean(), expected), "{} vs {expected}", w.mean());
+        let m = wait(8.0, 10, &exponential(1.0)).unwrap();
+        assert!(close(m.tail_weight, m.prob_wait) && close(m.mean(), mmc_mean));
     }
 }
