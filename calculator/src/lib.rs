@@ -89,7 +89,16 @@ pub enum QuoteWarning {
     TooBigForEveryMachine { machine: String },
     /// Keys of the print profile the estimate does not use.
     IgnoredProfileKeys { keys: Vec<String> },
+    /// The profile prints without supports, but this much of the part's
+    /// underside (mm², rounded) hangs steeper than the profile's support
+    /// threshold over nothing: the price holds no support material, and the
+    /// print may fail without it.
+    UnsupportedOverhangs { area_mm2: u64 },
 }
+
+/// Overhang smaller than this (mm²) is no warning: a chamfer's edge or a
+/// facet of a rounded corner, which a printer bridges.
+pub const UNSUPPORTED_OVERHANG_WARNING_MM2: f64 = 1.0;
 
 impl std::fmt::Display for QuoteWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,6 +123,11 @@ impl std::fmt::Display for QuoteWarning {
             QuoteWarning::IgnoredProfileKeys { keys } => {
                 write!(f, "the estimate ignores these profile keys: {}", keys.join(", "))
             }
+            QuoteWarning::UnsupportedOverhangs { area_mm2 } => write!(
+                f,
+                "supports are off in the print profile, but {area_mm2} mm² of the part overhangs past the support \
+                 threshold; the price includes no support material"
+            ),
         }
     }
 }
@@ -189,8 +203,9 @@ pub fn analysis_options(
 
 /// Raised whenever the estimator's model changes the figures it gives for the
 /// same inputs, so the quote cache never serves a quote an older estimator
-/// made. 2: skins also from the facing surfaces between layers.
-pub const ESTIMATOR_REVISION: u32 = 2;
+/// made. 2: skins also from the facing surfaces between layers. 3: a quote
+/// warns of overhangs that a profile without supports leaves unsupported.
+pub const ESTIMATOR_REVISION: u32 = 3;
 
 /// The key under which a quote for `model_id` and `request` may be reused.
 /// It covers everything a quote depends on besides the model's bytes (named
@@ -307,6 +322,13 @@ pub fn quote(
     let mut warnings = mesh_warnings(report);
     if !fits {
         warnings.push(QuoteWarning::TooBigForEveryMachine { machine: machine.name.clone() });
+    }
+    let unsupported = report.printability.overhang_area;
+    if material.technology == Technology::Fdm
+        && !profile.profile.support_material
+        && unsupported >= UNSUPPORTED_OVERHANG_WARNING_MM2
+    {
+        warnings.push(QuoteWarning::UnsupportedOverhangs { area_mm2: unsupported.round() as u64 });
     }
     let ignored_profile_keys =
         if material.technology == Technology::Fdm { profile.ignored_keys.clone() } else { Vec::new() };
@@ -614,6 +636,9 @@ mod tests {
             vec![
                 QuoteWarning::OpenMesh { boundary_edges: 3 },
                 QuoteWarning::InvertedShells,
+                // An open shell has no inside to turn it by, so its faces
+                // keep their winding: the top, facing down, overhangs.
+                QuoteWarning::UnsupportedOverhangs { area_mm2: 100 },
                 QuoteWarning::IgnoredProfileKeys { keys: vec!["wipe_tower".into()] }
             ]
         );
@@ -621,6 +646,40 @@ mod tests {
         let resin = QuoteRequest::new("standard-resin", 1);
         let q = quote(&report_for(&triangles, &resin, &book), &resin, &book, &profile).unwrap();
         assert!(q.ignored_profile_keys.is_empty());
+    }
+
+    #[test]
+    fn overhangs_without_supports_are_flagged_with_their_area() {
+        // A T of two touching boxes: a 40 x 10 mm bar 20 mm above the plate
+        // on a 10 x 10 mm column. The bar's whole underside faces down (the
+        // column's top is another shell's face), 400 mm².
+        let mut t: Vec<mesh::Triangle> =
+            cuboid([10.0, 10.0, 20.0]).into_iter().map(|tri| tri.map(|v| [v[0] + 15.0, v[1], v[2]])).collect();
+        t.extend(cuboid([40.0, 10.0, 5.0]).into_iter().map(|tri| tri.map(|v| [v[0], v[1], v[2] + 20.0])));
+        let book = PriceBook::builtin();
+        let pla = QuoteRequest::new("pla", 1);
+        let report = report_for(&t, &pla, &book);
+        let off = quote(&report, &pla, &book, &default_profile()).unwrap();
+        let flagged: Vec<_> =
+            off.warnings.iter().filter(|w| matches!(w, QuoteWarning::UnsupportedOverhangs { .. })).collect();
+        let [QuoteWarning::UnsupportedOverhangs { area_mm2 }] = flagged[..] else { panic!("{:?}", off.warnings) };
+        assert_eq!(*area_mm2, 400, "the bar's underside");
+        assert_eq!(off.estimate.support_cm3, 0.0);
+        assert!(off.warnings.iter().any(|w| w.to_string().contains("supports are off")));
+
+        // Supports on: they are priced, and there is nothing to warn of.
+        let on = LoadedProfile {
+            profile: FdmProfile { support_material: true, ..FdmProfile::default() },
+            ignored_keys: vec![],
+        };
+        let supported = quote(&report, &pla, &book, &on).unwrap();
+        assert!(supported.estimate.support_cm3 > 0.0);
+        assert!(supported.warnings.iter().all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. })));
+        // A cube has nothing overhanging; resin is not printed with this profile.
+        assert!(priced(20.0, &pla, &book).warnings.is_empty());
+        let resin = QuoteRequest::new("standard-resin", 1);
+        let q = quote(&report_for(&t, &resin, &book), &resin, &book, &default_profile()).unwrap();
+        assert!(q.warnings.iter().all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. })), "{:?}", q.warnings);
     }
 
     #[test]
