@@ -94,6 +94,10 @@ pub enum QuoteWarning {
     /// threshold over nothing: the price holds no support material, and the
     /// print may fail without it.
     UnsupportedOverhangs { area_mm2: u64 },
+    /// The part fits the machine (and every machine of its material) only
+    /// with another of its axes up, while the estimate slices it as
+    /// uploaded: time and supports are for that orientation.
+    FitsOnlyOnItsSide { machine: String, up_axis: usize },
 }
 
 /// Overhang smaller than this (mm²) is no warning: a chamfer's edge or a
@@ -123,6 +127,12 @@ impl std::fmt::Display for QuoteWarning {
             QuoteWarning::IgnoredProfileKeys { keys } => {
                 write!(f, "the estimate ignores these profile keys: {}", keys.join(", "))
             }
+            QuoteWarning::FitsOnlyOnItsSide { machine, up_axis } => write!(
+                f,
+                "the part fits `{machine}` only with its {} axis up, but it is estimated as uploaded (z up): \
+                 re-orient the model to price the print as it will be made",
+                ["x", "y", "z"].get(*up_axis).copied().unwrap_or("z")
+            ),
             QuoteWarning::UnsupportedOverhangs { area_mm2 } => write!(
                 f,
                 "supports are off in the print profile, but {area_mm2} mm² of the part overhangs past the support \
@@ -204,7 +214,8 @@ pub fn analysis_options(
 /// Raised whenever the estimator's model changes the figures it gives for the
 /// same inputs, so the quote cache never serves a quote an older estimator
 /// made. 2: skins also from the facing surfaces between layers. 3: a quote
-/// warns of overhangs that a profile without supports leaves unsupported.
+/// warns of overhangs that a profile without supports leaves unsupported,
+/// and an FDM part is put on a machine it fits as sliced when there is one.
 pub const ESTIMATOR_REVISION: u32 = 3;
 
 /// The key under which a quote for `model_id` and `request` may be reused.
@@ -251,15 +262,34 @@ pub fn validate_request<'b>(request: &QuoteRequest, book: &'b PriceBook) -> Resu
 /// The cheapest machine the part fits; the largest when it fits none (with a
 /// warning). `report.fits` is in the order of `machines` when the report
 /// was analysed with [`analysis_options`]; without fits, the cheapest.
-fn choose_machine<'b>(report: &MeshReport, machines: &[&'b Machine]) -> (&'b Machine, Option<Fit>, bool) {
+///
+/// With `sliced_upright` (FDM, whose estimate slices the part as uploaded),
+/// a machine the part fits as uploaded (turned about the vertical only,
+/// which changes no layer) comes first, so the machine and the estimate
+/// have one orientation; a machine it fits only on its side is the fallback,
+/// and the quote then warns that the two differ.
+fn choose_machine<'b>(
+    report: &MeshReport,
+    machines: &[&'b Machine],
+    sliced_upright: bool,
+) -> (&'b Machine, Option<Fit>, bool) {
     let fits: Vec<Option<Fit>> = if report.fits.len() == machines.len() {
         report.fits.iter().copied().map(Some).collect()
     } else {
         vec![None; machines.len()]
     };
-    let candidates = machines.iter().zip(&fits).filter(|(_, fit)| fit.is_none_or(|f| f.fits));
-    if let Some((machine, fit)) = candidates.min_by(|a, b| a.0.hourly_rate.total_cmp(&b.0.hourly_rate)) {
-        return (machine, *fit, true);
+    let cheapest = |keep: &dyn Fn(&Option<Fit>) -> bool| {
+        machines
+            .iter()
+            .zip(&fits)
+            .filter(|(_, fit)| keep(fit))
+            .min_by(|a, b| a.0.hourly_rate.total_cmp(&b.0.hourly_rate))
+            .map(|(machine, fit)| (*machine, *fit))
+    };
+    let upright = |fit: &Option<Fit>| fit.is_none_or(|f| f.fits && f.up_axis == 2);
+    let found = if sliced_upright { cheapest(&upright) } else { None };
+    if let Some((machine, fit)) = found.or_else(|| cheapest(&|fit| fit.is_none_or(|f| f.fits))) {
+        return (machine, fit, true);
     }
     let volume = |m: &Machine| m.build_volume_mm.iter().product::<f64>();
     let (machine, fit) = machines
@@ -284,7 +314,8 @@ pub fn quote(
     if report.geometry.surface_area < 1e-3 && report.volume.abs() < 1e-3 {
         return Err(PricingError::NothingToPrint { triangles: report.triangles });
     }
-    let (machine, fit, fits) = choose_machine(report, &book.machines_for(material));
+    let (machine, fit, fits) =
+        choose_machine(report, &book.machines_for(material), material.technology == Technology::Fdm);
     let (estimate, material_g, filament_mm) = match (&material.process, &machine.process) {
         (MaterialProcess::Sla(resin), MachineProcess::Sla(sla)) => {
             let platform = [machine.build_volume_mm[0], machine.build_volume_mm[1]];
@@ -322,6 +353,9 @@ pub fn quote(
     let mut warnings = mesh_warnings(report);
     if !fits {
         warnings.push(QuoteWarning::TooBigForEveryMachine { machine: machine.name.clone() });
+    }
+    if let Some(f) = fit.filter(|f| f.fits && f.up_axis != 2 && material.technology == Technology::Fdm) {
+        warnings.push(QuoteWarning::FitsOnlyOnItsSide { machine: machine.name.clone(), up_axis: f.up_axis });
     }
     let unsupported = report.printability.overhang_area;
     if material.technology == Technology::Fdm
@@ -680,6 +714,35 @@ mod tests {
         let resin = QuoteRequest::new("standard-resin", 1);
         let q = quote(&report_for(&t, &resin, &book), &resin, &book, &default_profile()).unwrap();
         assert!(q.warnings.iter().all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. })), "{:?}", q.warnings);
+    }
+
+    #[test]
+    fn an_fdm_part_goes_on_a_machine_it_fits_as_sliced() {
+        let book = PriceBook::builtin();
+        let pla = QuoteRequest::new("pla", 1);
+        // A 30 x 200 x 240 mm panel fits the cheaper fdm-250 only lying on
+        // its face, and fdm-350 standing, as it is sliced: fdm-350, no
+        // warning.
+        let panel = report_for(&cuboid([30.0, 200.0, 240.0]), &pla, &book);
+        let q = quote(&panel, &pla, &book, &default_profile()).unwrap();
+        assert_eq!(q.machine.name, "fdm-350");
+        assert_eq!(q.machine.fit.map(|f| (f.fits, f.up_axis)), Some((true, 2)));
+        assert!(q.warnings.is_empty(), "{:?}", q.warnings);
+        // Resin does not slice by the profile: the cheapest fit stands.
+        let resin = QuoteRequest::new("standard-resin", 1);
+        let small = quote(&report_for(&cuboid([20.0; 3]), &resin, &book), &resin, &book, &default_profile()).unwrap();
+        assert!(small.machine.fit.is_some_and(|f| f.fits));
+
+        // A 400 mm post fits no machine upright, and fdm-350 lying down:
+        // priced there, with a warning that the estimate is for upright.
+        let post = quote(&report_for(&cuboid([20.0, 20.0, 400.0]), &pla, &book), &pla, &book, &default_profile());
+        let post = post.unwrap();
+        assert_eq!(post.machine.name, "fdm-350");
+        assert!(
+            post.warnings.iter().any(|w| matches!(w, QuoteWarning::FitsOnlyOnItsSide { up_axis, .. } if *up_axis != 2)),
+            "{:?}",
+            post.warnings
+        );
     }
 
     #[test]
