@@ -55,6 +55,35 @@ fn open_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Stor
     Ok((runtime, store))
 }
 
+/// [`open_store`] for a farm that must exist already: a `--data-dir` with
+/// no database, or a database with no farm in it, is refused before
+/// anything is created, so a mistyped path is an error, not a report of an
+/// empty farm.
+fn open_existing_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
+    match &args.database_url {
+        None => {
+            let file = args.data_dir.join("farm.db");
+            if !file.is_file() {
+                bail!(
+                    "no farm in `{}` (it has no farm.db): check --data-dir (FARM_DATA_DIR), or give --database-url",
+                    args.data_dir.display()
+                );
+            }
+        }
+        Some(url) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            let holds = runtime.block_on(Store::holds_a_farm(url)).context("cannot open the database")?;
+            if !holds {
+                bail!("the database at --database-url (FARM_DATABASE_URL) holds no farm: check the URL");
+            }
+        }
+    }
+    open_store(args)
+}
+
 fn keys(command: KeysCommand) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
     let now = scheduler::messages::now_ms();
@@ -78,12 +107,12 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::CreateOperator(a) => create(&a.store, api::auth::KeyKind::Operator, &a.name),
         KeysCommand::CreateCrm(a) => create(&a.store, api::auth::KeyKind::Crm, &a.name),
         KeysCommand::List(a) => {
-            let (runtime, store) = open_store(&a)?;
+            let (runtime, store) = open_existing_store(&a)?;
             let keys = runtime.block_on(store.keys()).context("cannot list the keys")?;
             output::keys(&keys)
         }
         KeysCommand::Revoke(a) => {
-            let (runtime, store) = open_store(&a.store)?;
+            let (runtime, store) = open_existing_store(&a.store)?;
             if runtime.block_on(store.revoke_key(&a.key_id, now)).context("cannot revoke the key")? {
                 output::text(&format!("revoked `{}`; it stops working within 10 seconds\n", a.key_id))
             } else {
@@ -95,7 +124,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
-    let (runtime, store) = open_store(&args.store)?;
+    let (runtime, store) = open_existing_store(&args.store)?;
     let topology = Topology::with_prefix(&args.queue_prefix);
     let stats =
         runtime.block_on(api::orders::audit(&store, &topology.orders_incoming)).context("cannot read the orders")?;

@@ -203,6 +203,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether the database at `url` holds a farm's tables, creating and
+    /// changing nothing. The commands that read an existing farm (`farm
+    /// orders audit`, `farm keys list` and `revoke`) ask first, so a wrong
+    /// database URL is refused instead of answered from a new, empty farm.
+    pub async fn holds_a_farm(url: &str) -> Result<bool, StoreError> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(url).await?;
+        let applied = sqlx::query("SELECT 1 FROM _sqlx_migrations LIMIT 1").fetch_optional(&mut connection).await;
+        let _ = connection.close().await;
+        Ok(matches!(applied, Ok(Some(_))))
+    }
+
     /// The embedded database file inside `data_dir`.
     pub fn sqlite_url(data_dir: &Path) -> String {
         format!("sqlite://{}?mode=rwc", data_dir.join("farm.db").display())

@@ -2,16 +2,15 @@
 //! Markdown and chart, and the baseline check fails a run slowed on purpose.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::farm_bin;
+use crate::helpers::farm_command;
 
 /// Runs `farm` with extra environment; (exit code, stdout, stderr).
 fn farm(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut command = Command::new(farm_bin());
-    command.args(args).env_remove("FARM_FAULT_SLOW_JOB_MS");
+    let mut command = farm_command();
+    command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }

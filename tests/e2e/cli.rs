@@ -4,10 +4,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{farm_bin, workspace_root};
+use crate::helpers::{farm_bin, farm_command, workspace_root};
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(farm_bin()).args(args).output().expect("run farm");
+    let out = farm_command().args(args).output().expect("run farm");
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
@@ -111,7 +111,7 @@ fn assert_refused(args: &[&str], expected: &str) {
 #[test]
 fn api_and_worker_refuse_to_run_without_a_shared_broker() {
     for role in ["api", "worker"] {
-        let out = Command::new(farm_bin()).arg(role).env_remove("FARM_AMQP_URL").output().unwrap();
+        let out = farm_command().arg(role).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("FARM_AMQP_URL"));
     }
@@ -264,6 +264,14 @@ fn keys_are_minted_listed_and_revoked_from_the_command_line_and_secrets_never_sh
     assert_eq!(code, 0);
     let stats: Value = serde_json::from_str(&json).unwrap();
     assert_eq!((stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()), (Some(0), Some(0)));
+
+    // A mistyped --data-dir is refused, and nothing is created there.
+    let wrong = dir.path().join("typo");
+    let wrong_arg = wrong.to_str().unwrap();
+    assert_refused(&["orders", "audit", "--data-dir", wrong_arg], "no farm in");
+    assert_refused(&["keys", "list", "--data-dir", wrong_arg], "no farm in");
+    assert_refused(&["keys", "revoke", key_id, "--data-dir", wrong_arg], "no farm in");
+    assert!(!wrong.exists(), "the refusal created {wrong_arg}");
 }
 
 #[test]

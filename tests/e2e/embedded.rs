@@ -101,7 +101,7 @@ async fn the_served_quote_is_the_cli_quote_under_a_shop_profile() {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(farm.terminate(), 0);
 
-    let out = std::process::Command::new(crate::helpers::farm_bin())
+    let out = crate::helpers::farm_command()
         .args(["quote", &path_str(&file), "--profile", &profile, "--format", "json"])
         .output()
         .unwrap();

@@ -15,6 +15,20 @@ pub(crate) fn farm_bin() -> &'static str {
     env!("CARGO_BIN_EXE_farm")
 }
 
+/// `farm` with none of the caller's `FARM_*` or `AWS_*` variables (nor
+/// `RUST_LOG`): under `deploy/dev/services.sh run` they name the shared
+/// services, and a test that means the embedded farm, or a database of its
+/// own, must not reach them by accident.
+pub(crate) fn farm_command() -> Command {
+    let mut command = Command::new(farm_bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FARM_") || key.starts_with("AWS_") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -38,13 +52,8 @@ impl FarmProcess {
     /// Starts `farm ARGS` with `env` and none of the caller's `FARM_*` or
     /// `AWS_*` variables, so a test controls exactly which backends it gets.
     pub(crate) fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
-        let mut command = Command::new(farm_bin());
+        let mut command = farm_command();
         command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("FARM_") || key.starts_with("AWS_") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
         command.env("FARM_LOG_FORMAT", "json");
         for (key, value) in env {
             command.env(key, value);
@@ -151,13 +160,8 @@ impl Drop for FarmProcess {
 /// against the database that `env` (or the arguments) name; its token, the
 /// command's last line.
 pub(crate) fn mint_key(kind: &str, name: &str, store_args: &[&str], env: &[(&str, String)]) -> String {
-    let mut command = Command::new(farm_bin());
+    let mut command = farm_command();
     command.args(["keys", &format!("create-{kind}"), "--name", name]).args(store_args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FARM_") {
-            command.env_remove(key);
-        }
-    }
     for (key, value) in env {
         command.env(key, value);
     }

@@ -151,3 +151,25 @@ async fn control_characters_are_client_errors_on_postgresql_too() {
     assert_eq!(api_process.terminate(), 0);
     delete_queues(&backends.amqp_url, &backends.prefix).await;
 }
+
+#[tokio::test]
+async fn the_audit_refuses_a_database_that_holds_no_farm_and_leaves_it_untouched() {
+    let Some(database_url) = services::fresh_postgres_database().await else { return };
+    let audit = || {
+        crate::helpers::farm_command()
+            .args(["orders", "audit", "--database-url", &database_url])
+            .output()
+            .expect("run farm orders audit")
+    };
+    for _ in 0..2 {
+        // Twice: the first refusal must not have made it a farm.
+        let out = audit();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("holds no farm"), "{stderr}");
+    }
+    // Once the farm has used it, the same audit runs.
+    mint_key("seller", "audit", &[], &[("FARM_DATABASE_URL", database_url.clone())]);
+    let out = audit();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
