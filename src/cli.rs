@@ -602,9 +602,15 @@ pub(crate) struct ServiceArgs {
     /// Pricing jobs of one key queued or running at once (then 429).
     #[arg(long, env = "FARM_QUOTA_JOBS_IN_FLIGHT", default_value_t = 200)]
     pub(crate) quota_jobs_in_flight: i64,
-    /// Uploads the API reads at once; each holds its body in memory.
+    /// Uploads the API reads at once; each is spooled to disk (up to
+    /// FARM_MAX_MODEL_BYTES) in FARM_SPOOL_DIR while it is checked.
     #[arg(long, env = "FARM_MAX_CONCURRENT_UPLOADS", default_value_t = 8)]
     pub(crate) max_concurrent_uploads: usize,
+    /// Where uploads are spooled while they arrive [default: the system's
+    /// temporary directory]. Needs FARM_MAX_CONCURRENT_UPLOADS ×
+    /// FARM_MAX_MODEL_BYTES free.
+    #[arg(long, env = "FARM_SPOOL_DIR")]
+    pub(crate) spool_dir: Option<PathBuf>,
     /// Seconds a connection may take to send a whole request head.
     #[arg(long, env = "FARM_HEADER_READ_TIMEOUT_S", default_value_t = 30.0)]
     pub(crate) header_read_timeout_s: f64,

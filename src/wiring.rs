@@ -446,9 +446,15 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
         let database_url = args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir));
         let store =
             Store::connect(&database_url, args.database_max_connections).await.context("cannot open the database")?;
+        // A spool that cannot be written would fail every upload: fail now.
+        let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&spool_dir)
+            .and_then(|()| tempfile::tempfile_in(&spool_dir).map(drop))
+            .with_context(|| format!("cannot write upload files in `{}` (FARM_SPOOL_DIR)", spool_dir.display()))?;
         let settings = ApiSettings {
             listen: args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             max_model_bytes: args.limits.max_model_bytes,
+            spool_dir,
             mesh_limits: limits,
             slow_lane_triangles: args.jobs.slow_lane_triangles,
             slow_lane_bytes: args.jobs.slow_lane_bytes,

@@ -22,6 +22,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 mod text;
+mod upload;
 
 pub use error::AppError;
 pub use startup::{ApiSettings, Application, Services, StartupError, serve_ops};

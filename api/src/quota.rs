@@ -19,7 +19,7 @@ pub struct Quotas {
     pub upload_bytes_per_day: i64,
     /// Pricing jobs of one key queued or running at once (orders included).
     pub jobs_in_flight: i64,
-    /// Uploads the whole API reads at once; each holds its body in memory.
+    /// Uploads the whole API reads at once; each is spooled to disk.
     pub concurrent_uploads: usize,
 }
 

@@ -19,7 +19,6 @@ use calculator::QuoteRequest;
 use scheduler::messages::now_ms;
 use scheduler::{JobMessage, Lane};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -211,8 +210,8 @@ async fn upload_model(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<ModelCreated>), AppError> {
     principal.require(ANY_KEY)?;
-    // A body is held whole while it is checked: the permit, taken before a
-    // byte is read, bounds how many are held at once.
+    // The permit, taken before a byte is read, bounds how many uploads are
+    // spooled and checked at once (disk and CPU; memory is a frame each).
     let Ok(_slot) = state.upload_slots.try_acquire() else {
         metrics::counter!("farm_uploads_refused_total", "reason" => "concurrency").increment(1);
         return Err(AppError::TooManyRequests {
@@ -226,30 +225,19 @@ async fn upload_model(
     crate::quota::check_upload(&state, &principal, 0, now_ms()).await.inspect_err(|_| {
         metrics::counter!("farm_uploads_refused_total", "reason" => "quota").increment(1);
     })?;
-    let limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
-        if std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
-            AppError::PayloadTooLarge { limit: state.settings.max_model_bytes }
-        } else {
-            AppError::BadRequest(format!("the body could not be read: {error}"))
-        }
-    })?;
-    crate::quota::check_upload(&state, &principal, bytes.len() as u64, now_ms()).await?;
+    let spooled = crate::upload::spool(body, &state.settings.spool_dir, state.settings.max_model_bytes).await?;
+    crate::quota::check_upload(&state, &principal, spooled.size, now_ms()).await?;
     // Parsing and hashing a large model takes real CPU: keep it off the runtime.
     let limits = state.settings.mesh_limits;
-    let checked = bytes.clone();
-    let (info, content_sha256) = scheduler::compute::run_on(&state.compute, move || {
-        // Decode to validate and count, without keeping the triangles: the
-        // worker analyses the model later, and a soup of a large upload would
-        // cost more memory than the upload itself.
-        let info = mesh::read_stl_chunked(&checked[..], checked.len() as u64, &limits, |_, _| {});
-        let digest = Sha256::digest(&checked);
-        let content_sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        info.map(|info| (info, content_sha256))
-    })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(|e| AppError::InvalidModel(e.to_string()))?;
+    let (path, size) = (spooled.path.to_path_buf(), spooled.size);
+    let checked = scheduler::compute::run_on(&state.compute, move || crate::upload::check(&path, size, &limits))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|e| match e {
+            crate::upload::CheckError::Model(e) => AppError::InvalidModel(e.to_string()),
+            crate::upload::CheckError::Io(e) => AppError::internal(e),
+        })?;
+    let (info, content_sha256) = (checked.info, checked.content_sha256);
     let owner = crate::quota::owner_of(&principal);
     let model_id = crate::quota::model_handle(&owner, &content_sha256);
     let (triangles, format) = (info.triangles, info.format);
@@ -258,7 +246,7 @@ async fn upload_model(
     }
     let row = ModelRow {
         model_id: model_id.clone(),
-        size_bytes: bytes.len() as i64,
+        size_bytes: i64::try_from(spooled.size).unwrap_or(i64::MAX),
         triangles: triangles as i64,
         format: format.as_str().into(),
         created_at_ms: now_ms(),
@@ -272,7 +260,7 @@ async fn upload_model(
             state
                 .services
                 .blobs
-                .put(&scheduler::blob::model_key(&model_id), bytes)
+                .put_file(&scheduler::blob::model_key(&model_id), &spooled.path)
                 .await
                 .map_err(|e| AppError::Unavailable(e.to_string()))?;
             state.services.store.insert_model(&row).await?

@@ -23,6 +23,9 @@ pub struct ApiSettings {
     pub listen: SocketAddr,
     /// Largest model upload accepted, bytes.
     pub max_model_bytes: u64,
+    /// Where uploads are spooled while they arrive and are checked; each
+    /// file is removed when its request ends.
+    pub spool_dir: std::path::PathBuf,
     /// Largest JSON request body accepted, bytes.
     pub max_json_bytes: usize,
     /// A request that takes longer is answered 408.
@@ -54,6 +57,7 @@ impl Default for ApiSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_model_bytes: 256 * 1024 * 1024,
+            spool_dir: std::env::temp_dir(),
             max_json_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(120),
             connections: crate::serve::ConnectionLimits::default(),

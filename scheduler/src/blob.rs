@@ -133,6 +133,39 @@ impl BlobStore {
         }
     }
 
+    /// Stores the file at `path` under `key`, read as it is sent: an upload
+    /// spooled to disk reaches the store without being held in memory.
+    pub async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), BlobError> {
+        match self {
+            Self::Local(dir) => {
+                let target = dir.join(key);
+                // Copy beside the target, then rename: readers never see a
+                // partial file (the spool may be on another file system).
+                let partial = target.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
+                if let Some(parent) = target.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(|e| unavailable(key, e))?;
+                }
+                if let Err(e) = tokio::fs::copy(path, &partial).await {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return Err(unavailable(key, e));
+                }
+                tokio::fs::rename(&partial, &target).await.map_err(|e| unavailable(key, e))
+            }
+            Self::S3 { client, bucket } => {
+                let body = ByteStream::from_path(path).await.map_err(|e| unavailable(key, e))?;
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| unavailable(key, aws_sdk_s3::error::DisplayErrorContext(e)))
+            }
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         match self {
             Self::Local(dir) => match tokio::fs::read(dir.join(key)).await {
@@ -179,5 +212,30 @@ mod tests {
         assert_eq!(store.get(&model_key("abc")).await.unwrap(), Bytes::from_static(b"solid"));
         assert!(matches!(store.get(&model_key("nope")).await, Err(BlobError::NotFound { .. })));
         assert!(store.is_ready().await);
+    }
+
+    #[tokio::test]
+    async fn a_file_is_stored_whole_and_no_partial_is_left() {
+        let (dir, spool) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = BlobStore::open(&BlobSettings::Local { dir: dir.path().into() }).await.unwrap();
+        let file = spool.path().join("upload");
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &content).unwrap();
+        store.put_file(&model_key("big"), &file).await.unwrap();
+        assert_eq!(store.get(&model_key("big")).await.unwrap(), Bytes::from(content));
+        let missing = spool.path().join("gone");
+        assert!(matches!(store.put_file(&model_key("gone"), &missing).await, Err(BlobError::Unavailable { .. })));
+        let names: Vec<String> = walk(dir.path()).iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+        assert!(matches!(store.get(&model_key("gone")).await, Err(BlobError::NotFound { .. })));
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { found.extend(walk(&path)) } else { found.push(path) }
+        }
+        found
     }
 }

@@ -3,7 +3,7 @@
 use api::ApiSettings;
 use serde_json::json;
 
-use crate::helpers::{cube_stl, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, cube_stl, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_model_is_priced_through_the_queue() {
@@ -346,5 +346,64 @@ async fn a_key_over_its_quotas_gets_429_with_retry_after() {
     let (status, refused) = app.post_job(json!({"model_id": models[1], "material": "pla"})).await;
     assert_eq!(status, 429, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("quota is 1"), "{refused}");
+    app.stop().await;
+}
+
+/// `POST /v1/models` with the body sent in `chunks` of chunked transfer
+/// encoding, so no length is declared and the server only learns the size
+/// as the bytes arrive.
+async fn post_model_chunked(app: &TestApp, chunks: &[&[u8]]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/models HTTP/1.1\r\nhost: farm\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n",
+        app.seller
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for chunk in chunks {
+        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+        // The server may answer 413 and close before the rest arrives.
+        if stream.write_all(chunk).await.is_err() || stream.write_all(b"\r\n").await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer: {}", String::from_utf8_lossy(&answer));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn uploads_are_spooled_to_disk_and_the_spool_is_emptied_whatever_the_answer() {
+    let spool = tempfile::tempdir().unwrap();
+    let settings = ApiSettings { max_model_bytes: 4000, spool_dir: spool.path().into(), ..ApiSettings::default() };
+    let app = spawn_app_with(settings).await;
+    let spool_is_empty = || std::fs::read_dir(spool.path()).unwrap().next().is_none();
+
+    // A model in three chunks, no length declared: stored, with the size
+    // and the id of the whole.
+    let cube = cube_stl(10.0);
+    let (a, rest) = cube.split_at(100);
+    let (b, c) = rest.split_at(300);
+    let answer = post_model_chunked(&app, &[a, b, c]).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains(&format!("\"size_bytes\":{}", cube.len())), "{answer}");
+    let (status, same) = app.post_model(cube.clone()).await;
+    assert_eq!(status, 201);
+    assert!(answer.contains(same["model_id"].as_str().unwrap()), "the id is the whole file's: {answer} vs {same}");
+    assert!(spool_is_empty(), "a stored upload leaves nothing in the spool");
+
+    // Past the limit with no length declared: 413 as soon as it passes.
+    let big = vec![b'x'; 3000];
+    let answer = post_model_chunked(&app, &[&big, &big, &big]).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(spool_is_empty(), "a refused upload leaves nothing in the spool");
+    // Not a model: 422, and nothing left either.
+    let answer = post_model_chunked(&app, &[b"solid nothing\nendsolid nothing\n"]).await;
+    assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+    assert!(spool_is_empty());
     app.stop().await;
 }
