@@ -103,6 +103,13 @@ pub(crate) enum OrdersCommand {
 pub(crate) struct AuditArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    /// List the ids of orders created since this long ago (`24h`, `90m`)
+    /// [default: ever]. The counts are always of every order.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// ... and created before this long ago [default: now].
+    #[arg(long)]
+    pub(crate) until: Option<String>,
     #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
     pub(crate) queue_prefix: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -236,6 +236,20 @@ pub(crate) fn audit(stats: &serde_json::Value) -> anyhow::Result<()> {
     }
     writeln!(out, "unaccounted orders: {}", stats["unaccounted"])?;
     writeln!(out, "orders still pricing after their job ended: {}", stats["pricing_with_ended_job"])?;
+    let window = &stats["window"];
+    for (kind, what) in [("unaccounted", "unaccounted"), ("stuck", "still pricing after their job ended")] {
+        let ids: Vec<&str> = stats["ids"][kind].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        if !ids.is_empty() {
+            writeln!(
+                out,
+                "{what}, created from {} to {} (Unix ms), first {} at most:",
+                window["since_ms"], window["until_ms"], stats["ids_limit"]
+            )?;
+            for id in ids {
+                writeln!(out, "  {id}")?;
+            }
+        }
+    }
     Ok(())
 }
 

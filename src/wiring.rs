@@ -124,10 +124,20 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
+    let now = scheduler::messages::now_ms();
+    let ago = |flag: &str, text: &Option<String>, default: i64| -> anyhow::Result<i64> {
+        let Some(text) = text else { return Ok(default) };
+        let seconds = scheduler::capacity::spec::duration(text).map_err(|e| anyhow!("{flag}: {e}"))?;
+        Ok(now - (seconds * 1000.0).round() as i64)
+    };
+    let (since_ms, until_ms) = (ago("--since", &args.since, 0)?, ago("--until", &args.until, now + 1)?);
+    if since_ms >= until_ms {
+        bail!("--since must be further back than --until");
+    }
     let (runtime, store) = open_existing_store(&args.store)?;
     let topology = Topology::with_prefix(&args.queue_prefix);
-    let stats =
-        runtime.block_on(api::orders::audit(&store, &topology.orders_incoming)).context("cannot read the orders")?;
+    let audit = api::orders::audit(&store, &topology.orders_incoming, since_ms, until_ms);
+    let stats = runtime.block_on(audit).context("cannot read the orders")?;
     match args.format {
         Format::Json => output::json(&stats),
         Format::Table => output::audit(&stats),

@@ -61,7 +61,7 @@ async fn observe(state: &AppState) {
     // Orders that vanished from the accounts, and orders left PRICING after
     // their job ended: either is an order lost, which `farm orders audit`
     // would also report.
-    if let Ok(audit) = crate::orders::audit(&services.store, &services.topology.orders_incoming).await {
+    if let Ok(audit) = crate::orders::audit_counts(&services.store, &services.topology.orders_incoming).await {
         let lost = audit["unaccounted"].as_i64().unwrap_or(0) + audit["pricing_with_ended_job"].as_i64().unwrap_or(0);
         metrics::gauge!("farm_orders_unaccounted").set(lost as f64);
     }

@@ -265,6 +265,16 @@ fn keys_are_minted_listed_and_revoked_from_the_command_line_and_secrets_never_sh
     let stats: Value = serde_json::from_str(&json).unwrap();
     assert_eq!((stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()), (Some(0), Some(0)));
 
+    let (code, windowed, stderr) = run(&["orders", "audit", "--data-dir", data, "--since", "24h", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let windowed: Value = serde_json::from_str(&windowed).unwrap();
+    let window = &windowed["window"];
+    let span = window["until_ms"].as_i64().unwrap() - window["since_ms"].as_i64().unwrap();
+    assert!((span - 86_400_000).abs() < 60_000, "{window}");
+    assert_eq!(windowed["ids"], serde_json::json!({"stuck": [], "unaccounted": []}));
+    assert_refused(&["orders", "audit", "--data-dir", data, "--since", "1h", "--until", "2h"], "further back");
+    assert_refused(&["orders", "audit", "--data-dir", data, "--since", "soon"], "--since");
+
     // A mistyped --data-dir is refused, and nothing is created there.
     let wrong = dir.path().join("typo");
     let wrong_arg = wrong.to_str().unwrap();

@@ -19,13 +19,33 @@ use crate::store::{Store, StoreError};
 pub use routes::{OrderStats, SourceStats};
 use store::OrderRow;
 
-/// The accounts, as `GET /v1/orders/stats` shows them, plus what the audit
-/// checks: orders still pricing whose job has ended (a lost result), as JSON.
-pub async fn audit(store: &Store, intake_queue: &str) -> Result<serde_json::Value, StoreError> {
+/// Orders the audit lists by id, at most, per kind.
+pub const AUDIT_ID_LIMIT: i64 = 1000;
+
+/// The accounts, as `GET /v1/orders/stats` shows them (all time), plus what
+/// the audit checks: orders still pricing whose job has ended (a lost
+/// result), as JSON. The API's monitor keeps its gauge from this.
+pub async fn audit_counts(store: &Store, intake_queue: &str) -> Result<serde_json::Value, StoreError> {
     let stats = routes::stats(store, intake_queue).await?;
     let stuck = store.orders_pricing_after_their_job().await?;
     let mut document = serde_json::to_value(&stats).expect("stats always serialize");
     document["pricing_with_ended_job"] = serde_json::json!(stuck);
+    Ok(document)
+}
+
+/// [`audit_counts`], and the ids of the stuck and the unaccounted orders
+/// created in `[since_ms, until_ms)` (`farm orders audit`).
+pub async fn audit(
+    store: &Store,
+    intake_queue: &str,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<serde_json::Value, StoreError> {
+    let mut document = audit_counts(store, intake_queue).await?;
+    let listed = store.audit_order_ids(since_ms, until_ms, AUDIT_ID_LIMIT).await?;
+    document["window"] = serde_json::json!({ "since_ms": since_ms, "until_ms": until_ms });
+    document["ids"] = serde_json::to_value(&listed).expect("ids always serialize");
+    document["ids_limit"] = serde_json::json!(AUDIT_ID_LIMIT);
     Ok(document)
 }
 

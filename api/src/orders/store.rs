@@ -45,6 +45,15 @@ pub struct OrderRow {
 }
 
 /// An order to create.
+/// The orders an audit names, by id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditedOrders {
+    /// Still PRICING although their pricing job has ended.
+    pub stuck: Vec<String>,
+    /// Without exactly one `created` event.
+    pub unaccounted: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     pub order_id: String,
@@ -522,6 +531,40 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+
+    /// The orders an audit names, created in `[since_ms, until_ms)`, oldest
+    /// first, at most `limit` of each kind: those still PRICING although
+    /// their job has ended (a lost result), and those whose history does not
+    /// begin with exactly one `created` event (what the accounts would count
+    /// as unaccounted).
+    pub async fn audit_order_ids(&self, since_ms: i64, until_ms: i64, limit: i64) -> Result<AuditedOrders, StoreError> {
+        let ids = |rows: Vec<AnyRow>| {
+            rows.iter().map(|r| r.try_get::<String, _>("order_id")).collect::<Result<Vec<_>, sqlx::Error>>()
+        };
+        let stuck = sqlx::query(
+            "SELECT o.order_id AS order_id FROM orders o JOIN pricing_jobs j ON j.job_id = o.job_id \
+             WHERE o.status = 'PRICING' AND j.status IN ('succeeded', 'failed', 'cancelled') \
+             AND o.created_at_ms >= $1 AND o.created_at_ms < $2 ORDER BY o.created_at_ms, o.order_id LIMIT $3",
+        )
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let unaccounted = sqlx::query(
+            "SELECT o.order_id AS order_id FROM orders o \
+             LEFT JOIN order_events e ON e.order_id = o.order_id AND e.from_status IS NULL \
+             WHERE o.created_at_ms >= $1 AND o.created_at_ms < $2 \
+             GROUP BY o.order_id, o.created_at_ms HAVING COUNT(e.order_id) <> 1 \
+             ORDER BY o.created_at_ms, o.order_id LIMIT $3",
+        )
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(AuditedOrders { stuck: ids(stuck)?, unaccounted: ids(unaccounted)? })
     }
 
     /// How long the oldest order still waiting for its price has waited, per

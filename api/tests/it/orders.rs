@@ -261,19 +261,32 @@ async fn only_the_key_that_created_a_job_cancels_it_and_an_orders_job_ends_with_
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
     let (_, ended) = app.get_as(&app.seller, &order_job).await;
     assert_eq!(ended["status"], "cancelled", "the order took its job with it: {ended}");
-    let audit = api::orders::audit(&app.store, &app.topology.orders_incoming).await.unwrap();
+    let queue = &app.topology.orders_incoming;
+    let audit = api::orders::audit(&app.store, queue, 0, i64::MAX).await.unwrap();
     assert_eq!(
         (audit["unaccounted"].as_i64(), audit["pricing_with_ended_job"].as_i64()),
         (Some(0), Some(0)),
         "{audit}"
     );
+    assert_eq!(audit["ids"], json!({"stuck": [], "unaccounted": []}), "{audit}");
 
-    // Were an order's job cancelled behind the API's back, the audit says so.
+    // Were an order's job cancelled behind the API's back, the audit says so,
+    // and names it, when it was created in the window asked for.
     let (_, stranded) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla", "quantity": 2})).await;
     let stranded_job = stranded["job_id"].as_str().unwrap();
     app.store.cancel_job(stranded_job, "{}", 1).await.unwrap();
-    let audit = api::orders::audit(&app.store, &app.topology.orders_incoming).await.unwrap();
+    let audit = api::orders::audit(&app.store, queue, 0, i64::MAX).await.unwrap();
     assert_eq!(audit["pricing_with_ended_job"].as_i64(), Some(1), "{audit}");
+    assert_eq!(audit["ids"]["stuck"], json!([stranded["order_id"]]), "{audit}");
+    let created_ms = app.get_as(&app.seller, &format!("/v1/orders/{}", stranded["order_id"].as_str().unwrap())).await.1
+        ["created_at_ms"]
+        .as_i64()
+        .unwrap();
+    for (since, until) in [(0, created_ms), (created_ms + 1, i64::MAX)] {
+        let outside = api::orders::audit(&app.store, queue, since, until).await.unwrap();
+        assert_eq!(outside["ids"]["stuck"], json!([]), "[{since}, {until}): {outside}");
+        assert_eq!(outside["pricing_with_ended_job"].as_i64(), Some(1), "the counts are of every order");
+    }
     app.stop().await;
 }
 
