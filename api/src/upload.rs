@@ -81,3 +81,35 @@ impl<R: Read> Read for Hashing<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex_sha256(bytes: &[u8]) -> String {
+        Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_check_hashes_every_byte_of_the_file_and_counts_its_triangles() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = mesh::Limits::default();
+        for (name, bytes) in [
+            ("binary", mesh::write_binary_stl(&mesh::cuboid([10.0; 3]))),
+            // Bytes past the facets the header declares: the parser stops
+            // before them, the hash must not.
+            ("binary-tail", [mesh::write_binary_stl(&mesh::cuboid([10.0; 3])), b"trailing bytes".to_vec()].concat()),
+            ("ascii", b"solid c\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\nendloop\nendfacet\nendsolid c\n".to_vec()),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let checked = check(&path, bytes.len() as u64, &limits).unwrap();
+            assert_eq!(checked.content_sha256, hex_sha256(&bytes), "{name}");
+            assert!(checked.info.triangles >= 1, "{name}");
+        }
+        let path = dir.path().join("junk");
+        std::fs::write(&path, b"not a model at all").unwrap();
+        assert!(matches!(check(&path, 18, &limits), Err(CheckError::Model(_))));
+        assert!(matches!(check(&dir.path().join("gone"), 1, &limits), Err(CheckError::Io(_))));
+    }
+}
