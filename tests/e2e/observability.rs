@@ -169,8 +169,11 @@ async fn one_trace_follows_a_job_from_the_request_through_the_queue_to_the_worke
     let trace = loop {
         let trace: Vec<Span> = collector.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
         let consumed = trace.iter().filter(|s| s.name == "result consumer" && s.service == "farm-api").count();
-        // Started, progress and succeeded events: at least two results.
-        if consumed >= 2 && trace.iter().any(|s| s.name == "price") {
+        // Started, progress and succeeded events: at least two results. The
+        // job's own span ends after its last result is sent, so its export
+        // may come after them: wait for it too.
+        let job_span = trace.iter().any(|s| s.name == "farm.job" && s.service == "farm-worker-fast");
+        if consumed >= 2 && job_span && trace.iter().any(|s| s.name == "price") {
             break trace;
         }
         assert!(
