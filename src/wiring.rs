@@ -41,8 +41,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 /// The database a `farm keys` or `farm orders` command works on: the same
 /// one `farm serve` or `farm api` would open with these settings.
 fn open_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime = store_runtime()?;
+    let store = runtime.block_on(connect_store(args))?;
+    Ok((runtime, store))
+}
+
+fn store_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+}
+
+async fn connect_store(args: &StoreArgs) -> anyhow::Result<Store> {
     let url = match &args.database_url {
         Some(url) => url.clone(),
         None => {
@@ -51,8 +59,7 @@ fn open_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Stor
             Store::sqlite_url(&args.data_dir)
         }
     };
-    let store = runtime.block_on(Store::connect(&url, 2)).context("cannot open the database")?;
-    Ok((runtime, store))
+    Store::connect(&url, 2).await.context("cannot open the database")
 }
 
 /// [`open_store`] for a farm that must exist already: a `--data-dir` with
@@ -60,6 +67,7 @@ fn open_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Stor
 /// anything is created, so a mistyped path is an error, not a report of an
 /// empty farm.
 fn open_existing_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
+    let runtime = store_runtime()?;
     match &args.database_url {
         None => {
             let file = args.data_dir.join("farm.db");
@@ -71,17 +79,14 @@ fn open_existing_store(args: &StoreArgs) -> anyhow::Result<(tokio::runtime::Runt
             }
         }
         Some(url) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the runtime")?;
             let holds = runtime.block_on(Store::holds_a_farm(url)).context("cannot open the database")?;
             if !holds {
                 bail!("the database at --database-url (FARM_DATABASE_URL) holds no farm: check the URL");
             }
         }
     }
-    open_store(args)
+    let store = runtime.block_on(connect_store(args))?;
+    Ok((runtime, store))
 }
 
 fn keys(command: KeysCommand) -> anyhow::Result<()> {

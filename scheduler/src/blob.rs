@@ -110,49 +110,40 @@ impl BlobStore {
     }
 
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
-        match self {
-            Self::Local(dir) => {
-                let path = dir.join(key);
-                // Write beside the target, then rename: readers never see a partial file.
-                let partial = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
-                if let Some(parent) = path.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(|e| unavailable(key, e))?;
-                }
-                tokio::fs::write(&partial, &bytes).await.map_err(|e| unavailable(key, e))?;
-                tokio::fs::rename(&partial, &path).await.map_err(|e| unavailable(key, e))
-            }
-            Self::S3 { client, bucket } => client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| unavailable(key, aws_sdk_s3::error::DisplayErrorContext(e))),
-        }
+        self.store(key, Source::Bytes(bytes)).await
     }
 
     /// Stores the file at `path` under `key`, read as it is sent: an upload
     /// spooled to disk reaches the store without being held in memory.
     pub async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), BlobError> {
+        self.store(key, Source::File(path)).await
+    }
+
+    async fn store(&self, key: &str, source: Source<'_>) -> Result<(), BlobError> {
         match self {
             Self::Local(dir) => {
                 let target = dir.join(key);
-                // Copy beside the target, then rename: readers never see a
-                // partial file (the spool may be on another file system).
+                // Write beside the target, then rename: readers never see a
+                // partial file (a spooled file may be on another file system).
                 let partial = target.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
                 if let Some(parent) = target.parent() {
                     tokio::fs::create_dir_all(parent).await.map_err(|e| unavailable(key, e))?;
                 }
-                if let Err(e) = tokio::fs::copy(path, &partial).await {
+                let written = match source {
+                    Source::Bytes(bytes) => tokio::fs::write(&partial, &bytes).await,
+                    Source::File(path) => tokio::fs::copy(path, &partial).await.map(drop),
+                };
+                if let Err(e) = written {
                     let _ = tokio::fs::remove_file(&partial).await;
                     return Err(unavailable(key, e));
                 }
                 tokio::fs::rename(&partial, &target).await.map_err(|e| unavailable(key, e))
             }
             Self::S3 { client, bucket } => {
-                let body = ByteStream::from_path(path).await.map_err(|e| unavailable(key, e))?;
+                let body = match source {
+                    Source::Bytes(bytes) => ByteStream::from(bytes),
+                    Source::File(path) => ByteStream::from_path(path).await.map_err(|e| unavailable(key, e))?,
+                };
                 client
                     .put_object()
                     .bucket(bucket)
@@ -194,6 +185,12 @@ impl BlobStore {
             Self::S3 { client, bucket } => client.head_bucket().bucket(bucket).send().await.is_ok(),
         }
     }
+}
+
+/// What a put stores: bytes in memory, or a file read as it is sent.
+enum Source<'a> {
+    Bytes(Bytes),
+    File(&'a std::path::Path),
 }
 
 fn unavailable(key: &str, error: impl std::fmt::Display) -> BlobError {
