@@ -428,7 +428,10 @@ pub(crate) struct ReadArgs {
     /// reported in mm. Without it nothing is rescaled, and a guess is reported.
     #[arg(long, value_parser = parse_units)]
     pub(crate) units: Option<mesh::Units>,
-    /// Weld vertices closer than this (file units) instead of only identical ones.
+    /// How to weld vertices. By default identical ones are welded, then the
+    /// edges left open are closed by matching vertices within a tolerance
+    /// scaled to the model (as slicers do); 0 welds only identical ones; a
+    /// positive value rounds coordinates to a grid of that pitch (file units).
     #[arg(long)]
     pub(crate) weld_tolerance: Option<f64>,
     #[command(flatten)]
@@ -485,6 +488,24 @@ pub(crate) struct LimitArgs {
     /// The bytes one analysis may hold at once (one worker slot's share).
     #[arg(long, env = "FARM_MEMORY_BUDGET_BYTES", default_value_t = 1 << 30)]
     pub(crate) memory_budget_bytes: u64,
+    /// Most vertices a 3MF or OBJ file may list.
+    #[arg(long, env = "FARM_MAX_VERTICES", default_value_t = 30_000_000)]
+    pub(crate) max_vertices: u64,
+    /// Most entries in a 3MF package (checked before anything is inflated).
+    #[arg(long, env = "FARM_MAX_ZIP_ENTRIES", default_value_t = 10_000)]
+    pub(crate) max_zip_entries: u64,
+    /// Most bytes a 3MF package's entries may inflate to, all together.
+    #[arg(long, env = "FARM_MAX_UNZIPPED_BYTES", default_value_t = 4 << 30)]
+    pub(crate) max_unzipped_bytes: u64,
+    /// Largest inflated ÷ compressed ratio of a 3MF entry over 1 MiB.
+    #[arg(long, env = "FARM_MAX_ZIP_RATIO", default_value_t = 200)]
+    pub(crate) max_zip_ratio: u64,
+    /// Most corners of one OBJ polygon.
+    #[arg(long, env = "FARM_MAX_POLYGON_VERTICES", default_value_t = 4096)]
+    pub(crate) max_polygon_vertices: u64,
+    /// Longest line of an OBJ file, bytes.
+    #[arg(long, env = "FARM_MAX_LINE_BYTES", default_value_t = 1 << 20)]
+    pub(crate) max_line_bytes: u64,
 }
 
 fn parse_lane(text: &str) -> Result<scheduler::Lane, String> {

@@ -144,7 +144,13 @@ pub(crate) fn analysis(doc: &AnalysisDoc, format: Format) -> anyhow::Result<()> 
             let mut rows = vec![
                 ("format", doc.format.clone()),
                 ("triangles", doc.triangles.to_string()),
-                ("vertices", format!("{} (weld: {})", doc.vertices, doc.weld)),
+                (
+                    "vertices",
+                    match doc.nearby_merged_vertices {
+                        0 => format!("{} (weld: {})", doc.vertices, doc.weld),
+                        n => format!("{} (weld: {}, {n} merged to close open edges)", doc.vertices, doc.weld),
+                    },
+                ),
                 ("size", format!("{x:.3} x {y:.3} x {z:.3} {unit} (looks like {})", doc.units_guess)),
                 ("volume", format!("{:.3} {unit}³{estimate}", doc.volume_mm3)),
                 ("surface area", format!("{:.3} {unit}²", doc.surface_area_mm2)),

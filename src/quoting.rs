@@ -18,7 +18,7 @@ pub(crate) fn collect_models(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> 
             let before = models.len();
             walk(path, &mut models)?;
             if models.len() == before {
-                bail!("no .stl files under `{}`", path.display());
+                bail!("no model files (.stl, .3mf, .obj) under `{}`", path.display());
             }
         } else {
             models.push(path.clone());
@@ -26,6 +26,10 @@ pub(crate) fn collect_models(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> 
     }
     Ok(models)
 }
+
+/// Which files a directory walk picks up. Only the walk looks at names: the
+/// format of every file is found from its bytes.
+const MODEL_EXTENSIONS: [&str; 3] = ["stl", "3mf", "obj"];
 
 fn walk(dir: &Path, models: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let mut entries = std::fs::read_dir(dir)
@@ -37,7 +41,7 @@ fn walk(dir: &Path, models: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for path in entries {
         if path.is_dir() {
             walk(&path, models)?;
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("stl")) {
+        } else if path.extension().is_some_and(|e| MODEL_EXTENSIONS.iter().any(|m| e.eq_ignore_ascii_case(m))) {
             models.push(path);
         }
     }
@@ -81,17 +85,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn directories_are_searched_for_stl_files_in_order() {
+    fn directories_are_searched_for_model_files_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("b");
         std::fs::create_dir(&nested).unwrap();
-        for name in ["z.stl", "a.STL", "notes.txt", "b/inner.stl"] {
+        for name in ["z.stl", "a.STL", "notes.txt", "b/inner.stl", "c.3mf", "d.OBJ"] {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
         let loose = dir.path().join("notes.txt");
         let found = collect_models(&[dir.path().to_path_buf(), loose.clone()]).unwrap();
         let names: Vec<_> = found.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
-        let expected: Vec<PathBuf> = ["a.STL", "b/inner.stl", "z.stl", "notes.txt"].iter().map(PathBuf::from).collect();
+        let expected: Vec<PathBuf> =
+            ["a.STL", "b/inner.stl", "c.3mf", "d.OBJ", "z.stl", "notes.txt"].iter().map(PathBuf::from).collect();
         assert_eq!(names, expected);
     }
 
@@ -101,7 +106,7 @@ mod tests {
         let err = collect_models(&[dir.path().join("nope.stl")]).unwrap_err();
         assert!(format!("{err:#}").contains("nope.stl"), "{err:#}");
         let err = collect_models(&[dir.path().to_path_buf()]).unwrap_err();
-        assert!(format!("{err:#}").contains("no .stl files"), "{err:#}");
+        assert!(format!("{err:#}").contains("no model files"), "{err:#}");
     }
 
     #[test]

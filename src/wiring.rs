@@ -272,17 +272,28 @@ fn limits(args: &LimitArgs) -> mesh::Limits {
         max_ray_crossings: args.max_ray_crossings,
         max_shells: args.max_shells,
         memory_budget: args.memory_budget_bytes,
+        max_vertices: args.max_vertices,
+        max_zip_entries: args.max_zip_entries,
+        max_unzipped_bytes: args.max_unzipped_bytes,
+        max_zip_ratio: args.max_zip_ratio,
+        max_polygon_vertices: args.max_polygon_vertices,
+        max_line_bytes: args.max_line_bytes,
     }
 }
 
 /// How to read a model, from the flags every command shares.
 fn read_options(args: &ReadArgs) -> anyhow::Result<mesh::AnalysisOptions> {
-    if let Some(t) = args.weld_tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
-        bail!("--weld-tolerance must be a positive number, got {t}");
+    if let Some(t) = args.weld_tolerance.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+        bail!("--weld-tolerance must be 0 or a positive number, got {t}");
     }
+    let weld = match args.weld_tolerance {
+        None => mesh::Weld::Nearby,
+        Some(0.0) => mesh::Weld::Exact,
+        Some(pitch) => mesh::Weld::Tolerance(pitch),
+    };
     Ok(mesh::AnalysisOptions {
         limits: limits(&args.limits),
-        weld: args.weld_tolerance.map_or(mesh::Weld::Exact, mesh::Weld::Tolerance),
+        weld,
         units: args.units,
         ..mesh::AnalysisOptions::default()
     })

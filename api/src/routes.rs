@@ -186,16 +186,16 @@ struct ModelCreated {
     created: bool,
     triangles: i64,
     size_bytes: i64,
-    /// `binary` or `ascii`.
+    /// Found from the bytes, never the name: `binary` or `ascii` (STL), `3mf` or `obj`.
     format: String,
 }
 
-/// Stores an STL model (the body is the file's bytes).
+/// Stores a model (the body is the file's bytes: STL, 3MF or OBJ).
 #[utoipa::path(
     post,
     path = "/v1/models",
     tag = "models",
-    request_body(content = Vec<u8>, content_type = "model/stl", description = "The STL file, binary or ASCII"),
+    request_body(content = Vec<u8>, content_type = "model/stl", description = "The model file: STL (binary or ASCII), 3MF or OBJ, told apart by content"),
     responses(
         (status = 201, body = ModelCreated),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),

@@ -43,18 +43,18 @@ pub(crate) async fn spool(body: Body, dir: &Path, limit: u64) -> Result<Spooled,
 /// What one pass over a spooled upload found: the file's facts and the
 /// SHA-256 of every byte, hex.
 pub(crate) struct Checked {
-    pub(crate) info: mesh::StlInfo,
+    pub(crate) info: mesh::ModelInfo,
     pub(crate) content_sha256: String,
 }
 
-/// Reads the spooled file once: decodes it to validate and count (without
-/// keeping the triangles: the worker analyses the model later) and hashes
-/// every byte on the way, including any the decoder does not need. CPU
-/// work: call it on the compute pool.
+/// Reads the spooled file once: finds its format from the bytes, decodes it
+/// to validate and count (without keeping the triangles: the worker analyses
+/// the model later) and hashes every byte on the way, including any the
+/// decoder does not need. CPU work: call it on the compute pool.
 pub(crate) fn check(path: &Path, size: u64, limits: &mesh::Limits) -> Result<Checked, CheckError> {
     let file = std::fs::File::open(path).map_err(CheckError::Io)?;
     let mut reader = Hashing { inner: std::io::BufReader::with_capacity(256 * 1024, file), hasher: Sha256::new() };
-    let info = mesh::read_stl_chunked(&mut reader, size, limits, |_, _| {}).map_err(CheckError::Model)?;
+    let info = mesh::read_model_chunked(&mut reader, size, limits, |_, _, _| {}).map_err(CheckError::Model)?;
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(CheckError::Io)?;
     let content_sha256 = reader.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Checked { info, content_sha256 })

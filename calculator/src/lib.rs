@@ -216,7 +216,9 @@ pub fn analysis_options(
 /// made. 2: skins also from the facing surfaces between layers. 3: a quote
 /// warns of overhangs that a profile without supports leaves unsupported,
 /// and an FDM part is put on a machine it fits as sliced when there is one.
-pub const ESTIMATOR_REVISION: u32 = 3;
+/// 4: the mesh engine's default weld closes edges left open by rounding
+/// (issue 17).
+pub const ESTIMATOR_REVISION: u32 = 4;
 
 /// The key under which a quote for `model_id` and `request` may be reused.
 /// It covers everything a quote depends on besides the model's bytes (named

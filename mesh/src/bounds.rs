@@ -108,6 +108,26 @@ pub(crate) fn topology(triangles: u64, vertices: u64) -> u64 {
     64 * triangles + 16 * vertices
 }
 
+/// The nearby weld, per open edge: the edge as the topology pass lists it
+/// (12 bytes), its two ends sorted (8), filed in up to two grid cells of a
+/// hash map (about 100), the union-find and the representatives (16), the
+/// faces it touches copied with their edges in a hash map (about 70).
+const NEARBY_PER_OPEN_EDGE: u64 = 210;
+
+/// The nearby weld's per-vertex tables: the remap, the new ids and the
+/// compacted vertices.
+fn nearby_per_vertex(vertices: u64) -> u64 {
+    20 * vertices
+}
+
+/// How many open edges the nearby weld may work on, beside `held` bytes
+/// (the mesh and the topology pass) within the budget: 0 when there is no
+/// room even for its per-vertex tables.
+pub(crate) fn nearby_edges_within(limits: &Limits, held: u64, vertices: u64) -> usize {
+    let room = limits.memory_budget.saturating_sub(held).saturating_sub(nearby_per_vertex(vertices));
+    usize::try_from(room / NEARBY_PER_OPEN_EDGE).unwrap_or(usize::MAX)
+}
+
 /// The shell summaries and the per-face flags they produce, beside the mesh
 /// and its labels.
 pub(crate) fn shells(triangles: u64, shells: u64) -> u64 {
@@ -195,10 +215,15 @@ mod tests {
         let taller = write_binary_stl(&needles(20_000, 100_000.0, 20.0));
         let err = analyze(&taller, &sliced(0.3, Limits::default())).unwrap_err();
         assert!(matches!(err, AnalyzeError::Slice(SliceError::TooManyLayers { limit: 100_000, .. })), "{err}");
-        // Denser: 80,000 needles are 80,000 separate shells.
+        // Denser: 80,000 needles are 80,000 separate shells welded exactly.
+        // The default weld zips some neighbours (0.07 mm apart, within the
+        // tolerance of a part 29 m tall), and leaves far more than 50,000.
         let denser = write_binary_stl(&needles(80_000, 29_000.0, 20.0));
-        let err = analyze(&denser, &sliced(0.3, Limits::default())).unwrap_err();
+        let exact = AnalysisOptions { weld: crate::Weld::Exact, ..sliced(0.3, Limits::default()) };
+        let err = analyze(&denser, &exact).unwrap_err();
         assert_eq!(err, AnalyzeError::OverLimit(OverLimit::Shells { shells: 80_000, limit: 50_000 }));
+        let err = analyze(&denser, &sliced(0.3, Limits::default())).unwrap_err();
+        assert!(matches!(err, AnalyzeError::OverLimit(OverLimit::Shells { shells: 60_000.., limit: 50_000 })), "{err}");
         // Shorter, so slicing it is fine, but its loops outgrow a small
         // budget: refused before it is sliced, computed within the default.
         let short = write_binary_stl(&needles(5_000, 300.0, 20.0));
@@ -208,6 +233,23 @@ mod tests {
         let report = analyze(&short, &sliced(0.3, Limits::default())).unwrap();
         let slices = report.slices.unwrap();
         assert_eq!((slices.len(), slices.contours[500].len()), (1000, 5_000), "one loop per needle per layer");
+    }
+
+    #[test]
+    fn the_nearby_weld_is_skipped_when_its_open_edges_outgrow_the_budget() {
+        // 40,000 loose slivers: every one of their 120,000 edges is open.
+        let loose = write_binary_stl(&needles(40_000, 10.0, 20.0));
+        let tight =
+            AnalysisOptions { limits: Limits { memory_budget: 28 << 20, ..Limits::default() }, ..Default::default() };
+        let report = analyze(&loose, &tight).unwrap();
+        let nearby = report.nearby.unwrap();
+        assert_eq!((nearby.open_edges_before, nearby.merged_vertices), (120_000, 0));
+        assert_eq!(report.warnings, [crate::ReadWarning::NearbyWeldSkipped { open_edges: 120_000 }]);
+        // Within the default budget the step runs, and finds nothing to
+        // close: the slivers stand 0.1 mm apart, farther than the tolerance.
+        let report = analyze(&loose, &AnalysisOptions::default()).unwrap();
+        assert_eq!(report.nearby.unwrap().open_edges_before, 120_000);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Typed errors for reading STL input, one kind per way a file can be wrong.
+//! Typed errors for reading model files (STL, 3MF, OBJ), one kind per way a
+//! file can be wrong.
 
 use std::fmt;
 
-/// Why a file could not be read as an STL model.
+/// Why a file could not be read as a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadError {
     kind: ReadErrorKind,
@@ -32,8 +33,8 @@ pub enum ReadErrorKind {
     /// A binary file shorter than its header's triangle count requires. We
     /// refuse rather than price a model with triangles missing.
     Truncated { declared_triangles: u64, expected_bytes: u64, actual_bytes: u64 },
-    /// Neither a binary STL nor an ASCII one.
-    NotStl { reason: String },
+    /// Not a model file in any format we read (binary or ASCII STL, 3MF, OBJ).
+    UnknownFormat { reason: String },
     /// ASCII STL that breaks the grammar at a line.
     AsciiSyntax { line: u64, message: String },
     /// ASCII STL that ends inside a `solid`, `facet` or `loop`.
@@ -42,6 +43,21 @@ pub enum ReadErrorKind {
     NonFiniteCoordinate { triangle: u64 },
     /// The reader the bytes came from failed.
     Io { message: String },
+    /// More vertices than the configured vertex limit (3MF, OBJ).
+    TooManyVertices { vertices: u64, limit: u64 },
+    /// A 3MF package that is not a readable zip archive.
+    Zip { message: String },
+    /// A 3MF package past one of the zip-bomb guards: too many entries,
+    /// too many bytes once inflated, or too high a compression ratio.
+    ZipLimit { what: &'static str, value: u64, limit: u64 },
+    /// A 3MF package whose parts or model break the 3MF core specification.
+    ThreeMf { part: String, message: String },
+    /// An OBJ statement that cannot be read, at a line.
+    ObjSyntax { line: u64, message: String },
+    /// A polygon with more corners than the configured limit (OBJ).
+    PolygonTooLarge { line: u64, vertices: u64, limit: u64 },
+    /// A text line longer than the configured limit (OBJ).
+    LineTooLong { line: u64, limit: u64 },
 }
 
 impl fmt::Display for ReadError {
@@ -59,7 +75,9 @@ impl fmt::Display for ReadError {
                 "binary STL is truncated: its header declares {declared_triangles} triangles \
                  ({expected_bytes} bytes) but the file has {actual_bytes} bytes"
             ),
-            ReadErrorKind::NotStl { reason } => write!(f, "not an STL file: {reason}"),
+            ReadErrorKind::UnknownFormat { reason } => {
+                write!(f, "not a model file (binary or ASCII STL, 3MF or OBJ): {reason}")
+            }
             ReadErrorKind::AsciiSyntax { line, message } => {
                 write!(f, "ASCII STL syntax error at line {line}: {message}")
             }
@@ -70,6 +88,24 @@ impl fmt::Display for ReadError {
                 write!(f, "triangle {triangle} has a NaN or infinite coordinate")
             }
             ReadErrorKind::Io { message } => write!(f, "cannot read the model: {message}"),
+            ReadErrorKind::TooManyVertices { vertices, limit } => {
+                write!(f, "the model has {vertices} vertices, over the limit of {limit}")
+            }
+            ReadErrorKind::Zip { message } => write!(f, "the 3MF package is not a readable zip archive: {message}"),
+            ReadErrorKind::ZipLimit { what, value, limit } => {
+                write!(
+                    f,
+                    "the 3MF package is refused as a possible zip bomb: {what} is {value}, over the limit of {limit}"
+                )
+            }
+            ReadErrorKind::ThreeMf { part, message } => write!(f, "invalid 3MF ({part}): {message}"),
+            ReadErrorKind::ObjSyntax { line, message } => write!(f, "OBJ error at line {line}: {message}"),
+            ReadErrorKind::PolygonTooLarge { line, vertices, limit } => {
+                write!(f, "OBJ face at line {line} has {vertices} corners, over the limit of {limit}")
+            }
+            ReadErrorKind::LineTooLong { line, limit } => {
+                write!(f, "line {line} is longer than the limit of {limit} bytes")
+            }
         }
     }
 }

@@ -1,15 +1,18 @@
-//! Mesh engine: reads STL bytes and measures the part they describe.
+//! Mesh engine: reads a model's bytes (binary or ASCII STL, 3MF, OBJ) and
+//! measures the part they describe.
 //!
 //! Everything here is pure computation: bytes in, values out. The crate never
 //! touches the network, the file system or an async runtime (an architecture
 //! invariant checked by `tests/tidy.rs` in the workspace root), so the
 //! scheduler can run it on a rayon pool and the CLI can run it directly.
 //!
-//! The pipeline: [`read_stl`] (bytes to a triangle soup), [`IndexedMesh`]
-//! (welding), [`Topology`] (edges and shells), shell classification,
-//! printability and optional [`slice`]ing, all driven by [`analyze`]. Every
-//! stage's cost is known before it allocates and held to the [`Limits`]
-//! (see the `bounds` module).
+//! The pipeline: [`read_model_chunked`] (the format found from the bytes,
+//! triangles handed over a chunk at a time), [`IndexedMesh`] (welding, then
+//! the open edges closed within a tolerance), [`Topology`] (edges and
+//! shells), shell classification, per-object figures, printability and
+//! optional [`slice`]ing, all driven by [`analyze`]. Every stage's cost is
+//! known before it allocates and held to the [`Limits`] (see the `bounds`
+//! module).
 //!
 //! ```
 //! let stl = mesh::write_binary_stl(&mesh::cuboid([20.0, 20.0, 20.0]));
@@ -21,8 +24,11 @@
 mod bounds;
 mod contours;
 mod error;
+mod formats;
 mod generate;
 mod geometry;
+mod nearby;
+mod objects;
 mod observe;
 mod par;
 mod printability;
@@ -36,11 +42,14 @@ mod weld;
 pub use bounds::OverLimit;
 pub use contours::Contour;
 pub use error::{ReadError, ReadErrorKind};
+pub use formats::{ModelFormat, ModelInfo, ObjectRange, inspect, read_model_chunked};
 pub use generate::{cuboid, needles, uv_sphere, write_binary_stl};
 pub use geometry::{BoundingBox, Geometry};
+pub use nearby::NearbyWeld;
+pub use objects::ObjectReport;
 pub use observe::{Observer, Stage, Unobserved};
 pub use printability::{Fit, Printability, Units, fit};
-pub use read::{ReadWarning, Soup, StlFormat, StlInfo, Triangle, Triangles, read_stl, read_stl_chunked};
+pub use read::{ReadWarning, Soup, Triangle, Triangles, read_stl, read_stl_chunked};
 pub use shells::ShellSummary;
 pub use slice::{Layering, SliceError, Slices, slice, slice_with};
 pub use supports::SupportShape;
@@ -78,6 +87,25 @@ pub struct Limits {
     /// The bytes one analysis may hold at once: its own allocations, worked
     /// out before each stage allocates. One worker slot's share of a machine.
     pub memory_budget: u64,
+    /// Vertices a 3MF or OBJ file may list (each costs memory before any
+    /// triangle uses it).
+    pub max_vertices: u64,
+    /// Entries in a 3MF package, checked in its zip directory before
+    /// anything is inflated.
+    pub max_zip_entries: u64,
+    /// Bytes the entries of a 3MF package may inflate to, all together:
+    /// checked against the sizes the directory declares before inflating,
+    /// and against the bytes actually inflated while reading (declared
+    /// sizes can lie).
+    pub max_unzipped_bytes: u64,
+    /// Inflated ÷ compressed size of any entry over 1 MiB inflated. Model
+    /// XML deflates 3 to 20 times; a zip bomb a thousand.
+    pub max_zip_ratio: u64,
+    /// Corners of one OBJ polygon (triangulating a concave one costs the
+    /// square of its corners).
+    pub max_polygon_vertices: u64,
+    /// Bytes of one line of an OBJ file.
+    pub max_line_bytes: u64,
 }
 
 impl Default for Limits {
@@ -90,7 +118,21 @@ impl Default for Limits {
             max_ray_crossings: 20_000_000,
             max_shells: 50_000,
             memory_budget: 1 << 30,
+            max_vertices: 30_000_000,
+            max_zip_entries: 10_000,
+            max_unzipped_bytes: 4 << 30,
+            max_zip_ratio: 200,
+            max_polygon_vertices: 4096,
+            max_line_bytes: 1 << 20,
         }
+    }
+}
+
+impl Limits {
+    /// These limits, with the triangle limit no higher than the topology
+    /// pass can index.
+    pub(crate) fn indexable(&self) -> Self {
+        Self { max_triangles: self.max_triangles.min(read::MAX_INDEXABLE_TRIANGLES), ..*self }
     }
 }
 
@@ -121,7 +163,7 @@ impl Default for AnalysisOptions {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            weld: Weld::Exact,
+            weld: Weld::default(),
             units: None,
             overhang_angle_deg: 45.0,
             support: SupportShape::default(),
@@ -170,12 +212,14 @@ impl From<SliceError> for AnalyzeError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshReport {
     /// How the bytes were encoded.
-    pub format: StlFormat,
+    pub format: ModelFormat,
     /// Triangles as read from the file.
     pub triangles: u64,
     /// Distinct vertices after welding.
     pub vertices: u64,
     pub weld: Weld,
+    /// What the nearby step of the default weld did ([`Weld::Nearby`] only).
+    pub nearby: Option<NearbyWeld>,
     pub geometry: Geometry,
     pub topology: Topology,
     pub shells: ShellSummary,
@@ -193,6 +237,9 @@ pub struct MeshReport {
     pub slices: Option<Slices>,
     /// Things the reader tolerated but the caller should know about.
     pub warnings: Vec<ReadWarning>,
+    /// Per object, for files that have several (3MF build items, OBJ
+    /// groups); empty for STL.
+    pub objects: Vec<ObjectReport>,
 }
 
 impl MeshReport {
@@ -202,14 +249,14 @@ impl MeshReport {
     }
 }
 
-/// Reads `bytes` as STL and measures it.
+/// Reads `bytes` as a model in any format and measures it.
 pub fn analyze(bytes: &[u8], options: &AnalysisOptions) -> Result<MeshReport, AnalyzeError> {
     analyze_reader(bytes, bytes.len() as u64, options)
 }
 
-/// Reads `len` bytes of STL from `reader` and measures them. A binary file is
-/// decoded and welded a chunk at a time and never held whole, so a large
-/// model costs its vertices and faces, not its file size plus a soup.
+/// Reads `len` bytes of a model from `reader` and measures them. A binary
+/// STL is decoded and welded a chunk at a time and never held whole, so a
+/// large model costs its vertices and faces, not its file size plus a soup.
 pub fn analyze_reader<R: std::io::Read>(
     reader: R,
     len: u64,
@@ -233,12 +280,12 @@ pub fn analyze_observed<R: std::io::Read>(
     let scale = options.units.map_or(1.0, |u| u.to_mm() as f32);
     let mut scaled: Vec<Triangle> = Vec::new();
     let mut reserved = false;
-    let info = read_stl_chunked(&mut reader, len, &options.limits, |chunk, total| {
+    let info = read_model_chunked(&mut reader, len, &options.limits, |format, chunk, total| {
         if !reserved {
             welder.reserve(total as usize);
             reserved = true;
         }
-        if scale == 1.0 {
+        if scale == 1.0 || format.declares_units() {
             welder.push(chunk);
         } else {
             scaled.clear();
@@ -249,9 +296,12 @@ pub fn analyze_observed<R: std::io::Read>(
     if reader.stopped {
         return Err(AnalyzeError::Stopped);
     }
-    let info = info?;
+    let mut info = info?;
     if info.triangles == 0 {
         return Err(ReadError::new(ReadErrorKind::Empty).into());
+    }
+    if let (Some(declared), Some(asked)) = (info.units, options.units) {
+        info.warnings.push(ReadWarning::DeclaredUnits { declared, ignored: asked });
     }
     let mesh = welder.finish();
     analyze_mesh(mesh, info, options, observer)
@@ -268,7 +318,7 @@ pub fn analyze_soup(soup: Soup, options: &AnalysisOptions) -> Result<MeshReport,
         triangles.iter_mut().for_each(|t| *t = t.map(|v| v.map(|c| c * scale)));
     }
     let mesh = IndexedMesh::weld_with(&triangles, options.weld);
-    let info = StlInfo { format: soup.format, triangles: triangles.len() as u64, warnings: soup.warnings };
+    let info = ModelInfo::stl(soup.format, triangles.len() as u64, soup.warnings);
     drop(triangles);
     analyze_mesh(mesh, info, options, &Unobserved)
 }
@@ -279,7 +329,7 @@ pub fn analyze_soup(soup: Soup, options: &AnalysisOptions) -> Result<MeshReport,
 /// When slicing was asked for with a bad layer height, or there are no
 /// triangles; [`analyze`] reports those as errors instead.
 pub fn analyze_triangles(triangles: Vec<Triangle>, options: &AnalysisOptions) -> MeshReport {
-    analyze_soup(Soup { format: StlFormat::Binary, triangles, warnings: Vec::new() }, options)
+    analyze_soup(Soup { format: ModelFormat::Binary, triangles, warnings: Vec::new() }, options)
         .expect("valid triangles and slicing options")
 }
 
@@ -287,7 +337,7 @@ pub fn analyze_triangles(triangles: Vec<Triangle>, options: &AnalysisOptions) ->
 /// and slices, all from the indexed mesh.
 fn analyze_mesh(
     mesh: IndexedMesh,
-    info: StlInfo,
+    info: ModelInfo,
     options: &AnalysisOptions,
     observer: &dyn Observer,
 ) -> Result<MeshReport, AnalyzeError> {
@@ -297,11 +347,14 @@ fn analyze_mesh(
     let (triangles, vertices) = (mesh.faces.len() as u64, mesh.vertices.len() as u64);
     let resident = bounds::resident(triangles, vertices);
     checkpoint(Stage::Analysing, 0.0)?;
-    let geometry = Geometry::measure(&mesh);
+    let mut mesh = mesh;
+    let mut geometry = Geometry::measure(&mesh);
     // The fit needs only the corners: a part no machine holds is answered
     // before anything costly.
-    let fits: Vec<Fit> =
-        options.build_volumes.iter().map(|&volume| fit(&mesh.vertices, &geometry.bounding_box, volume)).collect();
+    let fit_all = |mesh: &IndexedMesh, geometry: &Geometry| -> Vec<Fit> {
+        options.build_volumes.iter().map(|&volume| fit(&mesh.vertices, &geometry.bounding_box, volume)).collect()
+    };
+    let mut fits = fit_all(&mesh, &geometry);
     if options.require_fit && !fits.is_empty() && !fits.iter().any(|f| f.fits) {
         let volume = |v: &[f64; 3]| v.iter().product::<f64>();
         let largest =
@@ -313,8 +366,32 @@ fn analyze_mesh(
         });
     }
     checkpoint(Stage::Analysing, 0.2)?;
-    bounds::check_memory(limits, "the topology", resident + bounds::topology(triangles, vertices))?;
-    let (topology, labels) = Topology::with_labels(&mesh);
+    let topology_bytes = resident + bounds::topology(triangles, vertices);
+    bounds::check_memory(limits, "the topology", topology_bytes)?;
+    // The nearby step runs when the open edges it would work on fit in what
+    // the budget leaves; a soup of loose triangles, every edge open, may not.
+    let nearby_wanted = options.weld == Weld::Nearby;
+    let max_open = if nearby_wanted { bounds::nearby_edges_within(limits, topology_bytes, vertices) } else { 0 };
+    let (mut topology, mut labels, open_edges) = Topology::with_open_edges(&mesh, max_open);
+    let mut nearby = None;
+    let mut warnings = info.warnings;
+    if nearby_wanted {
+        let tolerance = nearby::tolerance_for(geometry.bounding_box.min, geometry.bounding_box.max);
+        let open_edges_before = topology.boundary_edges;
+        let merged = if open_edges_before > max_open as u64 {
+            warnings.push(ReadWarning::NearbyWeldSkipped { open_edges: open_edges_before });
+            0
+        } else {
+            nearby::close_open_edges(&mut mesh, &open_edges, tolerance)
+        };
+        drop(open_edges);
+        if merged > 0 {
+            (topology, labels) = Topology::with_labels(&mesh);
+            geometry = Geometry::measure(&mesh);
+            fits = fit_all(&mesh, &geometry);
+        }
+        nearby = Some(NearbyWeld { tolerance, open_edges_before, merged_vertices: merged });
+    }
     if topology.shells > limits.max_shells {
         return Err(OverLimit::Shells { shells: topology.shells, limit: limits.max_shells }.into());
     }
@@ -323,6 +400,7 @@ fn analyze_mesh(
     let (shells, faces) = shells::summarize(&mesh, &labels, topology.shells as usize);
     checkpoint(Stage::Analysing, 0.6)?;
     let flipped = faces.flipped;
+    let objects = objects::measure(&mesh, &info.objects, &labels, &flipped);
     drop(labels);
     let printability = printability::measure(
         &mesh,
@@ -358,16 +436,18 @@ fn analyze_mesh(
         triangles: info.triangles,
         vertices: mesh.vertices.len() as u64,
         weld: options.weld,
+        nearby,
         volume: shells.corrected_volume.abs(),
         volume_is_estimate: !topology.watertight,
         units_guess: Units::guess(&geometry.bounding_box),
-        units_applied: options.units,
+        units_applied: info.units.or(options.units),
         geometry,
         topology,
         shells,
         printability,
         fits,
         slices,
-        warnings: info.warnings,
+        warnings,
+        objects,
     })
 }

@@ -114,6 +114,10 @@ pub enum Units {
     Millimetre,
     Inch,
     Metre,
+    /// 3MF's `micron`.
+    Micron,
+    Centimetre,
+    Foot,
 }
 
 impl Units {
@@ -122,6 +126,9 @@ impl Units {
             Units::Millimetre => 1.0,
             Units::Inch => 25.4,
             Units::Metre => 1000.0,
+            Units::Micron => 0.001,
+            Units::Centimetre => 10.0,
+            Units::Foot => 304.8,
         }
     }
 
@@ -130,6 +137,9 @@ impl Units {
             Units::Millimetre => "mm",
             Units::Inch => "inch",
             Units::Metre => "m",
+            Units::Micron => "micron",
+            Units::Centimetre => "cm",
+            Units::Foot => "ft",
         }
     }
 
@@ -138,6 +148,9 @@ impl Units {
             "mm" | "millimetre" | "millimeter" => Some(Units::Millimetre),
             "in" | "inch" | "inches" => Some(Units::Inch),
             "m" | "metre" | "meter" => Some(Units::Metre),
+            "micron" | "um" | "µm" => Some(Units::Micron),
+            "cm" | "centimetre" | "centimeter" => Some(Units::Centimetre),
+            "ft" | "foot" | "feet" => Some(Units::Foot),
             _ => None,
         }
     }

@@ -1,4 +1,4 @@
-//! STL decoding: detects binary or ASCII by content and yields a triangle soup.
+//! STL decoding: tells binary from ASCII by content and yields a triangle soup.
 //!
 //! Format detection never trusts the first five bytes alone: many CAD tools
 //! write binary files whose 80-byte header starts with `solid`. A file is
@@ -13,6 +13,7 @@ use std::io::Read;
 
 use rayon::prelude::*;
 
+use crate::formats::{ModelFormat, ModelInfo};
 use crate::{Limits, ReadError, ReadErrorKind};
 
 /// One triangle as three vertices in file order (counter-clockwise seen from
@@ -57,22 +58,6 @@ const BINARY_FACET_BYTES: usize = 50;
 /// Below this many triangles the rayon fork/join costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 16 * 1024;
 
-/// How the file was encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StlFormat {
-    Binary,
-    Ascii,
-}
-
-impl StlFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StlFormat::Binary => "binary",
-            StlFormat::Ascii => "ascii",
-        }
-    }
-}
-
 /// Something unusual the reader accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -81,6 +66,17 @@ pub enum ReadWarning {
     TrailingBytes { bytes: u64 },
     /// An ASCII file with more than one `solid` block; all blocks are joined.
     MultipleSolids { solids: u64 },
+    /// The file declares its unit (3MF), so the unit asked for was not applied.
+    DeclaredUnits { declared: crate::Units, ignored: crate::Units },
+    /// 3MF objects that are not printed parts (`support`, `surface` or
+    /// `other`) were left out.
+    ObjectsLeftOut { objects: u64, kind: String },
+    /// OBJ statements this reader does not use (curves, surfaces...) were
+    /// skipped.
+    ObjStatementsSkipped { statements: u64, first: String },
+    /// The exact weld left more open edges than the memory budget lets the
+    /// nearby step match, so it did not run: the mesh is welded exactly.
+    NearbyWeldSkipped { open_edges: u64 },
 }
 
 impl std::fmt::Display for ReadWarning {
@@ -92,6 +88,23 @@ impl std::fmt::Display for ReadWarning {
             ReadWarning::MultipleSolids { solids } => {
                 write!(f, "the ASCII file holds {solids} solids; they were joined")
             }
+            ReadWarning::DeclaredUnits { declared, ignored } => write!(
+                f,
+                "the file declares its unit ({}); it was converted to mm and {} was not applied",
+                declared.as_str(),
+                ignored.as_str()
+            ),
+            ReadWarning::ObjectsLeftOut { objects, kind } => {
+                write!(f, "{objects} objects of type `{kind}` are not printed parts and were left out")
+            }
+            ReadWarning::ObjStatementsSkipped { statements, first } => {
+                write!(f, "{statements} OBJ statements this reader does not use were skipped (the first: `{first}`)")
+            }
+            ReadWarning::NearbyWeldSkipped { open_edges } => write!(
+                f,
+                "{open_edges} edges are open after the exact weld, more than the memory budget lets the nearby weld \
+                 match; only identical vertices were welded"
+            ),
         }
     }
 }
@@ -99,16 +112,8 @@ impl std::fmt::Display for ReadWarning {
 /// The triangles of a file, before any welding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Soup {
-    pub format: StlFormat,
+    pub format: ModelFormat,
     pub triangles: Vec<Triangle>,
-    pub warnings: Vec<ReadWarning>,
-}
-
-/// What a streamed read found, besides the triangles it handed over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StlInfo {
-    pub format: StlFormat,
-    pub triangles: u64,
     pub warnings: Vec<ReadWarning>,
 }
 
@@ -125,53 +130,76 @@ pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
 /// Decodes `len` bytes of STL from `reader`, handing the triangles to
 /// `visit` a chunk at a time, so a binary file is never held whole: only one
 /// chunk of it (3.2 MB) is in memory at once. ASCII files are read whole.
-/// `visit` also gets the total number of triangles to expect.
+/// `visit` also gets the total number of triangles to expect. For any
+/// format, use [`crate::read_model_chunked`].
 pub fn read_stl_chunked<R: Read>(
     mut reader: R,
     len: u64,
     limits: &Limits,
     mut visit: impl FnMut(&[Triangle], u64),
-) -> Result<StlInfo, ReadError> {
-    let limits = &Limits { max_triangles: limits.max_triangles.min(MAX_INDEXABLE_TRIANGLES), ..*limits };
+) -> Result<ModelInfo, ReadError> {
+    let limits = &limits.indexable();
     if len == 0 {
         return Err(ReadError::new(ReadErrorKind::Empty));
     }
     if len > limits.max_bytes {
         return Err(ReadError::new(ReadErrorKind::TooLarge { bytes: len, limit: limits.max_bytes }));
     }
-    let mut prefix = vec![0u8; len.min(1024) as usize];
+    let mut prefix = vec![0u8; len.min(PREFIX_BYTES as u64) as usize];
     read_exact(&mut reader, &mut prefix, len)?;
+    read_stl_after_prefix(reader, prefix, len, limits, |_, chunk, total| visit(chunk, total))
+}
+
+/// Bytes read first to tell the formats apart.
+pub(crate) const PREFIX_BYTES: usize = 1024;
+
+/// The size is exactly what a binary STL with the header's count needs.
+pub(crate) fn binary_size_matches(prefix: &[u8], len: u64) -> bool {
+    prefix.len() >= BINARY_PREFIX_BYTES
+        && BINARY_PREFIX_BYTES as u64 + BINARY_FACET_BYTES as u64 * declared_triangles(prefix) == len
+}
+
+/// STL, once the first bytes (`prefix`, up to [`PREFIX_BYTES`]) are read.
+pub(crate) fn read_stl_after_prefix<R: Read>(
+    mut reader: R,
+    prefix: Vec<u8>,
+    len: u64,
+    limits: &Limits,
+    mut visit: impl FnMut(ModelFormat, &[Triangle], u64),
+) -> Result<ModelInfo, ReadError> {
     let starts_like_ascii = starts_with_solid(&prefix);
     if prefix.len() >= BINARY_PREFIX_BYTES {
         let declared = declared_triangles(&prefix);
         let expected = BINARY_PREFIX_BYTES as u64 + BINARY_FACET_BYTES as u64 * declared;
         if expected == len || !(starts_like_ascii && looks_like_text(&prefix)) {
-            return read_binary(reader, &prefix, len, declared, expected, limits, visit);
+            return read_binary(reader, &prefix, len, declared, expected, limits, |chunk, total| {
+                visit(ModelFormat::Binary, chunk, total)
+            });
         }
     } else if !starts_like_ascii {
-        return Err(ReadError::new(ReadErrorKind::NotStl {
+        return Err(ReadError::new(ReadErrorKind::UnknownFormat {
             reason: format!(
-                "{len} bytes is shorter than a binary STL header ({BINARY_PREFIX_BYTES} bytes) \
-                 and the text does not start with `solid`"
+                "{len} bytes is shorter than a binary STL header ({BINARY_PREFIX_BYTES} bytes), \
+                 the text does not start with `solid`, and it is neither a zip (3MF) nor OBJ"
             ),
         }));
     }
     let mut text = prefix;
+    let already = text.len();
     text.resize(len as usize, 0);
-    let already = len.min(1024) as usize;
     read_exact(&mut reader, &mut text[already..], len)?;
     let soup = read_ascii(&text, limits)?;
     drop(text);
-    visit(&soup.triangles, soup.triangles.len() as u64);
-    Ok(StlInfo { format: StlFormat::Ascii, triangles: soup.triangles.len() as u64, warnings: soup.warnings })
+    visit(ModelFormat::Ascii, &soup.triangles, soup.triangles.len() as u64);
+    Ok(ModelInfo::stl(ModelFormat::Ascii, soup.triangles.len() as u64, soup.warnings))
 }
 
 /// Fills `buffer`; a reader that ends early means the file is shorter than
 /// its size said, which reads as truncation.
-fn read_exact<R: Read>(reader: &mut R, buffer: &mut [u8], len: u64) -> Result<(), ReadError> {
+pub(crate) fn read_exact<R: Read>(reader: &mut R, buffer: &mut [u8], len: u64) -> Result<(), ReadError> {
     reader.read_exact(buffer).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
-            ReadError::new(ReadErrorKind::NotStl { reason: format!("the input ended before its {len} bytes") })
+            ReadError::new(ReadErrorKind::Io { message: format!("the input ended before its {len} bytes") })
         }
         _ => ReadError::new(ReadErrorKind::Io { message: e.to_string() }),
     })
@@ -189,7 +217,7 @@ fn starts_with_solid(bytes: &[u8]) -> bool {
 
 /// Binary STL is full of NUL and high bytes; ASCII STL has none in its first
 /// kilobyte. Checking a bounded prefix keeps detection O(1).
-fn looks_like_text(bytes: &[u8]) -> bool {
+pub(crate) fn looks_like_text(bytes: &[u8]) -> bool {
     let prefix = &bytes[..bytes.len().min(1024)];
     prefix.iter().all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b))
 }
@@ -202,7 +230,7 @@ fn read_binary<R: Read>(
     expected: u64,
     limits: &Limits,
     mut visit: impl FnMut(&[Triangle], u64),
-) -> Result<StlInfo, ReadError> {
+) -> Result<ModelInfo, ReadError> {
     if declared > limits.max_triangles {
         return Err(ReadError::new(ReadErrorKind::TooManyTriangles {
             triangles: declared,
@@ -244,7 +272,7 @@ fn read_binary<R: Read>(
         buffer.clear();
         buffer.extend_from_slice(&carry);
     }
-    Ok(StlInfo { format: StlFormat::Binary, triangles: declared, warnings })
+    Ok(ModelInfo::stl(ModelFormat::Binary, declared, warnings))
 }
 
 /// A facet is a normal (skipped), three vertices and a 2-byte attribute field.
@@ -367,7 +395,7 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
     if solids > 1 {
         warnings.push(ReadWarning::MultipleSolids { solids });
     }
-    Ok(Soup { format: StlFormat::Ascii, triangles, warnings })
+    Ok(Soup { format: ModelFormat::Ascii, triangles, warnings })
 }
 
 fn expectation(state: AsciiState) -> &'static str {
@@ -410,7 +438,7 @@ mod tests {
         let expected = vec![[[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]]];
         for text in [ascii_cube_facet(|s| s.to_string(), "\n"), ascii_cube_facet(|s| s.to_uppercase(), "\r\n")] {
             let soup = read_stl(text.as_bytes(), &Limits::default()).unwrap();
-            assert_eq!(soup.format, StlFormat::Ascii);
+            assert_eq!(soup.format, ModelFormat::Ascii);
             assert_eq!(soup.triangles, expected);
         }
     }
@@ -429,7 +457,7 @@ mod tests {
         let mut bytes = write_binary_stl(&cuboid([1.0, 2.0, 3.0]));
         bytes[..12].copy_from_slice(b"solid part  ");
         let soup = read_stl(&bytes, &Limits::default()).unwrap();
-        assert_eq!(soup.format, StlFormat::Binary);
+        assert_eq!(soup.format, ModelFormat::Binary);
         assert_eq!(soup.triangles.len(), 12);
     }
 
@@ -503,13 +531,13 @@ mod tests {
     fn a_reader_shorter_than_its_stated_length_is_an_error() {
         let bytes = write_binary_stl(&cuboid([1.0; 3]));
         let err = read_stl_chunked(&bytes[..300], bytes.len() as u64, &Limits::default(), |_, _| {}).unwrap_err();
-        assert!(matches!(err.kind(), ReadErrorKind::NotStl { .. }), "{err}");
+        assert!(matches!(err.kind(), ReadErrorKind::Io { .. }), "{err}");
     }
 
     #[test]
     fn garbage_is_not_stl() {
         let err = read_stl(b"hello world", &Limits::default()).unwrap_err();
-        assert!(matches!(err.kind(), ReadErrorKind::NotStl { .. }), "{err}");
+        assert!(matches!(err.kind(), ReadErrorKind::UnknownFormat { .. }), "{err}");
         let err = read_stl(b"solid but then nonsense\nfoo bar\n", &Limits::default()).unwrap_err();
         assert!(matches!(err.kind(), ReadErrorKind::AsciiSyntax { line: 2, .. }), "{err}");
     }

@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use crate::nearby::OpenEdge;
 use crate::weld::IndexedMesh;
 
 /// Edge and connectivity facts.
@@ -54,7 +55,17 @@ impl Topology {
     }
 
     pub fn with_labels(mesh: &IndexedMesh) -> (Self, FaceLabels) {
+        let (topology, labels, _) = Self::with_open_edges(mesh, 0);
+        (topology, labels)
+    }
+
+    /// [`Topology::with_labels`], and the edges only one face uses (for the
+    /// nearby weld): all of them when there are at most `max_open`, none
+    /// otherwise (the caller, seeing more boundary edges than that, skips the
+    /// step whose memory they would overrun).
+    pub(crate) fn with_open_edges(mesh: &IndexedMesh, max_open: usize) -> (Self, FaceLabels, Vec<OpenEdge>) {
         let edges = EdgeUses::of(mesh);
+        let mut open_edges = Vec::new();
 
         let faces = mesh.faces.len();
         let mut shells = UnionFind::new(faces);
@@ -62,10 +73,16 @@ impl Topology {
         let mut boundary_edges = 0;
         let mut nonmanifold_edges = 0;
         let mut winding_consistent = true;
-        edges.for_each_edge(|run| match run {
+        edges.for_each_edge(|lo, run| match run {
             [only] => {
                 boundary_edges += 1;
-                open[((only & USE_MASK) >> 1) as usize] = true;
+                let face = ((only & USE_MASK) >> 1) as u32;
+                open[face as usize] = true;
+                if open_edges.len() < max_open {
+                    let hi = (only >> 32) as u32;
+                    let (from, to) = if only & 1 == 1 { (lo, hi) } else { (hi, lo) };
+                    open_edges.push(OpenEdge { face, from, to });
+                }
             }
             [first, second] => {
                 winding_consistent &= (first & 1) != (second & 1);
@@ -79,6 +96,9 @@ impl Topology {
             }
         });
         drop(edges);
+        if boundary_edges > max_open as u64 {
+            open_edges = Vec::new();
+        }
         let reoriented = if winding_consistent { vec![false; faces] } else { reorient(mesh) };
         let reoriented_faces = reoriented.iter().filter(|&&r| r).count() as u64;
         let (shell_count, shell) = shells.dense_labels();
@@ -91,7 +111,7 @@ impl Topology {
             duplicate_faces: duplicate_faces(mesh),
             reoriented_faces,
         };
-        (topology, FaceLabels { shell, open, reoriented })
+        (topology, FaceLabels { shell, open, reoriented }, open_edges)
     }
 }
 
@@ -161,12 +181,13 @@ impl EdgeUses {
         Self { start, entries }
     }
 
-    /// Each edge's uses, as `face << 1 | direction` values, one slice per edge.
-    fn for_each_edge(&self, mut visit: impl FnMut(&[u64])) {
+    /// Each edge's lower vertex and its uses, as `hi << 32 | face << 1 |
+    /// direction` values, one slice per edge.
+    fn for_each_edge(&self, mut visit: impl FnMut(u32, &[u64])) {
         for v in 0..self.start.len() - 1 {
             let bucket = &self.entries[self.start[v] as usize..self.start[v + 1] as usize];
             for run in bucket.chunk_by(|x, y| x >> 32 == y >> 32) {
-                visit(run);
+                visit(v as u32, run);
             }
         }
     }
@@ -184,7 +205,7 @@ fn reorient(mesh: &IndexedMesh) -> Vec<bool> {
     // Adjacency in compressed rows: neighbour face and "walks the shared edge
     // the same way" (they disagree).
     let mut pairs: Vec<(u32, u32, bool)> = Vec::new();
-    EdgeUses::of(mesh).for_each_edge(|run| {
+    EdgeUses::of(mesh).for_each_edge(|_, run| {
         if let [first, second] = run {
             let disagree = (first & 1) == (second & 1);
             let (a, b) = (((first & USE_MASK) >> 1) as u32, ((second & USE_MASK) >> 1) as u32);

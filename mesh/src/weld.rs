@@ -1,11 +1,13 @@
 //! Welding: turns a triangle soup into an indexed mesh with shared vertices.
 //!
-//! The default weld is bit-exact: two corners share a vertex only when their
+//! The welder is bit-exact: two corners share a vertex only when their
 //! coordinates are the same floats (with -0.0 read as 0.0). That is what
-//! admesh's exact mode does, and what a watertight CAD export needs. A weld
-//! within a tolerance snaps coordinates to a grid of that pitch first, the way
-//! trimesh merges vertices (it rounds to 8 decimals, a pitch of 1e-8); it
-//! closes the hairline gaps some CAD exporters leave between patches.
+//! admesh's exact mode does, and what a watertight CAD export needs. The
+//! default analysis then closes the edges left open by matching vertices
+//! within a tolerance scaled to the model (`nearby.rs`), as slicers do. A
+//! weld within a given pitch instead snaps coordinates to a grid of that
+//! pitch first, the way trimesh merges vertices (it rounds to 8 decimals, a
+//! pitch of 1e-8).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,9 +19,13 @@ use crate::read::{Triangle, Triangles};
 /// How corners become shared vertices.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Weld {
-    /// Only bit-identical coordinates are one vertex.
-    #[default]
+    /// Only bit-identical coordinates are one vertex (`--weld-tolerance 0`).
     Exact,
+    /// Exact first; then the edges left open are closed by matching their
+    /// vertices within a tolerance scaled to the model, as admesh's and
+    /// PrusaSlicer's nearby check do. The default.
+    #[default]
+    Nearby,
     /// Coordinates that round to the same multiple of the pitch (in file
     /// units) are one vertex.
     Tolerance(f64),
@@ -101,7 +107,7 @@ impl Welder {
     pub fn new(weld: Weld) -> Self {
         let partitions = rayon::current_num_threads().clamp(1, MAX_PARTITIONS);
         let parts = match weld {
-            Weld::Exact => Parts::Exact((0..partitions).map(|_| Part::new()).collect()),
+            Weld::Exact | Weld::Nearby => Parts::Exact((0..partitions).map(|_| Part::new()).collect()),
             Weld::Tolerance(pitch) => {
                 let pitch = if pitch.is_finite() && pitch > 0.0 { pitch } else { f64::MIN_POSITIVE };
                 Parts::Grid(pitch, (0..partitions).map(|_| Part::new()).collect())

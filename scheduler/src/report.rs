@@ -13,8 +13,13 @@ pub struct AnalysisDoc {
     pub format: String,
     pub triangles: u64,
     pub vertices: u64,
-    /// `exact`, or `tolerance:<pitch>`.
+    /// `nearby:<tolerance>` (the default: exact, then the edges left open
+    /// closed by matching vertices within that distance), `exact`, or
+    /// `tolerance:<pitch>` (a grid weld).
     pub weld: String,
+    /// Vertices the nearby step of the default weld merged.
+    #[serde(default)]
+    pub nearby_merged_vertices: u64,
     /// The units lengths are in: `mm` when units were applied, otherwise
     /// the file's own (`file`).
     pub units: String,
@@ -58,6 +63,36 @@ pub struct AnalysisDoc {
     pub fit: Option<FitDoc>,
     pub slices: Option<SlicesDoc>,
     pub warnings: Vec<String>,
+    /// Per object, for files that hold several (3MF build items, OBJ
+    /// groups); absent for STL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectDoc>,
+}
+
+/// One object of a 3MF or OBJ file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectDoc {
+    pub name: String,
+    pub triangles: u64,
+    pub volume_mm3: f64,
+    pub surface_area_mm2: f64,
+    pub bounding_box: BoxDoc,
+    pub shells: u64,
+    pub watertight: bool,
+}
+
+impl From<&mesh::ObjectReport> for ObjectDoc {
+    fn from(o: &mesh::ObjectReport) -> Self {
+        Self {
+            name: o.name.clone(),
+            triangles: o.triangles,
+            volume_mm3: o.volume,
+            surface_area_mm2: o.surface_area,
+            bounding_box: o.bounding_box.into(),
+            shells: o.shells,
+            watertight: o.watertight,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,10 +184,12 @@ impl From<&mesh::MeshReport> for AnalysisDoc {
             format: r.format.as_str().into(),
             triangles: r.triangles,
             vertices: r.vertices,
-            weld: match r.weld {
-                mesh::Weld::Exact => "exact".into(),
-                mesh::Weld::Tolerance(pitch) => format!("tolerance:{pitch}"),
+            weld: match (r.weld, r.nearby) {
+                (mesh::Weld::Nearby, Some(n)) => format!("nearby:{}", n.tolerance),
+                (mesh::Weld::Exact | mesh::Weld::Nearby, _) => "exact".into(),
+                (mesh::Weld::Tolerance(pitch), _) => format!("tolerance:{pitch}"),
             },
+            nearby_merged_vertices: r.nearby.map_or(0, |n| n.merged_vertices),
             units: r.units_applied.map_or("file", |_| "mm").into(),
             units_guess: r.units_guess.as_str().into(),
             bounding_box: r.geometry.bounding_box.into(),
@@ -194,6 +231,7 @@ impl From<&mesh::MeshReport> for AnalysisDoc {
                 perimeter_mm: s.perimeter.clone(),
             }),
             warnings,
+            objects: r.objects.iter().map(ObjectDoc::from).collect(),
         }
     }
 }

@@ -51,6 +51,44 @@ fn analyze_json_prints_the_mesh_facts() {
 }
 
 #[test]
+fn the_format_comes_from_the_bytes_whatever_the_file_is_called() {
+    // A 3MF saved as .obj and an OBJ saved as .stl: each is read as what it is.
+    let dir = tempfile::tempdir().unwrap();
+    let data = workspace_root().join("tests/data");
+    let tmf = dir.path().join("cube.obj");
+    let obj = dir.path().join("cube.stl");
+    std::fs::copy(data.join("cube_20mm.3mf"), &tmf).unwrap();
+    std::fs::copy(data.join("cube_20mm.obj"), &obj).unwrap();
+    for (path, format) in [(&tmf, "3mf"), (&obj, "obj")] {
+        let (code, stdout, stderr) = run(&["analyze", path.to_str().unwrap(), "--format", "json"]);
+        assert_eq!(code, 0, "{stderr}");
+        let a: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(a["format"], format);
+        assert_eq!((a["triangles"].as_u64(), a["volume_mm3"].as_f64()), (Some(12), Some(8000.0)), "{a}");
+        assert_eq!(a["watertight"], true);
+        assert_eq!(a["objects"][0]["name"], "cube");
+        assert!(a["weld"].as_str().unwrap().starts_with("nearby:"), "{a}");
+        let (code, stdout, stderr) = run(&["quote", path.to_str().unwrap(), "--format", "json"]);
+        assert_eq!(code, 0, "{stderr}");
+        let q: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(q["volume_mm3"], 8000.0);
+    }
+    // The 3MF declares mm and places its cube at (10, 10, 0).
+    let (_, stdout, _) = run(&["analyze", tmf.to_str().unwrap(), "--format", "json"]);
+    let a: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(a["units"], "mm");
+    assert_eq!(a["bounding_box"]["min"], serde_json::json!([10.0, 10.0, 0.0]));
+    // A directory walk picks up every model file.
+    let (code, stdout, stderr) = run(&["quote", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap().as_array().map(Vec::len), Some(2));
+    // --weld-tolerance 0 keeps the exact weld.
+    let (code, stdout, stderr) = run(&["analyze", &sample(), "--format", "json", "--weld-tolerance", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["weld"], "exact");
+}
+
+#[test]
 fn analyze_slices_checks_the_fit_and_applies_units_only_when_asked() {
     let (code, stdout, stderr) =
         run(&["analyze", &sample(), "--format", "json", "--layer-height", "0.2", "--build-volume", "250,210,220"]);
