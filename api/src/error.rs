@@ -15,7 +15,7 @@ pub enum AppError {
     NotFound { what: &'static str, id: String },
     #[error("the body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
-    #[error("the model is not a readable STL file: {0}")]
+    #[error("the model cannot be read: {0}")]
     InvalidModel(String),
     /// Well-formed but unacceptable input, such as an unknown material.
     #[error("{0}")]

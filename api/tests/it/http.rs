@@ -24,6 +24,27 @@ async fn a_model_is_priced_through_the_queue() {
 }
 
 #[tokio::test]
+async fn models_in_3mf_and_obj_are_found_by_content_and_priced() {
+    let app = spawn_app().await;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    for (file, format) in [("cube_20mm.3mf", "3mf"), ("cube_20mm.obj", "obj")] {
+        let (status, model) = app.post_model(std::fs::read(data.join(file)).unwrap()).await;
+        assert_eq!(status, 201, "{file}: {model}");
+        assert_eq!((model["format"].as_str(), model["triangles"].as_u64()), (Some(format), Some(12)), "{file}");
+        let (status, accepted) = app.post_job(json!({"model_id": model["model_id"], "material": "pla"})).await;
+        assert_eq!(status, 202, "{accepted}");
+        let job = app.wait_for_job(accepted["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "succeeded", "{file}: {job}");
+        assert_eq!(job["quote"]["volume_mm3"], 8000.0, "{file}");
+    }
+    // A zip that is no 3MF package is a 422 with the reason, not a 500.
+    let (status, body) = app.post_model(b"PK\x03\x04 not really a zip".to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("3MF"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_repeated_request_is_answered_from_the_quote_cache() {
     let app = spawn_app().await;
     let (_, model) = app.post_model(cube_stl(10.0)).await;
@@ -63,7 +84,7 @@ async fn bad_models_get_422_with_a_reason() {
     let app = spawn_app().await;
     let cube = cube_stl(10.0);
     let cases: [(Vec<u8>, &str); 4] = [
-        (b"this is not a model".to_vec(), "not an STL"),
+        (b"this is not a model".to_vec(), "not a model file (binary or ASCII STL, 3MF or OBJ)"),
         (cube[..cube.len() - 10].to_vec(), "truncated"),
         (b"solid x\nfacet normal 0 0 1\nouter loop\n".to_vec(), "unclosed"),
         (b"solid empty\nendsolid empty\n".to_vec(), "no triangles"),

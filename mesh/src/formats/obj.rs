@@ -36,7 +36,7 @@ pub(crate) fn looks_like_obj(prefix: &[u8]) -> bool {
             Some(t) => return KEYWORDS.contains(&t),
         }
     }
-    prefix.iter().any(|&b| b == b'#')
+    prefix.contains(&b'#')
 }
 
 /// Parsed state: vertices, polygons as runs of corner indices, and groups.

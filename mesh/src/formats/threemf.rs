@@ -300,11 +300,8 @@ impl<'b> Package<'b> {
     }
 
     /// An entry's reader, inflating at most its declared size and what is
-    /// left of the budget.
-    fn entry(
-        &mut self,
-        part: &str,
-    ) -> Result<(Bounded<zip::read::ZipFile<'_, Cursor<&'b [u8]>>>, Rc<Cell<u64>>), ReadError> {
+    /// left of the budget, with the count of bytes it has inflated.
+    fn entry(&mut self, part: &str) -> Result<(EntryReader<'_, 'b>, Rc<Cell<u64>>), ReadError> {
         let key = part.trim_start_matches('/').to_ascii_lowercase();
         let index = *self.names.get(&key).ok_or_else(|| three_mf(part, "the part is missing from the package"))?;
         let file = self.archive.by_index(index).map_err(zip_error)?;
@@ -567,6 +564,9 @@ fn find_io(err: &quick_xml::Error) -> Option<ReadError> {
     let inner = io.get_ref()?.downcast_ref::<BoundedError>()?;
     Some(inner.0.clone())
 }
+
+/// One entry of the package being inflated, within its bound.
+type EntryReader<'a, 'b> = Bounded<zip::read::ZipFile<'a, Cursor<&'b [u8]>>>;
 
 #[derive(Debug)]
 struct BoundedError(ReadError);
