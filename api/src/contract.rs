@@ -68,6 +68,9 @@ pub(crate) fn exact_document(openapi: &utoipa::openapi::OpenApi, facts: &Contrac
                 if path == "/v1/models" {
                     binary_model_body(operation, facts, &mut applied);
                 }
+                if path == "/v1/models/{model_id}" {
+                    binary_model_download(operation, facts, &mut applied);
+                }
             }
         }
     }
@@ -89,6 +92,7 @@ struct Applied {
     status: bool,
     idempotency_key: bool,
     model_body: bool,
+    model_download: bool,
     quantity: bool,
     material: bool,
     colour: bool,
@@ -105,6 +109,7 @@ impl Applied {
             ("status", self.status),
             ("Idempotency-Key", self.idempotency_key),
             ("the model body", self.model_body),
+            ("the model download", self.model_download),
             ("quantity", self.quantity),
             ("material", self.material),
             ("colour", self.colour),
@@ -164,6 +169,18 @@ fn binary_model_body(operation: &mut Value, facts: &ContractFacts, applied: &mut
     let binary = json!({"schema": {"type": "string", "format": "binary", "maxLength": facts.max_model_bytes}});
     body["content"] = json!({ "application/octet-stream": binary });
     applied.model_body = true;
+}
+
+/// A download is the file's bytes, in whichever of the model types its
+/// format is: a binary string, not the array of numbers `Vec<u8>` reads as.
+fn binary_model_download(operation: &mut Value, facts: &ContractFacts, applied: &mut Applied) {
+    let Some(content) = operation.pointer_mut("/responses/200/content").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for media in content.values_mut() {
+        media["schema"] = json!({"type": "string", "format": "binary", "maxLength": facts.max_model_bytes});
+    }
+    applied.model_download = true;
 }
 
 /// What every client should know and no single operation says: who may do

@@ -65,6 +65,8 @@ impl Modify for BearerAuth {
 fn registrations(model_limit: usize) -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(upload_model).layer(DefaultBodyLimit::max(model_limit)))
+        .routes(routes!(download_model))
+        .routes(routes!(model_analysis))
         .routes(routes!(create_job))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
@@ -419,6 +421,117 @@ pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit },
         other => AppError::BadRequest(other.body_text()),
     }
+}
+
+/// The model `model_id` as `principal` may see it: its owner's keys and
+/// operators (who print it) may; to anyone else it does not exist.
+async fn visible_model(state: &AppState, principal: &Principal, model_id: String) -> Result<ModelRow, AppError> {
+    principal.require(ANY_KEY)?;
+    if crate::text::refusal("model_id", &model_id, crate::text::MAX_ID_CHARS).is_some() {
+        return Err(AppError::NotFound { what: "model", id: model_id.escape_default().to_string() });
+    }
+    let owner = crate::quota::owner_of(principal);
+    let model = state.services.store.model(&model_id).await?;
+    match model {
+        Some(m) if principal.kind == KeyKind::Operator || crate::quota::usable_by(&m, &owner) => Ok(m),
+        _ => Err(AppError::NotFound { what: "model", id: model_id }),
+    }
+}
+
+/// The media type and file extension of a stored model, by the format its
+/// bytes were found to be.
+fn model_media(format: &str) -> (&'static str, &'static str) {
+    match format {
+        "3mf" => ("model/3mf", "3mf"),
+        "obj" => ("model/obj", "obj"),
+        _ => ("model/stl", "stl"),
+    }
+}
+
+/// Downloads a model's file, as it was uploaded: to its owner's keys and to
+/// operators. The bytes are streamed from the model store.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model_id}",
+    tag = "models",
+    params(("model_id" = String, Path)),
+    responses(
+        (status = 200, description = "The file's bytes; `Content-Type` says its format",
+            content((Vec<u8> = "model/stl"), (Vec<u8> = "model/3mf"), (Vec<u8> = "model/obj"))),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn download_model(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(model_id): Path<String>,
+) -> Result<Response, AppError> {
+    let model = visible_model(&state, &principal, model_id).await?;
+    let stream =
+        state.services.blobs.stream(&scheduler::blob::model_key(&model.model_id)).await.map_err(|e| match e {
+            // The row is written after the blob, so a row without one is a
+            // fault of the store, not of the request.
+            scheduler::blob::BlobError::NotFound { .. } => AppError::internal(e),
+            other => AppError::Unavailable(other.to_string()),
+        })?;
+    let (media, extension) = model_media(&model.format);
+    let headers = [
+        (header::CONTENT_TYPE, media.to_string()),
+        (header::CONTENT_LENGTH, model.size_bytes.to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.{extension}\"", model.model_id)),
+    ];
+    Ok((headers, axum::body::Body::from_stream(stream)).into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+struct ModelAnalysis {
+    model_id: String,
+    format: String,
+    triangles: i64,
+    size_bytes: i64,
+    /// The mesh facts (volume, area, box, shells, printability) as the
+    /// latest quote of this model measured them.
+    #[schema(value_type = Object)]
+    analysis: serde_json::Value,
+}
+
+/// A model's mesh facts, from the latest job that priced it: the API never
+/// analyses a model itself. A model never priced yet answers 409.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model_id}/analysis",
+    tag = "models",
+    params(("model_id" = String, Path)),
+    responses(
+        (status = 200, body = ModelAnalysis),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn model_analysis(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(model_id): Path<String>,
+) -> Result<Json<ModelAnalysis>, AppError> {
+    let model = visible_model(&state, &principal, model_id).await?;
+    let Some(quote) = state.services.store.latest_quote_of_model(&model.model_id).await? else {
+        return Err(AppError::conflict(
+            "the model has not been analysed yet: it is analysed when it is priced (POST /v1/pricing-jobs)",
+        ));
+    };
+    let mut quote: serde_json::Value = serde_json::from_str(&quote).map_err(AppError::internal)?;
+    let analysis = quote
+        .get_mut("analysis")
+        .map(serde_json::Value::take)
+        .ok_or_else(|| AppError::internal(format!("the quote of model {} holds no analysis", model.model_id)))?;
+    Ok(Json(ModelAnalysis {
+        model_id: model.model_id,
+        format: model.format,
+        triangles: model.triangles,
+        size_bytes: model.size_bytes,
+        analysis,
+    }))
 }
 
 /// A job as a seller or operator sees it. A seller sees only the jobs its

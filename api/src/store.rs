@@ -264,6 +264,18 @@ impl Store {
         .transpose()
     }
 
+    /// The quote document of the latest job that priced `model_id`, if one has.
+    pub async fn latest_quote_of_model(&self, model_id: &str) -> Result<Option<String>, StoreError> {
+        let quote = sqlx::query_scalar(
+            "SELECT quote FROM pricing_jobs WHERE model_id = $1 AND status = 'succeeded' \
+             ORDER BY finished_at_ms DESC LIMIT 1",
+        )
+        .bind(model_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(quote.flatten())
+    }
+
     /// Records a model; returns false when it was already known.
     pub async fn insert_model(&self, model: &ModelRow) -> Result<bool, StoreError> {
         let done = sqlx::query(

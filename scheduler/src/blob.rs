@@ -38,6 +38,13 @@ pub enum BlobError {
     Unavailable { key: String, message: String },
 }
 
+/// A stored object's bytes, read from the store as they are sent on, so a
+/// download of a large model never holds it whole.
+pub type BlobStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Bytes a local read hands on at a time.
+const STREAM_CHUNK: usize = 256 * 1024;
+
 #[derive(Debug, Clone)]
 pub enum BlobStore {
     Local(PathBuf),
@@ -178,6 +185,27 @@ impl BlobStore {
         }
     }
 
+    /// The object at `key`, read a chunk at a time as the caller consumes it.
+    pub async fn stream(&self, key: &str) -> Result<BlobStream, BlobError> {
+        match self {
+            Self::Local(dir) => match tokio::fs::File::open(dir.join(key)).await {
+                Ok(file) => Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(file, STREAM_CHUNK))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound { key: key.into() }),
+                Err(e) => Err(unavailable(key, e)),
+            },
+            Self::S3 { client, bucket } => match client.get_object().bucket(bucket).key(key).send().await {
+                Ok(object) => Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    object.body.into_async_read(),
+                    STREAM_CHUNK,
+                ))),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    Err(BlobError::NotFound { key: key.into() })
+                }
+                Err(e) => Err(unavailable(key, aws_sdk_s3::error::DisplayErrorContext(e))),
+            },
+        }
+    }
+
     /// Whether the store answers; for readiness probes.
     pub async fn is_ready(&self) -> bool {
         match self {
@@ -219,7 +247,11 @@ mod tests {
         let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &content).unwrap();
         store.put_file(&model_key("big"), &file).await.unwrap();
-        assert_eq!(store.get(&model_key("big")).await.unwrap(), Bytes::from(content));
+        assert_eq!(store.get(&model_key("big")).await.unwrap(), Bytes::from(content.clone()));
+        let chunks: Vec<Bytes> =
+            futures_util::TryStreamExt::try_collect(store.stream(&model_key("big")).await.unwrap()).await.unwrap();
+        assert_eq!(chunks.concat(), content);
+        assert!(matches!(store.stream(&model_key("nope")).await, Err(BlobError::NotFound { .. })));
         let missing = spool.path().join("gone");
         assert!(matches!(store.put_file(&model_key("gone"), &missing).await, Err(BlobError::Unavailable { .. })));
         let names: Vec<String> = walk(dir.path()).iter().map(|p| p.to_string_lossy().into_owned()).collect();

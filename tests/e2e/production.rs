@@ -5,7 +5,7 @@
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::helpers::{Api, FarmProcess, mint_key, price_reference_cube};
+use crate::helpers::{Api, FarmProcess, mint_key, price_reference_cube, reference_cube};
 use crate::services;
 
 pub(crate) struct Backends {
@@ -83,6 +83,15 @@ async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
 
     let job = price_reference_cube(&api, &api_process).await;
     assert_eq!(job["quote"]["material"], "pla");
+    // The file streams back from S3 as it was uploaded, and its analysis is
+    // the one its quote measured.
+    let model_id = job["model_id"].as_str().unwrap();
+    let response = api.http.get(format!("{}/v1/models/{model_id}", api.base)).bearer_auth(&api.token).send().await;
+    let response = response.unwrap();
+    assert_eq!((response.status().as_u16(), response.headers()["content-type"].to_str().unwrap()), (200, "model/stl"));
+    assert_eq!(response.bytes().await.unwrap(), reference_cube().0);
+    let (status, analysis) = api.get(&format!("/v1/models/{model_id}/analysis")).await;
+    assert_eq!((status, &analysis["analysis"]), (200, &job["quote"]["analysis"]), "{analysis}");
     let (status, ready) = api.get("/readyz").await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["checks"]["broker"], "ok");

@@ -37,6 +37,10 @@ pub struct OrderSummary {
     pub source: String,
     pub seller: String,
     pub customer: Option<String>,
+    /// The model to print: `GET /v1/models/{model_id}` downloads it. Empty
+    /// in a summary cached before list rows carried it.
+    #[serde(default)]
+    pub model_id: String,
     pub material: String,
     pub colour: Option<String>,
     pub quantity: i64,
@@ -56,6 +60,7 @@ impl From<&OrderRow> for OrderSummary {
             source: o.source.clone(),
             seller: o.seller.clone(),
             customer: o.customer.clone(),
+            model_id: o.model_id.clone(),
             material: o.material.clone(),
             colour: o.colour.clone(),
             quantity: o.quantity,
@@ -504,6 +509,7 @@ mod tests {
             source: "api".into(),
             seller: "s".into(),
             customer: None,
+            model_id: "m".into(),
             material: "pla".into(),
             colour: None,
             quantity: 1,

@@ -291,6 +291,56 @@ async fn a_model_belongs_to_its_uploader_and_its_id_says_nothing_about_other_upl
 }
 
 #[tokio::test]
+async fn a_model_is_downloaded_by_its_owner_and_operators_only_and_its_analysis_follows_its_price() {
+    let app = spawn_app().await;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    let obj = std::fs::read(data.join("cube_20mm.obj")).unwrap();
+    let (_, model) = app.post_model(obj.clone()).await;
+    let id = model["model_id"].as_str().unwrap().to_string();
+    let download = |token: String| {
+        let request = app.http.get(format!("{}/v1/models/{id}", app.base)).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    // The owner and an operator get the bytes as uploaded, typed by format.
+    let other_key_of_the_seller = crate::helpers::mint(&app, api::auth::KeyKind::Seller, "acme").await;
+    for token in [app.seller.clone(), app.operator.clone(), other_key_of_the_seller] {
+        let answer = download(token).await;
+        assert_eq!(answer.status(), 200);
+        let header = |name: &str| answer.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("content-type"), "model/obj");
+        assert_eq!(header("content-length"), obj.len().to_string());
+        assert!(header("content-disposition").ends_with(&format!("{id}.obj\"")), "{}", header("content-disposition"));
+        assert_eq!(answer.bytes().await.unwrap(), obj);
+    }
+    // Another seller and the CRM: it does not exist for them.
+    for token in [crate::helpers::mint(&app, api::auth::KeyKind::Seller, "globex").await, app.crm.clone()] {
+        let (status, body) = app.get_as(&token, &format!("/v1/models/{id}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+        let (status, _) = app.get_as(&token, &format!("/v1/models/{id}/analysis")).await;
+        assert_eq!(status, 404);
+    }
+    let (status, body) = app.get("/v1/models/nope%00").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = app.call(reqwest::Method::GET, &format!("/v1/models/{id}"), None, None, false).await;
+    assert_eq!(status, 401);
+
+    // Not priced yet: nothing is known of its mesh.
+    let (status, body) = app.get(&format!("/v1/models/{id}/analysis")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    let (_, accepted) = app.post_job(json!({"model_id": id, "material": "pla"})).await;
+    let job = app.wait_for_job(accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    for token in [app.seller.clone(), app.operator.clone()] {
+        let (status, body) = app.get_as(&token, &format!("/v1/models/{id}/analysis")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!((body["format"].as_str(), body["triangles"].as_i64()), (Some("obj"), Some(12)));
+        assert_eq!(body["analysis"], job["quote"]["analysis"]);
+        assert_eq!(body["analysis"]["volume_mm3"], 8000.0);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_key_over_its_quotas_gets_429_with_retry_after() {
     let settings = ApiSettings {
         quotas: api::quota::Quotas {

@@ -480,6 +480,8 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
         "/v1/models",
+        "/v1/models/{model_id}",
+        "/v1/models/{model_id}/analysis",
         "/v1/pricing-jobs",
         "/v1/pricing-jobs/{job_id}",
         "/v1/pricing-jobs/{job_id}/cancel",
