@@ -48,6 +48,52 @@ pub(crate) enum Command {
     /// The order accounts.
     #[command(subcommand)]
     Orders(OrdersCommand),
+    /// Jobs the broker gave up on: list them, read one, replay it once its
+    /// cause is fixed.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadLettersCommand {
+    /// Dead letters not replayed yet, oldest first (`--all`: every one).
+    List(ListLettersArgs),
+    /// One dead letter, with the message as it was sent.
+    Show(LetterArgs),
+    /// Queues a new job with a dead job's inputs, through the outbox (a
+    /// running API relays it); a letter is replayed once.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListLettersArgs {
+    /// Also those already replayed.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LetterArgs {
+    /// The letter's id (`farm dead-letters list`).
+    pub(crate) id: i64,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// The letter's id (`farm dead-letters list`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) id: Option<i64>,
+    /// Every letter not replayed yet that names a job.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 /// The database a command works on: the same as `farm serve` or `farm api`

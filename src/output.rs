@@ -209,6 +209,33 @@ pub(crate) fn text(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Dead letters, without their messages (`farm dead-letters show ID`).
+pub(crate) fn dead_letters(letters: &[api::store::DeadLetterRow]) -> anyhow::Result<()> {
+    let mut rows = vec![[
+        "id".to_string(),
+        "job id".into(),
+        "queue".into(),
+        "reason".into(),
+        "received".into(),
+        "replayed as".into(),
+    ]];
+    for l in letters {
+        rows.push([
+            l.id.to_string(),
+            l.job_id.clone().unwrap_or_else(|| "-".into()),
+            l.queue.clone(),
+            l.reason.clone(),
+            l.received_at_ms.to_string(),
+            match (&l.replay_job_id, l.replayed_at_ms) {
+                (Some(job), _) => job.clone(),
+                (None, Some(_)) => "(by hand)".into(),
+                (None, None) => "-".into(),
+            },
+        ]);
+    }
+    print_table(&rows)
+}
+
 /// Keys without their secrets.
 pub(crate) fn keys(keys: &[api::store::KeyRow]) -> anyhow::Result<()> {
     let mut rows = vec![["key id".to_string(), "kind".into(), "name".into(), "created".into(), "revoked".into()]];

@@ -16,9 +16,9 @@ use scheduler::{
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, AuditArgs, BenchArgs, BenchCommand, Cli, Command, Format, KeysCommand, LimitArgs, LogFormat,
-    MeasureArgs, OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand, ProfileFormat,
-    ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
+    AnalyzeArgs, AuditArgs, BenchArgs, BenchCommand, Cli, Command, DeadLettersCommand, Format, KeysCommand, LimitArgs,
+    LogFormat, MeasureArgs, OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand,
+    ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
 };
 use crate::{benching, output, planning, quoting, telemetry};
 
@@ -34,6 +34,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => run_bench(args),
         Command::Keys(command) => keys(command),
         Command::Orders(OrdersCommand::Audit(args)) => audit_orders(args),
+        Command::DeadLetters(command) => dead_letters(command),
         Command::Plan(args) => planning::plan(&args),
     }
 }
@@ -123,6 +124,63 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             } else {
                 bail!("no key `{}`, or it was revoked already (`farm keys list` lists them)", a.key_id)
             }
+        }
+    }
+}
+
+fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
+    telemetry::init_logs(LogFormat::Auto, "warn");
+    match command {
+        DeadLettersCommand::List(args) => {
+            let (runtime, store) = open_existing_store(&args.store)?;
+            let letters = runtime
+                .block_on(store.dead_letters(args.all, api::letters::MAX_LISTED))
+                .context("cannot read the dead letters")?;
+            match args.format {
+                Format::Json => output::json(&letters),
+                Format::Table => output::dead_letters(&letters),
+            }
+        }
+        DeadLettersCommand::Show(args) => {
+            let (runtime, store) = open_existing_store(&args.store)?;
+            let letter = runtime.block_on(store.dead_letter(args.id)).context("cannot read the dead letter")?;
+            output::json(&letter.ok_or_else(|| anyhow!("no dead letter has the id {}", args.id))?)
+        }
+        DeadLettersCommand::Replay(args) => {
+            let (runtime, store) = open_existing_store(&args.store)?;
+            let ids: Vec<i64> = match args.id {
+                Some(id) => vec![id],
+                None => runtime
+                    .block_on(store.dead_letters(false, i64::MAX))
+                    .context("cannot read the dead letters")?
+                    .into_iter()
+                    .filter(|l| l.job_id.is_some())
+                    .map(|l| l.id)
+                    .collect(),
+            };
+            // Replayed ones are reported as they go; refusals together at the
+            // end, as the error.
+            let mut refused = Vec::new();
+            for id in ids {
+                let replay = store.replay_dead_letter(id, scheduler::messages::now_ms());
+                match runtime.block_on(replay).with_context(|| format!("cannot replay dead letter {id}"))? {
+                    api::store::Replay::Queued { job_id } => {
+                        output::text(&format!("dead letter {id}: queued job {job_id}\n"))?;
+                    }
+                    api::store::Replay::AlreadyReplayed { job_id } => output::text(&format!(
+                        "dead letter {id}: replayed before, as job {}; nothing queued\n",
+                        job_id.as_deref().unwrap_or("(marked by hand)")
+                    ))?,
+                    api::store::Replay::NotFound => refused.push(format!("{id}: no such dead letter")),
+                    api::store::Replay::NoJob => {
+                        refused.push(format!("{id}: names no job to price again; check its job by hand"));
+                    }
+                }
+            }
+            if !refused.is_empty() {
+                bail!("{} dead letters could not be replayed ({})", refused.len(), refused.join("; "));
+            }
+            Ok(())
         }
     }
 }

@@ -11,6 +11,7 @@ mod consume;
 mod contract;
 mod dead_letters;
 pub mod error;
+pub mod letters;
 mod monitor;
 pub mod orders;
 pub mod quota;

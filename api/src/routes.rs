@@ -16,8 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use calculator::QuoteRequest;
+use scheduler::Lane;
 use scheduler::messages::now_ms;
-use scheduler::{JobMessage, Lane};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -71,6 +71,7 @@ fn registrations(model_limit: usize) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
         .merge(crate::orders::routes::router())
+        .merge(crate::letters::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -361,7 +362,7 @@ async fn create_job(
             ))
         }
         None => {
-            state.services.store.create_job(&job, &job_message(&job)).await?;
+            state.services.store.create_job(&job, &job.message()).await?;
             state.relay_wakeup.notify_one();
             Ok((
                 StatusCode::ACCEPTED,
@@ -399,20 +400,6 @@ pub(crate) fn lane_for(model: &ModelRow, settings: &crate::startup::ApiSettings)
     let triangles = u64::try_from(model.triangles).unwrap_or(0);
     let bytes = u64::try_from(model.size_bytes).unwrap_or(0);
     if triangles > settings.slow_lane_triangles || bytes > settings.slow_lane_bytes { Lane::Slow } else { Lane::Fast }
-}
-
-/// The queue message for a job row.
-pub(crate) fn job_message(job: &JobRow) -> String {
-    let message = JobMessage {
-        job_id: job.job_id.clone(),
-        model_id: job.model_id.clone(),
-        material: job.material.clone(),
-        quantity: u32::try_from(job.quantity).unwrap_or(u32::MAX),
-        colour: job.colour.clone(),
-        lane: job.lane,
-        submitted_at_ms: job.created_at_ms,
-    };
-    serde_json::to_string(&message).expect("job messages always serialize")
 }
 
 pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {

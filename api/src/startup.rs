@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::store::{Store, StoreError};
+use crate::store::{JobRow, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -131,8 +131,7 @@ impl Application {
             // The in-process queue lost whatever it held when the process
             // last stopped; the database still knows those jobs.
             let limit = services.topology.delivery_limit;
-            let (requeued, failed) =
-                services.store.requeue_unfinished(crate::routes::job_message, limit, now_ms()).await?;
+            let (requeued, failed) = services.store.requeue_unfinished(JobRow::message, limit, now_ms()).await?;
             if requeued + failed > 0 {
                 tracing::info!(requeued, failed, "re-queued unfinished jobs for the in-process queue");
             }

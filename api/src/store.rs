@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use scheduler::{JobFailure, Lane, ResultEvent, ResultMessage};
+use scheduler::{JobFailure, JobMessage, Lane, ResultEvent, ResultMessage};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
@@ -128,6 +128,20 @@ impl JobRow {
             finished_at_ms: None,
         }
     }
+
+    /// The queue message that asks a worker to price this job.
+    pub fn message(&self) -> String {
+        let message = JobMessage {
+            job_id: self.job_id.clone(),
+            model_id: self.model_id.clone(),
+            material: self.material.clone(),
+            quantity: u32::try_from(self.quantity).unwrap_or(u32::MAX),
+            colour: self.colour.clone(),
+            lane: self.lane,
+            submitted_at_ms: self.created_at_ms,
+        };
+        serde_json::to_string(&message).expect("job messages always serialize")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +192,54 @@ pub struct DeadLetter {
     pub queue: String,
     pub reason: String,
     pub payload: String,
+}
+
+/// A recorded dead letter, as the operators see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    /// The job it failed; none for a result that could not be applied.
+    pub job_id: Option<String>,
+    /// The queue the broker gave up on it in.
+    pub queue: String,
+    /// `delivery_limit`, `rejected`, or the intake's reason.
+    pub reason: String,
+    /// The message as it was sent.
+    pub payload: String,
+    pub received_at_ms: i64,
+    pub replayed_at_ms: Option<i64>,
+    /// The job its replay queued.
+    pub replay_job_id: Option<String>,
+}
+
+/// What replaying a dead letter did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// A new job with the dead job's inputs was queued through the outbox.
+    Queued { job_id: String },
+    /// It was replayed before: the job that replay queued (none for a
+    /// letter marked replayed by hand before replays were recorded).
+    AlreadyReplayed { job_id: Option<String> },
+    /// No dead letter has this id.
+    NotFound,
+    /// The letter names no job that can be priced again (a result that
+    /// could not be applied, or a message no job came from).
+    NoJob,
+}
+
+const DEAD_LETTER_COLUMNS: &str = "id, job_id, queue, reason, payload, received_at_ms, replayed_at_ms, replay_job_id";
+
+fn dead_letter_from_row(r: &AnyRow) -> Result<DeadLetterRow, sqlx::Error> {
+    Ok(DeadLetterRow {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        queue: r.try_get("queue")?,
+        reason: r.try_get("reason")?,
+        payload: r.try_get("payload")?,
+        received_at_ms: r.try_get("received_at_ms")?,
+        replayed_at_ms: r.try_get("replayed_at_ms")?,
+        replay_job_id: r.try_get("replay_job_id")?,
+    })
 }
 
 impl Store {
@@ -638,6 +700,66 @@ impl Store {
         }
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// Dead letters, oldest first: those not replayed yet, or all of them;
+    /// at most `limit`.
+    pub async fn dead_letters(&self, include_replayed: bool, limit: i64) -> Result<Vec<DeadLetterRow>, StoreError> {
+        let filter = if include_replayed { "" } else { "WHERE replayed_at_ms IS NULL" };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters {filter} ORDER BY id LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dead_letter_from_row).collect::<Result<_, _>>().map_err(StoreError)
+    }
+
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRow>, StoreError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(dead_letter_from_row).transpose().map_err(StoreError)
+    }
+
+    /// Replays dead letter `id`: queues a new job with the dead job's inputs
+    /// (through the outbox, like any job) and marks the letter replayed by
+    /// it, in one transaction. A letter is replayed once: a second replay, or
+    /// two at once, answer with the job the first queued.
+    pub async fn replay_dead_letter(&self, id: i64, now_ms: i64) -> Result<Replay, StoreError> {
+        let new_job_id = uuid::Uuid::now_v7().to_string();
+        let new_job_id = new_job_id.as_str();
+        let Some(letter) = self.dead_letter(id).await? else { return Ok(Replay::NotFound) };
+        if letter.replayed_at_ms.is_some() {
+            return Ok(Replay::AlreadyReplayed { job_id: letter.replay_job_id });
+        }
+        let Some(job_id) = &letter.job_id else { return Ok(Replay::NoJob) };
+        let Some(dead) = self.job(job_id).await? else { return Ok(Replay::NoJob) };
+        let mut job =
+            JobRow::queued(new_job_id.to_string(), dead.model_id, dead.material, dead.quantity, dead.lane, now_ms);
+        job.colour = dead.colour;
+        job.owner_key_id = dead.owner_key_id;
+        let mut tx = self.begin_write().await?;
+        // The guard on `replayed_at_ms` makes the replay happen once, however
+        // many run at the same time.
+        let marked = sqlx::query(
+            "UPDATE dead_letters SET replayed_at_ms = $1, replay_job_id = $2 WHERE id = $3 AND replayed_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(new_job_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            drop(tx);
+            let replayed = self.dead_letter(id).await?.and_then(|l| l.replay_job_id);
+            return Ok(Replay::AlreadyReplayed { job_id: replayed });
+        }
+        insert_job_tx(&mut tx, &job, &job.message()).await?;
+        tx.commit().await?;
+        Ok(Replay::Queued { job_id: job.job_id })
     }
 
     /// Dead letters recorded, by reason.

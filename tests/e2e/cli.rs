@@ -513,3 +513,84 @@ fn farm_plan_takes_service_times_from_a_bench_report_and_replays_its_runs() {
         assert_refused(&bad, says);
     }
 }
+
+#[test]
+fn dead_letters_are_listed_shown_and_replayed_once_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (code, _, stderr) = run(&["keys", "create-operator", "--name", "ops", "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    // A job the broker gave up on, and a result that could not be applied.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dead_job = runtime.block_on(async {
+        let store = api::Store::connect(&api::Store::sqlite_url(dir.path()), 1).await.unwrap();
+        let model = api::store::ModelRow {
+            model_id: "m1".into(),
+            size_bytes: 684,
+            triangles: 12,
+            format: "binary".into(),
+            created_at_ms: 1,
+            owner: Some("acme".into()),
+            uploader_key_id: None,
+        };
+        store.insert_model(&model).await.unwrap();
+        let job = api::store::JobRow::queued("j1".into(), "m1".into(), "pla".into(), 3, scheduler::Lane::Slow, 2);
+        store.create_job(&job, &job.message()).await.unwrap();
+        let letter = api::store::DeadLetter {
+            job_id: Some("j1".into()),
+            queue: "farm.pricing.slow".into(),
+            reason: "delivery_limit".into(),
+            payload: job.message(),
+        };
+        store.record_dead_letter(&letter, 3).await.unwrap();
+        let result = api::store::DeadLetter { job_id: None, queue: "farm.pricing.results".into(), ..letter };
+        store.record_dead_letter(&result, 4).await.unwrap();
+        drop(store);
+        job
+    });
+
+    let (code, table, stderr) = run(&["dead-letters", "list", "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        table.contains("j1") && table.contains("delivery_limit") && table.contains("farm.pricing.results"),
+        "{table}"
+    );
+    let (_, json, _) = run(&["dead-letters", "list", "--data-dir", data, "--format", "json"]);
+    let letters: Value = serde_json::from_str(&json).unwrap();
+    let id_of = |job: Value| letters.as_array().unwrap().iter().find(|l| l["job_id"] == job).unwrap()["id"].to_string();
+    let (id, result_id) = (id_of("j1".into()), id_of(Value::Null));
+    let (code, shown, _) = run(&["dead-letters", "show", &id, "--data-dir", data]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["payload"], dead_job.message());
+
+    let (code, replayed, stderr) = run(&["dead-letters", "replay", &id, "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    let new_job = replayed.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(replayed.contains("queued job") && new_job != "j1", "{replayed}");
+    let (code, again, _) = run(&["dead-letters", "replay", &id, "--data-dir", data]);
+    assert_eq!(code, 0);
+    assert!(again.contains(&format!("replayed before, as job {new_job}")), "{again}");
+    // --all replays what is open: only the lost result, which names no job.
+    let (code, all, stderr) = run(&["dead-letters", "replay", "--all", "--data-dir", data]);
+    assert_eq!(code, 0, "the lost result has no job and is skipped: {stderr}");
+    assert!(all.is_empty(), "{all}");
+    assert_refused(&["dead-letters", "replay", &result_id, "--data-dir", data], "could not be replayed");
+    assert_refused(&["dead-letters", "replay", "999", "--data-dir", data], "could not be replayed");
+    assert_refused(&["dead-letters", "show", "999", "--data-dir", data], "no dead letter has the id 999");
+    let wrong = dir.path().join("typo");
+    assert_refused(&["dead-letters", "list", "--data-dir", wrong.to_str().unwrap()], "no farm in");
+
+    // The new job has the dead one's inputs and waits in the outbox for the
+    // relay of a running API.
+    runtime.block_on(async {
+        let store = api::Store::connect(&api::Store::sqlite_url(dir.path()), 1).await.unwrap();
+        let job = store.job(&new_job).await.unwrap().expect("the replayed job");
+        assert_eq!(
+            (job.status.as_str(), job.model_id.as_str(), job.quantity, job.lane),
+            ("queued", "m1", 3, scheduler::Lane::Slow)
+        );
+        let batch = store.claim_outbox(10).await.unwrap();
+        assert!(batch.rows.iter().any(|row| row.job_id == new_job), "its message is in the outbox");
+    });
+}

@@ -20,7 +20,7 @@ use super::status::{OrderEvent, OrderStatus};
 use super::store::{Created, CrmEvent, CrmOutcome, Cursor, NewOrder, OrderFilter, OrderRow, Pricing, Transitioned};
 use crate::auth::{KeyKind, Principal};
 use crate::error::{AppError, ErrorBody};
-use crate::routes::{cached_quote, job_message, json_rejection, lane_for};
+use crate::routes::{cached_quote, json_rejection, lane_for};
 use crate::startup::AppState;
 use crate::store::JobRow;
 use crate::text;
@@ -188,7 +188,7 @@ pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Resu
             Pricing::Answered { job, quote, quote_key, total, currency }
         }
         None => {
-            let payload = job_message(&job);
+            let payload = job.message();
             Pricing::Queue { job, payload }
         }
     };

@@ -8,5 +8,6 @@ mod cache;
 mod helpers;
 mod http;
 mod jobs;
+mod letters;
 mod orders;
 mod store;
