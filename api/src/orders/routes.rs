@@ -31,6 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(order_stats))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(retry_pricing))
         .routes(routes!(operator_orders))
         .routes(routes!(take_order))
         .routes(routes!(complete_order))
@@ -399,6 +400,57 @@ async fn cancel_order(
     let row = move_order(&state, &order_id, OrderEvent::Cancel, &principal.name).await?;
     cancel_pricing(&state, &row).await?;
     Ok(Json(OrderView::of(row)?))
+}
+
+/// Prices an order whose pricing failed again, with a new job (its seller
+/// or an operator), once the cause is fixed: the order goes back to
+/// `PRICING` and settles as any other. Its failure stays in its history.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/retry-pricing",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 202, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn retry_pricing(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<(StatusCode, Json<OrderView>), AppError> {
+    principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
+    let order = visible_order(&state, &principal, &order_id).await?;
+    if let Some(key_id) = &order.seller_key_id {
+        crate::quota::check_jobs(&state, key_id).await?;
+    }
+    let model = state.services.store.model(&order.model_id).await?.ok_or_else(|| {
+        AppError::internal(format!("order {order_id} names model {} that is not stored", order.model_id))
+    })?;
+    let now = now_ms();
+    let mut job = JobRow::queued(
+        uuid::Uuid::now_v7().to_string(),
+        order.model_id,
+        order.material,
+        order.quantity,
+        lane_for(&model, &state.settings),
+        now,
+    );
+    job.colour = order.colour;
+    job.owner_key_id = order.seller_key_id;
+    let moved = state.services.store.retry_order_pricing(&order_id, &job, &principal.name, now).await?;
+    let row = match moved {
+        Transitioned::Done(row) => *row,
+        Transitioned::Illegal { current, error } => {
+            return Err(AppError::Conflict {
+                message: error.to_string(),
+                details: Some(serde_json::json!({ "status": current.status })),
+            });
+        }
+        Transitioned::NotFound => return Err(AppError::NotFound { what: "order", id: order_id }),
+    };
+    state.relay_wakeup.notify_one();
+    super::changed(&state, &row).await;
+    Ok((StatusCode::ACCEPTED, Json(OrderView::of(row)?)))
 }
 
 /// Cancels a cancelled order's pricing job, if it is still open.

@@ -78,6 +78,8 @@ pub enum OrderEvent {
     Priced,
     /// The pricing job failed.
     PricingFailed,
+    /// Price a `PRICING_FAILED` order again, with a new job.
+    RetryPricing,
     /// The CRM approved it for manufacturing.
     Approve,
     /// An operator took it into production.
@@ -93,6 +95,7 @@ impl OrderEvent {
             OrderEvent::PricingQueued => "pricing queued",
             OrderEvent::Priced => "priced",
             OrderEvent::PricingFailed => "pricing failed",
+            OrderEvent::RetryPricing => "retry pricing",
             OrderEvent::Approve => "approve",
             OrderEvent::Take => "take",
             OrderEvent::Complete => "complete",
@@ -119,6 +122,7 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Illegal
         (S::Created, E::PricingQueued) => S::Pricing,
         (S::Pricing, E::Priced) => S::Priced,
         (S::Pricing, E::PricingFailed) => S::PricingFailed,
+        (S::PricingFailed, E::RetryPricing) => S::Pricing,
         (S::Priced, E::Approve) => S::ManufacturingApproved,
         (S::ManufacturingApproved, E::Take) => S::ManufacturingStarted,
         (S::ManufacturingStarted, E::Complete) => S::ManufacturingCompleted,
@@ -129,7 +133,8 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Illegal
                 (S::Cancelled, _) => "it has been cancelled",
                 (s, E::Cancel) if s.in_manufacturing() => "manufacturing has already started",
                 (S::Created | S::Pricing, E::Approve | E::Take) => "it has no price yet",
-                (S::PricingFailed, _) => "its pricing failed; submit it again",
+                (S::PricingFailed, _) => "its pricing failed; retry its pricing or cancel it",
+                (_, E::RetryPricing) => "only an order whose pricing failed is priced again",
                 (S::Priced, E::Take) => "the CRM has not approved it for manufacturing",
                 (S::ManufacturingStarted, E::Take) => "an operator has already taken it",
                 (_, E::Approve) => "only a priced order can be approved",
@@ -190,14 +195,26 @@ mod tests {
         assert!(err.why.contains("not approved"), "{err}");
         let mut legal = 0;
         for status in S::ALL {
-            for event in [E::PricingQueued, E::Priced, E::PricingFailed, E::Approve, E::Take, E::Complete, E::Ship] {
+            for event in [
+                E::PricingQueued,
+                E::Priced,
+                E::PricingFailed,
+                E::RetryPricing,
+                E::Approve,
+                E::Take,
+                E::Complete,
+                E::Ship,
+            ] {
                 match next(status, event) {
                     Ok(_) => legal += 1,
                     Err(e) => assert!(e.to_string().contains(status.as_str())),
                 }
             }
         }
-        assert_eq!(legal, 7, "one legal step out of each status but the last");
+        assert_eq!(legal, 8, "one legal step out of each status but the last, and a retry of a failed pricing");
+        assert_eq!(next(S::PricingFailed, E::RetryPricing), Ok(S::Pricing));
+        let err = next(S::Priced, E::RetryPricing).unwrap_err();
+        assert!(err.why.contains("only an order whose pricing failed"), "{err}");
         for s in S::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }

@@ -385,6 +385,53 @@ impl Store {
         Err(StoreError(sqlx::Error::PoolTimedOut))
     }
 
+    /// Prices a `PRICING_FAILED` order again: in one transaction the order
+    /// moves to `PRICING` under `job` (its failure cleared) and the job is
+    /// queued through the outbox. Conditional on the status and version
+    /// read, so two retries at once queue one job.
+    pub async fn retry_order_pricing(
+        &self,
+        order_id: &str,
+        job: &JobRow,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Transitioned, StoreError> {
+        let Some(current) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
+        let to = match status::next(current.status, OrderEvent::RetryPricing) {
+            Ok(to) => to,
+            Err(error) => return Ok(Transitioned::Illegal { current: Box::new(current), error }),
+        };
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET status = $2, job_id = $3, failure = NULL, version = version + 1, updated_at_ms = $4 \
+             WHERE order_id = $1 AND status = $5 AND version = $6",
+        )
+        .bind(order_id)
+        .bind(to.as_str())
+        .bind(&job.job_id)
+        .bind(now_ms)
+        .bind(current.status.as_str())
+        .bind(current.version)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            // Another change came first: answer as it left the order.
+            let Some(now) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
+            let error = status::next(now.status, OrderEvent::RetryPricing).err().unwrap_or(IllegalTransition {
+                from: now.status,
+                event: "retry pricing",
+                why: "it changed meanwhile",
+            });
+            return Ok(Transitioned::Illegal { current: Box::new(now), error });
+        }
+        crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
+        insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
+        tx.commit().await?;
+        let row = self.order(order_id).await?.ok_or(StoreError(sqlx::Error::RowNotFound))?;
+        Ok(Transitioned::Done(Box::new(row)))
+    }
+
     /// Applies a CRM event at most once, and only if it is newer than the
     /// last one applied to its order (by the CRM's version when it sends
     /// one, else by the time it happened). Only an event that changed the order, or

@@ -47,6 +47,44 @@ async fn priced_order(app: &TestApp, side: f32) -> String {
     id
 }
 
+#[tokio::test]
+async fn an_order_whose_pricing_failed_is_priced_again_once_the_cause_is_fixed() {
+    let app = farm().await;
+    let model_id = model(&app, 13.0).await;
+    // The model's file goes missing: its job fails, and the order with it.
+    let blob = app.data_dir().join(format!("models/{model_id}.stl"));
+    let bytes = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let (_, created) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla"})).await;
+    let id = created["order_id"].as_str().unwrap().to_string();
+    let failed = wait_for_status(&app, &id, "PRICING_FAILED").await;
+    assert!(failed["failure"].as_str().is_some(), "{failed}");
+    let retry = format!("/v1/orders/{id}/retry-pricing");
+    // Another seller cannot see it; the CRM may not retry.
+    let other = crate::helpers::mint(&app, api::auth::KeyKind::Seller, "globex").await;
+    let (status, _) = app.post_as(&other, &retry, json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = app.post_as(&app.crm, &retry, json!({})).await;
+    assert_eq!(status, 403);
+
+    // Fixed, and retried: a new job, and the order is priced.
+    std::fs::write(&blob, bytes).unwrap();
+    let (status, retried) = app.post_as(&app.seller, &retry, json!({})).await;
+    assert_eq!(status, 202, "{retried}");
+    assert_ne!(retried["job_id"], failed["job_id"]);
+    assert!(retried["failure"].is_null(), "{retried}");
+    let priced = wait_for_status(&app, &id, "PRICED").await;
+    assert_eq!(priced["job_id"], retried["job_id"]);
+    assert!(priced["total"].as_f64().unwrap() > 0.0, "{priced}");
+    // A priced order is not retried.
+    let (status, refused) = app.post_as(&app.operator, &retry, json!({})).await;
+    assert_eq!((status, refused["error"]["details"]["status"].as_str()), (409, Some("PRICED")), "{refused}");
+    let history: Vec<(Option<String>, String, String)> = app.store.order_history(&id).await.unwrap();
+    let moves: Vec<&str> = history.iter().map(|(_, to, _)| to.as_str()).collect();
+    assert_eq!(moves, ["CREATED", "PRICING", "PRICING_FAILED", "PRICING", "PRICED"], "{history:?}");
+    app.stop().await;
+}
+
 async fn crm(app: &TestApp, event_id: &str, order_id: &str, kind: &str, version: i64) -> (u16, Value) {
     let body = json!({"event_id": event_id, "order_id": order_id, "type": kind, "version": version, "occurred_at_ms": version});
     app.post_as(&app.crm, "/v1/crm/events", body).await
@@ -489,6 +527,7 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
         "/v1/orders/stats",
         "/v1/orders/{order_id}",
         "/v1/orders/{order_id}/cancel",
+        "/v1/orders/{order_id}/retry-pricing",
         "/v1/orders/{order_id}/take",
         "/v1/orders/{order_id}/complete",
         "/v1/orders/{order_id}/ship",
