@@ -2,10 +2,59 @@
 //! ones we thought of, and a reader that never panics on any bytes.
 
 use mesh::{
-    AnalysisOptions, Layering, Limits, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere,
+    AnalysisOptions, Layering, Limits, ModelFormat, Triangle, analyze, analyze_triangles, cuboid, read_stl, uv_sphere,
     write_binary_stl,
 };
 use proptest::prelude::*;
+
+/// The triangles as an OBJ file: shared corners listed once, faces by
+/// 1-based index (relative, negative, when `relative`), in CRLF lines when
+/// `crlf`. Rust prints an `f32` in the fewest digits that read back to it,
+/// so the text holds the same numbers as the binary file.
+fn to_obj(triangles: &[Triangle], relative: bool, crlf: bool) -> Vec<u8> {
+    let eol = if crlf { "\r\n" } else { "\n" };
+    let mut out = format!("# generated{eol}o part{eol}");
+    for (n, t) in triangles.iter().enumerate() {
+        for v in t {
+            out += &format!("v {} {} {}{eol}", v[0], v[1], v[2]);
+        }
+        let first = 3 * n + 1;
+        out += &if relative {
+            format!("f -3 -2 -1{eol}")
+        } else {
+            format!("f {} {} {}{eol}", first, first + 1, first + 2)
+        };
+    }
+    out.into_bytes()
+}
+
+/// The triangles as a 3MF package holding one object.
+fn to_3mf(triangles: &[Triangle]) -> Vec<u8> {
+    use std::io::Write;
+    let mut mesh = String::from("<mesh><vertices>");
+    for t in triangles {
+        for v in t {
+            mesh += &format!(r#"<vertex x="{}" y="{}" z="{}"/>"#, v[0], v[1], v[2]);
+        }
+    }
+    mesh += "</vertices><triangles>";
+    for n in 0..triangles.len() {
+        mesh += &format!(r#"<triangle v1="{}" v2="{}" v3="{}"/>"#, 3 * n, 3 * n + 1, 3 * n + 2);
+    }
+    mesh += "</triangles></mesh>";
+    let model = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<model unit="millimeter" xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">
+ <resources><object id="1" type="model">{mesh}</object></resources>
+ <build><item objectid="1"/></build>
+</model>"#
+    );
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("3D/3dmodel.model", options).unwrap();
+    zip.write_all(model.as_bytes()).unwrap();
+    zip.finish().unwrap().into_inner()
+}
 
 fn translated(triangles: &[Triangle], d: [f32; 3]) -> Vec<Triangle> {
     triangles.iter().map(|t| t.map(|v| [v[0] + d[0], v[1] + d[1], v[2] + d[2]])).collect()
@@ -81,6 +130,39 @@ proptest! {
     fn binary_stl_round_trips(shape in closed_shape()) {
         let soup = read_stl(&write_binary_stl(&shape), &Limits::default()).unwrap();
         prop_assert_eq!(soup.triangles, shape);
+    }
+
+    #[test]
+    fn every_format_of_the_same_triangles_measures_the_same(
+        shape in closed_shape(),
+        relative in any::<bool>(),
+        crlf in any::<bool>(),
+    ) {
+        let stl = analyze(&write_binary_stl(&shape), &options()).unwrap();
+        for (bytes, format) in [(to_obj(&shape, relative, crlf), ModelFormat::Obj), (to_3mf(&shape), ModelFormat::ThreeMf)] {
+            let other = analyze(&bytes, &options()).unwrap();
+            prop_assert_eq!(other.format, format);
+            prop_assert_eq!((other.triangles, other.vertices), (stl.triangles, stl.vertices));
+            prop_assert_eq!(other.volume.to_bits(), stl.volume.to_bits(), "{:?}: {} vs {}", format, other.volume, stl.volume);
+            prop_assert_eq!(&other.topology, &stl.topology);
+            prop_assert_eq!(other.slices.as_ref().map(|s| s.z.len()), stl.slices.as_ref().map(|s| s.z.len()));
+        }
+    }
+
+    #[test]
+    fn damaged_obj_and_3mf_give_a_report_or_a_typed_error(
+        shape in closed_shape(),
+        cut in 0usize..2000,
+        flips in proptest::collection::vec((0usize..4000, any::<u8>()), 0..8),
+    ) {
+        for mut bytes in [to_obj(&shape, false, false), to_3mf(&shape)] {
+            for &(at, value) in &flips {
+                let len = bytes.len();
+                bytes[at % len] = value;
+            }
+            bytes.truncate(bytes.len().saturating_sub(cut));
+            let _ = analyze(&bytes, &options());
+        }
     }
 
     #[test]
