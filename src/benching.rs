@@ -30,6 +30,21 @@ pub(crate) fn slow_models(args: &BenchRunArgs) -> anyhow::Result<()> {
     if let Some(&bad) = workers.iter().find(|&&w| w == 0 || w > MAX_WORKERS) {
         bail!("--workers must be between 1 and {MAX_WORKERS}, got {bad}");
     }
+    let target = match &args.target {
+        None => None,
+        Some(url) => {
+            let host = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+            if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+                bail!("--target must be an http:// or https:// URL with a host, got `{url}`");
+            }
+            if workers.len() != 1 {
+                bail!("--target measures the farm as deployed: give its workers per lane as one --workers N");
+            }
+            let key = args.key.clone().filter(|k| !k.trim().is_empty());
+            let key = key.ok_or_else(|| anyhow::anyhow!("--target needs --key (a seller key of that farm)"))?;
+            Some(slow_models::RunningFarm { url: url.clone(), key })
+        }
+    };
     let patience = crate::wiring::seconds("--patience-s", args.patience_s)?;
     // A bad baseline fails now, not after an hour of benchmark.
     let baseline = match &args.baseline {
@@ -64,6 +79,7 @@ pub(crate) fn slow_models(args: &BenchRunArgs) -> anyhow::Result<()> {
         slow_lane_triangles: preset.slow_lane_triangles(),
         patience,
         scratch: scratch.path().to_path_buf(),
+        target,
     };
     let bar = progress_bar();
     let runtime =

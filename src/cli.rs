@@ -227,6 +227,14 @@ pub(crate) struct BenchRunArgs {
     /// How long to wait for one run's jobs, seconds.
     #[arg(long, default_value_t = 3600.0)]
     pub(crate) patience_s: f64,
+    /// Measure a farm that is already running (a deployment) at this URL,
+    /// instead of starting one: the same workload and figures, one run;
+    /// `--workers N` says how many workers per lane it has, for the report.
+    #[arg(long, conflicts_with = "stack", requires = "key")]
+    pub(crate) target: Option<String>,
+    /// A seller key of the `--target` farm.
+    #[arg(long, env = "FARM_BENCH_KEY", hide_env_values = true)]
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -124,3 +124,38 @@ fn generate_writes_the_workload_as_readable_stl_files() {
     assert_eq!(farm(&["bench", "generate", "--quick", "--out", again.path().to_str().unwrap()], &[]).0, 0);
     assert_eq!(std::fs::read(&tower).unwrap(), std::fs::read(again.path().join("tall-tower-120mm.stl")).unwrap());
 }
+
+#[test]
+fn a_running_farm_is_measured_at_its_url_with_its_key() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_string();
+    let key = crate::helpers::mint_key("seller", "bench", &["--data-dir", &dir], &[]);
+    let mut serve = crate::helpers::FarmProcess::spawn(&["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"], &[]);
+    let url = format!("http://{}", serve.wait_for_listening());
+    let out = data.path().join("report");
+    let quick = ["bench", "--quick", "--workers", "1", "--jobs", "4", "--seed", "5", "--target", &url];
+    let (code, stdout, stderr) = farm(&[&quick[..], &["--key", &key, "--out", out.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report = read_report(&out);
+    assert!(report["stack"].as_str().unwrap().starts_with(&format!("a running farm at {url}")), "{}", report["stack"]);
+    assert_eq!((report["jobs"].as_u64(), report["runs"].as_array().unwrap().len()), (Some(4), 1));
+    assert_eq!(report["runs"][0]["failed"], 0, "{:#}", report["runs"][0]);
+    // The bench started nothing and stopped nothing: the farm still answers.
+    let (code, _, stderr) =
+        farm(&[&quick[..], &["--key", "farm_seller_wrong.key", "--out", out.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(code, 1, "a key the farm refuses: {stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+
+    for (args, expected) in [
+        (vec!["--target", "ftp://somewhere", "--key", "k"], "http:// or https://"),
+        (vec!["--target", &url, "--key", "k", "--workers", "1,2"], "one --workers N"),
+        (vec!["--target", &url, "--key", " ", "--workers", "1"], "needs --key"),
+    ] {
+        let (code, _, stderr) = farm(&[&["bench", "--quick"][..], &args].concat(), &[]);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = farm(&["bench", "--quick", "--target", &url], &[]);
+    assert_eq!(code, 2, "clap refuses --target without --key: {stderr}");
+    assert_eq!(serve.terminate(), 0);
+}

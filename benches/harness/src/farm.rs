@@ -207,9 +207,10 @@ pub struct Farm {
     processes: Vec<Process>,
     base: String,
     http: reqwest::Client,
-    /// A seller key minted for the run.
+    /// A seller key: minted for the run, or given for a running farm.
     token: String,
-    pub stack: Stack,
+    /// What was started; none for a running farm the bench only talks to.
+    pub stack: Option<Stack>,
 }
 
 /// Mints a key with the farm's own `farm keys create-<kind>` (`seller`,
@@ -241,6 +242,18 @@ impl std::fmt::Debug for Farm {
 }
 
 impl Farm {
+    /// A farm that is already running (a deployment), reached at `base`
+    /// with a seller key; the bench starts and stops nothing.
+    pub fn connect(base: &str, token: &str) -> Self {
+        Self {
+            processes: Vec::new(),
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            token: token.to_string(),
+            stack: None,
+        }
+    }
+
     /// Starts the farm and waits until every process listens.
     pub async fn start(options: &FarmOptions) -> Result<Self, FarmError> {
         let binary = options.binary.clone();
@@ -264,7 +277,13 @@ impl Farm {
                     &["serve", "--data-dir", &dir, "--listen", "127.0.0.1:0"],
                     &env,
                 )?;
-                Ok(Self { processes: vec![serve], base: format!("http://{addr}"), http, token, stack: options.stack })
+                Ok(Self {
+                    processes: vec![serve],
+                    base: format!("http://{addr}"),
+                    http,
+                    token,
+                    stack: Some(options.stack),
+                })
             }
             Stack::Services { fast_workers, slow_workers } => {
                 for needed in ["FARM_DATABASE_URL", "FARM_AMQP_URL", "FARM_S3_ENDPOINT"] {
@@ -284,7 +303,7 @@ impl Farm {
                         processes.push(Process::spawn(binary, options.stack, &args, &env)?.0);
                     }
                 }
-                Ok(Self { processes, base: format!("http://{addr}"), http, token, stack: options.stack })
+                Ok(Self { processes, base: format!("http://{addr}"), http, token, stack: Some(options.stack) })
             }
         }
     }

@@ -41,6 +41,17 @@ pub struct SlowModelBench {
     /// How long one run's jobs may take.
     pub patience: Duration,
     pub scratch: PathBuf,
+    /// A running farm to measure instead of starting one: its URL and a
+    /// seller key. `workers` then holds one figure, the deployment's
+    /// workers per lane, as a label for the report.
+    pub target: Option<RunningFarm>,
+}
+
+/// A farm the bench does not start: a deployment, for example.
+#[derive(Debug, Clone)]
+pub struct RunningFarm {
+    pub url: String,
+    pub key: String,
 }
 
 /// Where a run is, for a progress bar.
@@ -146,7 +157,12 @@ pub async fn run(bench: &SlowModelBench, mut progress: impl FnMut(Progress)) -> 
     Ok(BenchReport {
         format: REPORT_FORMAT,
         preset: bench.preset,
-        stack: if bench.services {
+        stack: if let Some(target) = &bench.target {
+            format!(
+                "a running farm at {} (its own workers, slots and lane threshold; N = its workers per lane, as given)",
+                target.url
+            )
+        } else if bench.services {
             "services (`farm api` + N `farm worker` processes per lane, one slot each, on PostgreSQL, RabbitMQ and S3)"
                 .into()
         } else {
@@ -186,7 +202,10 @@ async fn run_once(
         ],
         data_dir: bench.scratch.join(format!("farm-{workers}")),
     };
-    let farm = Farm::start(&options).await?;
+    let farm = match &bench.target {
+        Some(target) => Farm::connect(&target.url, &target.key),
+        None => Farm::start(&options).await?,
+    };
     let result = async {
         let label = |part: &str| format!("{workers} worker{}: {part}", if workers == 1 { "" } else { "s" });
         let fast: Vec<&Model> = bench.models.iter().filter(|m| !m.class.is_slow()).collect();
