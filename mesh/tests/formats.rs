@@ -149,6 +149,49 @@ fn components_place_objects_and_a_mirror_keeps_the_volume_positive() {
 }
 
 #[test]
+fn component_fan_outs_cost_what_they_emit_not_their_instances() {
+    // Ten components per level, nine levels: a billion instances of an
+    // object with no triangles, from a file of a few kilobytes. Nothing is
+    // walked for them: the file holds no triangles.
+    let mut resources = String::from(r#"<object id="1"><mesh><vertices/><triangles/></mesh></object>"#);
+    for level in 2..=10 {
+        resources += &format!(r#"<object id="{level}"><components>"#);
+        for i in 0..10 {
+            resources +=
+                &format!(r#"<component objectid="{}" transform="{}"/>"#, level - 1, translate(f64::from(i), 0.0, 0.0));
+        }
+        resources += "</components></object>";
+    }
+    let bytes = three_mf(&model("millimeter", &resources, r#"<item objectid="10"/>"#));
+    assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+    assert_eq!(read_error(&bytes, Limits::default()), ReadErrorKind::Empty);
+
+    // A triangle of an object listing 5,000 vertices, placed 400 times: the
+    // triangles are placed corner by corner, not the whole list each time.
+    let mut vertices = String::new();
+    for i in 0..5_000 {
+        vertices += &format!(r#"<vertex x="{i}" y="0" z="0"/>"#);
+    }
+    let sliver = format!(
+        r#"<object id="1"><mesh><vertices>{vertices}<vertex x="0" y="1" z="0"/></vertices><triangles><triangle v1="0" v2="1" v3="5000"/></triangles></mesh></object>"#
+    );
+    let mut row = String::from(r#"<object id="2"><components>"#);
+    for i in 0..20 {
+        row += &format!(r#"<component objectid="1" transform="{}"/>"#, translate(0.0, 0.0, f64::from(i)));
+    }
+    row += r#"</components></object><object id="3"><components>"#;
+    for i in 0..20 {
+        row += &format!(r#"<component objectid="2" transform="{}"/>"#, translate(0.0, 10.0 * f64::from(i), 0.0));
+    }
+    row += "</components></object>";
+    let bytes = three_mf(&model("millimeter", &format!("{sliver}{row}"), r#"<item objectid="3"/>"#));
+    let report = analyze(&bytes, &AnalysisOptions::default()).unwrap();
+    assert_eq!(report.triangles, 400);
+    assert_eq!(report.geometry.bounding_box.min, [0.0, 0.0, 0.0]);
+    assert_eq!(report.geometry.bounding_box.max, [1.0, 191.0, 19.0]);
+}
+
+#[test]
 fn a_component_in_another_part_is_followed() {
     // As Bambu Studio writes it: the root part places an object whose
     // component lives in 3D/Objects/object_1.model.

@@ -156,7 +156,7 @@ pub(crate) fn read(
         items.push((item, object.name.clone().unwrap_or_else(|| format!("object {}", item.object))));
     }
     let scale_m: Affine = [scale, 0.0, 0.0, 0.0, scale, 0.0, 0.0, 0.0, scale, 0.0, 0.0, 0.0];
-    let mut emitter = Emitter { parts: &parts, chunk: Vec::new(), total, emitted: 0 };
+    let mut emitter = Emitter { parts: &parts, counts: &counter.memo, chunk: Vec::new(), total, emitted: 0 };
     let mut objects = Vec::new();
     for (item, name) in items {
         let first = emitter.emitted;
@@ -213,6 +213,10 @@ impl<'a> Counter<'a> {
 
 struct Emitter<'a> {
     parts: &'a HashMap<String, ModelPart>,
+    /// The counter's triangles per object: a subtree that holds none is not
+    /// walked, so the walk costs at most the depth per triangle emitted (a
+    /// fan-out of empty components a billion instances wide costs nothing).
+    counts: &'a HashMap<(String, u32), u64>,
     chunk: Vec<Triangle>,
     total: u64,
     emitted: u64,
@@ -222,13 +226,28 @@ impl Emitter<'_> {
     /// Hands over `id`'s triangles in the frame `m` (the counter has
     /// checked that every object exists and nothing cycles).
     fn emit(&mut self, part: &str, id: u32, m: &Affine, visit: &mut impl FnMut(&[Triangle], u64)) {
+        if self.counts.get(&(part.to_string(), id)).is_none_or(|&n| n == 0) {
+            return;
+        }
         let Some(object) = self.parts.get(part).and_then(|p| p.objects.get(&id)) else { return };
         if !object.triangles.is_empty() {
-            let placed: Vec<[f32; 3]> =
-                object.vertices.iter().map(|v| apply(m, v.map(f64::from)).map(|c| c as f32)).collect();
+            let place = |v: [f32; 3]| apply(m, v.map(f64::from)).map(|c| c as f32);
+            // Each vertex placed once when the triangles use most of them;
+            // each corner placed on its own when they use few of many (a
+            // large vertex list instanced often must not cost its length
+            // per instance).
+            let placed: Vec<[f32; 3]> = if object.vertices.len() <= 3 * object.triangles.len() {
+                object.vertices.iter().map(|&v| place(v)).collect()
+            } else {
+                Vec::new()
+            };
             let flip = mirrors(m);
             for t in &object.triangles {
-                let [a, b, c] = t.map(|i| placed[i as usize]);
+                let [a, b, c] = if placed.is_empty() {
+                    t.map(|i| place(object.vertices[i as usize]))
+                } else {
+                    t.map(|i| placed[i as usize])
+                };
                 self.chunk.push(if flip { [a, c, b] } else { [a, b, c] });
                 self.emitted += 1;
                 if self.chunk.len() == CHUNK_TRIANGLES {
