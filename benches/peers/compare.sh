@@ -7,7 +7,9 @@
 #
 # Installs what it lacks (Debian packages admesh, time, prusa-slicer; a venv at
 # benches/peers/.venv with trimesh==5.2.0, numpy, scipy, networkx), generates the
-# UV-sphere inputs into benches/peers/data/, runs every (tool, file) pair N times
+# UV-sphere inputs into benches/peers/data/ (each ordered sphere, and shuffled copies:
+# the same facets in a random order with each triangle's corners rotated cyclically,
+# seed 17, by shuffle_stl.py), runs every (tool, file) pair N times
 # (default 3) after warming the page cache, and prints a Markdown report: header
 # with the command line and tool versions, the timing table, and a sanity table of
 # the volume and part count each tool reported. Progress goes to stderr, the report
@@ -17,12 +19,12 @@ set -euo pipefail
 export LC_ALL=C # '.' as decimal point in EPOCHREALTIME, printf and awk; stable sort
 
 usage() {
-	sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 	cat <<'EOF'
 
 Options:
   --farm PATH        farm binary (default: <repo>/target/release/farm)
-  --quick            smoke run: the ~100k-triangle sphere and one corpus plate only
+  --quick            smoke run: the ~100k-triangle sphere, ordered and shuffled, and one corpus plate only
   --out FILE.md      also write the report to FILE.md
   --runs N           runs per (tool, file), median wall time is reported (default 3)
   --no-prusa         do not run (or install) PrusaSlicer
@@ -225,6 +227,20 @@ ensure_sphere() { # label segments rings
 	FILES+=("$f")
 }
 
+SHUFFLE_SEED=17
+ensure_shuffled() { # label: a shuffled copy of sphere_<label>.stl (ensure_sphere it first)
+	local label=$1 src f
+	src=$DATA/sphere_$label.stl
+	f=$DATA/sphere_${label}_shuffled.stl
+	if [[ ! -f $f || $(stat -c %s "$f") != $(stat -c %s "$src") || $src -nt $f ]]; then
+		say "generating $f (shuffled, seed $SHUFFLE_SEED)"
+		"$PY" "$HERE/shuffle_stl.py" "$src" "$f" --seed "$SHUFFLE_SEED" >&2 || die "shuffle_stl.py failed for $f"
+	fi
+	[[ $(stat -c %s "$f") == $(stat -c %s "$src") ]] || die "$f is not the size of $src"
+	NAMES+=("sphere_${label} shuffled (seed $SHUFFLE_SEED)")
+	FILES+=("$f")
+}
+
 add_corpus() { # basename
 	local f=$CORPUS/$1
 	if [[ -f $f ]]; then
@@ -238,11 +254,14 @@ add_corpus() { # basename
 
 ensure_sphere 100k 224 224
 if ((QUICK == 1)); then
+	ensure_shuffled 100k
 	add_corpus composite_plate_m3x10_screw_x33.stl ||
 		add_corpus composite_plate_benchy_robot_disc_gunwale.stl || true
 else
 	ensure_sphere 1M 1000 501
+	ensure_shuffled 1M
 	ensure_sphere 4M 2000 1001
+	ensure_shuffled 4M
 	add_corpus composite_plate_benchy_robot_disc_gunwale.stl || true
 	add_corpus composite_plate_m3x10_screw_x33.stl || true
 fi

@@ -69,6 +69,24 @@ def sphere_vertices(segments: int, rings: int, radius: float) -> np.ndarray:
     return verts.astype("<f4")
 
 
+def write_binary_stl(out: str, title: str, n: int, body: np.ndarray) -> "int | None":
+    """Writes a binary STL of `n` facets (`body`, the 50-byte records) to
+    `out` through a `.part` file renamed into place; its size, or None (with
+    the reason on stderr) when the file is not the size `n` says."""
+    header = f"{title}, farm benches/peers".encode()[:80].ljust(80, b" ")
+    tmp = out + ".part"
+    with open(tmp, "wb") as fh:
+        fh.write(header)
+        fh.write(np.uint32(n).astype("<u4").tobytes())
+        body.tofile(fh)
+    size = os.path.getsize(tmp)
+    if size != 84 + 50 * n:
+        print(f"{os.path.basename(sys.argv[0])}: {tmp} is {size} bytes, expected {84 + 50 * n}", file=sys.stderr)
+        return None
+    os.replace(tmp, out)
+    return size
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("segments", type=int)
@@ -105,18 +123,9 @@ def main() -> int:
     body["vertices"] = tri
     del tri, normals
 
-    header = f"UV sphere S={args.segments} R={args.rings} r={args.radius:g}mm, farm benches/peers".encode()
-    header = header[:80].ljust(80, b" ")
-    tmp = args.out + ".part"
-    with open(tmp, "wb") as fh:
-        fh.write(header)
-        fh.write(np.uint32(n).astype("<u4").tobytes())
-        body.tofile(fh)
-    size = os.path.getsize(tmp)
-    if size != 84 + 50 * n:
-        print(f"gen_sphere: {tmp} is {size} bytes, expected {84 + 50 * n}", file=sys.stderr)
+    size = write_binary_stl(args.out, f"UV sphere S={args.segments} R={args.rings} r={args.radius:g}mm", n, body)
+    if size is None:
         return 1
-    os.replace(tmp, args.out)
     exact = 4.0 / 3.0 * np.pi * args.radius**3
     print(f"{args.out}: {n} triangles, {size} bytes, volume {signed_volume:.3f} mm3 (sphere {exact:.3f})")
     return 0
