@@ -58,6 +58,9 @@ pub enum ReadErrorKind {
     PolygonTooLarge { line: u64, vertices: u64, limit: u64 },
     /// A text line longer than the configured limit (OBJ).
     LineTooLong { line: u64, limit: u64 },
+    /// Triangulating the OBJ's concave polygons needs more steps than the
+    /// budget the triangle limit gives.
+    TriangulationTooCostly { steps: u64 },
 }
 
 impl fmt::Display for ReadError {
@@ -100,6 +103,11 @@ impl fmt::Display for ReadError {
             }
             ReadErrorKind::ThreeMf { part, message } => write!(f, "invalid 3MF ({part}): {message}"),
             ReadErrorKind::ObjSyntax { line, message } => write!(f, "OBJ error at line {line}: {message}"),
+            ReadErrorKind::TriangulationTooCostly { steps } => write!(
+                f,
+                "triangulating the OBJ's concave polygons needs more than {steps} steps (64 per triangle of the \
+                 triangle limit)"
+            ),
             ReadErrorKind::PolygonTooLarge { line, vertices, limit } => {
                 write!(f, "OBJ face at line {line} has {vertices} corners, over the limit of {limit}")
             }

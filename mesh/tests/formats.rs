@@ -366,3 +366,46 @@ fn the_format_comes_from_the_bytes_not_the_name() {
     let stl = mesh::write_binary_stl(&mesh::cuboid([1.0; 3]));
     assert_eq!(inspect(&stl, &Limits::default()).unwrap().format, ModelFormat::Binary);
 }
+
+#[test]
+fn hostile_obj_and_3mf_get_typed_errors_and_bounded_work() {
+    // A face names vertex 4 before any vertex is read, and the file ends
+    // with three: refused, not an index out of bounds.
+    let kind = read_error(b"f 1 2 4\nv 0 0 0\nv 1 0 0\nv 0 1 0\n", Limits::default());
+    assert!(matches!(kind, ReadErrorKind::ObjSyntax { line: 1, .. }), "{kind:?}");
+    // A hundred thousand empty groups cost one entry.
+    let groups = format!("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n{}", "g\n".repeat(100_000));
+    let report = analyze(groups.as_bytes(), &AnalysisOptions::default()).unwrap();
+    assert_eq!((report.triangles, report.objects.len()), (1, 1));
+
+    let cube = format!(r#"<object id="1">{}</object>"#, box_mesh(1.0, 1.0, 1.0));
+    // Every number finite, the placed corners beyond f32.
+    let huge = r#"<item objectid="1" transform="1e300 0 0 0 1e300 0 0 0 1e300 0 0 0"/>"#;
+    let kind = read_error(&three_mf(&model("millimeter", &cube, huge)), Limits::default());
+    assert!(matches!(kind, ReadErrorKind::NonFiniteCoordinate { .. }), "{kind:?}");
+    // Unclosed elements, and elements nested past any model's depth.
+    let unclosed = format!("{}{}", model("millimeter", &cube, r#"<item objectid="1"/>"#), "<a>".repeat(10));
+    assert!(matches!(read_error(&three_mf(&unclosed), Limits::default()), ReadErrorKind::ThreeMf { .. }));
+    let deep =
+        model("millimeter", &format!("{cube}{}{}", "<a>".repeat(100), "</a>".repeat(100)), r#"<item objectid="1"/>"#);
+    let kind = read_error(&three_mf(&deep), Limits::default());
+    assert!(format!("{kind:?}").contains("nest deeper"), "{kind:?}");
+    // What the parts hold is held to the memory budget, printed or not.
+    let tight = Limits { memory_budget: 200, ..Limits::default() };
+    let err = inspect(&three_mf(&model("millimeter", &cube, r#"<item objectid="1"/>"#)), &tight).unwrap_err();
+    assert!(err.to_string().contains("memory budget"), "{err}");
+
+    // One part named in two spellings is one part, read once.
+    let root = model(
+        "millimeter",
+        r#"<object id="2"><components xmlns:p="http://schemas.microsoft.com/3dmanufacturing/production/2015/06">
+             <component p:path="/3D/Part.model" objectid="1"/>
+             <component p:path="/3d/PART.MODEL" objectid="1" transform="1 0 0 0 1 0 0 0 1 5 0 0"/>
+           </components></object>"#,
+        r#"<item objectid="2"/>"#,
+    );
+    let part = model("millimeter", &cube, "");
+    let bytes = package(&[("_rels/.rels", RELS), ("3D/3dmodel.model", &root), ("3D/Part.model", &part)]);
+    let report = analyze(&bytes, &AnalysisOptions::default()).unwrap();
+    assert_eq!((report.triangles, report.volume), (24, 2.0));
+}

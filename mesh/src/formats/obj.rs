@@ -65,7 +65,10 @@ pub(crate) fn read<R: Read>(
     let mut first_triangle = Vec::with_capacity(polygons + 1);
     let mut chunk: Vec<Triangle> = Vec::with_capacity(CHUNK_TRIANGLES.min(total as usize));
     let mut emitted = 0u64;
-    let mut scratch = Triangulator::default();
+    // Ear clipping costs up to the square of a polygon's corners: the
+    // whole file's clipping is held to a budget of steps.
+    let budget = limits.max_triangles.saturating_mul(CLIP_STEPS_PER_TRIANGLE);
+    let mut scratch = Triangulator { work_left: budget, ..Triangulator::default() };
     for p in 0..polygons {
         first_triangle.push(emitted);
         let ring = &parsed.corners[parsed.polygon_starts[p] as usize..parsed.polygon_starts[p + 1] as usize];
@@ -74,7 +77,10 @@ pub(crate) fn read<R: Read>(
             chunk.push([point(a), point(b), point(c)]);
         } else {
             let points: Vec<[f32; 3]> = ring.iter().map(|&v| point(v)).collect();
-            chunk.extend(scratch.triangulate(&points).into_iter().map(|[a, b, c]| [points[a], points[b], points[c]]));
+            let triangles = scratch
+                .triangulate(&points)
+                .ok_or_else(|| ReadError::new(ReadErrorKind::TriangulationTooCostly { steps: budget }))?;
+            chunk.extend(triangles.into_iter().map(|[a, b, c]| [points[a], points[b], points[c]]));
         }
         emitted += ring.len() as u64 - 2;
         if chunk.len() >= CHUNK_TRIANGLES {
@@ -122,7 +128,7 @@ fn parse<R: BufRead>(mut reader: R, limits: &Limits) -> Result<Parsed, ReadError
     let mut line = Vec::new();
     let mut piece = Vec::new();
     let mut line_number = 0u64;
-    // The first reference to a vertex not read yet: checked at the end.
+    // The largest reference to a vertex not read yet: checked at the end.
     let mut forward: Option<(u64, u64)> = None;
     loop {
         line.clear();
@@ -213,7 +219,9 @@ fn parse<R: BufRead>(mut reader: R, limits: &Limits) -> Result<Parsed, ReadError
                         }
                         i if i < 0 => count + i,
                         i => {
-                            if i > count && forward.is_none() {
+                            // The largest such index decides whether the
+                            // file ends with enough vertices.
+                            if i > count && forward.is_none_or(|(_, seen)| i as u64 > seen) {
                                 forward = Some((start_line, i as u64));
                             }
                             i - 1
@@ -240,7 +248,13 @@ fn parse<R: BufRead>(mut reader: R, limits: &Limits) -> Result<Parsed, ReadError
             b"o" | b"g" => {
                 let name = String::from_utf8_lossy(text[keyword.len()..].trim_ascii()).into_owned();
                 let list = if keyword == b"o" { &mut parsed.objects } else { &mut parsed.groups };
-                list.push((name, parsed.polygon_starts.len() - 1));
+                let at = parsed.polygon_starts.len() - 1;
+                // A group with no face yet is renamed, not added: a file of
+                // nothing but `g` lines costs nothing per line.
+                match list.last_mut() {
+                    Some(last) if last.1 == at => last.0 = name,
+                    _ => list.push((name, at)),
+                }
             }
             b"vt" | b"vn" | b"vp" | b"s" | b"l" | b"p" | b"mtllib" | b"usemtl" => {}
             other => {
@@ -262,21 +276,28 @@ fn parse<R: BufRead>(mut reader: R, limits: &Limits) -> Result<Parsed, ReadError
     Ok(parsed)
 }
 
+/// Steps of ear clipping allowed per triangle of the limit
+/// ([`Limits::max_triangles`]), for the whole file.
+const CLIP_STEPS_PER_TRIANGLE: u64 = 64;
+
 /// Triangulates polygons: fans for convex ones, ear clipping for the rest.
 #[derive(Default)]
 struct Triangulator {
     flat: Vec<[f64; 2]>,
     next: Vec<usize>,
     prev: Vec<usize>,
+    /// Ear-clipping steps left; when they run out, `triangulate` gives up.
+    work_left: u64,
 }
 
 impl Triangulator {
-    /// Corner-index triples for the polygon `points`, wound as it is.
-    fn triangulate(&mut self, points: &[[f32; 3]]) -> Vec<[usize; 3]> {
+    /// Corner-index triples for the polygon `points`, wound as it is; none
+    /// when the clipping steps left run out.
+    fn triangulate(&mut self, points: &[[f32; 3]]) -> Option<Vec<[usize; 3]>> {
         let n = points.len();
-        let fan = || (1..n - 1).map(|i| [0, i, i + 1]).collect();
+        let fan = || Some((1..n - 1).map(|i| [0, i, i + 1]).collect());
         if n == 3 {
-            return vec![[0, 1, 2]];
+            return Some(vec![[0, 1, 2]]);
         }
         // Project onto the plane the polygon spans (Newell's normal), with
         // the polygon counter-clockwise seen from the normal's side.
@@ -309,7 +330,7 @@ impl Triangulator {
         self.prev.clear();
         self.next.extend((0..n).map(|i| (i + 1) % n));
         self.prev.extend((0..n).map(|i| (i + n - 1) % n));
-        let (next, prev) = (&mut self.next, &mut self.prev);
+        let (next, prev, work_left) = (&mut self.next, &mut self.prev, &mut self.work_left);
         let mut triangles = Vec::with_capacity(n - 2);
         let mut remaining = n;
         let mut at = 0;
@@ -321,6 +342,7 @@ impl Triangulator {
                 let mut k = next[c];
                 let mut clear = true;
                 while k != a {
+                    *work_left = work_left.checked_sub(1)?;
                     if flat[k] != flat[a]
                         && flat[k] != flat[b]
                         && flat[k] != flat[c]
@@ -354,18 +376,32 @@ impl Triangulator {
                         triangles.push([first, k, next[k]]);
                         k = next[k];
                     }
-                    return triangles;
+                    return Some(triangles);
                 }
             }
         }
         triangles.push([prev[at], at, next[at]]);
-        triangles
+        Some(triangles)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unlimited() -> Triangulator {
+        Triangulator { work_left: u64::MAX, ..Triangulator::default() }
+    }
+
+    #[test]
+    fn clipping_stops_when_its_steps_run_out() {
+        // An L: concave, so it is clipped, not fanned.
+        let l = [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [2.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 2.0, 0.0]];
+        assert_eq!(Triangulator { work_left: 2, ..Triangulator::default() }.triangulate(&l), None);
+        let mut enough = unlimited();
+        assert_eq!(enough.triangulate(&l).map(|t| t.len()), Some(4));
+        assert!(enough.work_left < u64::MAX, "steps were counted");
+    }
 
     fn area(points: &[[f32; 3]], triangles: &[[usize; 3]]) -> f64 {
         triangles
@@ -382,19 +418,19 @@ mod tests {
         // An L of area 3, wound counter-clockwise, starting at a reflex
         // corner so that a fan from it would leave the polygon.
         let l = [[1.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 2.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]];
-        let triangles = Triangulator::default().triangulate(&l);
+        let triangles = unlimited().triangulate(&l).unwrap();
         assert_eq!(triangles.len(), 4);
         assert_eq!(area(&l, &triangles), 3.0);
         // Wound clockwise it stays clockwise: the area is negative.
         let mut reversed = l;
         reversed.reverse();
-        assert_eq!(area(&reversed, &Triangulator::default().triangulate(&reversed)), -3.0);
+        assert_eq!(area(&reversed, &unlimited().triangulate(&reversed).unwrap()), -3.0);
     }
 
     #[test]
     fn a_convex_polygon_is_a_fan() {
         let square = [[0.0, 0.0, 5.0], [1.0, 0.0, 5.0], [1.0, 1.0, 5.0], [0.0, 1.0, 5.0]];
-        assert_eq!(Triangulator::default().triangulate(&square), vec![[0, 1, 2], [0, 2, 3]]);
+        assert_eq!(unlimited().triangulate(&square).unwrap(), vec![[0, 1, 2], [0, 2, 3]]);
     }
 
     #[test]

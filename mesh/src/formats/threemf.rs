@@ -37,6 +37,8 @@ const MODEL_RELATIONSHIP: &str = "http://schemas.microsoft.com/3dmanufacturing/2
 const RATIO_CHECKED_BYTES: u64 = 1 << 20;
 /// Components nest at most this deep.
 const MAX_DEPTH: usize = 32;
+/// XML elements open at once (a model nests about six).
+const MAX_XML_DEPTH: usize = 64;
 
 /// A row-vector affine transform, as 3MF writes it: `m00 m01 m02 m10 m11
 /// m12 m20 m21 m22 m30 m31 m32`; a point `p` maps to `p · M`.
@@ -107,31 +109,31 @@ pub(crate) fn read(
     mut visit: impl FnMut(&[Triangle], u64),
 ) -> Result<ModelInfo, ReadError> {
     let mut package = Package::open(bytes, limits)?;
-    let root = package.root_part()?;
+    let root = package.root_part()?.to_ascii_lowercase();
     let mut parts: HashMap<String, ModelPart> = HashMap::new();
-    let mut vertices_read = 0u64;
-    let main = package.parse_model(&root, limits, &mut vertices_read)?;
+    let mut tally = Tally::default();
+    let main = package.parse_model(&root, limits, &mut tally)?;
     let scale = main.unit.unwrap_or(Units::Millimetre).to_mm();
     let units = main.unit.unwrap_or(Units::Millimetre);
     let build = main.build.clone();
     parts.insert(root.clone(), main);
-    // Load the other parts that components or items name, then count what
+    // Load the other parts that components or items name (each once, by
+    // its name in any case, as the zip lookup finds it), then count what
     // every item expands to before anything is allocated for it.
     let mut pending: Vec<String> = Vec::new();
-    loop {
-        for part in parts.values() {
-            let placements = part.objects.values().flat_map(|o| &o.components).chain(&part.build);
-            for p in placements {
-                if let Some(path) = &p.part
-                    && !parts.contains_key(path)
-                    && !pending.contains(path)
-                {
-                    pending.push(path.clone());
-                }
+    let mut queued: HashSet<String> = HashSet::from([root.clone()]);
+    let mut queue_named_parts = |part: &ModelPart, pending: &mut Vec<String>| {
+        let placements = part.objects.values().flat_map(|o| &o.components).chain(&part.build);
+        for path in placements.filter_map(|p| p.part.as_ref()) {
+            if queued.insert(path.clone()) {
+                pending.push(path.clone());
             }
         }
-        let Some(path) = pending.pop() else { break };
-        let part = package.parse_model(&path, limits, &mut vertices_read)?;
+    };
+    queue_named_parts(&parts[&root], &mut pending);
+    while let Some(path) = pending.pop() {
+        let part = package.parse_model(&path, limits, &mut tally)?;
+        queue_named_parts(&part, &mut pending);
         parts.insert(path, part);
     }
     let mut counter = Counter { parts: &parts, memo: HashMap::new(), stack: HashSet::new() };
@@ -161,7 +163,7 @@ pub(crate) fn read(
     for (item, name) in items {
         let first = emitter.emitted;
         let part = item.part.as_deref().unwrap_or(&root);
-        emitter.emit(part, item.object, &compose(&item.transform, &scale_m), &mut visit);
+        emitter.emit(part, item.object, &compose(&item.transform, &scale_m), &mut visit)?;
         objects.push(ObjectRange { name, first_triangle: first, triangles: emitter.emitted - first });
     }
     emitter.flush(&mut visit);
@@ -172,6 +174,36 @@ pub(crate) fn read(
         warnings.push(ReadWarning::ObjectsLeftOut { objects, kind });
     }
     Ok(ModelInfo { format: ModelFormat::ThreeMf, triangles: total, warnings, objects, units: Some(units) })
+}
+
+/// What the parts read so far hold: their vertices (for the vertex limit)
+/// and the bytes of their vertices, triangles and placements (for the
+/// memory budget), so parts nobody prints cannot fill memory either.
+#[derive(Default)]
+struct Tally {
+    vertices: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    /// A quarter of the memory budget: the vectors holding these may have
+    /// grown to twice what they hold, and the analysis after the read needs
+    /// the rest (a model whose parts are near this is too large to analyse
+    /// within the budget anyway).
+    fn hold(&mut self, bytes: usize, limits: &Limits, part: &str) -> Result<(), ReadError> {
+        self.bytes += bytes as u64;
+        let allowed = limits.memory_budget / 4;
+        if self.bytes > allowed {
+            return Err(three_mf(
+                part,
+                format!(
+                    "its parts hold more than {allowed} bytes of vertices, triangles and components, a quarter of \
+                     the memory budget"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Counts the triangles an object expands to, and finds cycles and depth.
@@ -225,11 +257,19 @@ struct Emitter<'a> {
 impl Emitter<'_> {
     /// Hands over `id`'s triangles in the frame `m` (the counter has
     /// checked that every object exists and nothing cycles).
-    fn emit(&mut self, part: &str, id: u32, m: &Affine, visit: &mut impl FnMut(&[Triangle], u64)) {
+    /// A placed corner beyond `f32` (a transform that scales a finite vertex
+    /// past 3.4e38) is refused as a binary STL's infinite coordinate is.
+    fn emit(
+        &mut self,
+        part: &str,
+        id: u32,
+        m: &Affine,
+        visit: &mut impl FnMut(&[Triangle], u64),
+    ) -> Result<(), ReadError> {
         if self.counts.get(&(part.to_string(), id)).is_none_or(|&n| n == 0) {
-            return;
+            return Ok(());
         }
-        let Some(object) = self.parts.get(part).and_then(|p| p.objects.get(&id)) else { return };
+        let Some(object) = self.parts.get(part).and_then(|p| p.objects.get(&id)) else { return Ok(()) };
         if !object.triangles.is_empty() {
             let place = |v: [f32; 3]| apply(m, v.map(f64::from)).map(|c| c as f32);
             // Each vertex placed once when the triangles use most of them;
@@ -248,6 +288,9 @@ impl Emitter<'_> {
                 } else {
                     t.map(|i| placed[i as usize])
                 };
+                if ![a, b, c].iter().flatten().all(|c| c.is_finite()) {
+                    return Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate { triangle: self.emitted }));
+                }
                 self.chunk.push(if flip { [a, c, b] } else { [a, b, c] });
                 self.emitted += 1;
                 if self.chunk.len() == CHUNK_TRIANGLES {
@@ -258,8 +301,9 @@ impl Emitter<'_> {
         }
         for c in &object.components {
             let child_part = c.part.clone().unwrap_or_else(|| part.to_string());
-            self.emit(&child_part, c.object, &compose(&c.transform, m), visit);
+            self.emit(&child_part, c.object, &compose(&c.transform, m), visit)?;
         }
+        Ok(())
     }
 
     fn flush(&mut self, visit: &mut impl FnMut(&[Triangle], u64)) {
@@ -350,7 +394,7 @@ impl<'b> Package<'b> {
         Ok(root.map_or_else(|| DEFAULT_MODEL_PART.to_string(), |r| r.trim_start_matches('/').to_string()))
     }
 
-    fn parse_model(&mut self, path: &str, limits: &Limits, vertices_read: &mut u64) -> Result<ModelPart, ReadError> {
+    fn parse_model(&mut self, path: &str, limits: &Limits, tally: &mut Tally) -> Result<ModelPart, ReadError> {
         let path = path.trim_start_matches('/').to_string();
         let (budget_before, max_event) = (self.budget, self.max_event_bytes);
         let (entry, pulled) = self.entry(&path)?;
@@ -404,13 +448,14 @@ impl<'b> Package<'b> {
                     let Some((_, object)) = current.as_mut() else {
                         return Err(three_mf(part, "a vertex outside an object"));
                     };
-                    *vertices_read += 1;
-                    if *vertices_read > limits.max_vertices {
+                    tally.vertices += 1;
+                    if tally.vertices > limits.max_vertices {
                         return Err(ReadError::new(ReadErrorKind::TooManyVertices {
-                            vertices: *vertices_read,
+                            vertices: tally.vertices,
                             limit: limits.max_vertices,
                         }));
                     }
+                    tally.hold(size_of::<[f32; 3]>(), limits, part)?;
                     let mut p = [0f32; 3];
                     for (c, key) in p.iter_mut().zip(["x", "y", "z"]) {
                         let value: f32 =
@@ -438,17 +483,24 @@ impl<'b> Package<'b> {
                             limit: limits.max_triangles,
                         }));
                     }
+                    tally.hold(size_of::<[u32; 3]>(), limits, part)?;
                     object.triangles.push(t);
                 }
                 (Element::Open | Element::Empty, "component") => {
                     let Some((_, object)) = current.as_mut() else {
                         return Err(three_mf(part, "a component outside an object"));
                     };
-                    object.components.push(placement(e, part)?);
+                    let placed = placement(e, part)?;
+                    tally.hold(size_of::<Placement>() + placed.part.as_ref().map_or(0, String::len), limits, part)?;
+                    object.components.push(placed);
                 }
                 (Element::Open, "build") => in_build = true,
                 (Element::Close, "build") => in_build = false,
-                (Element::Open | Element::Empty, "item") if in_build => model.build.push(placement(e, part)?),
+                (Element::Open | Element::Empty, "item") if in_build => {
+                    let placed = placement(e, part)?;
+                    tally.hold(size_of::<Placement>() + placed.part.as_ref().map_or(0, String::len), limits, part)?;
+                    model.build.push(placed);
+                }
                 _ => {}
             }
             Ok(())
@@ -478,7 +530,9 @@ fn placement(e: &BytesStart<'_>, part: &str) -> Result<Placement, ReadError> {
             m
         }
     };
-    let path = attribute(e, "path")?.map(|p| p.trim_start_matches('/').to_string());
+    // Zip entries are found by their name in any case, so parts are named
+    // that way too: one part under any spelling is read once.
+    let path = attribute(e, "path")?.map(|p| p.trim_start_matches('/').to_ascii_lowercase());
     Ok(Placement { part: path, object, transform })
 }
 
@@ -546,6 +600,9 @@ fn for_each_element<R: Read>(
     xml.config_mut().trim_text(true);
     let mut buf = Vec::new();
     let mut total = 0u64;
+    // quick-xml keeps the open elements' names; a file of unclosed tags
+    // would grow that stack without end.
+    let mut depth = 0usize;
     loop {
         pulled.set(0);
         let event = xml.read_event_into(&mut buf);
@@ -555,12 +612,22 @@ fn for_each_element<R: Read>(
             return Err(ReadError::new(ReadErrorKind::LineTooLong { line: 0, limit: max_event }));
         }
         match event {
-            Ok(Event::Start(e)) => visit(&e, Element::Open)?,
+            Ok(Event::Start(e)) => {
+                depth += 1;
+                if depth > MAX_XML_DEPTH {
+                    return Err(three_mf(part, format!("XML elements nest deeper than {MAX_XML_DEPTH} levels")));
+                }
+                visit(&e, Element::Open)?;
+            }
             Ok(Event::Empty(e)) => visit(&e, Element::Empty)?,
             Ok(Event::End(e)) => {
+                depth = depth.saturating_sub(1);
                 let name = e.name();
                 let start = BytesStart::new(name.as_ref().to_string());
                 visit(&start, Element::Close)?;
+            }
+            Ok(Event::Eof) if depth > 0 => {
+                return Err(three_mf(part, format!("the XML ends with {depth} elements still open")));
             }
             Ok(Event::Eof) => break,
             Ok(_) => {}
