@@ -81,11 +81,11 @@ impl fmt::Display for Bytes {
     }
 }
 
-/// Peak bytes per byte of the file while it is read, welded and (for ASCII)
-/// held: a binary triangle is 50 bytes of file and costs at most 170 bytes
-/// welded (every corner a vertex of its own, the weld's tables growing); an
-/// ASCII one is at least 80 bytes of text, held whole, plus its triangle and
-/// weld.
+/// Peak bytes per byte of the file while it is read and welded: a binary
+/// triangle is 50 bytes of file and costs at most 170 bytes welded (every
+/// corner a vertex of its own, the weld's tables growing); an ASCII one is
+/// at least 80 bytes of text (streamed a line at a time), plus its weld. A
+/// 3MF package is held whole while its parts are read.
 pub(crate) const READ_BYTES_PER_FILE_BYTE: u64 = 4;
 /// Fixed costs of a read: the chunk buffers and the weld's caches.
 const READ_FIXED: u64 = 16 << 20;

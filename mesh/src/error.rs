@@ -56,7 +56,7 @@ pub enum ReadErrorKind {
     ObjSyntax { line: u64, message: String },
     /// A polygon with more corners than the configured limit (OBJ).
     PolygonTooLarge { line: u64, vertices: u64, limit: u64 },
-    /// A text line longer than the configured limit (OBJ).
+    /// A text line longer than the configured limit (OBJ, ASCII STL).
     LineTooLong { line: u64, limit: u64 },
     /// Triangulating the OBJ's concave polygons needs more steps than the
     /// budget the triangle limit gives.

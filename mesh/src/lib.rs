@@ -254,8 +254,9 @@ pub fn analyze(bytes: &[u8], options: &AnalysisOptions) -> Result<MeshReport, An
     analyze_reader(bytes, bytes.len() as u64, options)
 }
 
-/// Reads `len` bytes of a model from `reader` and measures them. A binary
-/// STL is decoded and welded a chunk at a time and never held whole, so a
+/// Reads `len` bytes of a model from `reader` and measures them. An STL
+/// (binary or ASCII) or OBJ is decoded and welded a chunk at a time and never
+/// held whole, so a
 /// large model costs its vertices and faces, not its file size plus a soup.
 pub fn analyze_reader<R: std::io::Read>(
     reader: R,

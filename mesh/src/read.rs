@@ -9,7 +9,7 @@
 //! normals or normals that contradict the vertex winding, so every quantity we
 //! derive comes from the vertices and their order.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 use rayon::prelude::*;
 
@@ -121,7 +121,8 @@ pub struct Soup {
 pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
     let mut triangles = Vec::new();
     let info = read_stl_chunked(bytes, bytes.len() as u64, limits, |chunk, total| {
-        triangles.reserve_exact(total as usize - triangles.len());
+        // `total` is 0 while an ASCII file's count is not known yet.
+        triangles.reserve_exact((total as usize).saturating_sub(triangles.len()));
         triangles.extend_from_slice(chunk);
     })?;
     Ok(Soup { format: info.format, triangles, warnings: info.warnings })
@@ -129,8 +130,9 @@ pub fn read_stl(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
 
 /// Decodes `len` bytes of STL from `reader`, handing the triangles to
 /// `visit` a chunk at a time, so a binary file is never held whole: only one
-/// chunk of it (3.2 MB) is in memory at once. ASCII files are read whole.
-/// `visit` also gets the total number of triangles to expect. For any
+/// chunk of it (3.2 MB) is in memory at once; an ASCII file streams a line
+/// at a time. `visit` also gets the total number of triangles to expect
+/// (binary), or 0 (ASCII, whose count is known only at the end). For any
 /// format, use [`crate::read_model_chunked`].
 pub fn read_stl_chunked<R: Read>(
     mut reader: R,
@@ -161,7 +163,7 @@ pub(crate) fn binary_size_matches(prefix: &[u8], len: u64) -> bool {
 
 /// STL, once the first bytes (`prefix`, up to [`PREFIX_BYTES`]) are read.
 pub(crate) fn read_stl_after_prefix<R: Read>(
-    mut reader: R,
+    reader: R,
     prefix: Vec<u8>,
     len: u64,
     limits: &Limits,
@@ -184,14 +186,15 @@ pub(crate) fn read_stl_after_prefix<R: Read>(
             ),
         }));
     }
-    let mut text = prefix;
-    let already = text.len();
-    text.resize(len as usize, 0);
-    read_exact(&mut reader, &mut text[already..], len)?;
-    let soup = read_ascii(&text, limits)?;
-    drop(text);
-    visit(ModelFormat::Ascii, &soup.triangles, soup.triangles.len() as u64);
-    Ok(ModelInfo::stl(ModelFormat::Ascii, soup.triangles.len() as u64, soup.warnings))
+    // ASCII streams line by line, handing triangles over a chunk at a time
+    // like binary; how many there are is known only at the end (0 until then).
+    let rest = len - prefix.len() as u64;
+    let text = BufReader::with_capacity(1 << 16, std::io::Cursor::new(prefix).chain(reader.take(rest)));
+    let (triangles, warnings, consumed) = read_ascii(text, limits, |chunk| visit(ModelFormat::Ascii, chunk, 0))?;
+    if consumed < len {
+        return Err(ReadError::new(ReadErrorKind::Io { message: format!("the input ended before its {len} bytes") }));
+    }
+    Ok(ModelInfo::stl(ModelFormat::Ascii, triangles, warnings))
 }
 
 /// Fills `buffer`; a reader that ends early means the file is shorter than
@@ -315,15 +318,38 @@ enum AsciiState {
 /// A line-oriented parser that accepts the variants real exporters write:
 /// upper- or lower-case keywords, CRLF, tabs, scientific notation, and several
 /// `solid` blocks in one file.
-fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
-    let mut triangles: Vec<Triangle> = Vec::new();
+///
+/// Reads `text` a line at a time (no line over `max_line_bytes`) and hands
+/// the triangles to `emit` a chunk at a time; returns how many there were,
+/// the warnings, and the bytes read.
+fn read_ascii<R: BufRead>(
+    mut text: R,
+    limits: &Limits,
+    mut emit: impl FnMut(&[Triangle]),
+) -> Result<(u64, Vec<ReadWarning>, u64), ReadError> {
+    let mut triangles: Vec<Triangle> = Vec::with_capacity(CHUNK_FACETS);
+    let mut count = 0u64;
+    let mut consumed = 0u64;
     let mut state = AsciiState::Outside;
     let mut solids = 0u64;
     let mut loop_vertices: Vec<[f32; 3]> = Vec::with_capacity(3);
     let mut line_number = 0u64;
     let mut state_opened_at = 0u64;
-    for raw_line in bytes.split(|&b| b == b'\n') {
+    let mut raw_line = Vec::new();
+    loop {
+        raw_line.clear();
+        let read = (&mut text)
+            .take(limits.max_line_bytes.saturating_add(1))
+            .read_until(b'\n', &mut raw_line)
+            .map_err(|e| ReadError::new(ReadErrorKind::Io { message: e.to_string() }))?;
+        if read == 0 {
+            break;
+        }
+        consumed += read as u64;
         line_number += 1;
+        if read as u64 > limits.max_line_bytes && raw_line.last() != Some(&b'\n') {
+            return Err(ReadError::new(ReadErrorKind::LineTooLong { line: line_number, limit: limits.max_line_bytes }));
+        }
         let mut tokens = raw_line.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty());
         let Some(keyword) = tokens.next() else { continue };
         let syntax = |message: String| ReadError::new(ReadErrorKind::AsciiSyntax { line: line_number, message });
@@ -335,9 +361,9 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
                 state_opened_at = line_number;
             }
             AsciiState::InSolid if keyword_is(b"facet") => {
-                if triangles.len() as u64 >= limits.max_triangles {
+                if count >= limits.max_triangles {
                     return Err(ReadError::new(ReadErrorKind::TooManyTriangles {
-                        triangles: triangles.len() as u64 + 1,
+                        triangles: count + 1,
                         limit: limits.max_triangles,
                     }));
                 }
@@ -359,9 +385,7 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
                     *c = parse_coordinate(token)
                         .ok_or_else(|| syntax(format!("`{}` is not a number", String::from_utf8_lossy(token))))?;
                     if !c.is_finite() {
-                        return Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate {
-                            triangle: triangles.len() as u64,
-                        }));
+                        return Err(ReadError::new(ReadErrorKind::NonFiniteCoordinate { triangle: count }));
                     }
                 }
                 loop_vertices.push(coordinate);
@@ -374,6 +398,11 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
             }
             AsciiState::LoopClosed if keyword_is(b"endfacet") => {
                 triangles.push([loop_vertices[0], loop_vertices[1], loop_vertices[2]]);
+                count += 1;
+                if triangles.len() == CHUNK_FACETS {
+                    emit(&triangles);
+                    triangles.clear();
+                }
                 state = AsciiState::InSolid;
             }
             _ => {
@@ -391,11 +420,14 @@ fn read_ascii(bytes: &[u8], limits: &Limits) -> Result<Soup, ReadError> {
     if let Some(inside) = inside {
         return Err(ReadError::new(ReadErrorKind::Unterminated { line: state_opened_at, inside }));
     }
+    if !triangles.is_empty() {
+        emit(&triangles);
+    }
     let mut warnings = Vec::new();
     if solids > 1 {
         warnings.push(ReadWarning::MultipleSolids { solids });
     }
-    Ok(Soup { format: ModelFormat::Ascii, triangles, warnings })
+    Ok((count, warnings, consumed))
 }
 
 fn expectation(state: AsciiState) -> &'static str {
@@ -532,6 +564,39 @@ mod tests {
         let bytes = write_binary_stl(&cuboid([1.0; 3]));
         let err = read_stl_chunked(&bytes[..300], bytes.len() as u64, &Limits::default(), |_, _| {}).unwrap_err();
         assert!(matches!(err.kind(), ReadErrorKind::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_ascii_file_streams_a_chunk_at_a_time_and_is_checked_to_its_length() {
+        let triangles = crate::uv_sphere(10.0, 300, 120);
+        let mut text = String::from("solid sphere\n");
+        for t in &triangles {
+            text += "facet normal 0 0 0\nouter loop\n";
+            for v in t {
+                text += &format!("vertex {} {} {}\n", v[0], v[1], v[2]);
+            }
+            text += "endloop\nendfacet\n";
+        }
+        text += "endsolid sphere\n";
+        let bytes = text.as_bytes();
+        let mut chunks = Vec::new();
+        let mut seen = Vec::new();
+        let info = read_stl_chunked(Trickle(bytes), bytes.len() as u64, &Limits::default(), |chunk, total| {
+            assert_eq!(total, 0, "not known before the end");
+            chunks.push(chunk.len());
+            seen.extend_from_slice(chunk);
+        })
+        .unwrap();
+        assert_eq!(chunks, vec![CHUNK_FACETS, triangles.len() - CHUNK_FACETS]);
+        assert!(seen == triangles, "the triangles as written, in order");
+        assert_eq!((info.triangles, info.format), (triangles.len() as u64, ModelFormat::Ascii));
+        // A reader that ends before the stated length, and a line past the limit.
+        let err = read_stl_chunked(&bytes[..1000], bytes.len() as u64, &Limits::default(), |_, _| {}).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::Io { .. }), "{err}");
+        let long = format!("solid x\nfacet normal {}\n", "0 ".repeat(2000));
+        let limits = Limits { max_line_bytes: 1000, ..Limits::default() };
+        let err = read_stl(long.as_bytes(), &limits).unwrap_err();
+        assert!(matches!(err.kind(), ReadErrorKind::LineTooLong { line: 2, limit: 1000 }), "{err}");
     }
 
     #[test]
