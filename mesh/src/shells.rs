@@ -6,8 +6,10 @@
 //! inverted shell (it sits alone, wound inside out by the exporter). Only the
 //! second is an error; we count it and take its volume as positive.
 
+use nalgebra::Vector3;
+
 use crate::geometry::{BoundingBox, corner_mean};
-use crate::read::Triangles;
+use crate::read::{Triangle, Triangles};
 use crate::topology::FaceLabels;
 
 /// Share of the surface below which a far-away shell counts as stray.
@@ -32,17 +34,54 @@ pub struct ShellSummary {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct ShellAcc {
-    six_volume: f64,
-    double_area: f64,
-    min: [f64; 3],
-    max: [f64; 3],
-    open: bool,
+pub(crate) struct ShellAcc {
+    pub(crate) six_volume: f64,
+    pub(crate) double_area: f64,
+    pub(crate) min: [f64; 3],
+    pub(crate) max: [f64; 3],
+    pub(crate) open: bool,
 }
 
 impl ShellAcc {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { six_volume: 0.0, double_area: 0.0, min: [f64::INFINITY; 3], max: [f64::NEG_INFINITY; 3], open: false }
+    }
+
+    /// Adds triangle `t`, read the other way round when `reversed`. Its
+    /// volume is summed about `origin`, so an open part's figure does not
+    /// depend on where it sits.
+    pub(crate) fn add(&mut self, t: Triangle, origin: &Vector3<f64>, reversed: bool, open: bool) {
+        let [a, mut b, mut c] = t.map(|v| [0, 1, 2].map(|i| f64::from(v[i]) - origin[i]));
+        if reversed {
+            std::mem::swap(&mut b, &mut c);
+        }
+        let cross = [
+            (b[1] - a[1]) * (c[2] - a[2]) - (b[2] - a[2]) * (c[1] - a[1]),
+            (b[2] - a[2]) * (c[0] - a[0]) - (b[0] - a[0]) * (c[2] - a[2]),
+            (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]),
+        ];
+        self.double_area += (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt();
+        self.six_volume += a[0] * (b[1] * c[2] - b[2] * c[1])
+            + a[1] * (b[2] * c[0] - b[0] * c[2])
+            + a[2] * (b[0] * c[1] - b[1] * c[0]);
+        for v in [a, b, c] {
+            for i in 0..3 {
+                self.min[i] = self.min[i].min(v[i] + origin[i]);
+                self.max[i] = self.max[i].max(v[i] + origin[i]);
+            }
+        }
+        self.open |= open;
+    }
+
+    /// Two sums of disjoint runs of triangles, as one.
+    pub(crate) fn merge(self, other: Self) -> Self {
+        Self {
+            six_volume: self.six_volume + other.six_volume,
+            double_area: self.double_area + other.double_area,
+            min: std::array::from_fn(|k| self.min[k].min(other.min[k])),
+            max: std::array::from_fn(|k| self.max[k].max(other.max[k])),
+            open: self.open || other.open,
+        }
     }
 
     fn contains(&self, other: &ShellAcc) -> bool {
@@ -62,28 +101,7 @@ pub(crate) fn summarize<T: Triangles + ?Sized>(
     for (index, ((&shell, &open), &reoriented)) in
         labels.shell.iter().zip(&labels.open).zip(&labels.reoriented).enumerate()
     {
-        let t = triangles.triangle(index);
-        let s = &mut acc[shell as usize];
-        let [a, mut b, mut c] = t.map(|v| [0, 1, 2].map(|i| f64::from(v[i]) - origin[i]));
-        if reoriented {
-            std::mem::swap(&mut b, &mut c);
-        }
-        let cross = [
-            (b[1] - a[1]) * (c[2] - a[2]) - (b[2] - a[2]) * (c[1] - a[1]),
-            (b[2] - a[2]) * (c[0] - a[0]) - (b[0] - a[0]) * (c[2] - a[2]),
-            (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]),
-        ];
-        s.double_area += (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt();
-        s.six_volume += a[0] * (b[1] * c[2] - b[2] * c[1])
-            + a[1] * (b[2] * c[0] - b[0] * c[2])
-            + a[2] * (b[0] * c[1] - b[1] * c[0]);
-        for v in [a, b, c] {
-            for i in 0..3 {
-                s.min[i] = s.min[i].min(v[i] + origin[i]);
-                s.max[i] = s.max[i].max(v[i] + origin[i]);
-            }
-        }
-        s.open |= open;
+        acc[shell as usize].add(triangles.triangle(index), &origin, reoriented, open);
     }
 
     let closed_positive: Vec<&ShellAcc> = acc.iter().filter(|s| !s.open && s.six_volume > 0.0).collect();
