@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 
+use crate::contours::{find, union};
 use crate::weld::IndexedMesh;
 
 /// The tolerance is this share of the part's bounding-box diagonal...
@@ -208,20 +209,4 @@ fn harmful_clusters(faces: &[[u32; 3]], remap: &[u32], ends: &[u32]) -> HashSet<
         }
     }
     harmful
-}
-
-fn find(parent: &mut [u32], mut x: u32) -> u32 {
-    while parent[x as usize] != x {
-        let grandparent = parent[parent[x as usize] as usize];
-        parent[x as usize] = grandparent;
-        x = grandparent;
-    }
-    x
-}
-
-fn union(parent: &mut [u32], a: u32, b: u32) {
-    let (a, b) = (find(parent, a), find(parent, b));
-    if a != b {
-        parent[a.max(b) as usize] = a.min(b);
-    }
 }

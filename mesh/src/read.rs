@@ -141,6 +141,13 @@ pub fn read_stl_chunked<R: Read>(
     mut visit: impl FnMut(&[Triangle], u64),
 ) -> Result<ModelInfo, ReadError> {
     let limits = &limits.indexable();
+    let prefix = read_prefix(&mut reader, len, limits)?;
+    read_stl_after_prefix(reader, prefix, len, limits, |_, chunk, total| visit(chunk, total))
+}
+
+/// Refuses an empty file or one over the size limit, then reads the first
+/// bytes (up to [`PREFIX_BYTES`]) that tell the formats apart.
+pub(crate) fn read_prefix<R: Read>(reader: &mut R, len: u64, limits: &Limits) -> Result<Vec<u8>, ReadError> {
     if len == 0 {
         return Err(ReadError::new(ReadErrorKind::Empty));
     }
@@ -148,8 +155,8 @@ pub fn read_stl_chunked<R: Read>(
         return Err(ReadError::new(ReadErrorKind::TooLarge { bytes: len, limit: limits.max_bytes }));
     }
     let mut prefix = vec![0u8; len.min(PREFIX_BYTES as u64) as usize];
-    read_exact(&mut reader, &mut prefix, len)?;
-    read_stl_after_prefix(reader, prefix, len, limits, |_, chunk, total| visit(chunk, total))
+    read_exact(reader, &mut prefix, len)?;
+    Ok(prefix)
 }
 
 /// Bytes read first to tell the formats apart.

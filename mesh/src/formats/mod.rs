@@ -94,14 +94,7 @@ pub fn read_model_chunked<R: Read>(
     mut visit: impl FnMut(ModelFormat, &[Triangle], u64),
 ) -> Result<ModelInfo, ReadError> {
     let limits = &limits.indexable();
-    if len == 0 {
-        return Err(ReadError::new(ReadErrorKind::Empty));
-    }
-    if len > limits.max_bytes {
-        return Err(ReadError::new(ReadErrorKind::TooLarge { bytes: len, limit: limits.max_bytes }));
-    }
-    let mut prefix = vec![0u8; len.min(read::PREFIX_BYTES as u64) as usize];
-    read::read_exact(&mut reader, &mut prefix, len)?;
+    let prefix = read::read_prefix(&mut reader, len, limits)?;
     match detect(&prefix, len) {
         Detected::Stl => {
             read::read_stl_after_prefix(reader, prefix, len, limits, |format, chunk, total| visit(format, chunk, total))
