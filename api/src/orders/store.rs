@@ -350,6 +350,40 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Transitioned, StoreError> {
+        self.move_order(order_id, event, actor, now_ms, None).await
+    }
+
+    /// Prices a `PRICING_FAILED` order again: in one transaction the order
+    /// moves to `PRICING` under `job` (its failure cleared) and the job is
+    /// queued through the outbox; like any move, conditional on the status
+    /// and version read, so two retries at once queue one job.
+    pub async fn retry_order_pricing(
+        &self,
+        order_id: &str,
+        job: &JobRow,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Transitioned, StoreError> {
+        self.move_order(order_id, OrderEvent::RetryPricing, actor, now_ms, Some(job)).await
+    }
+
+    /// The one conditional move of an order by `event`; with `new_job`, the
+    /// order is priced by that job from now on (its failure cleared) and the
+    /// job is queued in the same transaction.
+    async fn move_order(
+        &self,
+        order_id: &str,
+        event: OrderEvent,
+        actor: &str,
+        now_ms: i64,
+        new_job: Option<&JobRow>,
+    ) -> Result<Transitioned, StoreError> {
+        let set_job = if new_job.is_some() { ", job_id = $7, failure = NULL" } else { "" };
+        let update = format!(
+            "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
+                    assignee = COALESCE($4, assignee){set_job} \
+             WHERE order_id = $1 AND status = $5 AND version = $6"
+        );
         // A concurrent change between the read and the update is retried:
         // the second read then sees the other change and answers for it.
         for _ in 0..5 {
@@ -360,22 +394,22 @@ impl Store {
             };
             let mut tx = self.begin_write().await?;
             let assignee = (event == OrderEvent::Take).then_some(actor);
-            let done = sqlx::query(
-                "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
-                        assignee = COALESCE($4, assignee) \
-                 WHERE order_id = $1 AND status = $5 AND version = $6",
-            )
-            .bind(order_id)
-            .bind(to.as_str())
-            .bind(now_ms)
-            .bind(assignee)
-            .bind(current.status.as_str())
-            .bind(current.version)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
+                .bind(order_id)
+                .bind(to.as_str())
+                .bind(now_ms)
+                .bind(assignee)
+                .bind(current.status.as_str())
+                .bind(current.version);
+            if let Some(job) = new_job {
+                query = query.bind(job.job_id.as_str());
+            }
+            if query.execute(&mut *tx).await?.rows_affected() == 0 {
                 tx.rollback().await?;
                 continue;
+            }
+            if let Some(job) = new_job {
+                crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
             }
             insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
             tx.commit().await?;
@@ -383,53 +417,6 @@ impl Store {
             return Ok(Transitioned::Done(Box::new(row)));
         }
         Err(StoreError(sqlx::Error::PoolTimedOut))
-    }
-
-    /// Prices a `PRICING_FAILED` order again: in one transaction the order
-    /// moves to `PRICING` under `job` (its failure cleared) and the job is
-    /// queued through the outbox. Conditional on the status and version
-    /// read, so two retries at once queue one job.
-    pub async fn retry_order_pricing(
-        &self,
-        order_id: &str,
-        job: &JobRow,
-        actor: &str,
-        now_ms: i64,
-    ) -> Result<Transitioned, StoreError> {
-        let Some(current) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
-        let to = match status::next(current.status, OrderEvent::RetryPricing) {
-            Ok(to) => to,
-            Err(error) => return Ok(Transitioned::Illegal { current: Box::new(current), error }),
-        };
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE orders SET status = $2, job_id = $3, failure = NULL, version = version + 1, updated_at_ms = $4 \
-             WHERE order_id = $1 AND status = $5 AND version = $6",
-        )
-        .bind(order_id)
-        .bind(to.as_str())
-        .bind(&job.job_id)
-        .bind(now_ms)
-        .bind(current.status.as_str())
-        .bind(current.version)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            // Another change came first: answer as it left the order.
-            let Some(now) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
-            let error = status::next(now.status, OrderEvent::RetryPricing).err().unwrap_or(IllegalTransition {
-                from: now.status,
-                event: "retry pricing",
-                why: "it changed meanwhile",
-            });
-            return Ok(Transitioned::Illegal { current: Box::new(now), error });
-        }
-        crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
-        insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
-        tx.commit().await?;
-        let row = self.order(order_id).await?.ok_or(StoreError(sqlx::Error::RowNotFound))?;
-        Ok(Transitioned::Done(Box::new(row)))
     }
 
     /// Applies a CRM event at most once, and only if it is newer than the

@@ -229,6 +229,37 @@ async fn a_dead_letter_is_kept_and_fails_its_job_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_dead_letter_is_replayed_once_on_each_engine() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "r1").await;
+        let letter = DeadLetter {
+            job_id: Some("r1".into()),
+            queue: "farm.pricing.jobs.fast".into(),
+            reason: "delivery_limit".into(),
+            payload: "{}".into(),
+        };
+        store.record_dead_letter(&letter, 40).await.unwrap();
+        let id = store.dead_letters(false, 10).await.unwrap()[0].id;
+        let api::store::Replay::Queued { job_id } = store.replay_dead_letter(id, 50).await.unwrap() else {
+            panic!("the first replay queues a job")
+        };
+        assert_eq!(
+            store.replay_dead_letter(id, 51).await.unwrap(),
+            api::store::Replay::AlreadyReplayed { job_id: Some(job_id.clone()) }
+        );
+        assert_eq!(store.replay_dead_letter(id + 1000, 52).await.unwrap(), api::store::Replay::NotFound);
+        assert!(store.dead_letters(false, 10).await.unwrap().is_empty());
+        let all = store.dead_letters(true, 10).await.unwrap();
+        assert_eq!((all[0].replayed_at_ms, all[0].replay_job_id.as_deref()), (Some(50), Some(job_id.as_str())));
+        let job = store.job(&job_id).await.unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.model_id.as_str()), ("queued", "m1"));
+        let batch = store.claim_outbox(100).await.unwrap();
+        assert!(batch.rows.iter().any(|row| row.job_id == job_id), "its message leaves through the outbox");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn unfinished_jobs_are_requeued_for_a_forgetful_broker_until_the_delivery_limit() {
     on_each_engine(async |store: Store| {
         seed_job(&store, "j3").await;
