@@ -164,6 +164,12 @@ impl FromRequestParts<Arc<AppState>> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        // A browser page has no key: its session cookie stands for one.
+        if header.is_none()
+            && let Some(principal) = crate::web::session::principal(parts, state).await?
+        {
+            return Ok(principal);
+        }
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
             return Err(AppError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into()));
         };

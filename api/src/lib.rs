@@ -24,6 +24,7 @@ pub mod store;
 pub mod telemetry;
 mod text;
 mod upload;
+pub mod web;
 
 pub use error::AppError;
 pub use startup::{ApiSettings, Application, Services, StartupError, serve_ops};

@@ -50,6 +50,8 @@ pub struct ApiSettings {
     /// Serve the operators' list from the cache (off: always the database,
     /// for comparison).
     pub operator_cache: bool,
+    /// The console, the quote page, sessions and live updates.
+    pub web: crate::web::WebSettings,
 }
 
 impl Default for ApiSettings {
@@ -70,6 +72,7 @@ impl Default for ApiSettings {
             heartbeat_stale_after: Duration::from_secs(30),
             monitor_interval: Duration::from_secs(10),
             operator_cache: true,
+            web: crate::web::WebSettings::default(),
         }
     }
 }
@@ -108,6 +111,7 @@ pub struct AppState {
     pub(crate) metrics: PrometheusHandle,
     /// One permit per upload being read (`quotas.concurrent_uploads`).
     pub(crate) upload_slots: tokio::sync::Semaphore,
+    pub(crate) web: crate::web::WebState,
 }
 
 impl std::fmt::Debug for AppState {
@@ -138,7 +142,9 @@ impl Application {
         }
         let compute = scheduler::compute::pool("api-compute", 0).map_err(StartupError::Pool)?;
         let settings_uploads = settings.quotas.concurrent_uploads.max(1);
+        let web = crate::web::WebState::new(&settings, &services.pricing);
         let state = Arc::new(AppState {
+            web,
             services,
             settings,
             relay_wakeup: Notify::new(),
@@ -173,6 +179,7 @@ impl Application {
             tokio::spawn(state.services.cache.clone().supervise(state.services.store.clone(), shutdown.clone()));
         let monitor = tokio::spawn(crate::monitor::run(state.clone(), shutdown.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
+        let web = tokio::spawn(crate::web::run(state.clone(), shutdown.clone()));
         let timeout = state.settings.request_timeout;
         let state_limits = state.settings.connections;
         let (router, _) = crate::routes::router(state);
@@ -182,7 +189,7 @@ impl Application {
         // The server stops only on shutdown or a fatal error; make sure the
         // background tasks stop either way.
         shutdown.cancel();
-        let _ = tokio::join!(relay, results, dead_letters, orders, crm, cache, monitor, upkeep);
+        let _ = tokio::join!(relay, results, dead_letters, orders, crm, cache, monitor, upkeep, web);
         served
     }
 }
