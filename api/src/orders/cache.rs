@@ -51,11 +51,23 @@ pub struct OrderSummary {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub version: i64,
+    /// The machine it was priced for, its size (mm) and print time (s),
+    /// from its quote: what an operator plans with.
+    #[serde(default)]
+    pub machine: Option<String>,
+    #[serde(default)]
+    pub size_mm: Option<[f64; 3]>,
+    #[serde(default)]
+    pub print_time_s: Option<f64>,
 }
 
 impl From<&OrderRow> for OrderSummary {
     fn from(o: &OrderRow) -> Self {
+        let facts = o.quote.as_deref().map(super::facets::QuoteFacts::read).unwrap_or_default();
         Self {
+            machine: facts.machine(),
+            size_mm: facts.size_mm(),
+            print_time_s: facts.print_time_s(),
             order_id: o.order_id.clone(),
             source: o.source.clone(),
             seller: o.seller.clone(),
@@ -520,6 +532,9 @@ mod tests {
             created_at_ms: created,
             updated_at_ms: created,
             version,
+            machine: None,
+            size_mm: None,
+            print_time_s: None,
         }
     }
 

@@ -5,10 +5,12 @@
 //! - [`status`]: the state machine.
 //! - [`store`]: the SQL.
 //! - [`cache`]: the operators' list cache.
+//! - [`facets`]: what the list shows of a quote, and its filters.
 //! - [`routes`]: the HTTP routes.
 //! - [`intake`]: the RabbitMQ consumers (incoming orders, CRM events).
 
 pub mod cache;
+pub mod facets;
 pub(crate) mod intake;
 pub(crate) mod routes;
 pub mod status;
@@ -63,5 +65,6 @@ pub(crate) async fn changed(state: &AppState, order: &OrderRow) {
         "order changed"
     );
     state.services.cache.apply(order).await;
+    state.web.live.publish(&cache::OrderSummary::from(order)).await;
     metrics::counter!("farm_order_changes_total", "status" => order.status.as_str()).increment(1);
 }

@@ -2,6 +2,7 @@
 //! the list, take an order and finish it; the CRM approves and cancels.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -16,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::cache::{OrderSummary, Served};
+use super::facets::{ListFacets, filtered_page};
 use super::status::{OrderEvent, OrderStatus};
 use super::store::{Created, CrmEvent, CrmOutcome, Cursor, NewOrder, OrderFilter, OrderRow, Pricing, Transitioned};
 use crate::auth::{KeyKind, Principal};
@@ -36,6 +38,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(take_order))
         .routes(routes!(complete_order))
         .routes(routes!(ship_order))
+        .routes(routes!(release_order))
         .routes(routes!(crm_event))
 }
 
@@ -472,39 +475,90 @@ struct OperatorPage {
     served_from: &'static str,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct OperatorListQuery {
+    /// Only orders with this status (default `MANUFACTURING_APPROVED`).
+    status: Option<String>,
+    /// At most this many (default 50, at most 500).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only orders of this material.
+    material: Option<String>,
+    /// Only orders priced for this machine.
+    machine: Option<String>,
+    /// Only orders this operator took.
+    assignee: Option<String>,
+}
+
+/// A page of one status, from the cache when it can answer, else from the
+/// database.
+async fn list_page(
+    state: &AppState,
+    status: OrderStatus,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> Result<(Vec<OrderSummary>, Served), AppError> {
+    let cached = if state.settings.operator_cache { state.services.cache.page(status, cursor, limit).await } else { None };
+    match cached {
+        Some(orders) => Ok((orders, Served::Cache)),
+        None => {
+            let rows = state
+                .services
+                .store
+                .orders_page(&OrderFilter { status: Some(status), seller: None }, cursor, limit as i64)
+                .await?;
+            Ok((rows.iter().map(OrderSummary::from).collect(), Served::Database))
+        }
+    }
+}
+
 /// The operators' list, newest first: served from the cache every status
 /// change keeps current (the database while it is cold or unavailable).
+/// Filters by material, machine and assignee look through at most a bounded
+/// number of orders per request; a page may then be short, with a
+/// `next_cursor` to go on from.
 #[utoipa::path(
     get,
     path = "/v1/operator/orders",
     tag = "operators",
-    params(ListQuery),
+    params(OperatorListQuery),
     responses((status = 200, body = OperatorPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 500, body = ErrorBody)),
     security(("bearer" = []))
 )]
 async fn operator_orders(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<OperatorListQuery>,
 ) -> Result<Json<OperatorPage>, AppError> {
     principal.require(&[KeyKind::Operator])?;
-    let (status, cursor, limit) = query.parse()?;
+    let list = ListQuery { status: query.status, limit: query.limit, cursor: query.cursor };
+    let (status, cursor, limit) = list.parse()?;
     let status = status.unwrap_or(OrderStatus::ManufacturingApproved);
-    let cached = if state.settings.operator_cache {
-        state.services.cache.page(status, cursor.as_ref(), limit).await
+    let facets = ListFacets { material: query.material, machine: query.machine, assignee: query.assignee };
+    let (orders, next, served) = if facets.is_empty() {
+        let (orders, served) = list_page(&state, status, cursor.as_ref(), limit).await?;
+        let next = (orders.len() == limit)
+            .then(|| orders.last().map(|o| Cursor { created_at_ms: o.created_at_ms, order_id: o.order_id.clone() }))
+            .flatten();
+        (orders, next, served)
     } else {
-        None
-    };
-    let (orders, served) = match cached {
-        Some(orders) => (orders, Served::Cache),
-        None => {
-            let rows = state
-                .services
-                .store
-                .orders_page(&OrderFilter { status: Some(status), seller: None }, cursor.as_ref(), limit as i64)
-                .await?;
-            (rows.iter().map(OrderSummary::from).collect(), Served::Database)
-        }
+        let from_database = AtomicBool::new(false);
+        let max_scan = state.settings.web.max_filter_scan.max(limit);
+        let page = filtered_page(&facets, cursor, limit, max_scan, MAX_PAGE, |cursor, batch| {
+            let (state, from_database) = (&state, &from_database);
+            async move {
+                let (rows, served) = list_page(state, status, cursor.as_ref(), batch).await?;
+                if served == Served::Database {
+                    from_database.store(true, Ordering::Relaxed);
+                }
+                Ok::<_, AppError>(rows)
+            }
+        })
+        .await?;
+        let served = if from_database.load(Ordering::Relaxed) { Served::Database } else { Served::Cache };
+        (page.orders, page.next, served)
     };
     let result = match (served, state.settings.operator_cache) {
         (Served::Cache, _) => "hit",
@@ -512,13 +566,8 @@ async fn operator_orders(
         (Served::Database, false) => "bypass",
     };
     metrics::counter!("farm_operator_cache_requests_total", "result" => result).increment(1);
-    let next_cursor = (orders.len() == limit)
-        .then(|| {
-            orders.last().map(|o| Cursor { created_at_ms: o.created_at_ms, order_id: o.order_id.clone() }.encode())
-        })
-        .flatten();
     let served_from = if served == Served::Cache { "cache" } else { "database" };
-    Ok(Json(OperatorPage { orders, next_cursor, served_from }))
+    Ok(Json(OperatorPage { orders, next_cursor: next.map(|c| c.encode()), served_from }))
 }
 
 /// Takes an approved order into production. Exactly one operator wins; the
@@ -567,6 +616,34 @@ async fn complete_order(
         )));
     }
     Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Complete, &principal.name).await?)?))
+}
+
+/// Gives a taken order back to the list, unmade; only the operator who took
+/// it may.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/release",
+    tag = "operators",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn release_order(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    let current = visible_order(&state, &principal, &order_id).await?;
+    if current.status == OrderStatus::ManufacturingStarted
+        && current.assignee.as_deref() != Some(principal.name.as_str())
+    {
+        return Err(AppError::Forbidden(format!(
+            "order `{order_id}` is {}'s; only the operator who took it may release it",
+            current.assignee.unwrap_or_default()
+        )));
+    }
+    Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Release, &principal.name).await?)?))
 }
 
 /// Marks a completed order shipped.

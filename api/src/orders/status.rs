@@ -87,6 +87,8 @@ pub enum OrderEvent {
     Complete,
     Ship,
     Cancel,
+    /// The operator who took it gives it back to the list, unmade.
+    Release,
 }
 
 impl OrderEvent {
@@ -101,6 +103,7 @@ impl OrderEvent {
             OrderEvent::Complete => "complete",
             OrderEvent::Ship => "ship",
             OrderEvent::Cancel => "cancel",
+            OrderEvent::Release => "release",
         }
     }
 }
@@ -127,6 +130,7 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Illegal
         (S::ManufacturingApproved, E::Take) => S::ManufacturingStarted,
         (S::ManufacturingStarted, E::Complete) => S::ManufacturingCompleted,
         (S::ManufacturingCompleted, E::Ship) => S::Shipped,
+        (S::ManufacturingStarted, E::Release) => S::ManufacturingApproved,
         (status, E::Cancel) if !status.in_manufacturing() && status != S::Cancelled => S::Cancelled,
         (status, event) => {
             let why = match (status, event) {
@@ -141,6 +145,7 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Illegal
                 (_, E::Take) => "only an order approved for manufacturing can be taken",
                 (_, E::Complete) => "only an order in manufacturing can be completed",
                 (_, E::Ship) => "only a completed order can be shipped",
+                (_, E::Release) => "only an order in manufacturing, not yet completed, can be released",
                 _ => "that step does not follow from here",
             };
             return Err(IllegalTransition { from: status, event: event.as_str(), why });
@@ -182,6 +187,15 @@ mod tests {
             }
         }
         assert_eq!(next(S::ManufacturingApproved, E::Cancel), Ok(S::Cancelled));
+    }
+
+    #[test]
+    fn a_taken_order_can_be_released_back_to_the_list_and_nothing_else_can() {
+        assert_eq!(next(S::ManufacturingStarted, E::Release), Ok(S::ManufacturingApproved));
+        for status in S::ALL.into_iter().filter(|&s| s != S::ManufacturingStarted) {
+            let err = next(status, E::Release).unwrap_err();
+            assert!(!err.why.is_empty(), "{err}");
+        }
     }
 
     #[test]

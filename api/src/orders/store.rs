@@ -379,9 +379,12 @@ impl Store {
         new_job: Option<&JobRow>,
     ) -> Result<Transitioned, StoreError> {
         let set_job = if new_job.is_some() { ", job_id = $7, failure = NULL" } else { "" };
+        // A take records the taker; a release puts the order back on the list
+        // with nobody holding it; every other move keeps the assignee.
+        let set_assignee = if event == OrderEvent::Release { "NULL" } else { "COALESCE($4, assignee)" };
         let update = format!(
             "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
-                    assignee = COALESCE($4, assignee){set_job} \
+                    assignee = {set_assignee}{set_job} \
              WHERE order_id = $1 AND status = $5 AND version = $6"
         );
         // A concurrent change between the read and the update is retried:
