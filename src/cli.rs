@@ -566,6 +566,27 @@ fn parse_lane(text: &str) -> Result<scheduler::Lane, String> {
     scheduler::Lane::parse(text).ok_or_else(|| format!("unknown lane `{text}`; use fast or slow"))
 }
 
+/// The operators' console and the quote page: sessions and live updates.
+#[derive(Debug, Args)]
+pub(crate) struct WebArgs {
+    /// How long a browser session lasts after sign-in, hours.
+    #[arg(long, env = "FARM_SESSION_TTL_H", default_value_t = 12.0)]
+    pub(crate) session_ttl_h: f64,
+    /// Sessions one key may hold at once; signing in beyond it ends the oldest.
+    #[arg(long, env = "FARM_MAX_SESSIONS_PER_KEY", default_value_t = 50)]
+    pub(crate) max_sessions_per_key: i64,
+    /// Mark the session cookie `Secure` even on plain HTTP (set it behind a
+    /// TLS proxy that does not send `X-Forwarded-Proto: https`).
+    #[arg(long, env = "FARM_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) secure_cookies: bool,
+    /// Open live-update streams (server-sent events) one API process serves.
+    #[arg(long, env = "FARM_MAX_EVENT_STREAMS", default_value_t = 1000)]
+    pub(crate) max_event_streams: usize,
+    /// Orders one filtered operators'-list request looks through at most.
+    #[arg(long, env = "FARM_MAX_FILTER_SCAN", default_value_t = 20_000)]
+    pub(crate) max_filter_scan: usize,
+}
+
 /// How jobs are routed, timed and retried.
 #[derive(Debug, Args)]
 pub(crate) struct JobArgs {
@@ -705,6 +726,8 @@ pub(crate) struct ServiceArgs {
     pub(crate) lane: scheduler::Lane,
     #[command(flatten)]
     pub(crate) jobs: JobArgs,
+    #[command(flatten)]
+    pub(crate) web: WebArgs,
     /// How long to keep retrying an unreachable broker at start, seconds.
     #[arg(long, env = "FARM_BROKER_CONNECT_PATIENCE_S", default_value_t = 60)]
     pub(crate) broker_connect_patience_s: u64,

@@ -555,6 +555,18 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
                 jobs_in_flight: args.quota_jobs_in_flight,
                 concurrent_uploads: args.max_concurrent_uploads,
             },
+            web: api::web::WebSettings {
+                session_ttl: seconds("--session-ttl-h", args.web.session_ttl_h * 3600.0)?,
+                max_sessions_per_key: args.web.max_sessions_per_key.max(1),
+                secure_cookies: args.web.secure_cookies,
+                max_event_streams: args.web.max_event_streams,
+                max_filter_scan: args.web.max_filter_scan.max(1),
+                // Order changes reach the consoles on every replica through
+                // the same Redis as the list cache.
+                redis_url: args.redis_url.clone(),
+                channel: format!("{}:orders:changes", args.queue_prefix),
+                ..api::web::WebSettings::default()
+            },
             ..ApiSettings::default()
         };
         let cache = match &args.redis_url {
