@@ -511,6 +511,8 @@ cmd_up() {
     ensure_rabbitmq
     ensure_redis
     ensure_weed
+    # Not a service, but the browser tests need it on a clean machine.
+    "$(dirname "${BASH_SOURCE[0]}")/browser.sh" >&2 || log "no browser: the browser tests will skip (fail under CI=true)"
     log "all services up"
     print_env
 }
