@@ -11,3 +11,4 @@ mod jobs;
 mod letters;
 mod orders;
 mod store;
+mod web;

@@ -536,6 +536,11 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
         "/v1/operator/dead-letters/{id}",
         "/v1/operator/dead-letters/{id}/replay",
         "/v1/crm/events",
+        "/v1/orders/{order_id}/release",
+        "/v1/session",
+        "/v1/reference",
+        "/v1/events",
+        "/v1/models/{model_id}/file",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -558,7 +563,11 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
             }
             // Every documented operation is a real route: with ids filled in,
             // it answers from a handler (a JSON body), not the router's 404.
-            let concrete = path.replace("{job_id}", "nope").replace("{order_id}", "nope");
+            if path == "/v1/events" {
+                // A stream never ends on its own; the web tests read it.
+                continue;
+            }
+            let concrete = path.replace("{job_id}", "nope").replace("{order_id}", "nope").replace("{model_id}", "nope");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (status, body) = app.call(method.clone(), &concrete, Some(&app.operator), None, false).await;
             assert!(status != 405, "{method} {path} is documented but not routed");

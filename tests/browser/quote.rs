@@ -1,0 +1,78 @@
+//! The instant-quote page: a seller uploads a corpus model and sees the
+//! total and the 3D preview; a new quantity gives a new price; placing the
+//! order twice with the same choices makes one order. The reference data is
+//! kept in Local Storage, and a reload only revalidates it (a 304).
+
+use fantoccini::Locator;
+
+use crate::driver::{Driver, eval, screenshot, sign_in, wait_for};
+use crate::helpers::workspace_root;
+use crate::seed::Shop;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once() {
+    let Some(driver) = Driver::start() else { return };
+    let shop = Shop::open(false).await;
+    let browser = driver.browser("seller", "en-US").await;
+    browser.goto(&shop.url("/quote/")).await.unwrap();
+    // An operator's key is refused here.
+    sign_in(&browser, &shop.ada).await;
+    wait_for(&browser, "the wrong-kind message", "document.querySelector('form [data-role=error]').textContent.length > 0").await;
+    browser.find(Locator::Css("input[name=key]")).await.unwrap().clear().await.unwrap();
+    sign_in(&browser, &shop.seller.token).await;
+    wait_for(&browser, "the reference data", "document.body.dataset.loaded === 'reference'").await;
+
+    // The reference data came over the network once and is kept.
+    assert_eq!(eval(&browser, "document.documentElement.dataset.reference").await, "network");
+    let stored = eval(&browser, "JSON.parse(localStorage.getItem('farm.reference'))").await;
+    assert!(stored["etag"].as_str().is_some_and(|e| e.starts_with('"')), "{stored}");
+    assert!(stored["data"]["materials"].as_array().is_some_and(|m| !m.is_empty()), "{stored}");
+
+    // A corpus model: a 20 mm cube with an overhang-free top and bottom.
+    let model = workspace_root().join("tests/data/corpus/files/trimesh_20mm_xyz_cube.stl");
+    let input = browser.find(Locator::Css("input[type=file]")).await.unwrap();
+    input.send_keys(model.to_str().unwrap()).await.unwrap();
+    let total = wait_for(&browser, "the total", "document.querySelector('[data-testid=\"quote-total\"]').textContent").await;
+    let shown = total.as_str().unwrap().to_string();
+    assert!(shown.chars().any(|c| c.is_ascii_digit()), "{shown}");
+    wait_for(&browser, "the 3D preview", "document.querySelector('canvas[data-ready=true]')").await;
+    assert_eq!(eval(&browser, "document.querySelector('canvas').dataset.triangles").await, "12");
+    assert_eq!(eval(&browser, "document.querySelector('[data-role=upload-box] progress').value").await, 100);
+    assert!(eval(&browser, "document.querySelectorAll('[data-role=lines] tr').length").await.as_u64() > Some(1));
+    screenshot(&browser, "quote").await;
+
+    // Ten parts cost more than two... or at least something else.
+    let quantity = browser.find(Locator::Css("[data-role=quantity]")).await.unwrap();
+    quantity.clear().await.unwrap();
+    quantity.send_keys("10\t").await.unwrap();
+    let repriced = format!(
+        "(t => t && t !== {shown:?} && t)(document.querySelector('[data-testid=\"quote-total\"]').textContent)"
+    );
+    wait_for(&browser, "a new price for ten", &repriced).await;
+
+    // Place it; a second click with the same choices is the same order.
+    browser.find(Locator::Css("[data-role=place]")).await.unwrap().click().await.unwrap();
+    let placed = wait_for(&browser, "the placed order", "document.querySelector('[data-testid=placed]').dataset.orderId").await;
+    wait_for(&browser, "the button again", "!document.querySelector('[data-role=place]').disabled").await;
+    eval(&browser, "delete document.querySelector('[data-testid=placed]').dataset.orderId").await;
+    browser.find(Locator::Css("[data-role=place]")).await.unwrap().click().await.unwrap();
+    let again = format!("(id => id === {placed} && id)(document.querySelector('[data-testid=placed]').dataset.orderId)");
+    wait_for(&browser, "the same order", &again).await;
+    let (_, orders) = shop.seller.get("/v1/orders").await;
+    let mine = orders["orders"].as_array().unwrap();
+    assert_eq!(mine.len(), 1, "one order, not two: {orders}");
+    assert_eq!(mine[0]["quantity"], 10);
+
+    // A reload: the reference data is revalidated (304), not downloaded.
+    let full_before = shop.metric("farm_reference_requests_total", "result=\"full\"").await;
+    browser.refresh().await.unwrap();
+    wait_for(&browser, "the reloaded page", "document.body.dataset.loaded === 'reference'").await;
+    assert_eq!(eval(&browser, "document.documentElement.dataset.reference").await, "revalidated");
+    assert_eq!(shop.metric("farm_reference_requests_total", "result=\"full\"").await, full_before);
+    assert!(shop.metric("farm_reference_requests_total", "result=\"not_modified\"").await >= 1.0);
+
+    // Signing out ends the session: the next call needs a key again.
+    browser.find(Locator::Css("[data-role=sign-out]")).await.unwrap().click().await.unwrap();
+    wait_for(&browser, "the sign-in form", "!document.querySelector('section.sign-in').hidden").await;
+    let _ = browser.close().await;
+}
