@@ -64,8 +64,18 @@ async fn a_take_leaves_every_other_console_without_a_reload() {
 
     // Bob looks at the second order (its quote and 3D preview) when Ada
     // takes it from elsewhere: Bob is told who.
-    bob.find(Locator::Css(&format!("[data-role=approved] tr[data-order-id=\"{second}\"] td"))).await.unwrap().click().await.unwrap();
-    wait_for(&bob, "the order's 3D preview", "document.querySelector('[data-role=preview-slot] canvas[data-ready=true]')").await;
+    bob.find(Locator::Css(&format!("[data-role=approved] tr[data-order-id=\"{second}\"] td")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &bob,
+        "the order's 3D preview",
+        "document.querySelector('[data-role=preview-slot] canvas[data-ready=true]')",
+    )
+    .await;
     wait_for(&bob, "the order's quote lines", "document.querySelectorAll('[data-role=lines] tr').length > 1").await;
     let renderer = eval(&bob, "document.querySelector('[data-role=preview-slot] canvas').dataset.renderer").await;
     eprintln!("the preview drew with {renderer}");
@@ -96,8 +106,7 @@ async fn a_take_leaves_every_other_console_without_a_reload() {
     ada.find(Locator::Css("button[data-lang=ru]")).await.unwrap().click().await.unwrap();
     wait_for(&ada, "the page in Russian", "document.querySelector('h1').textContent === 'Пульт оператора'").await;
     assert_eq!(eval(&ada, "localStorage.getItem('farm.lang')").await, "\"ru\"");
-    let stored: Vec<String> =
-        serde_json::from_value(eval(&ada, "Object.keys(localStorage)").await).unwrap();
+    let stored: Vec<String> = serde_json::from_value(eval(&ada, "Object.keys(localStorage)").await).unwrap();
     assert!(stored.iter().all(|k| k.starts_with("farm.")), "{stored:?}");
     assert!(!stored.iter().any(|k| eval_contains_key(k)), "a key was stored: {stored:?}");
     let _ = ada.close().await;

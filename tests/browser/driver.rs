@@ -34,7 +34,10 @@ impl Driver {
     pub(crate) fn start() -> Option<Self> {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(tool).exists() {
-                return missing(tool, "install it with `deploy/dev/browser.sh` (Debian's chromium and chromium-driver)");
+                return missing(
+                    tool,
+                    "install it with `deploy/dev/browser.sh` (Debian's chromium and chromium-driver)",
+                );
             }
         }
         let port = free_port();
@@ -154,7 +157,8 @@ pub(crate) fn output_dir() -> PathBuf {
 /// Adds `key: value` to `target/browser/timings.json`.
 pub(crate) fn record_timing(key: &str, value: Value) {
     let path = output_dir().join("timings.json");
-    let mut timings: Value = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(json!({}));
+    let mut timings: Value =
+        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(json!({}));
     timings[key] = value;
     std::fs::write(&path, serde_json::to_vec_pretty(&timings).unwrap()).expect("write timings");
     eprintln!("timing {key}: {}", timings[key]);

@@ -17,7 +17,12 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
     browser.goto(&shop.url("/quote/")).await.unwrap();
     // An operator's key is refused here.
     sign_in(&browser, &shop.ada).await;
-    wait_for(&browser, "the wrong-kind message", "document.querySelector('form [data-role=error]').textContent.length > 0").await;
+    wait_for(
+        &browser,
+        "the wrong-kind message",
+        "document.querySelector('form [data-role=error]').textContent.length > 0",
+    )
+    .await;
     browser.find(Locator::Css("input[name=key]")).await.unwrap().clear().await.unwrap();
     sign_in(&browser, &shop.seller.token).await;
     wait_for(&browser, "the reference data", "document.body.dataset.loaded === 'reference'").await;
@@ -32,7 +37,8 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
     let model = workspace_root().join("tests/data/corpus/files/trimesh_20mm_xyz_cube.stl");
     let input = browser.find(Locator::Css("input[type=file]")).await.unwrap();
     input.send_keys(model.to_str().unwrap()).await.unwrap();
-    let total = wait_for(&browser, "the total", "document.querySelector('[data-testid=\"quote-total\"]').textContent").await;
+    let total =
+        wait_for(&browser, "the total", "document.querySelector('[data-testid=\"quote-total\"]').textContent").await;
     let shown = total.as_str().unwrap().to_string();
     assert!(shown.chars().any(|c| c.is_ascii_digit()), "{shown}");
     wait_for(&browser, "the 3D preview", "document.querySelector('canvas[data-ready=true]')").await;
@@ -52,11 +58,13 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
 
     // Place it; a second click with the same choices is the same order.
     browser.find(Locator::Css("[data-role=place]")).await.unwrap().click().await.unwrap();
-    let placed = wait_for(&browser, "the placed order", "document.querySelector('[data-testid=placed]').dataset.orderId").await;
+    let placed =
+        wait_for(&browser, "the placed order", "document.querySelector('[data-testid=placed]').dataset.orderId").await;
     wait_for(&browser, "the button again", "!document.querySelector('[data-role=place]').disabled").await;
     eval(&browser, "delete document.querySelector('[data-testid=placed]').dataset.orderId").await;
     browser.find(Locator::Css("[data-role=place]")).await.unwrap().click().await.unwrap();
-    let again = format!("(id => id === {placed} && id)(document.querySelector('[data-testid=placed]').dataset.orderId)");
+    let again =
+        format!("(id => id === {placed} && id)(document.querySelector('[data-testid=placed]').dataset.orderId)");
     wait_for(&browser, "the same order", &again).await;
     let (_, orders) = shop.seller.get("/v1/orders").await;
     let mine = orders["orders"].as_array().unwrap();

@@ -174,7 +174,13 @@ async fn insert_history(dir: &str, model_id: &str, quote: &Value, count: usize) 
         for (n, _) in rows.iter().enumerate() {
             let base = n * 14;
             let params: Vec<String> = (1..=14).map(|k| format!("${}", base + k)).collect();
-            sql.push_str(&format!("{}({}, {}, {})", if n > 0 { ", " } else { "" }, params[0], "'api'", params[1..].join(", ")));
+            sql.push_str(&format!(
+                "{}({}, {}, {})",
+                if n > 0 { ", " } else { "" },
+                params[0],
+                "'api'",
+                params[1..].join(", ")
+            ));
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for &i in &rows {

@@ -161,7 +161,9 @@ mod tests {
 
     /// 100 orders newest first; every tenth is PETG on the big machine.
     fn source() -> Vec<OrderSummary> {
-        (0..100).map(|i| if i % 10 == 3 { order(i, "petg", Some("big")) } else { order(i, "pla", Some("mk4")) }).collect()
+        (0..100)
+            .map(|i| if i % 10 == 3 { order(i, "petg", Some("big")) } else { order(i, "pla", Some("mk4")) })
+            .collect()
     }
 
     async fn page(facets: &ListFacets, start: Option<Cursor>, limit: usize, max_scan: usize) -> FilteredPage {

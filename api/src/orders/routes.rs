@@ -500,7 +500,8 @@ async fn list_page(
     cursor: Option<&Cursor>,
     limit: usize,
 ) -> Result<(Vec<OrderSummary>, Served), AppError> {
-    let cached = if state.settings.operator_cache { state.services.cache.page(status, cursor, limit).await } else { None };
+    let cached =
+        if state.settings.operator_cache { state.services.cache.page(status, cursor, limit).await } else { None };
     match cached {
         Some(orders) => Ok((orders, Served::Cache)),
         None => {

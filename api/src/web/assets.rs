@@ -125,7 +125,10 @@ impl Catalogue {
         }
         // three's module imports its core by a relative name, which resolves
         // to the unhashed path beside it.
-        imports.insert("/assets/vendor/three/three.core.min.js".into(), urls["vendor/three/three.core.min.js"].clone().into());
+        imports.insert(
+            "/assets/vendor/three/three.core.min.js".into(),
+            urls["vendor/three/three.core.min.js"].clone().into(),
+        );
         let import_map = serde_json::json!({ "imports": imports }).to_string();
         let map_hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map.as_bytes()));
         let policy = format!(
@@ -240,9 +243,10 @@ mod tests {
         // The pages must work with nothing fetched from the internet.
         let catalogue = catalogue();
         let ours = FILES.iter().filter(|(path, _)| !path.starts_with("vendor/"));
-        let texts = ours
-            .map(|(path, bytes)| (path.to_string(), String::from_utf8_lossy(bytes).into_owned()))
-            .chain([("console.html".into(), catalogue.console.clone()), ("quote.html".into(), catalogue.quote.clone())]);
+        let texts = ours.map(|(path, bytes)| (path.to_string(), String::from_utf8_lossy(bytes).into_owned())).chain([
+            ("console.html".into(), catalogue.console.clone()),
+            ("quote.html".into(), catalogue.quote.clone()),
+        ]);
         for (path, text) in texts {
             for scheme in ["http://", "https://", "//cdn", "//fonts."] {
                 assert!(!text.contains(scheme), "{path} names `{scheme}`");

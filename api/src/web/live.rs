@@ -114,10 +114,8 @@ impl Hub {
         let Some(redis) = &self.inner.redis else { return };
         let payload = format!("{{\"origin\":\"{}\",\"order\":{json}}}", self.inner.origin);
         let sent = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let publisher = redis
-                .publisher
-                .get_or_try_init(|| redis::aio::ConnectionManager::new(redis.client.clone()))
-                .await?;
+            let publisher =
+                redis.publisher.get_or_try_init(|| redis::aio::ConnectionManager::new(redis.client.clone())).await?;
             let mut connection = publisher.clone();
             redis::cmd("PUBLISH").arg(&redis.channel).arg(payload).query_async::<i64>(&mut connection).await
         })

@@ -155,6 +155,10 @@ mod tests {
         let document: serde_json::Value = serde_json::from_slice(&reference.body).unwrap();
         assert!(document["materials"].as_array().is_some_and(|m| !m.is_empty()));
         assert_eq!(document["order_statuses"].as_array().map(Vec::len), Some(OrderStatus::ALL.len()));
-        assert_eq!(Reference::new(&scheduler::Pricing::default(), 1000).etag, reference.etag, "the same book, the same tag");
+        assert_eq!(
+            Reference::new(&scheduler::Pricing::default(), 1000).etag,
+            reference.etag,
+            "the same book, the same tag"
+        );
     }
 }

@@ -131,7 +131,8 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
 /// without the session's CSRF token.
 pub(crate) async fn principal(parts: &Parts, state: &AppState) -> Result<Option<Principal>, AppError> {
     let Some(token) = cookie_token(&parts.headers) else { return Ok(None) };
-    let Some(session) = state.web.sessions.lookup(&state.services.store, &hex_sha256(token.as_bytes()), now_ms()).await?
+    let Some(session) =
+        state.web.sessions.lookup(&state.services.store, &hex_sha256(token.as_bytes()), now_ms()).await?
     else {
         return Err(AppError::Unauthorized("the session has ended; sign in again with your key".into()));
     };
@@ -175,13 +176,18 @@ fn view(row: &SessionRow) -> SessionView {
 /// word, `X-Forwarded-Proto`), or when the settings ask for it always.
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     state.settings.web.secure_cookies
-        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 fn cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"))
-        .expect("session cookies are ASCII")
+    HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .expect("session cookies are ASCII")
 }
 
 /// Exchanges an operator's or seller's key for a session cookie.

@@ -74,11 +74,25 @@ async fn a_key_becomes_a_session_and_state_changing_calls_need_its_csrf_token() 
 
     // A CRM key has no session; a wrong key none either; a bearer key still
     // works alongside any cookie.
-    let response = app.http.post(format!("{}/v1/session", app.base)).json(&json!({ "key": app.crm })).send().await.unwrap();
+    let response =
+        app.http.post(format!("{}/v1/session", app.base)).json(&json!({ "key": app.crm })).send().await.unwrap();
     assert_eq!(response.status(), 403);
-    let response = app.http.post(format!("{}/v1/session", app.base)).json(&json!({ "key": "farm_seller_x.y" })).send().await.unwrap();
+    let response = app
+        .http
+        .post(format!("{}/v1/session", app.base))
+        .json(&json!({ "key": "farm_seller_x.y" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let response = app.http.post(format!("{}/v1/session", app.base)).body("not json").header("content-type", "application/json").send().await.unwrap();
+    let response = app
+        .http
+        .post(format!("{}/v1/session", app.base))
+        .body("not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     let (status, _) = app.get_as(&app.seller, "/v1/orders").await;
     assert_eq!(status, 200);
@@ -188,8 +202,7 @@ struct EventStream {
 
 impl EventStream {
     async fn open(base: &str, token: &str) -> Self {
-        let response =
-            reqwest::Client::new().get(format!("{base}/v1/events")).bearer_auth(token).send().await.unwrap();
+        let response = reqwest::Client::new().get(format!("{base}/v1/events")).bearer_auth(token).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let mut stream = Self { response, buffer: String::new() };
         stream.next("ready", "").await;
@@ -210,7 +223,9 @@ impl EventStream {
                 self.buffer.push_str(&String::from_utf8_lossy(&chunk));
             }
         };
-        tokio::time::timeout(Duration::from_secs(15), read).await.unwrap_or_else(|_| panic!("no `{event}` with {needle}"))
+        tokio::time::timeout(Duration::from_secs(15), read)
+            .await
+            .unwrap_or_else(|_| panic!("no `{event}` with {needle}"))
     }
 }
 
@@ -225,7 +240,8 @@ async fn approved_order(app: &TestApp) -> String {
         assert!(tokio::time::Instant::now() < deadline, "never priced");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let event = json!({ "event_id": format!("a-{order_id}"), "order_id": order_id, "type": "approved", "occurred_at_ms": 1 });
+    let event =
+        json!({ "event_id": format!("a-{order_id}"), "order_id": order_id, "type": "approved", "occurred_at_ms": 1 });
     let (status, answer) = app.post_as(&app.crm, "/v1/crm/events", event).await;
     assert_eq!(status, 200, "{answer}");
     order_id
@@ -355,7 +371,10 @@ async fn the_list_filters_by_material_machine_and_assignee_and_a_taken_order_can
     let (status, _) = app.post_as(&bob, &format!("/v1/orders/{first}/release"), json!({})).await;
     assert_eq!(status, 403);
     let (status, released) = app.post_as(&app.operator, &format!("/v1/orders/{first}/release"), json!({})).await;
-    assert_eq!((status, released["status"].as_str(), &released["assignee"]), (200, Some("MANUFACTURING_APPROVED"), &Value::Null));
+    assert_eq!(
+        (status, released["status"].as_str(), &released["assignee"]),
+        (200, Some("MANUFACTURING_APPROVED"), &Value::Null)
+    );
     assert_eq!(ids(&list("").await), vec![second.clone(), first.clone()]);
     let (status, again) = app.post_as(&app.operator, &format!("/v1/orders/{first}/release"), json!({})).await;
     assert_eq!(status, 409, "{again}");
