@@ -9,7 +9,7 @@ use std::time::Instant;
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::driver::{Driver, eval, record_timing, screenshot, sign_in, wait_for};
+use crate::driver::{Driver, eval, record_timing, screenshot, shown, sign_in, wait_for};
 use crate::helpers::Api;
 use crate::seed::Shop;
 
@@ -34,6 +34,7 @@ async fn a_take_leaves_every_other_console_without_a_reload() {
         wait_for(browser, "the first page", &row(&first)).await;
         let first_page_ms = clicked.elapsed().as_secs_f64() * 1000.0;
         wait_for(browser, "the live stream", "document.body.dataset.live === 'on'").await;
+        assert_eq!(eval(browser, &shown("section.sign-in")).await, false, "the sign-in form is still drawn");
         let rows = eval(browser, "document.querySelectorAll('[data-role=approved] tbody tr').length").await;
         record_timing(
             &format!("console_first_page_ms_{}_orders", shop.orders),
@@ -80,7 +81,7 @@ async fn a_take_leaves_every_other_console_without_a_reload() {
     let renderer = eval(&bob, "document.querySelector('[data-role=preview-slot] canvas').dataset.renderer").await;
     eprintln!("the preview drew with {renderer}");
     let download = eval(&bob, "document.querySelector('[data-role=download]').getAttribute('href')").await;
-    assert_eq!(download, format!("/v1/models/{}/file", shop.model_id));
+    assert_eq!(download, format!("/v1/models/{}", shop.model_id));
     screenshot(&bob, "console-detail").await;
     let take_second = format!("/v1/orders/{second}/take");
     let (status, taken) = shop.operator.post(&take_second, &json!({})).await;

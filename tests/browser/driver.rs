@@ -164,10 +164,16 @@ pub(crate) fn record_timing(key: &str, value: Value) {
     eprintln!("timing {key}: {}", timings[key]);
 }
 
+/// A script that is true when the element `selector` finds is drawn: not
+/// only without a `hidden` attribute, but not hidden by a style either.
+pub(crate) fn shown(selector: &str) -> String {
+    format!("(e => !!e && getComputedStyle(e).display !== 'none')(document.querySelector({selector:?}))")
+}
+
 /// Signs in on the page open in `client` with `key`, through the form.
 pub(crate) async fn sign_in(client: &Client, key: &str) {
     use fantoccini::Locator;
-    wait_for(client, "the sign-in form", "!document.querySelector('section.sign-in').hidden").await;
+    wait_for(client, "the sign-in form", &shown("section.sign-in")).await;
     client.find(Locator::Css("input[name=key]")).await.unwrap().send_keys(key).await.unwrap();
     client.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
 }

@@ -5,7 +5,7 @@
 
 use fantoccini::Locator;
 
-use crate::driver::{Driver, eval, screenshot, sign_in, wait_for};
+use crate::driver::{Driver, eval, screenshot, shown, sign_in, wait_for};
 use crate::helpers::workspace_root;
 use crate::seed::Shop;
 
@@ -26,6 +26,7 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
     browser.find(Locator::Css("input[name=key]")).await.unwrap().clear().await.unwrap();
     sign_in(&browser, &shop.seller.token).await;
     wait_for(&browser, "the reference data", "document.body.dataset.loaded === 'reference'").await;
+    assert_eq!(eval(&browser, &shown("section.sign-in")).await, false, "the sign-in form is still drawn");
 
     // The reference data came over the network once and is kept.
     assert_eq!(eval(&browser, "document.documentElement.dataset.reference").await, "network");
@@ -33,16 +34,19 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
     assert!(stored["etag"].as_str().is_some_and(|e| e.starts_with('"')), "{stored}");
     assert!(stored["data"]["materials"].as_array().is_some_and(|m| !m.is_empty()), "{stored}");
 
-    // A corpus model: a 20 mm cube with an overhang-free top and bottom.
+    // A corpus model: a 20 mm calibration cube with X, Y and Z on its sides.
     let model = workspace_root().join("tests/data/corpus/files/trimesh_20mm_xyz_cube.stl");
     let input = browser.find(Locator::Css("input[type=file]")).await.unwrap();
     input.send_keys(model.to_str().unwrap()).await.unwrap();
     let total =
         wait_for(&browser, "the total", "document.querySelector('[data-testid=\"quote-total\"]').textContent").await;
-    let shown = total.as_str().unwrap().to_string();
-    assert!(shown.chars().any(|c| c.is_ascii_digit()), "{shown}");
+    let first_total = total.as_str().unwrap().to_string();
+    assert!(first_total.chars().any(|c| c.is_ascii_digit()), "{first_total}");
     wait_for(&browser, "the 3D preview", "document.querySelector('canvas[data-ready=true]')").await;
-    assert_eq!(eval(&browser, "document.querySelector('canvas').dataset.triangles").await, "12");
+    // The preview drew every triangle the file holds (a binary STL's count).
+    let bytes = std::fs::read(&model).unwrap();
+    let triangles = u32::from_le_bytes(bytes[80..84].try_into().unwrap());
+    assert_eq!(eval(&browser, "document.querySelector('canvas').dataset.triangles").await, triangles.to_string());
     assert_eq!(eval(&browser, "document.querySelector('[data-role=upload-box] progress').value").await, 100);
     assert!(eval(&browser, "document.querySelectorAll('[data-role=lines] tr').length").await.as_u64() > Some(1));
     screenshot(&browser, "quote").await;
@@ -52,7 +56,7 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
     quantity.clear().await.unwrap();
     quantity.send_keys("10\t").await.unwrap();
     let repriced = format!(
-        "(t => t && t !== {shown:?} && t)(document.querySelector('[data-testid=\"quote-total\"]').textContent)"
+        "(t => t && t !== {first_total:?} && t)(document.querySelector('[data-testid=\"quote-total\"]').textContent)"
     );
     wait_for(&browser, "a new price for ten", &repriced).await;
 
@@ -81,6 +85,31 @@ async fn a_seller_uploads_a_model_sees_its_price_and_preview_and_orders_it_once(
 
     // Signing out ends the session: the next call needs a key again.
     browser.find(Locator::Css("[data-role=sign-out]")).await.unwrap().click().await.unwrap();
-    wait_for(&browser, "the sign-in form", "!document.querySelector('section.sign-in').hidden").await;
+    wait_for(&browser, "the sign-in form", &shown("section.sign-in")).await;
+    let _ = browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3mf_model_is_priced_without_a_preview() {
+    let Some(driver) = Driver::start() else { return };
+    let shop = Shop::open(false).await;
+    let browser = driver.browser("seller-3mf", "en-US").await;
+    browser.goto(&shop.url("/quote/")).await.unwrap();
+    sign_in(&browser, &shop.seller.token).await;
+    wait_for(&browser, "the reference data", "document.body.dataset.loaded === 'reference'").await;
+    let model = workspace_root().join("tests/data/cube_20mm.3mf");
+    let input = browser.find(Locator::Css("input[type=file]")).await.unwrap();
+    input.send_keys(model.to_str().unwrap()).await.unwrap();
+    // The page cannot draw a 3MF; the server reads it and prices it.
+    let total =
+        wait_for(&browser, "the total", "document.querySelector('[data-testid=\"quote-total\"]').textContent").await;
+    assert!(total.as_str().is_some_and(|t| t.chars().any(|c| c.is_ascii_digit())), "{total}");
+    let note = eval(&browser, "document.querySelector('[data-role=preview-slot] p')?.textContent ?? document.querySelector('[data-role=preview-slot]').innerHTML").await;
+    assert!(note.as_str().is_some_and(|n| n.contains("STL")), "{note}");
+    assert_eq!(
+        eval(&browser, "document.querySelector('[data-role=error]:not(form [data-role=error])')?.textContent ?? ''")
+            .await,
+        ""
+    );
     let _ = browser.close().await;
 }

@@ -111,8 +111,10 @@ where
     let mut cursor = start;
     let mut scanned = 0;
     loop {
-        let rows = fetch(cursor.clone(), batch).await?;
-        let exhausted = rows.len() < batch;
+        // Never read past the bound: the last batch is only what it leaves.
+        let wanted = batch.min(max_scan.saturating_sub(scanned)).max(1);
+        let rows = fetch(cursor.clone(), wanted).await?;
+        let exhausted = rows.len() < wanted;
         for row in rows {
             scanned += 1;
             cursor = Some(cursor_of(&row));
@@ -143,6 +145,7 @@ mod tests {
             source: "api".into(),
             seller: "s".into(),
             customer: None,
+            model_id: format!("m{i:03}"),
             material: material.into(),
             colour: None,
             quantity: 1,

@@ -546,7 +546,7 @@ async fn operator_orders(
         (orders, next, served)
     } else {
         let from_database = AtomicBool::new(false);
-        let max_scan = state.settings.web.max_filter_scan.max(limit);
+        let max_scan = state.settings.web.max_filter_scan.max(1);
         let page = filtered_page(&facets, cursor, limit, max_scan, MAX_PAGE, |cursor, batch| {
             let (state, from_database) = (&state, &from_database);
             async move {

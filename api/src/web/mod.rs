@@ -9,13 +9,11 @@
 //!   Local Storage (ETag, `If-None-Match` → 304).
 //! - [`live`]: order changes pushed to every open console (server-sent
 //!   events), across replicas through Redis pub/sub when Redis is set.
-//! - [`files`]: an order's model file, for download and the 3D preview.
 //!
 //! Nothing here is fetched from the internet: every byte a page needs is in
 //! the binary.
 
 pub mod assets;
-pub(crate) mod files;
 pub mod live;
 pub(crate) mod reference;
 pub mod session;
@@ -101,7 +99,6 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .merge(session::router())
         .merge(reference::router())
         .merge(live::router())
-        .merge(files::router())
         .merge(assets::router())
 }
 

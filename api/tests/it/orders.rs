@@ -540,7 +540,6 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
         "/v1/session",
         "/v1/reference",
         "/v1/events",
-        "/v1/models/{model_id}/file",
         "/healthz",
         "/readyz",
         "/metrics",

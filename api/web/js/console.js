@@ -256,8 +256,9 @@ async function openDetail(orderId) {
   if (state.detail !== orderId) return;
   const quote = order.quote;
   const link = $("download");
-  link.href = `/v1/models/${order.model_id}/file`;
-  link.setAttribute("download", `${shortId(orderId)}.stl`);
+  link.href = `/v1/models/${order.model_id}`;
+  // The server names the file by its format (STL, 3MF or OBJ).
+  link.setAttribute("download", "");
   $("lines").replaceChildren(...(quote ? lineRows(quote) : [h("tr", {}, h("td", { colspan: 3 }, t("detail.no_quote")))]));
   $("detail-total").textContent = money(order.total, order.currency);
   const a = quote ? quote.analysis : null;
@@ -287,7 +288,7 @@ async function preview(modelId, angle, orderId) {
   // A fresh canvas each time: one that held a WebGL context cannot draw 2D.
   const canvas = h("canvas", { "data-testid": "preview", width: 480, height: 360 });
   $("preview-slot").replaceChildren(canvas);
-  const response = await fetch(`/v1/models/${modelId}/file`, { credentials: "same-origin" });
+  const response = await fetch(`/v1/models/${modelId}`, { credentials: "same-origin" });
   if (!response.ok || state.detail !== orderId) return;
   try {
     const corners = parseStl(await response.arrayBuffer());
@@ -296,7 +297,8 @@ async function preview(modelId, angle, orderId) {
     canvas.dataset.ready = "true";
   } catch (e) {
     if (!(e instanceof StlError)) throw e;
-    $("preview-slot").append(h("p", { class: "muted" }, t("quote.preview_skipped")));
+    const why = e.message.startsWith("not") ? "quote.no_preview" : "quote.preview_skipped";
+    $("preview-slot").append(h("p", { class: "muted" }, t(why)));
   }
 }
 

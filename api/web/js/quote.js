@@ -65,7 +65,8 @@ function upload(file) {
     request.open("POST", "/v1/models");
     request.withCredentials = true;
     for (const [name, value] of Object.entries(csrfHeaders())) request.setRequestHeader(name, value);
-    request.setRequestHeader("content-type", "model/stl");
+    // The server tells STL, 3MF and OBJ apart by their bytes.
+    request.setRequestHeader("content-type", "application/octet-stream");
     request.upload.addEventListener("progress", (e) => {
       if (!e.lengthComputable) return;
       const percent = Math.round((e.loaded / e.total) * 100);
@@ -162,11 +163,10 @@ async function choose(file) {
     preview(parseStl(await file.arrayBuffer()));
   } catch (e) {
     if (!(e instanceof StlError)) throw e;
-    if (e.message.startsWith("not")) {
-      showError(t("quote.not_stl"));
-      return;
-    }
-    $("preview-slot").replaceChildren(h("p", { class: "muted" }, t("quote.preview_skipped")));
+    // Not an STL (a 3MF or an OBJ, or not a model at all): the server reads
+    // its content and answers for it; only the preview is left out.
+    const why = e.message.startsWith("not") ? "quote.no_preview" : "quote.preview_skipped";
+    $("preview-slot").replaceChildren(h("p", { class: "muted" }, t(why)));
   }
   try {
     state.modelId = await upload(file);

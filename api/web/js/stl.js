@@ -14,8 +14,14 @@ export function parseStl(buffer) {
     const count = new DataView(buffer).getUint32(80, true);
     if (84 + count * 50 === bytes.length) return parseBinary(buffer, count);
   }
-  const head = new TextDecoder().decode(bytes.subarray(0, Math.min(bytes.length, 512))).trimStart();
+  const start = bytes.subarray(0, Math.min(bytes.length, 512));
+  const head = new TextDecoder().decode(start).trimStart();
   if (head.toLowerCase().startsWith("solid")) return parseAscii(new TextDecoder().decode(bytes));
+  // A 3MF is a zip; an OBJ is text. Neither is drawn here, and their bytes
+  // must not be read as a binary STL's triangles.
+  const zip = bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 3 && bytes[3] === 4;
+  const text = start.length > 0 && start.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127));
+  if (zip || text) throw new StlError("not an STL file");
   if (bytes.length >= 84) {
     // A binary file whose count disagrees with its size: read what is there.
     const count = Math.floor((bytes.length - 84) / 50);
