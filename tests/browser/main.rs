@@ -10,6 +10,9 @@
 //! console) to `target/browser/timings.json`: they are reported in
 //! BENCHMARKS.md, not asserted.
 
+// The timings and the renderer go to the test log, beside the screenshots.
+#![allow(clippy::print_stderr)]
+
 #[path = "../support/services.rs"]
 mod services;
 
