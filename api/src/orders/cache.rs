@@ -63,11 +63,10 @@ pub struct OrderSummary {
 
 impl From<&OrderRow> for OrderSummary {
     fn from(o: &OrderRow) -> Self {
-        let facts = o.quote.as_deref().map(super::facets::QuoteFacts::read).unwrap_or_default();
         Self {
-            machine: facts.machine(),
-            size_mm: facts.size_mm(),
-            print_time_s: facts.print_time_s(),
+            machine: o.machine.clone(),
+            size_mm: o.size_mm,
+            print_time_s: o.print_time_s,
             order_id: o.order_id.clone(),
             source: o.source.clone(),
             seller: o.seller.clone(),
@@ -179,6 +178,13 @@ return docs
 /// How long a Redis call may take before the database answers instead.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// Orders read from the database per page during a rebuild.
+const REBUILD_PAGE: usize = 5000;
+
+/// Orders written to Redis per pipeline during a rebuild: one round trip
+/// each, and a reply small enough to stay within the connection's timeout.
+const REBUILD_PIPELINE: usize = 500;
+
 struct RedisCache {
     connection: redis::aio::ConnectionManager,
     client: redis::Client,
@@ -196,6 +202,17 @@ impl RedisCache {
 
     fn status_key(&self, status: OrderStatus) -> String {
         self.key(&format!("status:{}", status.as_str()))
+    }
+
+    /// The apply script for one summary and its JSON `document`.
+    fn apply_invocation<'a>(&'a self, summary: &OrderSummary, document: &str) -> redis::ScriptInvocation<'a> {
+        let mut invocation = self.apply.prepare_invoke();
+        invocation.key(self.key("versions")).key(self.key("docs")).key(self.status_key(summary.status));
+        for status in OrderStatus::ALL {
+            invocation.key(self.status_key(status));
+        }
+        invocation.arg(&summary.order_id).arg(summary.version).arg(summary.created_at_ms).arg(document);
+        invocation
     }
 }
 
@@ -294,12 +311,7 @@ impl OrderCache {
 
     async fn redis_apply(&self, redis: &RedisCache, summary: &OrderSummary) -> Result<(), String> {
         let document = serde_json::to_string(summary).expect("summaries always serialize");
-        let mut invocation = redis.apply.prepare_invoke();
-        invocation.key(redis.key("versions")).key(redis.key("docs")).key(redis.status_key(summary.status));
-        for status in OrderStatus::ALL {
-            invocation.key(redis.status_key(status));
-        }
-        invocation.arg(&summary.order_id).arg(summary.version).arg(summary.created_at_ms).arg(document);
+        let invocation = redis.apply_invocation(summary, &document);
         let mut connection = redis.connection.clone();
         tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<i64>(&mut connection))
             .await
@@ -383,11 +395,14 @@ impl OrderCache {
         let Ok(_guard) = self.rebuilding.try_lock() else { return Ok(()) };
         match &self.backend {
             Backend::Memory(index) => {
-                let orders = all_orders(store).await?;
-                let mut index = index.lock().expect("cache lock");
-                for order in &orders {
-                    index.apply(&OrderSummary::from(order));
-                }
+                for_each_page(store, |orders| {
+                    let mut index = index.lock().expect("cache lock");
+                    for order in orders {
+                        index.apply(&OrderSummary::from(order));
+                    }
+                    async { Ok(()) }
+                })
+                .await?;
             }
             Backend::Redis(redis) => self.redis_rebuild(redis, store).await?,
         }
@@ -421,15 +436,40 @@ impl OrderCache {
         let mut doomed: Vec<String> = OrderStatus::ALL.iter().map(|&s| redis.status_key(s)).collect();
         doomed.extend([redis.key("docs"), redis.key("versions")]);
         let _: () = connection.del(&doomed).await.map_err(err)?;
+        // A pipeline runs the script by its hash (EVALSHA), so load it first.
+        redis.apply.prepare_invoke().load_async(&mut connection).await.map_err(err)?;
         // Changes applied from here on are kept: the snapshot's older
-        // versions lose against them.
-        let orders = all_orders(store).await?;
-        for order in &orders {
-            self.redis_apply(redis, &OrderSummary::from(order)).await.map_err(CacheError)?;
-        }
+        // versions lose against them. Each page of the database goes to
+        // Redis as pipelines of REBUILD_PIPELINE scripts: one round trip per
+        // pipeline instead of one per order.
+        let mut rebuilt = 0usize;
+        for_each_page(store, |orders| {
+            rebuilt += orders.len();
+            let mut connection = redis.connection.clone();
+            let documents: Vec<(OrderSummary, String)> = orders
+                .iter()
+                .map(|order| {
+                    let summary = OrderSummary::from(order);
+                    let document = serde_json::to_string(&summary).expect("summaries always serialize");
+                    (summary, document)
+                })
+                .collect();
+            async move {
+                for chunk in documents.chunks(REBUILD_PIPELINE) {
+                    let invocations: Vec<_> = chunk.iter().map(|(s, d)| redis.apply_invocation(s, d)).collect();
+                    let mut pipeline = redis::pipe();
+                    for invocation in &invocations {
+                        pipeline.invoke_script(invocation).ignore();
+                    }
+                    let _: () = pipeline.query_async(&mut connection).await.map_err(err)?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
         let _: () = connection.set(redis.key("ready"), "1").await.map_err(err)?;
         let _: () = connection.del(&lock).await.map_err(err)?;
-        tracing::info!(orders = orders.len(), "the order cache was rebuilt from the database");
+        tracing::info!(orders = rebuilt, "the order cache was rebuilt from the database");
         Ok(())
     }
 
@@ -491,24 +531,26 @@ async fn redis_invalidate(redis: &RedisCache) -> Result<(), redis::RedisError> {
     redis::cmd("DEL").arg(redis.key("ready")).query_async::<()>(&mut connection).await
 }
 
-/// Every order, for a rebuild.
-async fn all_orders(store: &Store) -> Result<Vec<OrderRow>, CacheError> {
-    let mut orders = Vec::new();
+/// Reads every order a page at a time, newest first, and hands each page to
+/// `apply`: a rebuild never holds the whole table (quotes included) at once.
+async fn for_each_page<F, Fut>(store: &Store, mut apply: F) -> Result<(), CacheError>
+where
+    F: FnMut(&[OrderRow]) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CacheError>>,
+{
     let mut cursor = None;
     loop {
         let page = store
-            .orders_page(&OrderFilter::default(), cursor.as_ref(), 5000)
+            .list_page(&OrderFilter::default(), cursor.as_ref(), REBUILD_PAGE as i64)
             .await
             .map_err(|e| CacheError(e.to_string()))?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else { return Ok(()) };
         cursor = Some(Cursor { created_at_ms: last.created_at_ms, order_id: last.order_id.clone() });
-        let done = page.len() < 5000;
-        orders.extend(page);
-        if done {
-            break;
+        apply(&page).await?;
+        if page.len() < REBUILD_PAGE {
+            return Ok(());
         }
     }
-    Ok(orders)
 }
 
 #[cfg(test)]

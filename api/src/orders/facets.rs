@@ -1,5 +1,4 @@
-//! What the operators' list shows of an order's quote (its machine, size and
-//! print time), and the list's filters (material, machine, assignee).
+//! The operators' list filters (material, machine, assignee).
 //!
 //! A filtered page is read from the same source as an unfiltered one (the
 //! cache, or the database while it is cold), a batch at a time, keeping the
@@ -8,55 +7,8 @@
 //! rare filter costs a bounded amount of work per request, never a scan of
 //! the whole table.
 
-use serde::Deserialize;
-
 use super::cache::OrderSummary;
 use super::store::Cursor;
-
-/// The few facts of a quote document the list shows.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct QuoteFacts {
-    #[serde(default)]
-    machine: Option<MachineName>,
-    #[serde(default)]
-    print_time_s: Option<f64>,
-    #[serde(default)]
-    analysis: Option<Analysis>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-struct MachineName {
-    name: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-struct Analysis {
-    bounding_box: Option<BoundingBox>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-struct BoundingBox {
-    size: [f64; 3],
-}
-
-impl QuoteFacts {
-    /// The facts of a stored quote; nothing for one that does not read.
-    pub fn read(quote: &str) -> Self {
-        serde_json::from_str(quote).unwrap_or_default()
-    }
-
-    pub fn machine(&self) -> Option<String> {
-        self.machine.as_ref().map(|m| m.name.clone())
-    }
-
-    pub fn size_mm(&self) -> Option<[f64; 3]> {
-        self.analysis.as_ref().and_then(|a| a.bounding_box.as_ref()).map(|b| b.size)
-    }
-
-    pub fn print_time_s(&self) -> Option<f64> {
-        self.print_time_s
-    }
-}
 
 /// The operators' list filters; each one given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -211,16 +163,5 @@ mod tests {
         assert_eq!(looked_at, 20);
         let rest = page(&petg, Some(next), 10, 1000).await;
         assert_eq!(bounded.orders.len() + rest.orders.len(), 10, "nothing is skipped or repeated");
-    }
-
-    #[test]
-    fn the_list_reads_machine_size_and_time_from_a_quote_and_nothing_from_junk() {
-        let quote = r#"{"total": 3.5, "print_time_s": 5400.5, "machine": {"name": "mk4", "hourly_rate": 2},
-                        "analysis": {"bounding_box": {"min": [0,0,0], "max": [20,30,40], "size": [20, 30, 40]}}}"#;
-        let facts = QuoteFacts::read(quote);
-        assert_eq!(facts.machine().as_deref(), Some("mk4"));
-        assert_eq!(facts.size_mm(), Some([20.0, 30.0, 40.0]));
-        assert_eq!(facts.print_time_s(), Some(5400.5));
-        assert_eq!(QuoteFacts::read("not json"), QuoteFacts::default());
     }
 }

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod facets;
 pub(crate) mod intake;
+pub mod list_facts;
 pub(crate) mod routes;
 pub mod status;
 pub mod store;

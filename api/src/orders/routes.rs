@@ -508,7 +508,7 @@ async fn list_page(
             let rows = state
                 .services
                 .store
-                .orders_page(&OrderFilter { status: Some(status), seller: None }, cursor, limit as i64)
+                .list_page(&OrderFilter { status: Some(status), seller: None }, cursor, limit as i64)
                 .await?;
             Ok((rows.iter().map(OrderSummary::from).collect(), Served::Database))
         }

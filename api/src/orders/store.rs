@@ -9,13 +9,42 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::list_facts::QuoteFacts;
 use super::status::{self, IllegalTransition, OrderEvent, OrderStatus};
 use crate::store::{JobRow, Store, StoreError};
 
 /// The columns `order_from_row` reads.
 const ORDER_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
                              colour, quantity, job_id, quote, total, currency, status, failure, assignee, \
-                             created_at_ms, updated_at_ms, version";
+                             created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, \
+                             print_time_s";
+
+/// The same, for the operators' list: every column but the quote document
+/// (kilobytes per order, and the list shows only the facts kept beside it).
+const LIST_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
+                            colour, quantity, job_id, NULL AS quote, total, currency, status, failure, assignee, \
+                            created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, \
+                            print_time_s";
+
+/// Where a statement that stores a quote also stores what the list shows of
+/// it: parameters $6 to $10, after the statement's own first five.
+const SET_LIST_FACTS: &str = "machine = $6, size_x_mm = $7, size_y_mm = $8, size_z_mm = $9, print_time_s = $10";
+
+/// Binds a quote's list facts as `SET_LIST_FACTS` names them.
+trait BindListFacts {
+    fn bind_list_facts(self, facts: &QuoteFacts) -> Self;
+}
+
+impl<'q> BindListFacts for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    fn bind_list_facts(self, facts: &QuoteFacts) -> Self {
+        let size = facts.size_mm();
+        self.bind(facts.machine())
+            .bind(size.map(|s| s[0]))
+            .bind(size.map(|s| s[1]))
+            .bind(size.map(|s| s[2]))
+            .bind(facts.print_time_s())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderRow {
@@ -42,9 +71,12 @@ pub struct OrderRow {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub version: i64,
+    /// What the list shows of the quote (`list_facts`), kept beside it.
+    pub machine: Option<String>,
+    pub size_mm: Option<[f64; 3]>,
+    pub print_time_s: Option<f64>,
 }
 
-/// An order to create.
 /// The orders an audit names, by id.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuditedOrders {
@@ -54,6 +86,7 @@ pub struct AuditedOrders {
     pub unaccounted: Vec<String>,
 }
 
+/// An order to create.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     pub order_id: String,
@@ -232,14 +265,19 @@ impl Store {
                 crate::store::insert_answered_job_tx(&mut tx, &job, &quote, &quote_key).await?;
                 set_status(&mut tx, &order.order_id, OrderStatus::Created, OrderStatus::Pricing, now).await?;
                 set_status(&mut tx, &order.order_id, OrderStatus::Pricing, OrderStatus::Priced, now).await?;
-                sqlx::query("UPDATE orders SET job_id = $2, quote = $3, total = $4, currency = $5 WHERE order_id = $1")
-                    .bind(&order.order_id)
-                    .bind(&job.job_id)
-                    .bind(&quote)
-                    .bind(total)
-                    .bind(&currency)
-                    .execute(&mut *tx)
-                    .await?;
+                let facts = QuoteFacts::read(&quote);
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE orders SET job_id = $2, quote = $3, total = $4, currency = $5, {SET_LIST_FACTS} \
+                     WHERE order_id = $1"
+                )))
+                .bind(&order.order_id)
+                .bind(&job.job_id)
+                .bind(&quote)
+                .bind(total)
+                .bind(&currency)
+                .bind_list_facts(&facts)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -304,6 +342,27 @@ impl Store {
         cursor: Option<&Cursor>,
         limit: i64,
     ) -> Result<Vec<OrderRow>, StoreError> {
+        self.page_of(ORDER_COLUMNS, filter, cursor, limit).await
+    }
+
+    /// As `orders_page`, without the quote documents (`quote` is `None`):
+    /// what the operators' list and its cache read.
+    pub async fn list_page(
+        &self,
+        filter: &OrderFilter,
+        cursor: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        self.page_of(LIST_COLUMNS, filter, cursor, limit).await
+    }
+
+    async fn page_of(
+        &self,
+        columns: &str,
+        filter: &OrderFilter,
+        cursor: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, StoreError> {
         let mut conditions = Vec::new();
         let mut n = 0;
         let mut next = || {
@@ -323,7 +382,7 @@ impl Store {
         let limit_param = next();
         let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders {clause} ORDER BY created_at_ms DESC, order_id DESC LIMIT {limit_param}"
+            "SELECT {columns} FROM orders {clause} ORDER BY created_at_ms DESC, order_id DESC LIMIT {limit_param}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(status) = filter.status {
@@ -665,18 +724,22 @@ pub(crate) async fn settle_orders_of_job(
 ) -> Result<(), StoreError> {
     let rows =
         match outcome {
-            Ok((quote, total, currency)) => sqlx::query(
+            Ok((quote, total, currency)) => {
+                let facts = QuoteFacts::read(quote);
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE orders SET status = 'PRICED', quote = $2, total = $3, currency = $4, version = version + 1, \
-                        updated_at_ms = $5 \
-                 WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id",
-            )
+                            updated_at_ms = $5, {SET_LIST_FACTS} \
+                     WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id"
+            )))
             .bind(job_id)
             .bind(quote)
             .bind(total)
             .bind(currency)
             .bind(at)
+            .bind_list_facts(&facts)
             .fetch_all(&mut **tx)
-            .await?,
+            .await?
+            }
             Err(failure) => sqlx::query(
                 "UPDATE orders SET status = 'PRICING_FAILED', failure = $2, version = version + 1, updated_at_ms = $3 \
                  WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id",
@@ -756,5 +819,11 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
         version: r.try_get("version")?,
+        machine: r.try_get("machine")?,
+        size_mm: match (r.try_get("size_x_mm")?, r.try_get("size_y_mm")?, r.try_get("size_z_mm")?) {
+            (Some(x), Some(y), Some(z)) => Some([x, y, z]),
+            _ => None,
+        },
+        print_time_s: r.try_get("print_time_s")?,
     })
 }

@@ -332,3 +332,65 @@ async fn a_keys_uploads_and_jobs_in_flight_are_counted_for_its_quotas() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_list_reads_a_priced_orders_facts_without_its_quote_on_each_engine() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "l1").await;
+        let order = api::orders::store::NewOrder {
+            order_id: "o-list".into(),
+            source: "api",
+            seller: "acme".into(),
+            seller_key_id: None,
+            customer: None,
+            external_id: None,
+            idempotency_key: None,
+            request_sha256: None,
+            model_id: "m1".into(),
+            material: "pla".into(),
+            colour: None,
+            quantity: 1,
+            now_ms: 30,
+        };
+        let job = store.job("l1").await.unwrap().unwrap();
+        // An order answered from the quote cache, and one priced by a job.
+        let mut quote = sample_quote();
+        let answered = api::orders::store::Pricing::Answered {
+            job: JobRow { job_id: "l2".into(), ..job.clone() },
+            quote: serde_json::to_string(&quote).unwrap(),
+            quote_key: "k".into(),
+            total: 1.0,
+            currency: "EUR".into(),
+        };
+        store.create_order(&order, answered).await.unwrap();
+        let queued =
+            api::orders::store::Pricing::Queue { job: JobRow { job_id: "l3".into(), ..job }, payload: "{}".into() };
+        store
+            .create_order(&api::orders::store::NewOrder { order_id: "o-job".into(), now_ms: 31, ..order }, queued)
+            .await
+            .unwrap();
+        store.apply_result(&ResultMessage { job_id: "l3".into(), event: started(), at_ms: 32 }).await.unwrap();
+        quote.print_time_s += 60.0;
+        let done = ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: None };
+        store.apply_result(&ResultMessage { job_id: "l3".into(), event: done, at_ms: 33 }).await.unwrap();
+
+        let filter = api::orders::store::OrderFilter::default();
+        let listed = store.list_page(&filter, None, 10).await.unwrap();
+        let full = store.orders_page(&filter, None, 10).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        for (row, whole) in listed.iter().zip(&full) {
+            assert_eq!(row.quote, None, "the list does not read the quote");
+            let facts = api::orders::list_facts::QuoteFacts::read(whole.quote.as_deref().unwrap());
+            assert_eq!(row.machine, facts.machine(), "{}", row.order_id);
+            assert_eq!(row.size_mm, facts.size_mm(), "{}", row.order_id);
+            assert_eq!(row.print_time_s, facts.print_time_s(), "{}", row.order_id);
+            assert!(row.machine.is_some() && row.size_mm.is_some() && row.print_time_s.is_some());
+            assert_eq!(
+                (row.machine.clone(), row.size_mm, row.print_time_s),
+                (whole.machine.clone(), whole.size_mm, whole.print_time_s)
+            );
+        }
+        assert_eq!(listed[0].print_time_s, Some(quote.print_time_s), "the job's own quote, not the first");
+    })
+    .await;
+}
