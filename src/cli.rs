@@ -270,6 +270,13 @@ pub(crate) struct OrdersBenchArgs {
     /// Operators trying to take the same order at once.
     #[arg(long, default_value_t = 50)]
     pub(crate) takers: usize,
+    /// Writes per second (new orders priced by a worker, CRM approvals)
+    /// while the list is measured at each rate of --ladder; 0 skips it.
+    #[arg(long, default_value_t = 200.0)]
+    pub(crate) write_rate: f64,
+    /// The list's request rates under writes, one step each.
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000")]
+    pub(crate) ladder: Vec<f64>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

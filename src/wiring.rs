@@ -259,13 +259,16 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
                 binary,
                 stack: match args.stack {
                     StackKind::Embedded => bench::Stack::Embedded,
-                    StackKind::Services => bench::Stack::Services { fast_workers: 0, slow_workers: 0 },
+                    // One worker prices the orders of the write-load phase.
+                    StackKind::Services => bench::Stack::Services { fast_workers: 1, slow_workers: 0 },
                 },
                 orders: args.orders,
                 rate: args.rate,
                 duration: seconds("--seconds", args.seconds)?,
                 limit: args.limit,
                 takers: args.takers,
+                write_rate: args.write_rate,
+                ladder: args.ladder.clone(),
                 scratch: scratch.path().to_path_buf(),
             };
             let report = runtime.block_on(bench::orders::run(&settings))?;

@@ -398,6 +398,11 @@ impl Farm {
         &self.base
     }
 
+    /// The seller key the farm was started or connected with.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The last lines of every process's log, for a failed run.
     pub fn logs(&self) -> String {
         self.processes.iter().map(|p| format!("== {}\n{}", p.what, p.tail(30))).collect::<Vec<_>>().join("\n")

@@ -48,6 +48,9 @@ use sqlx::{Any, AnyPool, Connection, Row};
 use crate::farm::{Farm, FarmError, FarmOptions, Stack, mint_key};
 use crate::stats::Summary;
 
+mod writes;
+pub use writes::{UnderWrites, WriteStats, WriteStep};
+
 /// Settings of the order benchmark.
 #[derive(Debug, Clone)]
 pub struct OrdersBench {
@@ -66,6 +69,10 @@ pub struct OrdersBench {
     pub limit: u32,
     /// Operators taking one order at once.
     pub takers: usize,
+    /// Writes per second during the write-load phase (0: no such phase).
+    pub write_rate: f64,
+    /// The list rates of the write-load phase, one step each.
+    pub ladder: Vec<f64>,
     /// A directory for the run's files.
     pub scratch: PathBuf,
 }
@@ -106,6 +113,9 @@ pub struct OrdersReport {
     /// Database p99 ÷ cache p99.
     pub ratio_p99: f64,
     pub take: TakeReport,
+    /// The list at a ladder of rates while orders arrive, are priced and are
+    /// approved; none when `write_rate` is 0.
+    pub under_writes: Option<UnderWrites>,
 }
 
 /// Orders in one status.
@@ -180,7 +190,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_PATIENCE: Duration = Duration::from_secs(900);
 /// The list's SQL alone: queries measured, after as many again unmeasured.
 const SQL_QUERIES: usize = 2000;
-/// Orders per INSERT: 22 parameters each stays under SQLite's 32,766.
+/// Orders per INSERT: 27 parameters each stays under SQLite's 32,766.
 const ORDER_BATCH: usize = 500;
 /// INSERT batches per transaction.
 const BATCHES_PER_COMMIT: usize = 20;
@@ -195,12 +205,12 @@ const RECENT_PERCENT: usize = 12;
 /// The seeded orders span a year.
 const SPAN_MS: i64 = 365 * 24 * 3600 * 1000;
 
-/// The API's own query for a page of one status (`Store::orders_page` in
+/// The API's own query for a page of one status (`Store::list_page` in
 /// `api/src/orders/store.rs` with a status filter and no cursor), run by the
 /// benchmark for the "SQL alone" row. Keep the two alike.
 const LIST_SQL: &str = "SELECT order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
-                        colour, quantity, job_id, quote, total, currency, status, failure, assignee, created_at_ms, \
-                        updated_at_ms, version \
+                        colour, quantity, job_id, NULL AS quote, total, currency, status, failure, assignee, \
+                        created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, print_time_s \
                         FROM orders WHERE status = $1 ORDER BY created_at_ms DESC, order_id DESC LIMIT $2";
 
 pub async fn run(settings: &OrdersBench) -> Result<OrdersReport, FarmError> {
@@ -230,6 +240,15 @@ fn validate(settings: &OrdersBench) -> Result<(), FarmError> {
     if settings.orders < 100 {
         return Err(invalid("--orders must be at least 100, so some are approved for manufacturing"));
     }
+    if !(settings.write_rate.is_finite() && settings.write_rate >= 0.0) {
+        return Err(invalid("--write-rate must be 0 (no write phase) or a positive number of writes per second"));
+    }
+    if settings.ladder.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(invalid("--ladder must list positive request rates"));
+    }
+    if settings.write_rate > 0.0 && settings.ladder.is_empty() {
+        return Err(invalid("--ladder must list at least one rate when --write-rate is above 0"));
+    }
     Ok(())
 }
 
@@ -240,6 +259,7 @@ async fn measure(settings: &OrdersBench, target: &Target) -> Result<OrdersReport
     let reader = mint_operators(settings, target, &["bench-lister".to_string()]).await?.remove(0);
     let names: Vec<String> = (1..=settings.takers).map(|n| format!("bench-taker-{n:02}")).collect();
     let takers = mint_operators(settings, target, &names).await?;
+    let crm = mint_keys(settings, target, "crm", &["bench-crm".to_string()]).await?.remove(0);
 
     let pool = AnyPoolOptions::new()
         .max_connections(2)
@@ -254,7 +274,7 @@ async fn measure(settings: &OrdersBench, target: &Target) -> Result<OrdersReport
     let outcome = match seeded {
         Ok(seeded) => {
             tracing::info!(seconds = seeded.seconds, "seeded");
-            let measured = phases(settings, target, &pool, &reader, &takers).await;
+            let measured = phases(settings, target, &pool, &reader, &takers, &crm).await;
             if let Some(redis) = redis_url().filter(|_| target.is_services()) {
                 forget_cache(&redis, &seeded.probe).await;
             }
@@ -277,6 +297,7 @@ async fn measure(settings: &OrdersBench, target: &Target) -> Result<OrdersReport
                 from_database: m.from_database,
                 sql_alone: m.sql_alone,
                 take: m.take,
+                under_writes: m.under_writes,
             })
         }
         Err(e) => Err(e),
@@ -293,6 +314,7 @@ struct Measured {
     take: TakeReport,
     from_database: ListRun,
     sql_alone: Summary,
+    under_writes: Option<UnderWrites>,
 }
 
 async fn phases(
@@ -301,39 +323,74 @@ async fn phases(
     pool: &AnyPool,
     reader: &Operator,
     takers: &[Operator],
+    crm: &Operator,
 ) -> Result<Measured, FarmError> {
     // The cache on, as in production: the list, then the take (whose
     // write-through must take the order off the cached list).
     let (farm, cache_ready) = start_farm(settings, target, &[]).await?;
     tracing::info!(seconds = cache_ready.as_secs_f64(), "the cache is ready; measuring the list from it");
     let with_cache = async {
-        let from_cache = list_under_load(farm.base(), &reader.token, settings, "cache").await?;
+        let from_cache = list_under_load(farm.base(), &reader.token, settings.rate, settings, "cache").await?;
         tracing::info!("racing {} operators for one order", takers.len());
         let take = take_race(farm.base(), reader, takers, settings.limit, pool).await?;
-        Ok::<_, FarmError>((from_cache, take))
+        let under_writes = under_writes(&farm, reader, crm, pool, settings, "cache").await?;
+        Ok::<_, FarmError>((from_cache, take, under_writes))
     }
     .await;
     if with_cache.is_err() {
         tracing::error!(logs = %farm.logs(), "the order benchmark failed");
     }
     farm.stop().await;
-    let (from_cache, take) = with_cache?;
+    let (from_cache, take, cache_under_writes) = with_cache?;
 
     // The cache off: the same API reads every page from the database. It
     // still builds its cache in the background; waiting for that keeps the
     // rebuild's work out of the measurement.
     let (farm, _) = start_farm(settings, target, &[("FARM_OPERATOR_CACHE", "false")]).await?;
     tracing::info!("measuring the list from the database");
-    let from_database = list_under_load(farm.base(), &reader.token, settings, "database").await;
-    if from_database.is_err() {
+    let with_database = async {
+        let from_database = list_under_load(farm.base(), &reader.token, settings.rate, settings, "database").await?;
+        let under_writes = under_writes(&farm, reader, crm, pool, settings, "database").await?;
+        Ok::<_, FarmError>((from_database, under_writes))
+    }
+    .await;
+    if with_database.is_err() {
         tracing::error!(logs = %farm.logs(), "the order benchmark failed");
     }
     farm.stop().await;
-    let from_database = from_database?;
+    let (from_database, database_under_writes) = with_database?;
+    let under_writes = cache_under_writes.zip(database_under_writes).map(|(cache, database)| UnderWrites {
+        write_rate: settings.write_rate,
+        cache_holds: writes::holds(&cache),
+        database_holds: writes::holds(&database),
+        cache,
+        database,
+    });
 
     // With no farm running: the database's own share.
     let sql_alone = sql_alone(pool, settings.limit).await?;
-    Ok(Measured { cache_ready_s: cache_ready.as_secs_f64(), from_cache, take, from_database, sql_alone })
+    Ok(Measured { cache_ready_s: cache_ready.as_secs_f64(), from_cache, take, from_database, sql_alone, under_writes })
+}
+
+/// The write-load ladder on a running farm (none when `write_rate` is 0):
+/// the farm's own seller key orders a small model it uploads first.
+async fn under_writes(
+    farm: &Farm,
+    reader: &Operator,
+    crm: &Operator,
+    pool: &AnyPool,
+    settings: &OrdersBench,
+    mode: &str,
+) -> Result<Option<Vec<WriteStep>>, FarmError> {
+    if settings.write_rate == 0.0 {
+        return Ok(None);
+    }
+    let model = mesh::write_binary_stl(&mesh::cuboid([20.0, 20.0, 20.0]));
+    let model_id = farm.upload(model).await?;
+    let seller = Operator { name: "bench".into(), token: farm.token().to_string() };
+    let writers = writes::Writers { seller, crm: crm.clone(), model_id };
+    tracing::info!(mode, write_rate = settings.write_rate, "the list under writes");
+    writes::ladder(farm.base(), reader, &writers, pool, settings, mode).await.map(Some)
 }
 
 // ---------------------------------------------------------------------------
@@ -468,7 +525,7 @@ fn redis_url() -> Option<String> {
     std::env::var("FARM_REDIS_URL").ok().filter(|url| !url.is_empty())
 }
 
-/// An operator's name and bearer token.
+/// A key's name and bearer token (an operator's, or the CRM's or a seller's).
 #[derive(Debug, Clone)]
 struct Operator {
     name: String,
@@ -478,6 +535,17 @@ struct Operator {
 /// Mints operator keys with the farm's own `farm keys create-operator`, a
 /// few processes at a time.
 async fn mint_operators(settings: &OrdersBench, target: &Target, names: &[String]) -> Result<Vec<Operator>, FarmError> {
+    mint_keys(settings, target, "operator", names).await
+}
+
+/// Mints keys of `kind` (`operator`, `seller`, `crm`), a few processes at a
+/// time.
+async fn mint_keys(
+    settings: &OrdersBench,
+    target: &Target,
+    kind: &'static str,
+    names: &[String],
+) -> Result<Vec<Operator>, FarmError> {
     let mut operators = Vec::with_capacity(names.len());
     for chunk in names.chunks(MINT_PARALLEL) {
         let mut minting = Vec::new();
@@ -486,7 +554,7 @@ async fn mint_operators(settings: &OrdersBench, target: &Target, names: &[String
             let (store_args, env) = (target.store_args(), target.farm_env());
             minting.push(tokio::task::spawn_blocking(move || {
                 let args: Vec<&str> = store_args.iter().map(String::as_str).collect();
-                mint_key(&binary, stack, "operator", &name, &args, &env).map(|token| Operator { name, token })
+                mint_key(&binary, stack, kind, &name, &args, &env).map(|token| Operator { name, token })
             }));
         }
         for task in minting {
@@ -624,6 +692,27 @@ struct QuoteVariant {
     quantity: i64,
     total: f64,
     document: String,
+    /// What the list shows of the quote, stored beside it as the API does.
+    facts: ListFacts,
+}
+
+/// The machine, size and print time of a quote (`api::orders::list_facts`).
+#[derive(Debug, Clone, Default)]
+struct ListFacts {
+    machine: Option<String>,
+    size_mm: Option<[f64; 3]>,
+    print_time_s: Option<f64>,
+}
+
+impl ListFacts {
+    fn of(quote: &Value) -> Self {
+        let size = |i: usize| quote.pointer(&format!("/analysis/bounding_box/size/{i}")).and_then(Value::as_f64);
+        Self {
+            machine: quote.pointer("/machine/name").and_then(Value::as_str).map(str::to_string),
+            size_mm: size(0).zip(size(1)).zip(size(2)).map(|((x, y), z)| [x, y, z]),
+            print_time_s: quote["print_time_s"].as_f64(),
+        }
+    }
 }
 
 /// Quotes for a few materials and quantities, made from one real quote
@@ -648,7 +737,8 @@ fn quote_variants(template: &Value) -> Vec<QuoteVariant> {
             document["colour"] = colour.into();
             document["quantity"] = quantity.into();
             document["total"] = total.into();
-            variants.push(QuoteVariant { material, colour, quantity, total, document: document.to_string() });
+            let facts = ListFacts::of(&document);
+            variants.push(QuoteVariant { material, colour, quantity, total, document: document.to_string(), facts });
         }
     }
     variants
@@ -693,6 +783,7 @@ struct SeedOrder {
     quantity: i64,
     job_id: Option<String>,
     quote: Option<String>,
+    facts: ListFacts,
     total: Option<f64>,
     currency: Option<&'static str>,
     status: SeedStatus,
@@ -748,6 +839,7 @@ impl SeedPlan {
             quantity: quote.quantity,
             job_id: (status != SeedStatus::Created).then(|| uuid_v7_at(created + 5)),
             quote: priced.then(|| quote.document.clone()),
+            facts: if priced { quote.facts.clone() } else { ListFacts::default() },
             total: priced.then_some(quote.total),
             currency: priced.then_some("EUR"),
             status,
@@ -841,14 +933,16 @@ async fn insert_orders(tx: &mut sqlx::Transaction<'_, Any>, rows: &[SeedOrder]) 
     let sql = format!(
         "INSERT INTO orders (order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
          colour, quantity, job_id, quote, total, currency, status, failure, assignee, crm_version, crm_event_at_ms, \
-         created_at_ms, updated_at_ms, version) {}",
+         created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, print_time_s) {}",
         values_clause(rows.len(), &{
             // sqlx 0.9's Any driver sends a `None::<f64>` as a float4 NULL
             // (`Null(Double) => Option::<f32>` in sqlx-core's any/arguments.rs),
             // which PostgreSQL refuses next to float8 values: an order without
             // a total is bound as -1 and stored as NULL.
-            let mut pattern = ["$"; 22];
-            pattern[12] = "NULLIF($, -1)";
+            let mut pattern = ["$"; 27];
+            for nullable in [12, 23, 24, 25, 26] {
+                pattern[nullable] = "NULLIF($, -1)";
+            }
             pattern
         })
     );
@@ -876,7 +970,12 @@ async fn insert_orders(tx: &mut sqlx::Transaction<'_, Any>, rows: &[SeedOrder]) 
             .bind(o.crm_event_at_ms)
             .bind(o.created_at_ms)
             .bind(o.updated_at_ms)
-            .bind(o.version);
+            .bind(o.version)
+            .bind(o.facts.machine.clone())
+            .bind(o.facts.size_mm.map_or(-1.0, |s| s[0]))
+            .bind(o.facts.size_mm.map_or(-1.0, |s| s[1]))
+            .bind(o.facts.size_mm.map_or(-1.0, |s| s[2]))
+            .bind(o.facts.print_time_s.unwrap_or(-1.0));
     }
     orders.execute(&mut **tx).await?;
     let sql = format!(
@@ -929,6 +1028,9 @@ async fn start_farm(
     extra: &[(&str, &str)],
 ) -> Result<(Farm, Duration), FarmError> {
     let mut env = target.farm_env();
+    // The write-load phase's seller has hundreds of orders being priced at
+    // once: this measures the list under writes, not the per-key quota.
+    env.push(("FARM_QUOTA_JOBS_IN_FLIGHT".into(), "1000000".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let options =
         FarmOptions { binary: settings.binary.clone(), stack: settings.stack, env, data_dir: target.data_dir() };
@@ -989,12 +1091,18 @@ fn list_url(base: &str, limit: u32) -> String {
 }
 
 /// One checked page, a warm-up, then `duration` at `rate`.
-async fn list_under_load(base: &str, token: &str, settings: &OrdersBench, mode: &str) -> Result<ListRun, FarmError> {
+async fn list_under_load(
+    base: &str,
+    token: &str,
+    rate: f64,
+    settings: &OrdersBench,
+    mode: &str,
+) -> Result<ListRun, FarmError> {
     let url = list_url(base, settings.limit);
     let client = http_client()?;
     check_page(&client, &url, token, mode).await?;
-    fixed_rate(&client, &url, token, settings.rate, WARMUP).await?;
-    let samples = fixed_rate(&client, &url, token, settings.rate, settings.duration).await?;
+    fixed_rate(&client, &url, token, rate, WARMUP).await?;
+    let samples = fixed_rate(&client, &url, token, rate, settings.duration).await?;
     let run = ListRun::of(mode, &samples, settings.limit as usize);
     tracing::info!(mode, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, errors = run.errors, "measured");
     Ok(run)
@@ -1537,6 +1645,10 @@ pub fn markdown(report: &OrdersReport) -> String {
         if t.left_list { "gone from" } else { "still on" },
         t.list_served_from,
     ));
+    if let Some(under) = &r.under_writes {
+        out.push('\n');
+        out.push_str(&writes::markdown(under, r.limit));
+    }
     out
 }
 
@@ -1667,6 +1779,7 @@ mod tests {
                 left_list: true,
                 list_served_from: "cache".into(),
             },
+            under_writes: None,
         }
     }
 
