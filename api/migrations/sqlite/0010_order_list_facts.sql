@@ -15,3 +15,8 @@ UPDATE orders SET
     size_z_mm = json_extract(quote, '$.analysis.bounding_box.size[2]'),
     print_time_s = json_extract(quote, '$.print_time_s')
 WHERE quote IS NOT NULL AND json_valid(quote);
+
+-- The list cache's rebuild reads every order newest first, a page at a
+-- time; without an index to follow, each page was a scan and sort of the
+-- whole table.
+CREATE INDEX orders_by_created ON orders (created_at_ms DESC, order_id DESC);
