@@ -586,9 +586,17 @@ pub(crate) struct WebArgs {
     /// TLS proxy that does not send `X-Forwarded-Proto: https`).
     #[arg(long, env = "FARM_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub(crate) secure_cookies: bool,
-    /// Open live-update streams (server-sent events) one API process serves.
-    #[arg(long, env = "FARM_MAX_EVENT_STREAMS", default_value_t = 1000)]
+    /// Open live-update streams (server-sent events) one API process
+    /// serves; keep it well under FARM_MAX_CONNECTIONS.
+    #[arg(long, env = "FARM_MAX_EVENT_STREAMS", default_value_t = 256)]
     pub(crate) max_event_streams: usize,
+    /// Open live-update streams of one key (its sessions included).
+    #[arg(long, env = "FARM_MAX_EVENT_STREAMS_PER_KEY", default_value_t = 8)]
+    pub(crate) max_event_streams_per_key: usize,
+    /// How often an open stream checks that its key or session still
+    /// stands, seconds.
+    #[arg(long, env = "FARM_EVENT_RECHECK_S", default_value_t = 5.0)]
+    pub(crate) event_recheck_s: f64,
     /// Orders one filtered operators'-list request looks through at most.
     #[arg(long, env = "FARM_MAX_FILTER_SCAN", default_value_t = 20_000)]
     pub(crate) max_filter_scan: usize,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -65,7 +65,11 @@ struct Inner {
     origin: String,
     redis: Option<RedisLink>,
     streams: Arc<Semaphore>,
+    /// Open streams per key id.
+    per_key: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    max_per_key: usize,
     keep_alive: Duration,
+    recheck: Duration,
 }
 
 struct RedisLink {
@@ -100,7 +104,10 @@ impl Hub {
                 origin: uuid::Uuid::new_v4().simple().to_string(),
                 redis,
                 streams: Arc::new(Semaphore::new(settings.max_event_streams)),
+                per_key: std::sync::Mutex::new(std::collections::HashMap::new()),
+                max_per_key: settings.max_event_streams_per_key.max(1),
                 keep_alive: settings.event_keep_alive,
+                recheck: settings.event_recheck.max(Duration::from_millis(100)),
             }),
         }
     }
@@ -187,9 +194,16 @@ impl Hub {
         }
     }
 
-    /// A place for one more stream, if the bound allows it.
-    fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.inner.streams.clone().try_acquire_owned().ok()
+    /// A place for one more stream of `key_id`, if both bounds allow it.
+    fn admit(&self, key_id: &str) -> Option<Open> {
+        let permit = self.inner.streams.clone().try_acquire_owned().ok()?;
+        let mut per_key = self.inner.per_key.lock().expect("stream count lock");
+        let open = per_key.entry(key_id.to_string()).or_insert(0);
+        if *open >= self.inner.max_per_key {
+            return None;
+        }
+        *open += 1;
+        Some(Open::new(permit, self.inner.clone(), key_id.to_string()))
     }
 }
 
@@ -208,10 +222,14 @@ impl Hub {
     ),
     security(("bearer" = []))
 )]
-async fn events(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Response, AppError> {
+async fn events(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     principal.require(&[KeyKind::Operator])?;
     let hub = &state.web.live;
-    let Some(permit) = hub.admit() else {
+    let Some(open) = hub.admit(&principal.key_id) else {
         metrics::counter!("farm_web_event_streams_refused_total").increment(1);
         let body = ErrorBody {
             error: ErrorDetail {
@@ -224,20 +242,37 @@ async fn events(State(state): State<Arc<AppState>>, principal: Principal) -> Res
         response.headers_mut().insert("retry-after", HeaderValue::from_static("5"));
         return Ok(response);
     };
+    let mut recheck = tokio::time::interval(hub.inner.recheck);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = StreamState {
         receiver: hub.inner.sender.subscribe(),
         closing: state.web.closing.clone(),
         started: false,
-        _permit: Open::new(permit),
+        caller: Caller { state: state.clone(), headers },
+        recheck,
+        _open: open,
     };
     let events = futures_util::stream::unfold(stream, |mut s| async move {
         if !s.started {
             s.started = true;
+            // The interval's first tick is at once: the caller was checked
+            // a moment ago.
+            s.recheck.tick().await;
             return Some((Ok::<_, Infallible>(Event::default().event("ready").data("{}")), s));
         }
-        let next = tokio::select! {
-            _ = s.closing.cancelled() => return None,
-            next = s.receiver.recv() => next,
+        let next = loop {
+            tokio::select! {
+                _ = s.closing.cancelled() => return None,
+                _ = s.recheck.tick() => {
+                    // A revoked key, or a session signed out or expired,
+                    // ends the stream: it must not outlive its credentials.
+                    if !s.caller.still_an_operator().await {
+                        metrics::counter!("farm_web_event_streams_ended_total", "reason" => "credentials").increment(1);
+                        return None;
+                    }
+                }
+                next = s.receiver.recv() => break next,
+            }
         };
         let event = match next {
             Ok(Message::Order(json)) => Event::default().event("order").data(&*json),
@@ -259,25 +294,56 @@ struct StreamState {
     receiver: broadcast::Receiver<Message>,
     closing: CancellationToken,
     started: bool,
-    _permit: Open,
+    caller: Caller,
+    recheck: tokio::time::Interval,
+    _open: Open,
 }
 
-/// An open stream: holds its place under the bound and counts itself in
+/// Who opened a stream, as the request said it: checked again, the same
+/// way (key or session cookie), while the stream lives.
+struct Caller {
+    state: Arc<AppState>,
+    headers: HeaderMap,
+}
+
+impl Caller {
+    async fn still_an_operator(&self) -> bool {
+        let mut request = axum::http::Request::new(());
+        *request.headers_mut() = self.headers.clone();
+        let (mut parts, ()) = request.into_parts();
+        matches!(
+            <Principal as axum::extract::FromRequestParts<Arc<AppState>>>::from_request_parts(&mut parts, &self.state)
+                .await,
+            Ok(principal) if principal.kind == KeyKind::Operator
+        )
+    }
+}
+
+/// An open stream: holds its place under both bounds and counts itself in
 /// the gauge while it lives.
 struct Open {
     _permit: OwnedSemaphorePermit,
+    hub: Arc<Inner>,
+    key_id: String,
 }
 
 impl Open {
-    fn new(permit: OwnedSemaphorePermit) -> Self {
+    fn new(permit: OwnedSemaphorePermit, hub: Arc<Inner>, key_id: String) -> Self {
         metrics::gauge!("farm_web_event_streams").increment(1.0);
-        Self { _permit: permit }
+        Self { _permit: permit, hub, key_id }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         metrics::gauge!("farm_web_event_streams").decrement(1.0);
+        let mut per_key = self.hub.per_key.lock().expect("stream count lock");
+        if let Some(open) = per_key.get_mut(&self.key_id) {
+            *open -= 1;
+            if *open == 0 {
+                per_key.remove(&self.key_id);
+            }
+        }
     }
 }
 
@@ -314,12 +380,16 @@ mod tests {
     }
 
     #[test]
-    fn streams_are_bounded() {
-        let hub = Hub::new(&WebSettings { max_event_streams: 2, ..WebSettings::default() });
-        let first = hub.admit().unwrap();
-        let _second = hub.admit().unwrap();
-        assert!(hub.admit().is_none());
+    fn streams_are_bounded_in_all_and_per_key() {
+        let hub = Hub::new(&WebSettings { max_event_streams: 3, max_event_streams_per_key: 2, ..WebSettings::default() });
+        let first = hub.admit("ada").unwrap();
+        let _second = hub.admit("ada").unwrap();
+        assert!(hub.admit("ada").is_none(), "a third stream of one key");
+        let bob = hub.admit("bob").unwrap();
+        assert!(hub.admit("carol").is_none(), "past the bound of all streams");
         drop(first);
-        assert!(hub.admit().is_some());
+        assert!(hub.admit("ada").is_some());
+        drop(bob);
+        assert!(hub.inner.per_key.lock().unwrap().get("bob").is_none(), "a key with no stream is forgotten");
     }
 }

@@ -39,8 +39,15 @@ pub struct WebSettings {
     /// `X-Forwarded-Proto: https`).
     pub secure_cookies: bool,
     /// Open event streams this process serves at once; more are refused
-    /// with 503 (the page retries).
+    /// with 503 (the page retries). Well below the connection limit, so
+    /// streams cannot crowd out every other request.
     pub max_event_streams: usize,
+    /// Open event streams of one key (its sessions included) at once: one
+    /// operator's tabs, not the whole bound.
+    pub max_event_streams_per_key: usize,
+    /// How often an open stream checks that its key or session still
+    /// stands; a revoked key, a signed-out or expired session ends it.
+    pub event_recheck: Duration,
     /// Changes buffered per stream before a slow one is told to reload.
     pub event_buffer: usize,
     /// A comment line on every idle stream this often, so proxies keep it.
@@ -62,7 +69,9 @@ impl Default for WebSettings {
             session_ttl: Duration::from_secs(12 * 3600),
             max_sessions_per_key: 50,
             secure_cookies: false,
-            max_event_streams: 1000,
+            max_event_streams: 256,
+            max_event_streams_per_key: 8,
+            event_recheck: Duration::from_secs(5),
             event_buffer: 1024,
             event_keep_alive: Duration::from_secs(15),
             redis_url: None,

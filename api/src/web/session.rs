@@ -226,7 +226,7 @@ async fn sign_in(
     metrics::counter!("farm_web_sign_ins_total", "kind" => row.principal.kind.as_str()).increment(1);
     let mut response = (StatusCode::CREATED, Json(view(&row))).into_response();
     response.headers_mut().insert(SET_COOKIE, cookie(&token, ttl.as_secs(), secure(&state, &headers)));
-    Ok(response)
+    Ok(private(response))
 }
 
 /// The session of the cookie: who is signed in, and the CSRF token.
@@ -236,11 +236,20 @@ async fn sign_in(
     tag = "pages",
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody, description = "no session, or it has ended"), (status = 500, body = ErrorBody))
 )]
-async fn current(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<SessionView>, AppError> {
+async fn current(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, AppError> {
     let ended = || AppError::Unauthorized("no session; sign in with your key".into());
     let token = cookie_token(&headers).ok_or_else(ended)?;
     let row = state.web.sessions.lookup(&state.services.store, &hex_sha256(token.as_bytes()), now_ms()).await?;
-    Ok(Json(view(&row.ok_or_else(ended)?)))
+    Ok(private(Json(view(&row.ok_or_else(ended)?)).into_response()))
+}
+
+/// An answer that names who is signed in and the CSRF token: no cache, shared
+/// or private, may keep it, and it differs by cookie.
+fn private(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(axum::http::header::VARY, HeaderValue::from_static("Cookie"));
+    response
 }
 
 /// Signs out: ends the session everywhere and clears the cookie.

@@ -24,6 +24,8 @@ async fn farm_with(web: WebSettings) -> TestApp {
 async fn sign_in(app: &TestApp, key: &str) -> (String, Value) {
     let response = app.http.post(format!("{}/v1/session", app.base)).json(&json!({ "key": key })).send().await.unwrap();
     assert_eq!(response.status(), 201);
+    // It names who is signed in and the CSRF token: nothing may cache it.
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_string();
     for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(cookie.contains(part), "{cookie} lacks {part}");
@@ -202,11 +204,24 @@ struct EventStream {
 
 impl EventStream {
     async fn open(base: &str, token: &str) -> Self {
-        let response = reqwest::Client::new().get(format!("{base}/v1/events")).bearer_auth(token).send().await.unwrap();
+        Self::open_with(reqwest::Client::new().get(format!("{base}/v1/events")).bearer_auth(token)).await
+    }
+
+    async fn open_with(request: reqwest::RequestBuilder) -> Self {
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         let mut stream = Self { response, buffer: String::new() };
         stream.next("ready", &[]).await;
         stream
+    }
+
+    /// Reads until the server ends the stream; false if it is still open
+    /// after `patience`.
+    async fn ends_within(mut self, patience: Duration) -> bool {
+        let drain = async {
+            while let Ok(Some(_)) = self.response.chunk().await {}
+        };
+        tokio::time::timeout(patience, drain).await.is_ok()
     }
 
     /// The next `event` whose data holds every one of `needles`.
@@ -381,5 +396,37 @@ async fn the_list_filters_by_material_machine_and_assignee_and_a_taken_order_can
     assert_eq!(ids(&list("").await), vec![second.clone(), first.clone()]);
     let (status, again) = app.post_as(&app.operator, &format!("/v1/orders/{first}/release"), json!({})).await;
     assert_eq!(status, 409, "{again}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_with_its_session_or_its_key() {
+    let app = farm_with(WebSettings { event_recheck: Duration::from_millis(200), ..WebSettings::default() }).await;
+    // A page's stream, on its session cookie: signing out ends it.
+    let (cookie, session) = sign_in(&app, &app.operator).await;
+    let on_cookie = EventStream::open_with(app.http.get(format!("{}/v1/events", app.base)).header(COOKIE, &cookie)).await;
+    let csrf = session["csrf_token"].as_str().unwrap();
+    let (status, _) = with_cookie(&app, reqwest::Method::DELETE, "/v1/session", &cookie, Some(csrf), None).await;
+    assert_eq!(status, 204);
+    assert!(on_cookie.ends_within(Duration::from_secs(15)).await, "a signed-out session's stream lives on");
+    // A key's stream: revoking the key ends it (once the key check's
+    // short memory has passed).
+    let on_key = EventStream::open(&app.base, &app.operator).await;
+    let key_id = app.operator.trim_start_matches("farm_operator_").split('.').next().unwrap().to_string();
+    assert!(app.store.revoke_key(&key_id, 2).await.unwrap());
+    assert!(on_key.ends_within(Duration::from_secs(30)).await, "a revoked key's stream lives on");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_key_cannot_take_every_event_stream() {
+    let app = farm_with(WebSettings { max_event_streams: 4, max_event_streams_per_key: 2, ..WebSettings::default() })
+        .await;
+    let _first = EventStream::open(&app.base, &app.operator).await;
+    let _second = EventStream::open(&app.base, &app.operator).await;
+    let third = app.http.get(format!("{}/v1/events", app.base)).bearer_auth(&app.operator).send().await.unwrap();
+    assert_eq!(third.status(), 503, "a third stream of one key");
+    let other = mint(&app, api::auth::KeyKind::Operator, "Bob").await;
+    let _bob = EventStream::open(&app.base, &other).await;
     app.stop().await;
 }
