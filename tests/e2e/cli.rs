@@ -164,11 +164,11 @@ fn profile_show_prints_prusaslicer_defaults_and_applies_a_shop_profile() {
     }
     let dir = tempfile::tempdir().unwrap();
     let shop = dir.path().join("shop.ini");
-    std::fs::write(&shop, "layer_height = 0.2\nfill_density = 35%\nbed_temperature = 60\n").unwrap();
+    std::fs::write(&shop, "layer_height = 0.2\nfill_density = 35%\nseam_position = rear\n").unwrap();
     let (code, stdout, stderr) = run(&["profile", "show", "--profile", shop.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("layer_height = 0.2\n") && stdout.contains("fill_density = 35%\n"), "{stdout}");
-    assert!(stderr.contains("bed_temperature"), "ignored keys are named: {stderr}");
+    assert!(stderr.contains("seam_position"), "ignored keys are named: {stderr}");
     std::fs::write(&shop, "fill_density = lots\n").unwrap();
     let (code, _, stderr) = run(&["profile", "show", "--profile", shop.to_str().unwrap()]);
     assert_eq!(code, 1);
@@ -179,7 +179,7 @@ fn profile_show_prints_prusaslicer_defaults_and_applies_a_shop_profile() {
 fn a_shop_profile_drives_the_fdm_estimate_and_its_unused_keys_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let shop = dir.path().join("shop.ini");
-    std::fs::write(&shop, "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 2\nbed_temperature = 60\n")
+    std::fs::write(&shop, "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 2\nseam_position = rear\n")
         .unwrap();
     let (code, stdout, stderr) = run(&["quote", &sample(), "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
@@ -188,8 +188,8 @@ fn a_shop_profile_drives_the_fdm_estimate_and_its_unused_keys_are_named() {
     assert_eq!(code, 0, "{stderr}");
     let shop: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!((default["layers"].as_u64(), shop["layers"].as_u64()), (Some(67), Some(100)), "{shop}");
-    assert_eq!(shop["ignored_profile_keys"], serde_json::json!(["bed_temperature"]));
-    assert!(shop["warnings"].to_string().contains("bed_temperature"), "{}", shop["warnings"]);
+    assert_eq!(shop["ignored_profile_keys"], serde_json::json!(["seam_position"]));
+    assert!(shop["warnings"].to_string().contains("seam_position"), "{}", shop["warnings"]);
     // Finer layers take longer; two perimeters instead of three use less.
     assert!(shop["print_time_s"].as_f64() > default["print_time_s"].as_f64(), "{shop}");
     assert!(shop["material_cm3"].as_f64() < default["material_cm3"].as_f64(), "{shop}");
