@@ -659,7 +659,7 @@ impl Context<'_> {
         let from_below: f64 = self.down[(i + 1).saturating_sub(bottom_layers)..=i].iter().sum();
         let mut solid = (from_above + from_below + section.small_islands).min(area_in);
         let every = p.solid_infill_every_layers as usize;
-        if every > 0 && (i + 1) % every == 0 {
+        if every > 0 && (i + 1).is_multiple_of(every) {
             solid = area_in;
         }
         // Only a wide exposure is a surface of its own: a narrow ring on a
@@ -715,9 +715,9 @@ impl Context<'_> {
         // Combined layers stay within the nozzle's height, as PrusaSlicer
         // keeps them.
         let every = (p.infill_every_layers.max(1) as usize).min(((m.nozzle / h + 1e-9).floor() as usize).max(1));
-        let combined = (i + 1) % every == 0 || i + 1 == n;
+        let combined = (i + 1).is_multiple_of(every) || i + 1 == n;
         if combined && sparse > 0.0 {
-            let layers_here = if (i + 1) % every == 0 { every } else { (i % every) + 1 } as f64;
+            let layers_here = if (i + 1).is_multiple_of(every) { every } else { (i % every) + 1 } as f64;
             let infill_h = h * layers_here;
             let width = m.width(Role::Sparse, first);
             let infill_spacing = spacing(width, infill_h);

@@ -487,12 +487,12 @@ fn choose_machine<'b>(report: &MeshReport, machines: &[&'b Machine], sliced: boo
         .expect("every material has a machine (the price book checks it)");
     let reason =
         format!("as the file stands; it fits no machine in any orientation, so it is priced on `{}`", machine.name);
-    Ok(Choice {
+    Choice {
         machine,
         fit,
         fits: false,
         orientation: Orientation { up_axis: report.up_axis, rotation_deg: 0.0, reason },
-    })
+    }
 }
 
 /// The profile the estimate prints with once the price book's supports
@@ -863,14 +863,14 @@ mod tests {
         assert!(q.warnings.is_empty(), "{:?}", q.warnings);
         // 29 m tall: answered as too big before a layer is cut, which would
         // take 96,667 of them.
-        let options = analysis_options(&request, &book, &FdmProfile::default(), mesh::AnalysisOptions::default());
+        let options = analysis_options(&request, &book, &PrintSettings::default(), mesh::AnalysisOptions::default());
         let needle = write_binary_stl(&cuboid([2.0, 2.0, 29_000.0]));
         let err = analyze(&needle, &options.unwrap()).unwrap_err();
         assert!(matches!(err, mesh::AnalyzeError::FitsNoBuildVolume { volumes: 2, .. }), "{err}");
         assert!(err.to_string().contains("29000.0") && err.to_string().contains("350 x 350"), "{err}");
         // A caller that analyses with the fits but lets unfit parts through
         // gets them priced on the largest machine, with the warning.
-        let options = analysis_options(&request, &book, &FdmProfile::default(), mesh::AnalysisOptions::default());
+        let options = analysis_options(&request, &book, &PrintSettings::default(), mesh::AnalysisOptions::default());
         let lenient = mesh::AnalysisOptions { require_fit: false, ..options.unwrap() };
         let huge = analyze(&write_binary_stl(&cuboid([600.0, 20.0, 20.0])), &lenient).unwrap();
         let q = quote(&huge, &request, &book, &default_profile()).unwrap();
@@ -977,15 +977,15 @@ mod tests {
         // Supports on in the profile: they are priced, and there is nothing to warn of.
         let on = PrintSettings::fdm(LoadedProfile {
             profile: FdmProfile { support_material: true, ..FdmProfile::default() },
-            ignored_keys: vec![],
+            ..LoadedProfile::defaults()
         });
         let supported = quote(&report, &pla, &book, &on).unwrap();
         assert!(supported.estimate.support_cm3 > 0.0);
         assert!(
-            supported.warnings.iter().all(|w| !matches!(
-                w,
-                QuoteWarning::UnsupportedOverhangs { .. } | QuoteWarning::SupportsAdded { .. }
-            )),
+            supported
+                .warnings
+                .iter()
+                .all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. } | QuoteWarning::SupportsAdded { .. })),
             "{:?}",
             supported.warnings
         );

@@ -515,12 +515,12 @@ mod kinds {
                 let p: f64 = p.trim().parse().map_err(|_| bad())?;
                 return match p {
                     p if p.is_finite() && p > 0.0 => Ok(Width::PercentOfNozzle(p)),
-                    p if p == 0.0 => Ok(Width::Auto),
+                    0.0 => Ok(Width::Auto),
                     _ => Err(bad()),
                 };
             }
             match value.parse::<f64>() {
-                Ok(w) if w == 0.0 => Ok(Width::Auto),
+                Ok(0.0) => Ok(Width::Auto),
                 Ok(w) if w.is_finite() && w > 0.0 => Ok(Width::Mm(w)),
                 _ => Err(bad()),
             }

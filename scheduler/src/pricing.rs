@@ -65,25 +65,6 @@ impl Pricing {
         }
     }
 
-    /// The report to price: `report`, or when the part fits a machine only
-    /// on another side, the model analysed again standing that way, so the
-    /// quote estimates the orientation it prices.
-    fn turned_if_needed<F>(
-        &self,
-        report: mesh::MeshReport,
-        request: &QuoteRequest,
-        options: &mesh::AnalysisOptions,
-        analyse: F,
-    ) -> Result<mesh::MeshReport, JobFailure>
-    where
-        F: Fn(&mesh::AnalysisOptions) -> Result<mesh::MeshReport, JobFailure>,
-    {
-        match calculator::turn_needed(&report, request, &self.book) {
-            Some(up_axis) => analyse(&mesh::AnalysisOptions { up_axis, ..options.clone() }),
-            None => Ok(report),
-        }
-    }
-
     /// [`Pricing::price_bytes`], with an observer that sees the analysis's
     /// progress and may stop it; a stopped analysis is a `stopped` failure
     /// (see [`analysis_failure`] for the others).
