@@ -25,8 +25,11 @@ pub const CLASSES: [&str; 6] = ["perimeters", "infill", "skins", "supports", "tr
 pub const MIN_CORRECTION: f64 = 0.5;
 pub const MAX_CORRECTION: f64 = 2.0;
 /// How strongly corrections are pulled towards 1, against the observations'
-/// squared relative errors (per observation).
-const RIDGE: f64 = 0.02;
+/// squared relative errors (per observation): a class that makes up about
+/// 4.5 % of the observed time (RMS) is half pulled to 1; the infill of
+/// ordinary parts (15-30 %) hardly. At 0.02 even the infill of twenty
+/// blocks stayed within 2 % of 1 when the truth was 0.85.
+const RIDGE: f64 = 0.002;
 /// Observations a calibration needs: fewer cannot be cross-validated.
 pub const MIN_OBSERVATIONS: usize = 4;
 

@@ -925,20 +925,24 @@ mod tests {
             PrintSettings::fdm(LoadedProfile { ignored_keys: vec!["wipe_tower".into()], ..LoadedProfile::defaults() });
         let q = quote(&report, &request, &book, &profile).unwrap();
         assert!(q.volume_mm3 > 0.0);
-        // The inside-out cube's top faces down, so it gets supports too.
-        let warnings: Vec<_> =
-            q.warnings.iter().filter(|w| !matches!(w, QuoteWarning::SupportsAdded { .. })).cloned().collect();
+        // An open shell has no inside to turn it by, so its faces keep
+        // their winding: the top, facing down, overhangs, and the built-in
+        // book (`supports = "auto"`) adds supports under it, and says so.
+        let added = |w: &QuoteWarning| matches!(w, QuoteWarning::SupportsAdded { area_mm2, .. } if *area_mm2 >= 99.0);
+        assert!(q.warnings.iter().any(added), "{:?}", q.warnings);
+        let warnings: Vec<_> = q.warnings.iter().filter(|w| !added(w)).cloned().collect();
         assert_eq!(
             warnings,
             vec![
                 QuoteWarning::OpenMesh { boundary_edges: 3 },
                 QuoteWarning::InvertedShells,
-                // An open shell has no inside to turn it by, so its faces
-                // keep their winding: the top, facing down, overhangs.
-                QuoteWarning::UnsupportedOverhangs { area_mm2: 100 },
                 QuoteWarning::IgnoredProfileKeys { keys: vec!["wipe_tower".into()] }
             ]
         );
+        // A book that prices exactly what the profile says warns instead.
+        let as_profile = PriceBook { supports: SupportPolicy::Profile, ..book.clone() };
+        let q = quote(&report, &request, &as_profile, &profile).unwrap();
+        assert!(q.warnings.contains(&QuoteWarning::UnsupportedOverhangs { area_mm2: 100 }), "{:?}", q.warnings);
         // Resin has no print profile, so nothing of it is ignored.
         let resin = QuoteRequest::new("standard-resin", 1);
         let q = quote(&report_for(&triangles, &resin, &book), &resin, &book, &profile).unwrap();

