@@ -27,9 +27,14 @@ pub(crate) enum Command {
     Api(ServiceArgs),
     /// Run a pricing worker.
     Worker(ServiceArgs),
-    /// Print settings: show the FDM profile the estimate uses.
+    /// Print settings: show the FDM profile the estimate uses, or import a
+    /// printer's preset from a PrusaSlicer vendor bundle.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Fit the estimate to what a shop's printers really did: a small
+    /// correction per feature class, cross-validated, written to a file
+    /// quotes then use (`--calibration`).
+    Calibrate(CalibrateArgs),
     /// Print prices: show the price book quotes use.
     #[command(subcommand)]
     PriceBook(PriceBookCommand),
@@ -363,6 +368,61 @@ pub(crate) enum ProfileCommand {
     /// Print the effective FDM profile: PrusaSlicer's defaults, overridden
     /// by `--profile FILE` when given.
     Show(ProfileShowArgs),
+    /// Flatten a printer, print and filament preset (or an SLA printer,
+    /// print and material) of a PrusaSlicer vendor bundle
+    /// (`profiles/VENDOR.ini`), resolving `inherits`, into one `.ini` that
+    /// `farm quote --profile` and `prusa-slicer --load` both read.
+    Import(ProfileImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProfileImportArgs {
+    /// The vendor bundle, e.g. /usr/share/PrusaSlicer/profiles/PrusaResearch.ini.
+    #[arg(long)]
+    pub(crate) bundle: PathBuf,
+    /// The printer preset, e.g. "Original Prusa i3 MK3S & MK3S+".
+    #[arg(long, required_unless_present = "list")]
+    pub(crate) printer: Option<String>,
+    /// The print preset (an `sla_print` one for a resin printer)
+    /// [default: the printer's `default_print_profile`].
+    #[arg(long)]
+    pub(crate) print: Option<String>,
+    /// The filament preset (an `sla_material` one for a resin printer)
+    /// [default: the printer's `default_filament_profile`].
+    #[arg(long, alias = "material")]
+    pub(crate) filament: Option<String>,
+    /// Write the flat preset here instead of standard output.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// List the bundle's presets of this kind instead (printer, print,
+    /// filament, sla_print, sla_material).
+    #[arg(long, value_name = "KIND")]
+    pub(crate) list: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CalibrateArgs {
+    /// The print profile the printers ran (a PrusaSlicer `.ini`, or a
+    /// `farm profile import` preset); without it, PrusaSlicer's defaults.
+    #[arg(long)]
+    pub(crate) profile: Option<PathBuf>,
+    /// What the printers did: CSV with a header and the columns `model`
+    /// (an STL path, relative to the CSV's folder), `hours` and `grams`.
+    #[arg(long)]
+    pub(crate) observations: PathBuf,
+    /// Where to write the corrections (TOML); quotes use them with
+    /// `--calibration FILE`.
+    #[arg(long, default_value = "calibration.toml")]
+    pub(crate) out: PathBuf,
+    /// Folds of the cross-validation (at most one per observation).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) folds: usize,
+    /// The filament's density, g/cm³, to turn grams into volume [default:
+    /// the profile's `filament_density`, else 1.24].
+    #[arg(long)]
+    pub(crate) density: Option<f64>,
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -461,10 +521,20 @@ pub(crate) struct QuoteArgs {
 /// Where prices and print settings come from.
 #[derive(Debug, Args)]
 pub(crate) struct PricingArgs {
-    /// A PrusaSlicer `.ini` export with the FDM print settings; keys it
-    /// does not set take PrusaSlicer's defaults.
+    /// A PrusaSlicer `.ini` export (or `farm profile import` preset) with
+    /// the FDM print settings; keys it does not set take PrusaSlicer's
+    /// defaults. An SLA preset here prices resin materials.
     #[arg(long, env = "FARM_FDM_PROFILE")]
     pub(crate) profile: Option<PathBuf>,
+    /// A PrusaSlicer SLA preset (`farm profile import` of an SL1/SL1S
+    /// printer) to price resin materials with, instead of the price book's
+    /// machine constants.
+    #[arg(long, env = "FARM_SLA_PROFILE")]
+    pub(crate) sla_profile: Option<PathBuf>,
+    /// A calibration written by `farm calibrate`: its corrections apply to
+    /// every FDM estimate.
+    #[arg(long, env = "FARM_CALIBRATION")]
+    pub(crate) calibration: Option<PathBuf>,
     /// A price book TOML file; without it, the built-in book.
     #[arg(long, env = "FARM_PRICE_BOOK")]
     pub(crate) price_book: Option<PathBuf>,

@@ -9,6 +9,7 @@ mod benching;
 mod cli;
 mod output;
 mod planning;
+mod profiles;
 mod quoting;
 mod telemetry;
 mod wiring;

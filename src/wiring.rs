@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use api::{ApiSettings, Application, Services, Store};
-use calculator::{FdmProfile, LoadedProfile, PriceBook, QuoteRequest};
+use calculator::{Calibration, FdmProfile, PriceBook, PrintSettings, QuoteRequest, SlaProfile};
 use scheduler::broker::{AmqpBroker, MemoryBroker};
 use scheduler::{
     BlobSettings, BlobStore, Broker, FaultInjection, Lane, Pricing, RetryPolicy, Topology, Worker, WorkerSettings,
@@ -20,7 +20,7 @@ use crate::cli::{
     LogFormat, MeasureArgs, OrdersCommand, PriceBookCommand, PriceBookShowArgs, PricingArgs, ProfileCommand,
     ProfileFormat, ProfileShowArgs, QuoteArgs, ReadArgs, ServiceArgs, StackArgs, StackKind, StoreArgs,
 };
-use crate::{benching, output, planning, quoting, telemetry};
+use crate::{benching, output, planning, profiles, quoting, telemetry};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -30,6 +30,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => run_services(args, Role::Api),
         Command::Worker(args) => run_services(args, Role::Worker),
         Command::Profile(ProfileCommand::Show(args)) => show_profile(&args),
+        Command::Profile(ProfileCommand::Import(args)) => profiles::import(&args),
+        Command::Calibrate(args) => profiles::calibrate(&args),
         Command::PriceBook(PriceBookCommand::Show(args)) => show_price_book(&args),
         Command::Bench(args) => run_bench(args),
         Command::Keys(command) => keys(command),
@@ -309,10 +311,14 @@ fn show_price_book(args: &PriceBookShowArgs) -> anyhow::Result<()> {
 fn show_profile(args: &ProfileShowArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
     let profile = match &args.profile {
-        None => calculator::FdmProfile::default(),
+        None => FdmProfile::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            let loaded = calculator::FdmProfile::from_ini(&text).with_context(|| format!("in `{}`", path.display()))?;
+            if SlaProfile::is_sla(&text) {
+                let loaded = SlaProfile::from_ini(&text).with_context(|| format!("in `{}`", path.display()))?;
+                return output::text(&format!("{:#?}\n", loaded.profile));
+            }
+            let loaded = FdmProfile::from_ini(&text).with_context(|| format!("in `{}`", path.display()))?;
             if !loaded.ignored_keys.is_empty() {
                 tracing::warn!(keys = loaded.ignored_keys.join(", "), "profile keys the estimate does not use");
             }
@@ -343,7 +349,7 @@ fn limits(args: &LimitArgs) -> mesh::Limits {
 }
 
 /// How to read a model, from the flags every command shares.
-fn read_options(args: &ReadArgs) -> anyhow::Result<mesh::AnalysisOptions> {
+pub(crate) fn read_options(args: &ReadArgs) -> anyhow::Result<mesh::AnalysisOptions> {
     if let Some(t) = args.weld_tolerance.filter(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--weld-tolerance must be 0 or a positive number, got {t}");
     }
@@ -375,9 +381,11 @@ fn analysis_options(read: &ReadArgs, measure: &MeasureArgs) -> anyhow::Result<me
     })
 }
 
-/// Loads and validates the price book and FDM profile, once, before any
-/// model is read: a typo in either fails fast with the file and line.
-fn load_pricing(args: &PricingArgs) -> anyhow::Result<Pricing> {
+/// Loads and validates the price book, the print profiles and the
+/// calibration, once, before any model is read: a typo in any fails fast
+/// with the file and line. `--profile` may name an SLA preset too (a flat
+/// preset with `printer_technology = SLA`); it is then the SLA profile.
+pub(crate) fn load_pricing(args: &PricingArgs) -> anyhow::Result<Pricing> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
     };
@@ -387,18 +395,60 @@ fn load_pricing(args: &PricingArgs) -> anyhow::Result<Pricing> {
             PriceBook::from_toml(&read(path)?).with_context(|| format!("invalid price book `{}`", path.display()))?
         }
     };
-    let fdm = match &args.profile {
-        None => LoadedProfile { profile: FdmProfile::default(), ignored_keys: Vec::new() },
-        Some(path) => {
-            FdmProfile::from_ini(&read(path)?).with_context(|| format!("invalid profile `{}`", path.display()))?
-        }
+    let mut settings = PrintSettings::default();
+    let sla = |path: &std::path::Path, text: &str| {
+        SlaProfile::from_ini(text).with_context(|| format!("invalid SLA profile `{}`", path.display()))
     };
-    Ok(Pricing { book, fdm })
+    if let Some(path) = &args.profile {
+        let text = read(path)?;
+        if SlaProfile::is_sla(&text) {
+            settings.sla = Some(sla(path, &text)?);
+        } else {
+            settings.fdm =
+                FdmProfile::from_ini(&text).with_context(|| format!("invalid profile `{}`", path.display()))?;
+        }
+    }
+    if let Some(path) = &args.sla_profile {
+        let text = read(path)?;
+        if !SlaProfile::is_sla(&text) {
+            bail!("`{}` is not an SLA preset (it has no `printer_technology = SLA`)", path.display());
+        }
+        settings.sla = Some(sla(path, &text)?);
+    }
+    if let Some(path) = &args.calibration {
+        settings.calibration = Some(
+            Calibration::from_toml(&read(path)?)
+                .with_context(|| format!("invalid calibration `{}`", path.display()))?,
+        );
+    }
+    Ok(Pricing { book, settings })
+}
+
+/// A technology the loaded profiles do not cover, for `farm quote`: an SLA
+/// preset given as `--profile` with an FDM material would silently price
+/// with PrusaSlicer's FDM defaults.
+fn check_profile_matches(args: &PricingArgs, pricing: &Pricing, request: &QuoteRequest) -> anyhow::Result<()> {
+    let material = pricing.book.material(&request.material).map_err(|e| anyhow!(e))?;
+    if args.profile.is_some()
+        && args.sla_profile.is_none()
+        && pricing.settings.sla.is_some()
+        && material.technology == calculator::Technology::Fdm
+    {
+        bail!(
+            "--profile is an SLA preset, but `{}` is an FDM material; quote a resin (`farm price-book show` lists \
+             them) or give an FDM profile",
+            material.name
+        );
+    }
+    Ok(())
 }
 
 /// Analyses a file as it is read: a binary model is decoded and welded a
 /// chunk at a time, so the file is never held in memory whole.
-fn analyze_file(path: &std::path::Path, options: &mesh::AnalysisOptions) -> anyhow::Result<mesh::MeshReport> {
+pub(crate) fn analyze_file(
+    path: &std::path::Path,
+    options: &mesh::AnalysisOptions,
+) -> anyhow::Result<mesh::MeshReport> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let len = file.metadata().with_context(|| format!("cannot read `{}`", path.display()))?.len();
     if len > options.limits.max_bytes {
@@ -415,10 +465,15 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
     let pricing = load_pricing(&args.pricing)?;
     let request = QuoteRequest { material: args.material, quantity: args.quantity, colour: args.colour };
+    check_profile_matches(&args.pricing, &pricing, &request)?;
     let options = pricing.analysis_options(&request, read_options(&args.read)?).map_err(|f| anyhow!(f.message))?;
     let models = quoting::collect_models(&args.paths)?;
     let price = |path: &std::path::Path| {
-        let report = analyze_file(path, &options)?;
+        let mut report = analyze_file(path, &options)?;
+        // A part that fits only on another side is estimated standing that way.
+        if let Some(up_axis) = pricing.turn_needed(&report, &request) {
+            report = analyze_file(path, &mesh::AnalysisOptions { up_axis, ..options.clone() })?;
+        }
         pricing
             .price(&report, &request)
             .map_err(|failure| anyhow!(failure.message))
@@ -498,7 +553,9 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     let pricing = Arc::new(load_pricing(&args.pricing)?);
     tracing::info!(
         price_book = %pricing.book.version,
-        ignored_profile_keys = pricing.fdm.ignored_keys.join(", "),
+        ignored_profile_keys = pricing.settings.fdm.ignored_keys.join(", "),
+        sla_profile = pricing.settings.sla.is_some(),
+        calibrated = pricing.settings.calibration.is_some(),
         "pricing loaded"
     );
     let limits = limits(&args.limits);

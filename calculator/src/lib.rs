@@ -3,23 +3,61 @@
 //!
 //! Pure computation, like `mesh`: no IO, no async runtime. The flow is
 //! [`analysis_options`] (what the material's process needs measured: layers,
-//! overhangs, the fit in each machine), then [`quote`]: pick the machine,
-//! run the process model ([`fdm`], [`sla`], [`sls`]), and price what it
-//! predicts with the [`PriceBook`].
+//! overhangs, the fit in each machine), then [`turn_needed`] (whether the
+//! part fits only on another side, so it must be analysed turned), then
+//! [`quote`]: pick the machine, run the process model ([`fdm`], [`sla`],
+//! [`sls`]), apply the shop's [`calibration`], and price what it predicts
+//! with the [`PriceBook`].
 
+pub mod bundle;
+pub mod calibration;
 pub mod fdm;
+pub mod fitted;
 mod price_book;
 mod process;
 mod profile;
 pub mod sla;
 pub mod sls;
 
+pub use calibration::Calibration;
 pub use price_book::{
     BUILTIN_PRICE_BOOK, Machine, MachineProcess, Material, MaterialPrice, MaterialProcess, PostProcess, Powder,
-    PriceBook, PriceBookError, QuantityBreak, Resin, Rounding, RoundingMode, SlaMachine, SlsMachine, Technology,
+    PriceBook, PriceBookError, QuantityBreak, Resin, Rounding, RoundingMode, SlaMachine, SlsMachine, SupportPolicy,
+    Technology,
 };
 pub use process::{Component, ProcessEstimate};
-pub use profile::{FdmProfile, LoadedProfile, ProfileError, Speed};
+pub use profile::{FdmProfile, LoadedProfile, MachineLimitsUsage, ProfileError, READ_KEYS, Speed, Width};
+pub use sla::{LoadedSlaProfile, SlaProfile};
+
+/// Everything besides the price book that a quote prints with: the FDM
+/// profile, the SLA profile (when the shop has one) and the shop's
+/// calibration of the FDM estimate (when it has made one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintSettings {
+    pub fdm: LoadedProfile,
+    pub sla: Option<LoadedSlaProfile>,
+    pub calibration: Option<Calibration>,
+}
+
+impl Default for PrintSettings {
+    /// PrusaSlicer's default FDM profile, the price book's SLA constants, no
+    /// calibration.
+    fn default() -> Self {
+        Self { fdm: LoadedProfile::defaults(), sla: None, calibration: None }
+    }
+}
+
+impl PrintSettings {
+    pub fn fdm(fdm: LoadedProfile) -> Self {
+        Self { fdm, ..Self::default() }
+    }
+}
+
+/// The fingerprint of an FDM profile: a calibration names the profile it
+/// was fitted with, and a quote with another says so.
+pub fn profile_fingerprint(profile: &FdmProfile) -> String {
+    Sha256::digest(profile.to_ini().as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
 
 use mesh::{Fit, MeshReport};
 use sha2::{Digest, Sha256};
@@ -51,6 +89,9 @@ pub enum PricingError {
     UnknownColour { material: String, colour: String, offered: String },
     #[error("the FDM estimate needs the model sliced at {layer_height} mm layers")]
     NotSliced { layer_height: f64 },
+    /// A profile PrusaSlicer itself would refuse to slice with.
+    #[error("the print profile cannot print: {0}")]
+    UnprintableProfile(String),
     /// An FDM material whose price or density neither the price book nor
     /// the profile gives.
     #[error(
@@ -73,7 +114,7 @@ pub struct LineItem {
 }
 
 /// Something the customer or operator should look at before trusting the price.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum QuoteWarning {
     /// The mesh has holes; the volume is what the open surface encloses.
@@ -89,15 +130,22 @@ pub enum QuoteWarning {
     TooBigForEveryMachine { machine: String },
     /// Keys of the print profile the estimate does not use.
     IgnoredProfileKeys { keys: Vec<String> },
-    /// The profile prints without supports, but this much of the part's
-    /// underside (mm², rounded) hangs steeper than the profile's support
-    /// threshold over nothing: the price holds no support material, and the
-    /// print may fail without it.
+    /// The profile prints without supports (and the price book's
+    /// `supports` setting did not turn them on), but this much of the
+    /// part's underside (mm², rounded) hangs steeper than the profile's
+    /// support threshold over nothing: the price holds no support material,
+    /// and the print may fail without it.
     UnsupportedOverhangs { area_mm2: u64 },
     /// The part fits the machine (and every machine of its material) only
     /// with another of its axes up, while the estimate slices it as
-    /// uploaded: time and supports are for that orientation.
+    /// uploaded: time and supports are for that orientation. A caller that
+    /// analyses the part turned first ([`turn_needed`]) never sees this.
     FitsOnlyOnItsSide { machine: String, up_axis: usize },
+    /// The profile leaves supports off, but the part needs them, and the
+    /// price book's `supports` setting turned them on for this quote.
+    SupportsAdded { area_mm2: f64, angle_deg: f64, policy: &'static str },
+    /// The calibration was fitted with another profile than the quote's.
+    CalibrationForAnotherProfile,
 }
 
 /// Overhang smaller than this (mm²) is no warning: a chamfer's edge or a
@@ -138,6 +186,14 @@ impl std::fmt::Display for QuoteWarning {
                 "supports are off in the print profile, but {area_mm2} mm² of the part overhangs past the support \
                  threshold; the price includes no support material"
             ),
+            QuoteWarning::SupportsAdded { area_mm2, angle_deg, policy } => write!(
+                f,
+                "the part overhangs {area_mm2:.0} mm² beyond {angle_deg:.0}°; the profile leaves supports off, \
+                 but the price book (`supports = \"{policy}\"`) prices them"
+            ),
+            QuoteWarning::CalibrationForAnotherProfile => {
+                write!(f, "the calibration was fitted with another print profile; its corrections may not hold")
+            }
         }
     }
 }
@@ -150,6 +206,30 @@ pub struct MachineChoice {
     pub build_volume_mm: [f64; 3],
     /// How the part fits, when the analysis checked it.
     pub fit: Option<Fit>,
+}
+
+/// The orientation a quote estimates the part in, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orientation {
+    /// The file's axis that stands up: 0 = x, 1 = y, 2 = z (as the file stands).
+    pub up_axis: usize,
+    /// The turn about the vertical that fits the footprint, degrees.
+    pub rotation_deg: f64,
+    pub reason: String,
+}
+
+/// Supports as the quote prices them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupportsChoice {
+    /// The price book's setting.
+    pub policy: SupportPolicy,
+    /// What the profile said.
+    pub profile_on: bool,
+    /// What the estimate printed.
+    pub priced: bool,
+    /// Overhang the supports hold up (or would), mm², at `angle_deg`.
+    pub needed_area_mm2: f64,
+    pub angle_deg: f64,
 }
 
 /// A priced order line: one model, one material, a quantity.
@@ -179,8 +259,14 @@ pub struct Quote {
     pub total: f64,
     pub currency: String,
     pub price_book_version: String,
-    /// Profile keys the estimate did not use (FDM only).
+    /// Profile keys the estimate did not use (FDM, or SLA with a preset).
     pub ignored_profile_keys: Vec<String>,
+    /// The orientation the estimate is for.
+    pub orientation: Orientation,
+    /// Supports, for FDM.
+    pub supports: Option<SupportsChoice>,
+    /// The shop's calibration was applied (FDM).
+    pub calibrated: bool,
     pub warnings: Vec<QuoteWarning>,
 }
 
@@ -193,22 +279,54 @@ pub struct Quote {
 pub fn analysis_options(
     request: &QuoteRequest,
     book: &PriceBook,
-    profile: &FdmProfile,
+    settings: &PrintSettings,
     base: mesh::AnalysisOptions,
 ) -> Result<mesh::AnalysisOptions, PricingError> {
     let material = validate_request(request, book)?;
     let build_volumes = book.machines_for(material).iter().map(|m| m.build_volume_mm).collect();
     let base = mesh::AnalysisOptions { require_fit: true, ..base };
+    let profile = &settings.fdm.profile;
     Ok(match material.technology {
-        Technology::Fdm => mesh::AnalysisOptions {
-            layering: Some(fdm::layering(profile)),
-            overhang_angle_deg: fdm::support_angle_deg(profile),
-            support: fdm::support_shape(profile),
+        Technology::Fdm => {
+            fdm::check(profile)?;
+            mesh::AnalysisOptions {
+                layering: Some(fdm::layering(profile)),
+                overhang_angle_deg: fdm::support_angle_deg(profile),
+                support: fdm::support_shape(profile),
+                build_volumes,
+                ..base
+            }
+        }
+        // A preset's layers give each layer's area, for its tilt.
+        Technology::Sla => mesh::AnalysisOptions {
+            layering: settings.sla.as_ref().map(|s| mesh::Layering::uniform(s.profile.layer_height)),
             build_volumes,
             ..base
         },
-        Technology::Sla | Technology::Sls => mesh::AnalysisOptions { build_volumes, ..base },
+        Technology::Sls => mesh::AnalysisOptions { build_volumes, ..base },
     })
+}
+
+/// After a first analysis as the file stands: the axis to stand up instead
+/// when the part fits no machine as it stands but fits one on another side.
+/// The caller analyses it again with [`mesh::AnalysisOptions::up_axis`] set,
+/// and the quote then estimates it in that orientation (and says so).
+pub fn turn_needed(report: &MeshReport, request: &QuoteRequest, book: &PriceBook) -> Option<usize> {
+    let material = validate_request(request, book).ok()?;
+    let machines = book.machines_for(material);
+    if report.fits.len() != machines.len() || report.up_axis != 2 {
+        return None;
+    }
+    if report.fits.iter().any(|f| f.fits && f.up_axis == 2) {
+        return None;
+    }
+    // The cheapest machine that takes it on another side.
+    machines
+        .iter()
+        .zip(&report.fits)
+        .filter(|(_, f)| f.fits)
+        .min_by(|a, b| a.0.hourly_rate.total_cmp(&b.0.hourly_rate))
+        .map(|(_, f)| f.up_axis)
 }
 
 /// Raised whenever the estimator's model changes the figures it gives for the
@@ -217,15 +335,17 @@ pub fn analysis_options(
 /// warns of overhangs that a profile without supports leaves unsupported,
 /// and an FDM part is put on a machine it fits as sliced when there is one.
 /// 4: the mesh engine's default weld closes edges left open by rounding
-/// (issue 17).
-pub const ESTIMATOR_REVISION: u32 = 4;
+/// (issue 17). 5: every profile key of issue 16 read, the price book's
+/// supports policy, a part turned when it fits only on its side, SLA
+/// presets, calibration.
+pub const ESTIMATOR_REVISION: u32 = 5;
 
 /// The key under which a quote for `model_id` and `request` may be reused.
 /// It covers everything a quote depends on besides the model's bytes (named
 /// by their hash): the estimator's revision, the request, the price book's
 /// version and content, and for FDM the print profile, so new prices,
 /// settings or estimates never serve an old quote.
-pub fn quote_cache_key(model_id: &str, request: &QuoteRequest, book: &PriceBook, profile: &FdmProfile) -> String {
+pub fn quote_cache_key(model_id: &str, request: &QuoteRequest, book: &PriceBook, settings: &PrintSettings) -> String {
     let technology = book.material(&request.material).map(|m| m.technology).ok();
     let mut hash = Sha256::new();
     hash.update(ESTIMATOR_REVISION.to_le_bytes());
@@ -235,8 +355,21 @@ pub fn quote_cache_key(model_id: &str, request: &QuoteRequest, book: &PriceBook,
     }
     hash.update(request.quantity.to_le_bytes());
     hash.update(book.fingerprint.as_bytes());
-    if technology == Some(Technology::Fdm) {
-        hash.update(profile.to_ini().as_bytes());
+    match technology {
+        Some(Technology::Fdm) => {
+            hash.update(settings.fdm.profile.to_ini().as_bytes());
+            if let Some(calibration) = &settings.calibration {
+                hash.update(b"\0calibration\0");
+                hash.update(calibration.cache_text().as_bytes());
+            }
+        }
+        Some(Technology::Sla) => {
+            if let Some(sla) = &settings.sla {
+                hash.update(b"\0sla\0");
+                hash.update(sla.profile.cache_text().as_bytes());
+            }
+        }
+        _ => {}
     }
     let digest: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("{}:{digest}", book.version)
@@ -261,37 +394,90 @@ pub fn validate_request<'b>(request: &QuoteRequest, book: &'b PriceBook) -> Resu
     Ok(material)
 }
 
-/// The cheapest machine the part fits; the largest when it fits none (with a
-/// warning). `report.fits` is in the order of `machines` when the report
-/// was analysed with [`analysis_options`]; without fits, the cheapest.
-///
-/// With `sliced_upright` (FDM, whose estimate slices the part as uploaded),
-/// a machine the part fits as uploaded (turned about the vertical only,
-/// which changes no layer) comes first, so the machine and the estimate
-/// have one orientation; a machine it fits only on its side is the fallback,
-/// and the quote then warns that the two differ.
-fn choose_machine<'b>(
-    report: &MeshReport,
-    machines: &[&'b Machine],
-    sliced_upright: bool,
-) -> (&'b Machine, Option<Fit>, bool) {
+/// The machine a quote is priced on, how the part fits it, and the
+/// orientation the estimate is for.
+struct Choice<'b> {
+    machine: &'b Machine,
+    fit: Option<Fit>,
+    fits: bool,
+    orientation: Orientation,
+}
+
+const AXES: [&str; 3] = ["x", "y", "z"];
+
+/// One orientation per quote: the part is estimated as it was sliced, and
+/// the machine is the cheapest that takes it that way. With `sliced` (FDM,
+/// or SLA with a preset: the estimate is built from the part's layers as
+/// analysed), a part fits a machine "that way" only standing as analysed
+/// (turned about the vertical if need be); a part that fits only on another
+/// side should be analysed turned first ([`turn_needed`]). When the caller
+/// did not, the cheapest machine it fits on its side is the fallback, and
+/// the quote warns that the two differ ([`QuoteWarning::FitsOnlyOnItsSide`]).
+/// Without `sliced` (the process models place the part as it fits), the
+/// cheapest machine it fits in any orientation. When it fits no machine at
+/// all, the largest is used, with a warning. `report.fits` is in the order
+/// of `machines` when the report was analysed with [`analysis_options`];
+/// without fits, the cheapest machine.
+fn choose_machine<'b>(report: &MeshReport, machines: &[&'b Machine], sliced: bool) -> Choice<'b> {
     let fits: Vec<Option<Fit>> = if report.fits.len() == machines.len() {
         report.fits.iter().copied().map(Some).collect()
     } else {
         vec![None; machines.len()]
     };
-    let cheapest = |keep: &dyn Fn(&Option<Fit>) -> bool| {
-        machines
+    let rate =
+        |a: &(&&Machine, &Option<Fit>), b: &(&&Machine, &Option<Fit>)| a.0.hourly_rate.total_cmp(&b.0.hourly_rate);
+    let standing = |f: &Option<Fit>| f.is_none_or(|f| f.fits && f.up_axis == 2);
+    let any_side = |f: &Option<Fit>| f.is_none_or(|f| f.fits);
+    let turned = report.up_axis != 2;
+    let axis = AXES[report.up_axis.min(2)];
+    let rotation = |fit: &Option<Fit>| fit.map_or(0.0, |f| f.rotation_deg);
+    if !sliced {
+        if let Some((machine, fit)) = machines.iter().zip(&fits).filter(|(_, f)| any_side(f)).min_by(rate) {
+            let side = fit.map_or(2, |f| f.up_axis);
+            let reason = format!(
+                "the cheapest machine that takes the part in any orientation: `{}`, with its {} axis up; the \
+                 process model places the part as it fits",
+                machine.name, AXES[side]
+            );
+            // The fit's axis is the analysed part's; as analysed is the file's `report.up_axis`.
+            let up_axis = if side == 2 { report.up_axis } else { side };
+            let orientation = Orientation { up_axis, rotation_deg: rotation(fit), reason };
+            return Choice { machine, fit: *fit, fits: true, orientation };
+        }
+    } else if let Some((machine, fit)) = machines.iter().zip(&fits).filter(|(_, f)| standing(f)).min_by(rate) {
+        let cheaper_on_its_side = machines
             .iter()
             .zip(&fits)
-            .filter(|(_, fit)| keep(fit))
-            .min_by(|a, b| a.0.hourly_rate.total_cmp(&b.0.hourly_rate))
-            .map(|(machine, fit)| (*machine, *fit))
-    };
-    let upright = |fit: &Option<Fit>| fit.is_none_or(|f| f.fits && f.up_axis == 2);
-    let found = if sliced_upright { cheapest(&upright) } else { None };
-    if let Some((machine, fit)) = found.or_else(|| cheapest(&|fit| fit.is_none_or(|f| f.fits))) {
-        return (machine, fit, true);
+            .filter(|(m, f)| f.is_some_and(|f| f.fits && f.up_axis != 2) && m.hourly_rate < machine.hourly_rate)
+            .min_by(rate);
+        let reason = match (turned, cheaper_on_its_side) {
+            (true, _) => format!(
+                "turned to stand the file's {axis} axis up: the part fits no machine as the file stands, \
+                 and fits `{}` this way",
+                machine.name
+            ),
+            (false, Some((cheaper, f))) => format!(
+                "as the file stands, which is how the slicer builds it; it fits `{}` that way (`{}` would take it \
+                 only with its {} axis up, which the estimate does not slice)",
+                machine.name,
+                cheaper.name,
+                AXES[f.map_or(2, |f| f.up_axis)]
+            ),
+            (false, None) => {
+                format!("as the file stands, which is how the slicer builds it; it fits `{}` that way", machine.name)
+            }
+        };
+        let orientation = Orientation { up_axis: report.up_axis, rotation_deg: rotation(fit), reason };
+        return Choice { machine, fit: *fit, fits: true, orientation };
+    } else if let Some((machine, fit)) = machines.iter().zip(&fits).filter(|(_, f)| any_side(f)).min_by(rate) {
+        let side = AXES[fit.map_or(2, |f| f.up_axis)];
+        let reason = format!(
+            "estimated as the file stands ({axis} axis up), though it fits `{}` only with its {side} axis up: \
+             it was not analysed turned",
+            machine.name
+        );
+        let orientation = Orientation { up_axis: report.up_axis, rotation_deg: 0.0, reason };
+        return Choice { machine, fit: *fit, fits: true, orientation };
     }
     let volume = |m: &Machine| m.build_volume_mm.iter().product::<f64>();
     let (machine, fit) = machines
@@ -299,16 +485,58 @@ fn choose_machine<'b>(
         .zip(fits)
         .max_by(|a, b| volume(a.0).total_cmp(&volume(b.0)))
         .expect("every material has a machine (the price book checks it)");
-    (machine, fit, false)
+    let reason =
+        format!("as the file stands; it fits no machine in any orientation, so it is priced on `{}`", machine.name);
+    Choice {
+        machine,
+        fit,
+        fits: false,
+        orientation: Orientation { up_axis: report.up_axis, rotation_deg: 0.0, reason },
+    }
 }
 
-/// Prices `report` for `request` with `book`, and for FDM materials with
-/// `profile`. The report should come from [`analysis_options`].
+/// The profile the estimate prints with once the price book's supports
+/// policy is applied, what it decided, and the warning to give.
+fn supports_for(
+    report: &MeshReport,
+    profile: &FdmProfile,
+    book: &PriceBook,
+) -> (FdmProfile, SupportsChoice, Option<QuoteWarning>) {
+    let p = &report.printability;
+    let area = p.overhang_area;
+    let angle = p.overhang_angle_deg;
+    let needs = area >= book.supports_min_area_mm2 && p.support_column_volume > 0.0;
+    let profile_on = profile.support_material && profile.support_material_auto;
+    let turn_on = match book.supports {
+        SupportPolicy::Profile => false,
+        SupportPolicy::Auto => needs && !profile_on,
+        SupportPolicy::Always => !profile_on,
+    };
+    let mut printed = profile.clone();
+    if turn_on {
+        printed.support_material = true;
+        printed.support_material_auto = true;
+    }
+    let priced = profile_on || turn_on;
+    let warning = if !priced && area >= UNSUPPORTED_OVERHANG_WARNING_MM2 {
+        Some(QuoteWarning::UnsupportedOverhangs { area_mm2: area.round() as u64 })
+    } else if turn_on && area > 0.0 {
+        Some(QuoteWarning::SupportsAdded { area_mm2: area, angle_deg: angle, policy: book.supports.as_str() })
+    } else {
+        None
+    };
+    let choice = SupportsChoice { policy: book.supports, profile_on, priced, needed_area_mm2: area, angle_deg: angle };
+    (printed, choice, warning)
+}
+
+/// Prices `report` for `request` with `book` and the shop's print
+/// settings. The report should come from [`analysis_options`] (and, when
+/// [`turn_needed`] says so, be analysed turned).
 pub fn quote(
     report: &MeshReport,
     request: &QuoteRequest,
     book: &PriceBook,
-    profile: &LoadedProfile,
+    settings: &PrintSettings,
 ) -> Result<Quote, PricingError> {
     let material = validate_request(request, book)?;
     // Less than a thousandth of a square millimetre in all: a part made of
@@ -316,13 +544,30 @@ pub fn quote(
     if report.geometry.surface_area < 1e-3 && report.volume.abs() < 1e-3 {
         return Err(PricingError::NothingToPrint { triangles: report.triangles });
     }
-    let (machine, fit, fits) =
-        choose_machine(report, &book.machines_for(material), material.technology == Technology::Fdm);
+    let sliced = match material.technology {
+        Technology::Fdm => true,
+        Technology::Sla => settings.sla.is_some(),
+        Technology::Sls => false,
+    };
+    let Choice { machine, fit, fits, orientation } = choose_machine(report, &book.machines_for(material), sliced);
+    let mut warnings = mesh_warnings(report);
+    let mut supports = None;
+    let mut calibrated = false;
+    let mut ignored_profile_keys = Vec::new();
     let (estimate, material_g, filament_mm) = match (&material.process, &machine.process) {
         (MaterialProcess::Sla(resin), MachineProcess::Sla(sla)) => {
-            let platform = [machine.build_volume_mm[0], machine.build_volume_mm[1]];
-            let estimate = sla::estimate(report, sla, resin, fit.as_ref(), platform);
-            let grams = estimate.material_cm3 * material.density_g_cm3.unwrap_or(1.0);
+            let (estimate, density) = match &settings.sla {
+                Some(preset) => {
+                    ignored_profile_keys = preset.ignored_keys.clone();
+                    let density = (preset.profile.material_density > 0.0).then_some(preset.profile.material_density);
+                    (sla::estimate_with_profile(report, &preset.profile, resin, fit.as_ref()), density)
+                }
+                None => {
+                    let platform = [machine.build_volume_mm[0], machine.build_volume_mm[1]];
+                    (sla::estimate(report, sla, resin, fit.as_ref(), platform), None)
+                }
+            };
+            let grams = estimate.material_cm3 * material.density_g_cm3.or(density).unwrap_or(1.0);
             (estimate, grams, None)
         }
         (MaterialProcess::Sls(powder), MachineProcess::Sls(sls)) => {
@@ -331,8 +576,19 @@ pub fn quote(
             (estimate, grams, None)
         }
         _ => {
-            let p = &profile.profile;
-            let estimate = fdm::estimate(report, p)?;
+            let loaded = &settings.fdm;
+            let (p, choice, warning) = supports_for(report, &loaded.profile, book);
+            supports = Some(choice);
+            warnings.extend(warning);
+            let mut estimate = fdm::estimate(report, &p)?;
+            if let Some(calibration) = &settings.calibration {
+                calibration.apply(&mut estimate);
+                calibrated = true;
+                if calibration.profile_fingerprint != profile_fingerprint(&loaded.profile) {
+                    warnings.push(QuoteWarning::CalibrationForAnotherProfile);
+                }
+            }
+            ignored_profile_keys = loaded.ignored_keys.clone();
             let density = material.density_g_cm3.or((p.filament_density > 0.0).then_some(p.filament_density)).ok_or(
                 PricingError::MissingMaterialFact {
                     material: material.name.clone(),
@@ -343,31 +599,23 @@ pub fn quote(
             )?;
             let filament_area = std::f64::consts::PI / 4.0 * p.filament_diameter * p.filament_diameter;
             let filament_mm = estimate.material_cm3 * 1000.0 / filament_area;
-            (estimate.clone(), estimate.material_cm3 * density, Some(filament_mm))
+            let grams = estimate.material_cm3 * density;
+            (estimate, grams, Some(filament_mm))
         }
     };
     let quantity = request.quantity;
     let machine_time_s = estimate.machine_time_s(quantity);
-    let line_items = price_lines(book, material, machine, &estimate, material_g, machine_time_s, profile, quantity)?;
+    let line_items =
+        price_lines(book, material, machine, &estimate, material_g, machine_time_s, &settings.fdm, quantity)?;
     let sum: f64 = line_items.iter().map(|item| item.amount).sum();
     let total = book.rounding.apply(sum.max(book.minimum_order));
 
-    let mut warnings = mesh_warnings(report);
     if !fits {
         warnings.push(QuoteWarning::TooBigForEveryMachine { machine: machine.name.clone() });
     }
-    if let Some(f) = fit.filter(|f| f.fits && f.up_axis != 2 && material.technology == Technology::Fdm) {
+    if let Some(f) = fit.filter(|f| sliced && f.fits && f.up_axis != 2) {
         warnings.push(QuoteWarning::FitsOnlyOnItsSide { machine: machine.name.clone(), up_axis: f.up_axis });
     }
-    let unsupported = report.printability.overhang_area;
-    if material.technology == Technology::Fdm
-        && !profile.profile.support_material
-        && unsupported >= UNSUPPORTED_OVERHANG_WARNING_MM2
-    {
-        warnings.push(QuoteWarning::UnsupportedOverhangs { area_mm2: unsupported.round() as u64 });
-    }
-    let ignored_profile_keys =
-        if material.technology == Technology::Fdm { profile.ignored_keys.clone() } else { Vec::new() };
     if !ignored_profile_keys.is_empty() {
         warnings.push(QuoteWarning::IgnoredProfileKeys { keys: ignored_profile_keys.clone() });
     }
@@ -394,6 +642,9 @@ pub fn quote(
         currency: book.currency.clone(),
         price_book_version: book.version.clone(),
         ignored_profile_keys,
+        orientation,
+        supports,
+        calibrated,
         warnings,
     })
 }
@@ -517,13 +768,13 @@ mod tests {
     use super::*;
     use mesh::{analyze, cuboid, write_binary_stl};
 
-    fn default_profile() -> LoadedProfile {
-        LoadedProfile { profile: FdmProfile::default(), ignored_keys: Vec::new() }
+    fn default_profile() -> PrintSettings {
+        PrintSettings::default()
     }
 
     fn report_for(triangles: &[mesh::Triangle], request: &QuoteRequest, book: &PriceBook) -> MeshReport {
         let options =
-            analysis_options(request, book, &FdmProfile::default(), mesh::AnalysisOptions::default()).unwrap();
+            analysis_options(request, book, &PrintSettings::default(), mesh::AnalysisOptions::default()).unwrap();
         analyze(&write_binary_stl(triangles), &options).unwrap()
     }
 
@@ -612,14 +863,14 @@ mod tests {
         assert!(q.warnings.is_empty(), "{:?}", q.warnings);
         // 29 m tall: answered as too big before a layer is cut, which would
         // take 96,667 of them.
-        let options = analysis_options(&request, &book, &FdmProfile::default(), mesh::AnalysisOptions::default());
+        let options = analysis_options(&request, &book, &PrintSettings::default(), mesh::AnalysisOptions::default());
         let needle = write_binary_stl(&cuboid([2.0, 2.0, 29_000.0]));
         let err = analyze(&needle, &options.unwrap()).unwrap_err();
         assert!(matches!(err, mesh::AnalyzeError::FitsNoBuildVolume { volumes: 2, .. }), "{err}");
         assert!(err.to_string().contains("29000.0") && err.to_string().contains("350 x 350"), "{err}");
         // A caller that analyses with the fits but lets unfit parts through
         // gets them priced on the largest machine, with the warning.
-        let options = analysis_options(&request, &book, &FdmProfile::default(), mesh::AnalysisOptions::default());
+        let options = analysis_options(&request, &book, &PrintSettings::default(), mesh::AnalysisOptions::default());
         let lenient = mesh::AnalysisOptions { require_fit: false, ..options.unwrap() };
         let huge = analyze(&write_binary_stl(&cuboid([600.0, 20.0, 20.0])), &lenient).unwrap();
         let q = quote(&huge, &request, &book, &default_profile()).unwrap();
@@ -652,7 +903,13 @@ mod tests {
         let err = quote(&report, &request, &book, &default_profile()).unwrap_err();
         assert!(err.to_string().contains("filament_density"), "{err}");
         let shop = FdmProfile { filament_density: 1.3, filament_cost: 40.0, ..FdmProfile::default() };
-        let q = quote(&report, &request, &book, &LoadedProfile { profile: shop, ignored_keys: vec![] }).unwrap();
+        let q = quote(
+            &report,
+            &request,
+            &book,
+            &PrintSettings::fdm(LoadedProfile { profile: shop, ..LoadedProfile::defaults() }),
+        )
+        .unwrap();
         assert!((q.material_g - q.material_cm3 * 1.3).abs() < 1e-9);
         assert!(q.line_items[0].basis.contains("40.00 EUR/kg"), "{:?}", q.line_items[0]);
     }
@@ -664,20 +921,28 @@ mod tests {
         let mut triangles: Vec<_> = cuboid([10.0; 3]).into_iter().map(|[a, b, c]| [a, c, b]).collect();
         triangles.pop();
         let report = report_for(&triangles, &request, &book);
-        let profile = LoadedProfile { profile: FdmProfile::default(), ignored_keys: vec!["wipe_tower".into()] };
+        let profile =
+            PrintSettings::fdm(LoadedProfile { ignored_keys: vec!["wipe_tower".into()], ..LoadedProfile::defaults() });
         let q = quote(&report, &request, &book, &profile).unwrap();
         assert!(q.volume_mm3 > 0.0);
+        // An open shell has no inside to turn it by, so its faces keep
+        // their winding: the top, facing down, overhangs, and the built-in
+        // book (`supports = "auto"`) adds supports under it, and says so.
+        let added = |w: &QuoteWarning| matches!(w, QuoteWarning::SupportsAdded { area_mm2, .. } if *area_mm2 >= 99.0);
+        assert!(q.warnings.iter().any(added), "{:?}", q.warnings);
+        let warnings: Vec<_> = q.warnings.iter().filter(|w| !added(w)).cloned().collect();
         assert_eq!(
-            q.warnings,
+            warnings,
             vec![
                 QuoteWarning::OpenMesh { boundary_edges: 3 },
                 QuoteWarning::InvertedShells,
-                // An open shell has no inside to turn it by, so its faces
-                // keep their winding: the top, facing down, overhangs.
-                QuoteWarning::UnsupportedOverhangs { area_mm2: 100 },
                 QuoteWarning::IgnoredProfileKeys { keys: vec!["wipe_tower".into()] }
             ]
         );
+        // A book that prices exactly what the profile says warns instead.
+        let as_profile = PriceBook { supports: SupportPolicy::Profile, ..book.clone() };
+        let q = quote(&report, &request, &as_profile, &profile).unwrap();
+        assert!(q.warnings.contains(&QuoteWarning::UnsupportedOverhangs { area_mm2: 100 }), "{:?}", q.warnings);
         // Resin has no print profile, so nothing of it is ignored.
         let resin = QuoteRequest::new("standard-resin", 1);
         let q = quote(&report_for(&triangles, &resin, &book), &resin, &book, &profile).unwrap();
@@ -692,7 +957,8 @@ mod tests {
         let mut t: Vec<mesh::Triangle> =
             cuboid([10.0, 10.0, 20.0]).into_iter().map(|tri| tri.map(|v| [v[0] + 15.0, v[1], v[2]])).collect();
         t.extend(cuboid([40.0, 10.0, 5.0]).into_iter().map(|tri| tri.map(|v| [v[0], v[1], v[2] + 20.0])));
-        let book = PriceBook::builtin();
+        // A book that prices exactly what the profile says.
+        let book = PriceBook { supports: SupportPolicy::Profile, ..PriceBook::builtin() };
         let pla = QuoteRequest::new("pla", 1);
         let report = report_for(&t, &pla, &book);
         let off = quote(&report, &pla, &book, &default_profile()).unwrap();
@@ -702,15 +968,31 @@ mod tests {
         assert_eq!(*area_mm2, 400, "the bar's underside");
         assert_eq!(off.estimate.support_cm3, 0.0);
         assert!(off.warnings.iter().any(|w| w.to_string().contains("supports are off")));
+        assert!(off.supports.as_ref().is_some_and(|s| !s.priced && !s.profile_on));
 
-        // Supports on: they are priced, and there is nothing to warn of.
-        let on = LoadedProfile {
+        // The built-in book (`supports = "auto"`) prices them where the
+        // slicer's auto-detection would, and says so.
+        let builtin = PriceBook::builtin();
+        let auto = quote(&report, &pla, &builtin, &default_profile()).unwrap();
+        assert!(auto.estimate.support_cm3 > 0.0);
+        assert!(auto.warnings.iter().any(|w| matches!(w, QuoteWarning::SupportsAdded { .. })), "{:?}", auto.warnings);
+        assert!(auto.warnings.iter().all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. })));
+
+        // Supports on in the profile: they are priced, and there is nothing to warn of.
+        let on = PrintSettings::fdm(LoadedProfile {
             profile: FdmProfile { support_material: true, ..FdmProfile::default() },
-            ignored_keys: vec![],
-        };
+            ..LoadedProfile::defaults()
+        });
         let supported = quote(&report, &pla, &book, &on).unwrap();
         assert!(supported.estimate.support_cm3 > 0.0);
-        assert!(supported.warnings.iter().all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. })));
+        assert!(
+            supported
+                .warnings
+                .iter()
+                .all(|w| !matches!(w, QuoteWarning::UnsupportedOverhangs { .. } | QuoteWarning::SupportsAdded { .. })),
+            "{:?}",
+            supported.warnings
+        );
         // A cube has nothing overhanging; resin is not printed with this profile.
         assert!(priced(20.0, &pla, &book).warnings.is_empty());
         let resin = QuoteRequest::new("standard-resin", 1);
@@ -745,18 +1027,40 @@ mod tests {
             "{:?}",
             post.warnings
         );
+        assert_eq!(post.orientation.up_axis, 2, "estimated as the file stands");
+
+        // Analysed turned, as the services and `farm quote` do: one
+        // orientation, and no warning.
+        let post_report = report_for(&cuboid([20.0, 20.0, 400.0]), &pla, &book);
+        let up_axis = turn_needed(&post_report, &pla, &book).expect("fits only on its side");
+        assert_ne!(up_axis, 2);
+        let options = analysis_options(&pla, &book, &default_profile(), mesh::AnalysisOptions::default()).unwrap();
+        let turned =
+            analyze(&write_binary_stl(&cuboid([20.0, 20.0, 400.0])), &mesh::AnalysisOptions { up_axis, ..options })
+                .unwrap();
+        assert_eq!(turn_needed(&turned, &pla, &book), None);
+        let q = quote(&turned, &pla, &book, &default_profile()).unwrap();
+        assert_eq!(q.machine.name, "fdm-350");
+        assert_eq!((q.orientation.up_axis, q.estimate.layers < post.estimate.layers), (up_axis, true));
+        assert!(q.orientation.reason.contains("turned"), "{}", q.orientation.reason);
+        assert!(q.warnings.iter().all(|w| !matches!(w, QuoteWarning::FitsOnlyOnItsSide { .. })), "{:?}", q.warnings);
+        // The panel needs no turn: it stands on fdm-350.
+        assert_eq!(turn_needed(&panel, &pla, &book), None);
     }
 
     #[test]
     fn the_cache_key_changes_with_everything_a_quote_depends_on() {
         let book = PriceBook::builtin();
-        let profile = FdmProfile::default();
+        let profile = PrintSettings::default();
         let pla = QuoteRequest::new("pla", 1);
         let key = quote_cache_key("m1", &pla, &book, &profile);
         assert!(key.starts_with(&format!("{}:", book.version)), "{key}");
         assert_eq!(key, quote_cache_key("m1", &QuoteRequest::new("PLA", 1), &book, &profile));
         let other_book = PriceBook { fingerprint: "edited".into(), ..book.clone() };
-        let finer = FdmProfile { layer_height: 0.2, ..profile.clone() };
+        let finer = PrintSettings::fdm(LoadedProfile {
+            profile: FdmProfile { layer_height: 0.2, ..FdmProfile::default() },
+            ..LoadedProfile::defaults()
+        });
         for other in [
             quote_cache_key("m2", &pla, &book, &profile),
             quote_cache_key("m1", &QuoteRequest::new("pla", 2), &book, &profile),

@@ -38,6 +38,31 @@ impl Technology {
     }
 }
 
+/// What a shop charges supports for, when the print profile and the part
+/// disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SupportPolicy {
+    /// Exactly as the profile says; a part that needs supports the profile
+    /// leaves off is priced without them, with a warning.
+    Profile,
+    /// Supports where the slicer's automatic detection would put them:
+    /// on when the part overhangs by at least `supports_min_area_mm2`.
+    Auto,
+    /// Always on (the slicer still only builds them under overhangs).
+    Always,
+}
+
+impl SupportPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportPolicy::Profile => "profile",
+            SupportPolicy::Auto => "auto",
+            SupportPolicy::Always => "always",
+        }
+    }
+}
+
 /// How a material is bought.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MaterialPrice {
@@ -195,6 +220,11 @@ pub struct PriceBook {
     pub minimum_order: f64,
     pub max_quantity: u32,
     pub rounding: Rounding,
+    /// Whether FDM quotes charge supports the profile leaves off.
+    pub supports: SupportPolicy,
+    /// Overhang area, mm², from which a part needs supports: below it the
+    /// slicer bridges or prints over the gap, and nothing is warned about.
+    pub supports_min_area_mm2: f64,
     /// Ascending by `min_quantity`.
     pub quantity_breaks: Vec<QuantityBreak>,
     pub machines: Vec<Machine>,
@@ -259,6 +289,10 @@ mod raw {
         max_quantity: u32,
         #[serde(default = "default_rounding")]
         rounding: Rounding,
+        #[serde(default = "default_supports")]
+        supports: SupportPolicy,
+        #[serde(default = "default_supports_min_area")]
+        supports_min_area_mm2: f64,
         #[serde(default)]
         quantity_breaks: Vec<Break>,
         machines: BTreeMap<String, Machine>,
@@ -273,6 +307,14 @@ mod raw {
 
     fn default_rounding() -> Rounding {
         Rounding { step: 0.01, mode: RoundingMode::Nearest }
+    }
+
+    fn default_supports() -> SupportPolicy {
+        SupportPolicy::Auto
+    }
+
+    fn default_supports_min_area() -> f64 {
+        25.0
     }
 
     #[derive(Deserialize)]
@@ -431,6 +473,8 @@ mod raw {
                 minimum_order,
                 max_quantity: self.max_quantity,
                 rounding,
+                supports: self.supports,
+                supports_min_area_mm2: number("supports_min_area_mm2", self.supports_min_area_mm2, 0.0..)?,
                 quantity_breaks,
                 machines,
                 materials,
@@ -653,6 +697,8 @@ mod tests {
             ("version = \"builtin-2026.12\"", "version = \"\"", "version"),
             ("colours = [\"black\"]", "colours = [\"black\"]\nmachines = [\"sla-145\"]", "sla-145"),
             ("margin = 0.30", "margin = 0.30\nmargin = 0.4", "line"),
+            ("supports = \"auto\"", "supports = \"sometimes\"", "supports"),
+            ("supports_min_area_mm2 = 25.0", "supports_min_area_mm2 = -1", "supports_min_area_mm2"),
         ] {
             let err = edited(find, replace).unwrap_err().to_string();
             assert!(err.contains(expected), "{replace:?}: `{err}` should name `{expected}`");

@@ -157,6 +157,10 @@ pub struct AnalysisOptions {
     /// ([`AnalyzeError::FitsNoBuildVolume`]), right after reading it: before
     /// the topology, the supports and the slicing.
     pub require_fit: bool,
+    /// Which of the file's axes stands up (0 = x, 1 = y, 2 = z, as the file
+    /// stands): the part is turned before anything is measured, by a cyclic
+    /// swap of axes so every face keeps its winding.
+    pub up_axis: usize,
 }
 
 impl Default for AnalysisOptions {
@@ -170,6 +174,7 @@ impl Default for AnalysisOptions {
             layering: None,
             build_volumes: Vec::new(),
             require_fit: false,
+            up_axis: 2,
         }
     }
 }
@@ -234,6 +239,8 @@ pub struct MeshReport {
     pub units_applied: Option<Units>,
     /// The fit in each of [`AnalysisOptions::build_volumes`], in order.
     pub fits: Vec<Fit>,
+    /// The file's axis that was turned to stand up ([`AnalysisOptions::up_axis`]).
+    pub up_axis: usize,
     pub slices: Option<Slices>,
     /// Things the reader tolerated but the caller should know about.
     pub warnings: Vec<ReadWarning>,
@@ -279,6 +286,7 @@ pub fn analyze_observed<R: std::io::Read>(
     let mut reader = observe::ObservedReader { inner: reader, len, read: 0, observer, stopped: false };
     let mut welder = Welder::new(options.weld);
     let scale = options.units.map_or(1.0, |u| u.to_mm() as f32);
+    let up = options.up_axis.min(2);
     let mut scaled: Vec<Triangle> = Vec::new();
     let mut reserved = false;
     let info = read_model_chunked(&mut reader, len, &options.limits, |format, chunk, total| {
@@ -286,11 +294,12 @@ pub fn analyze_observed<R: std::io::Read>(
             welder.reserve(total as usize);
             reserved = true;
         }
-        if scale == 1.0 || format.declares_units() {
+        let scale = if format.declares_units() { 1.0 } else { scale };
+        if scale == 1.0 && up == 2 {
             welder.push(chunk);
         } else {
             scaled.clear();
-            scaled.extend(chunk.iter().map(|t| t.map(|v| v.map(|c| c * scale))));
+            scaled.extend(chunk.iter().map(|t| t.map(|v| stand(v, up).map(|c| c * scale))));
             welder.push(&scaled);
         }
     });
@@ -318,10 +327,20 @@ pub fn analyze_soup(soup: Soup, options: &AnalysisOptions) -> Result<MeshReport,
         let scale = units.to_mm() as f32;
         triangles.iter_mut().for_each(|t| *t = t.map(|v| v.map(|c| c * scale)));
     }
+    let up = options.up_axis.min(2);
+    if up != 2 {
+        triangles.iter_mut().for_each(|t| *t = t.map(|v| stand(v, up)));
+    }
     let mesh = IndexedMesh::weld_with(&triangles, options.weld);
     let info = ModelInfo::stl(soup.format, triangles.len() as u64, soup.warnings);
     drop(triangles);
     analyze_mesh(mesh, info, options, &Unobserved)
+}
+
+/// A vertex with the file's axis `up` standing up: a cyclic swap of axes
+/// (x, y, z to y, z, x or z, x, y), a rotation, so faces keep their winding.
+fn stand(v: [f32; 3], up: usize) -> [f32; 3] {
+    [v[(up + 1) % 3], v[(up + 2) % 3], v[up]]
 }
 
 /// Measures triangles already in memory (generated shapes, tests).
@@ -447,6 +466,7 @@ fn analyze_mesh(
         shells,
         printability,
         fits,
+        up_axis: options.up_axis.min(2),
         slices,
         warnings,
         objects,

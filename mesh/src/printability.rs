@@ -187,10 +187,11 @@ pub struct Fit {
     pub extent: [f64; 3],
 }
 
-/// Tries the six axis-aligned orientations, then turns the footprint about
-/// the vertical axis: along each edge of its convex hull (where the tightest
-/// enclosing rectangles lie) and every half degree (a long part may fit only
-/// across the bed's diagonal).
+/// Tries the part as it stands first (a slicer prints it that way), square
+/// to the bed and then turned about the vertical axis, and only then on its
+/// other sides. Turns follow each edge of the footprint's convex hull (where
+/// the tightest enclosing rectangles lie) and every half degree (a long part
+/// may fit only across the bed's diagonal).
 pub fn fit(vertices: &[[f32; 3]], bbox: &BoundingBox, build_volume: [f64; 3]) -> Fit {
     let size = bbox.size();
     let [bx, by, bz] = build_volume;
@@ -199,26 +200,38 @@ pub fn fit(vertices: &[[f32; 3]], bbox: &BoundingBox, build_volume: [f64; 3]) ->
         if h <= bz && ((w <= bx && d <= by) || (w <= by && d <= bx)) {
             return Fit { build_volume, fits: true, up_axis: up, rotation_deg: 0.0, extent: [w, d, h] };
         }
-    }
-    for up in [2, 0, 1] {
-        if size[up] > bz {
-            continue;
+        if up == 2
+            && let Some(turned) = turned_fit(vertices, size, up, build_volume)
+        {
+            return turned;
         }
-        let footprint: Vec<[f64; 2]> =
-            vertices.iter().map(|v| [f64::from(v[(up + 1) % 3]), f64::from(v[(up + 2) % 3])]).collect();
-        for (angle, w, d) in hull_rectangles(&footprint) {
-            if (w <= bx && d <= by) || (w <= by && d <= bx) {
-                return Fit {
-                    build_volume,
-                    fits: true,
-                    up_axis: up,
-                    rotation_deg: angle.to_degrees(),
-                    extent: [w, d, size[up]],
-                };
-            }
+    }
+    for up in [0, 1] {
+        if let Some(turned) = turned_fit(vertices, size, up, build_volume) {
+            return turned;
         }
     }
     Fit { build_volume, fits: false, up_axis: 2, rotation_deg: 0.0, extent: size }
+}
+
+/// The part with axis `up` standing, turned about the vertical until its
+/// footprint fits, if any turn does.
+fn turned_fit(vertices: &[[f32; 3]], size: [f64; 3], up: usize, build_volume: [f64; 3]) -> Option<Fit> {
+    let [bx, by, bz] = build_volume;
+    if size[up] > bz {
+        return None;
+    }
+    let footprint: Vec<[f64; 2]> =
+        vertices.iter().map(|v| [f64::from(v[(up + 1) % 3]), f64::from(v[(up + 2) % 3])]).collect();
+    hull_rectangles(&footprint).into_iter().find(|&(_, w, d)| (w <= bx && d <= by) || (w <= by && d <= bx)).map(
+        |(angle, w, d)| Fit {
+            build_volume,
+            fits: true,
+            up_axis: up,
+            rotation_deg: angle.to_degrees(),
+            extent: [w, d, size[up]],
+        },
+    )
 }
 
 /// Candidate footprint rotations and the rectangle each gives: (angle,
@@ -348,5 +361,26 @@ mod tests {
         let turned = fit(&mesh.vertices, &bbox, [200.0, 200.0, 200.0]);
         assert!(turned.fits && turned.rotation_deg != 0.0, "{turned:?}");
         assert!(!fit(&mesh.vertices, &bbox, [100.0, 100.0, 100.0]).fits);
+    }
+
+    #[test]
+    fn a_part_that_fits_as_it_stands_is_not_laid_on_its_side() {
+        // A 250 x 10 x 30 plate fits a 200 x 200 x 260 volume on its edge
+        // (its 250 mm side up) and also across the diagonal as it lies: it
+        // stays as it lies, which is how the slicer prints it.
+        let plate = cuboid([250.0, 10.0, 30.0]);
+        let mesh = IndexedMesh::weld(&plate);
+        let bbox = Geometry::measure(&plate).bounding_box;
+        let f = fit(&mesh.vertices, &bbox, [200.0, 200.0, 260.0]);
+        assert!(f.fits && f.up_axis == 2 && f.rotation_deg != 0.0, "{f:?}");
+    }
+
+    #[test]
+    fn a_turned_analysis_stands_the_asked_axis_up() {
+        let options = crate::AnalysisOptions { up_axis: 0, ..crate::AnalysisOptions::default() };
+        let report = crate::analyze_triangles(cuboid([30.0, 20.0, 10.0]), &options);
+        assert_eq!(report.geometry.bounding_box.size(), [20.0, 10.0, 30.0]);
+        assert_eq!(report.up_axis, 0);
+        assert!(report.topology.winding_consistent && report.shells.corrected_volume > 0.0, "{report:?}");
     }
 }

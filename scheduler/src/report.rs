@@ -271,10 +271,45 @@ pub struct QuoteDoc {
     pub estimate: Vec<ComponentDoc>,
     pub line_items: Vec<LineItemDoc>,
     pub price_book_version: String,
-    /// Keys of the print profile the estimate did not use.
+    /// Keys of the print profile the estimate did not use (those that could
+    /// change time or material; temperatures, fans and the like are not
+    /// listed).
     pub ignored_profile_keys: Vec<String>,
     pub warnings: Vec<String>,
     pub analysis: AnalysisDoc,
+    /// The orientation the estimate is for, and why.
+    #[serde(default)]
+    pub orientation: OrientationDoc,
+    /// Supports as priced (FDM).
+    #[serde(default)]
+    pub supports: Option<SupportsDoc>,
+    /// The shop's calibration was applied to the estimate.
+    #[serde(default)]
+    pub calibrated: bool,
+    /// Resin for one part, ml (SLA): the part, supports, pad and waste.
+    #[serde(default)]
+    pub material_ml: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OrientationDoc {
+    /// `x`, `y` or `z`: the file's axis that stands up (`z` as the file stands).
+    pub up_axis: String,
+    pub rotation_deg: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupportsDoc {
+    /// The price book's `supports`: `profile`, `auto` or `always`.
+    pub policy: String,
+    /// What the profile said.
+    pub profile_on: bool,
+    /// What the estimate printed and the price charges.
+    pub priced: bool,
+    /// Overhang beyond `angle_deg` that needs (or got) supports, mm².
+    pub overhang_area_mm2: f64,
+    pub angle_deg: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,6 +386,20 @@ impl QuoteDoc {
             ignored_profile_keys: quote.ignored_profile_keys.clone(),
             warnings: quote.warnings.iter().map(ToString::to_string).collect(),
             analysis,
+            orientation: OrientationDoc {
+                up_axis: ["x", "y", "z"][quote.orientation.up_axis.min(2)].into(),
+                rotation_deg: quote.orientation.rotation_deg,
+                reason: quote.orientation.reason.clone(),
+            },
+            supports: quote.supports.as_ref().map(|s| SupportsDoc {
+                policy: s.policy.as_str().into(),
+                profile_on: s.profile_on,
+                priced: s.priced,
+                overhang_area_mm2: s.needed_area_mm2,
+                angle_deg: s.angle_deg,
+            }),
+            calibrated: quote.calibrated,
+            material_ml: (quote.technology == calculator::Technology::Sla).then_some(quote.material_cm3),
         }
     }
 }

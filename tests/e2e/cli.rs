@@ -164,11 +164,11 @@ fn profile_show_prints_prusaslicer_defaults_and_applies_a_shop_profile() {
     }
     let dir = tempfile::tempdir().unwrap();
     let shop = dir.path().join("shop.ini");
-    std::fs::write(&shop, "layer_height = 0.2\nfill_density = 35%\nbed_temperature = 60\n").unwrap();
+    std::fs::write(&shop, "layer_height = 0.2\nfill_density = 35%\nseam_position = rear\n").unwrap();
     let (code, stdout, stderr) = run(&["profile", "show", "--profile", shop.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("layer_height = 0.2\n") && stdout.contains("fill_density = 35%\n"), "{stdout}");
-    assert!(stderr.contains("bed_temperature"), "ignored keys are named: {stderr}");
+    assert!(stderr.contains("seam_position"), "ignored keys are named: {stderr}");
     std::fs::write(&shop, "fill_density = lots\n").unwrap();
     let (code, _, stderr) = run(&["profile", "show", "--profile", shop.to_str().unwrap()]);
     assert_eq!(code, 1);
@@ -179,7 +179,7 @@ fn profile_show_prints_prusaslicer_defaults_and_applies_a_shop_profile() {
 fn a_shop_profile_drives_the_fdm_estimate_and_its_unused_keys_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let shop = dir.path().join("shop.ini");
-    std::fs::write(&shop, "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 2\nbed_temperature = 60\n")
+    std::fs::write(&shop, "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 2\nseam_position = rear\n")
         .unwrap();
     let (code, stdout, stderr) = run(&["quote", &sample(), "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
@@ -188,8 +188,8 @@ fn a_shop_profile_drives_the_fdm_estimate_and_its_unused_keys_are_named() {
     assert_eq!(code, 0, "{stderr}");
     let shop: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!((default["layers"].as_u64(), shop["layers"].as_u64()), (Some(67), Some(100)), "{shop}");
-    assert_eq!(shop["ignored_profile_keys"], serde_json::json!(["bed_temperature"]));
-    assert!(shop["warnings"].to_string().contains("bed_temperature"), "{}", shop["warnings"]);
+    assert_eq!(shop["ignored_profile_keys"], serde_json::json!(["seam_position"]));
+    assert!(shop["warnings"].to_string().contains("seam_position"), "{}", shop["warnings"]);
     // Finer layers take longer; two perimeters instead of three use less.
     assert!(shop["print_time_s"].as_f64() > default["print_time_s"].as_f64(), "{shop}");
     assert!(shop["material_cm3"].as_f64() < default["material_cm3"].as_f64(), "{shop}");
@@ -593,4 +593,93 @@ fn dead_letters_are_listed_shown_and_replayed_once_from_the_command_line() {
         let batch = store.claim_outbox(10).await.unwrap();
         assert!(batch.rows.iter().any(|row| row.job_id == new_job), "its message is in the outbox");
     });
+}
+
+/// `farm profile import` flattens a vendor bundle's printer, print and
+/// filament into the preset the slicer harness uses; `farm calibrate` fits
+/// synthetic observations (every model printed 20 % slower than estimated,
+/// to the gram) and a quote with its corrections says it was calibrated.
+#[test]
+fn profile_import_and_calibrate_make_a_calibrated_shop_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = workspace_root();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let bundle = path(&root.join("benches/slicer/vendor/PrusaResearch.ini"));
+    let preset = dir.path().join("mk3s.ini");
+    let (code, _, stderr) = run(&[
+        "profile",
+        "import",
+        "--bundle",
+        &bundle,
+        "--printer",
+        "Original Prusa i3 MK3S & MK3S+",
+        "--print",
+        "0.20mm QUALITY @MK3",
+        "--filament",
+        "Generic PLA",
+        "--out",
+        &path(&preset),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let expected = std::fs::read_to_string(root.join("benches/slicer/presets/prusa_mk3s_020_quality.ini")).unwrap();
+    assert_eq!(std::fs::read_to_string(&preset).unwrap(), expected);
+    let (code, _, stderr) = run(&["profile", "import", "--bundle", &bundle, "--printer", "No Such Printer"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("No Such Printer"), "{stderr}");
+
+    // Supports exactly as the profile says, so the quote is the profile's estimate.
+    let book = path(&root.join("benches/slicer/price-book.toml"));
+    let quote = |model: &str, extra: &[&str]| -> Value {
+        let mut args = vec!["quote", model, "--profile", preset.to_str().unwrap(), "--price-book", &book];
+        args.extend_from_slice(&["--format", "json"]);
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let models: Vec<String> = [
+        "tests/data/cube_20mm.stl",
+        "tests/data/corpus/files/trimesh_20mm_xyz_cube.stl",
+        "tests/data/corpus/files/prusaslicer_m3x10_screw.stl",
+        "tests/data/corpus/files/dcast78_bunny_lowpoly.stl",
+        "tests/data/corpus/files/trimesh_angle_block.stl",
+    ]
+    .iter()
+    .map(|m| path(&root.join(m)))
+    .collect();
+    let mut csv = String::from("model,hours,grams\n");
+    let mut quoted = Vec::new();
+    for model in &models {
+        let q = quote(model, &[]);
+        assert_eq!(q["calibrated"], false, "{q}");
+        let (time, grams) = (q["print_time_s"].as_f64().unwrap(), q["material_g"].as_f64().unwrap());
+        csv.push_str(&format!("{model},{},{grams}\n", time * 1.2 / 3600.0));
+        quoted.push(time);
+    }
+    let observations = dir.path().join("prints.csv");
+    std::fs::write(&observations, csv).unwrap();
+    let calibration = dir.path().join("calibration.toml");
+    let (code, stdout, stderr) = run(&[
+        "calibrate",
+        "--profile",
+        &path(&preset),
+        "--observations",
+        &path(&observations),
+        "--out",
+        &path(&calibration),
+        "--folds",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // "median |time error|:  16.7 % before,   x.x % after (5-fold cross-validated), ..."
+    let line = stdout.lines().find(|l| l.starts_with("median |time error|")).expect(&stdout);
+    let numbers: Vec<f64> =
+        line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|w| w.parse().ok()).collect();
+    let (before, after) = (numbers[0], numbers[1]);
+    assert!((before - 16.7).abs() < 0.2, "{line}");
+    assert!(after < 5.0, "the cross-validated error falls: {line}");
+    let q = quote(&models[0], &["--calibration", &path(&calibration)]);
+    assert_eq!(q["calibrated"], true, "{q}");
+    let ratio = q["print_time_s"].as_f64().unwrap() / quoted[0];
+    assert!(ratio > 1.1 && ratio < 1.3, "calibrated time over the estimate: {ratio}");
 }

@@ -83,7 +83,7 @@ async fn a_job_lost_with_the_in_process_queue_is_priced_after_a_restart() {
 async fn the_served_quote_is_the_cli_quote_under_a_shop_profile() {
     let data = tempfile::tempdir().unwrap();
     let profile = data.path().join("shop.ini");
-    std::fs::write(&profile, "layer_height = 0.2\nfill_density = 35%\nperimeters = 2\nbed_temperature = 60\n").unwrap();
+    std::fs::write(&profile, "layer_height = 0.2\nfill_density = 35%\nperimeters = 2\nseam_position = rear\n").unwrap();
     let profile = path_str(&profile);
     let dir = path_str(&data.path().join("farm"));
     let env = [("FARM_FDM_PROFILE", profile.clone())];
@@ -108,6 +108,6 @@ async fn the_served_quote_is_the_cli_quote_under_a_shop_profile() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let local: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(job["quote"], local, "the served quote differs from `farm quote`");
-    assert_eq!(local["ignored_profile_keys"], serde_json::json!(["bed_temperature"]), "{local}");
+    assert_eq!(local["ignored_profile_keys"], serde_json::json!(["seam_position"]), "{local}");
     assert_eq!(local["layers"], 100, "0.2 mm layers from the profile: {local}");
 }

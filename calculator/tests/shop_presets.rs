@@ -1,0 +1,372 @@
+//! Issue 16: quotes that hold for a shop's own presets. Each newly read
+//! profile key moves the estimate the way PrusaSlicer's setting would,
+//! 100 % infill, one orientation per quote, supports never vanishing
+//! silently, `profile import` on a real vendor bundle, and `calibrate` on
+//! observations whose true correction is known.
+
+use calculator::bundle::{Bundle, BundleLimits};
+use calculator::calibration::{self, Observation};
+use calculator::{
+    FdmProfile, LoadedProfile, PriceBook, PrintSettings, ProcessEstimate, QuoteRequest, QuoteWarning, SupportPolicy,
+    analysis_options, fdm, quote, turn_needed,
+};
+use mesh::{AnalysisOptions, Triangle, analyze_triangles, cuboid, uv_sphere};
+
+fn moved(triangles: Vec<Triangle>, by: [f32; 3]) -> Vec<Triangle> {
+    triangles.into_iter().map(|t| t.map(|v| [v[0] + by[0], v[1] + by[1], v[2] + by[2]])).collect()
+}
+
+/// A 10 x 10 x 20 column under a 40 x 10 x 5 bar: overhangs, a bridge,
+/// thin and wide sections.
+fn t_shape() -> Vec<Triangle> {
+    let mut t = moved(cuboid([10.0, 10.0, 20.0]), [15.0, 0.0, 0.0]);
+    t.extend(moved(cuboid([40.0, 10.0, 5.0]), [0.0, 0.0, 20.0]));
+    t
+}
+
+fn estimate(triangles: &[Triangle], profile: &FdmProfile) -> ProcessEstimate {
+    let options = AnalysisOptions {
+        layering: Some(fdm::layering(profile)),
+        overhang_angle_deg: fdm::support_angle_deg(profile),
+        support: fdm::support_shape(profile),
+        ..AnalysisOptions::default()
+    };
+    fdm::estimate(&analyze_triangles(triangles.to_vec(), &options), profile).unwrap()
+}
+
+fn profile(ini: &str) -> FdmProfile {
+    FdmProfile::from_ini(ini).unwrap().profile
+}
+
+/// How a change of one key moves (time, material): +1 up, -1 down, 0 either.
+#[test]
+fn each_newly_read_key_moves_the_estimate_the_right_way() {
+    let base = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = 20%\nfill_pattern = rectilinear\n\
+                perimeters = 2\nslowdown_below_layer_time = 0\n\
+                gcode_flavor = marlin2\n";
+    let block = cuboid([30.0, 30.0, 12.0]);
+    let cases: &[(&str, &str, &str, i32, i32)] = &[
+        ("perimeter_extrusion_width", "0.45", "0.7", -1, 0),
+        ("infill_extrusion_width", "0.45", "0.7", -1, 0),
+        ("solid_infill_extrusion_width", "0.45", "0.7", -1, 0),
+        ("top_infill_extrusion_width", "0.4", "0.6", -1, 0),
+        ("extrusion_width", "0.45", "0.7", -1, 0),
+        ("first_layer_extrusion_width", "0.42", "0.8", -1, 0),
+        ("external_perimeter_extrusion_width", "0.45", "0.8", -1, 0),
+        ("slowdown_below_layer_time", "0", "60", 1, 0),
+        ("filament_max_volumetric_speed", "0", "2", 1, 0),
+        ("max_volumetric_speed", "0", "2", 1, 0),
+        ("machine_max_acceleration_extruding", "2000", "300", 1, 0),
+        ("default_acceleration", "0", "300", 1, 0),
+        // Per-role accelerations apply only under a default acceleration.
+        ("infill_acceleration", "0\ndefault_acceleration = 1000", "200\ndefault_acceleration = 1000", 1, 0),
+        ("machine_max_jerk_x", "10", "2", 1, 0),
+        ("retract_length", "0.8", "6", 1, 0),
+        ("retract_speed", "60", "10", 1, 0),
+        ("retract_lift", "0", "1", 1, 0),
+        ("travel_speed_z", "12", "2", 1, 0),
+        ("infill_every_layers", "1", "2", -1, 0),
+        ("solid_infill_every_layers", "0", "3", 1, 1),
+        ("solid_infill_below_area", "0", "2000", 1, 1),
+        ("top_solid_min_thickness", "0", "3", 1, 1),
+        ("bottom_solid_min_thickness", "0", "3", 1, 1),
+        ("skirts", "0", "3", 1, 1),
+        ("skirt_distance", "2", "20", 1, 1),
+        ("min_skirt_length", "0", "500", 1, 1),
+        ("brim_width", "0", "8", 1, 1),
+        ("raft_layers", "0", "3", 1, 1),
+        ("extrusion_multiplier", "1", "1.1", 0, 1),
+        ("infill_speed", "80", "200", -1, 0),
+        ("fill_pattern", "rectilinear", "gyroid", 1, 0),
+    ];
+    for (key, from, to, time_dir, material_dir) in cases {
+        let a = estimate(&block, &profile(&format!("{base}{key} = {from}\n")));
+        let b = estimate(&block, &profile(&format!("{base}{key} = {to}\n")));
+        let check = |dir: i32, before: f64, after: f64, what: &str| match dir {
+            1 => assert!(after > before, "{key} {from} -> {to}: {what} should rise, {before} -> {after}"),
+            -1 => assert!(after < before, "{key} {from} -> {to}: {what} should fall, {before} -> {after}"),
+            _ => {}
+        };
+        check(*time_dir, a.print_time_s, b.print_time_s, "time");
+        check(*material_dir, a.material_cm3, b.material_cm3, "material");
+        assert!(
+            *time_dir != 0
+                || *material_dir != 0
+                || a.print_time_s != b.print_time_s
+                || a.material_cm3 != b.material_cm3,
+            "{key} {from} -> {to} changed nothing"
+        );
+    }
+    // The cooling floor matters only while a layer is slowed down: a small
+    // part with a long minimum layer time prints faster with a higher floor.
+    let small = cuboid([10.0, 10.0, 10.0]);
+    let cooled = |min_speed: &str| {
+        let ini = format!(
+            "layer_height = 0.2\nfirst_layer_height = 0.2\nslowdown_below_layer_time = 60\nmin_print_speed = {min_speed}\n"
+        );
+        estimate(&small, &profile(&ini)).print_time_s
+    };
+    assert!(cooled("30") < cooled("5"), "min_print_speed 5 -> 30: {} -> {}", cooled("5"), cooled("30"));
+
+    // A box has no slopes; on a sphere's, the slivers narrower than a line
+    // are filled only when the vertical shells are kept thick.
+    let sphere = uv_sphere(15.0, 64, 32);
+    let shells = |on: &str| estimate(&sphere, &profile(&format!("{base}ensure_vertical_shell_thickness = {on}\n")));
+    let (thin, thick) = (shells("0"), shells("1"));
+    assert!(thick.material_cm3 > thin.material_cm3, "{} -> {}", thin.material_cm3, thick.material_cm3);
+
+    // Supports: their pattern, spacing, interface and build-plate-only rule.
+    let t = t_shape();
+    let on = format!("{base}support_material = 1\n");
+    let support = |extra: &str| estimate(&t, &profile(&format!("{on}{extra}"))).support_cm3;
+    assert!(support("support_material_spacing = 1\n") > support("support_material_spacing = 4\n"));
+    assert!(support("support_material_pattern = rectilinear-grid\n") > support(""));
+    assert!(support("support_material_interface_layers = 5\n") > support("support_material_interface_layers = 1\n"));
+    assert_eq!(support("support_material_auto = 0\n"), 0.0, "no enforcers in an STL: no supports");
+    assert!(
+        support("support_material_contact_distance = 0.4\n") < support("support_material_contact_distance = 0.1\n")
+    );
+}
+
+/// Every key the issue names is read, not ignored.
+#[test]
+fn no_key_the_estimate_depends_on_is_ignored() {
+    let keys = [
+        "extrusion_width",
+        "first_layer_extrusion_width",
+        "perimeter_extrusion_width",
+        "external_perimeter_extrusion_width",
+        "infill_extrusion_width",
+        "solid_infill_extrusion_width",
+        "top_infill_extrusion_width",
+        "support_material_extrusion_width",
+        "slowdown_below_layer_time",
+        "min_print_speed",
+        "max_print_speed",
+        "filament_max_volumetric_speed",
+        "max_volumetric_speed",
+        "perimeter_acceleration",
+        "infill_acceleration",
+        "bridge_acceleration",
+        "first_layer_acceleration",
+        "default_acceleration",
+        "machine_max_acceleration_extruding",
+        "machine_max_acceleration_travel",
+        "machine_max_acceleration_x",
+        "machine_max_feedrate_x",
+        "machine_limits_usage",
+        "machine_max_jerk_x",
+        "machine_max_jerk_y",
+        "retract_length",
+        "retract_speed",
+        "retract_lift",
+        "retract_before_travel",
+        "retract_layer_change",
+        "travel_speed_z",
+        "infill_every_layers",
+        "solid_infill_every_layers",
+        "solid_infill_below_area",
+        "fill_angle",
+        "top_fill_pattern",
+        "bottom_fill_pattern",
+        "top_solid_min_thickness",
+        "bottom_solid_min_thickness",
+        "ensure_vertical_shell_thickness",
+        "thin_walls",
+        "gap_fill_enabled",
+        "skirts",
+        "skirt_distance",
+        "skirt_height",
+        "brim_width",
+        "raft_layers",
+        "support_material_pattern",
+        "support_material_spacing",
+        "support_material_contact_distance",
+        "support_material_interface_layers",
+        "support_material_buildplate_only",
+        "support_material_auto",
+        "extrusion_multiplier",
+        "filament_density",
+        "filament_cost",
+    ];
+    for key in keys {
+        assert!(calculator::READ_KEYS.contains(&key), "`{key}` is not read");
+    }
+}
+
+#[test]
+fn a_hundred_percent_infill_is_solid_at_the_infill_speed() {
+    let block = cuboid([30.0, 30.0, 12.0]);
+    let base = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_pattern = rectilinear\n";
+    let full = estimate(&block, &profile(&format!("{base}fill_density = 100%\n")));
+    let sparse = estimate(&block, &profile(&format!("{base}fill_density = 20%\n")));
+    // Solid: about the part's volume of plastic.
+    assert!(full.material_cm3 > 0.95 * 10.8 && full.material_cm3 < 1.1 * 10.8, "{full:?}");
+    // At the infill speed (80 mm/s), not the solid infill's 20 mm/s: well
+    // under four times the sparse part's time.
+    assert!(full.print_time_s < 3.0 * sparse.print_time_s, "{} vs {}", full.print_time_s, sparse.print_time_s);
+    // PrusaSlicer refuses a crossing pattern at 100 %.
+    let stars = profile(&format!("{base}fill_density = 100%\nfill_pattern = stars\n"));
+    assert!(fdm::check(&stars).is_err());
+}
+
+fn priced(triangles: Vec<Triangle>, book: &PriceBook, settings: &PrintSettings) -> calculator::Quote {
+    let request = QuoteRequest::new("pla", 1);
+    let options = analysis_options(&request, book, settings, AnalysisOptions::default()).unwrap();
+    let mut report = analyze_triangles(triangles.clone(), &options);
+    if let Some(up_axis) = turn_needed(&report, &request, book) {
+        report = analyze_triangles(triangles, &AnalysisOptions { up_axis, ..options });
+    }
+    quote(&report, &request, book, settings).unwrap()
+}
+
+#[test]
+fn one_orientation_per_quote() {
+    let book = PriceBook::builtin();
+    let settings = PrintSettings::default();
+    // A 30 x 200 x 240 panel: as the file stands (240 mm tall) it fits only
+    // the 350 mm machine; lying on its face it would fit the cheaper 250 mm
+    // one, but the estimate slices it as it stands, so it is priced standing
+    // on the 350, and the reason names the machine it did not take.
+    let panel = priced(cuboid([30.0, 200.0, 240.0]), &book, &settings);
+    assert_eq!((panel.machine.name.as_str(), panel.orientation.up_axis), ("fdm-350", 2), "{:?}", panel.orientation);
+    assert!(panel.orientation.reason.contains("fdm-250"), "{}", panel.orientation.reason);
+    assert_eq!(panel.estimate.layers, 800, "240 mm at 0.3 mm after a 0.35 mm first layer, as it stands");
+    // A 400 mm rod lies across the 350 mm bed's diagonal as the file has it:
+    // no turn, a rotation about the vertical.
+    let rod = priced(cuboid([400.0, 20.0, 20.0]), &book, &settings);
+    assert_eq!((rod.machine.name.as_str(), rod.orientation.up_axis), ("fdm-350", 2), "{:?}", rod.orientation);
+    assert!(rod.orientation.rotation_deg != 0.0, "{:?}", rod.orientation);
+    // A 360 x 200 x 20 plate fits no bed as it lies; standing on its long
+    // edge (the file's y axis up, 200 mm tall) it fits the 350 turned
+    // across the diagonal: it is estimated standing, and says why.
+    let plate = priced(cuboid([360.0, 200.0, 20.0]), &book, &settings);
+    assert_eq!((plate.machine.name.as_str(), plate.orientation.up_axis), ("fdm-350", 1), "{:?}", plate.orientation);
+    assert!(plate.orientation.reason.contains("turned"), "{}", plate.orientation.reason);
+    assert!(plate.estimate.layers > 600, "estimated standing: {}", plate.estimate.layers);
+    assert!(
+        plate.warnings.iter().all(|w| !matches!(w, QuoteWarning::FitsOnlyOnItsSide { .. })),
+        "{:?}",
+        plate.warnings
+    );
+}
+
+#[test]
+fn supports_never_vanish_silently() {
+    let settings = PrintSettings::default();
+    let profile_book = PriceBook { supports: SupportPolicy::Profile, ..PriceBook::builtin() };
+    let off = priced(t_shape(), &profile_book, &settings);
+    assert_eq!(off.estimate.support_cm3, 0.0);
+    let warned = off.warnings.iter().find_map(|w| match w {
+        QuoteWarning::UnsupportedOverhangs { area_mm2 } => Some(*area_mm2),
+        _ => None,
+    });
+    assert!(warned.is_some_and(|a| a > 250), "the 300 mm² under the bar is named: {:?}", off.warnings);
+    let auto = priced(t_shape(), &PriceBook::builtin(), &settings);
+    assert!(auto.estimate.support_cm3 > 0.0 && auto.supports.as_ref().is_some_and(|s| s.priced && !s.profile_on));
+    assert!(auto.warnings.iter().any(|w| matches!(w, QuoteWarning::SupportsAdded { .. })), "{:?}", auto.warnings);
+    // Priced: more plastic and more time than without them (the total may
+    // sit at the minimum order either way for so small a part).
+    assert!(auto.estimate.material_cm3 > off.estimate.material_cm3);
+    assert!(auto.estimate.print_time_s > off.estimate.print_time_s);
+    // A cube needs none: no warning either way.
+    let cube = priced(cuboid([20.0; 3]), &profile_book, &settings);
+    assert!(cube.warnings.is_empty(), "{:?}", cube.warnings);
+}
+
+/// `farm profile import` of the MK3S preset from PrusaSlicer's own bundle
+/// gives the flat preset the harness slices with, byte for byte.
+#[test]
+fn profile_import_flattens_a_vendor_bundle() {
+    let bundle_text = include_str!("../../benches/slicer/vendor/PrusaResearch.ini");
+    let bundle = Bundle::parse(bundle_text, BundleLimits::default()).unwrap();
+    let flat = bundle
+        .import(
+            "Original Prusa i3 MK3S & MK3S+",
+            Some("0.20mm QUALITY @MK3"),
+            Some("Generic PLA"),
+            BundleLimits::default(),
+        )
+        .unwrap();
+    let expected = include_str!("../../benches/slicer/presets/prusa_mk3s_020_quality.ini");
+    assert_eq!(flat.to_ini(), expected);
+    let loaded = FdmProfile::from_ini(&flat.to_ini()).unwrap();
+    let p = &loaded.profile;
+    assert_eq!((p.layer_height, p.nozzle_diameter, p.fill_pattern.as_str()), (0.2, 0.4, "gyroid"));
+    assert_eq!(p.slowdown_below_layer_time, 15.0);
+    assert!(p.machine_limits_apply() && p.perimeter_acceleration == 800.0, "{p:?}");
+    // What stays ignored is what the estimate does not model (seams, wall
+    // transitions, anchors, bridging angles, ...); no print host or
+    // multi-material key is among them.
+    assert!(loaded.ignored_keys.len() <= 30, "most keys are read or irrelevant: {:?}", loaded.ignored_keys);
+    for key in ["octoprint_host", "serial_port", "interface_shells", "support_material_synchronize_layers"] {
+        assert!(loaded.irrelevant_keys.iter().any(|k| k == key), "{key} is irrelevant: {:?}", loaded.ignored_keys);
+    }
+    // Defaults: the printer's own print and filament.
+    assert!(bundle.import("Original Prusa i3 MK3S & MK3S+", None, None, BundleLimits::default()).is_ok());
+}
+
+/// Observations made from known corrections: calibrate finds them, and
+/// the cross-validated error falls to almost nothing.
+#[test]
+fn calibrate_recovers_a_known_correction() {
+    let truth_time = [1.25, 0.85, 1.1, 1.0, 1.4, 1.0];
+    let truth_material = [1.05, 0.95, 1.0, 1.0, 1.0, 1.0];
+    let base = profile("layer_height = 0.2\nfirst_layer_height = 0.2\n");
+    let mut observations = Vec::new();
+    for (i, size) in [
+        [20.0, 20.0, 10.0],
+        [40.0, 10.0, 15.0],
+        [30.0, 30.0, 5.0],
+        [12.0, 12.0, 30.0],
+        [50.0, 20.0, 8.0],
+        [25.0, 25.0, 25.0],
+        [8.0, 8.0, 20.0],
+        [60.0, 40.0, 4.0],
+        [15.0, 35.0, 12.0],
+        [45.0, 45.0, 10.0],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for density in ["15%", "40%"] {
+            let p = profile(&format!("layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = {density}\n"));
+            let _ = &base;
+            let e = estimate(&cuboid(size), &p);
+            let mut truth = e.clone();
+            let mut time = 0.0;
+            let mut material = 0.0;
+            for c in &mut truth.breakdown {
+                let k = fdm::FEATURE_CLASSES.iter().position(|(_, f)| f.contains(&c.feature)).unwrap();
+                time += c.time_s * truth_time[k];
+                material += c.material_cm3 * truth_material[k];
+            }
+            observations.push(Observation {
+                name: format!("{i}-{density}"),
+                estimate: e,
+                time_s: time,
+                material_cm3: material,
+            });
+        }
+    }
+    let c = calibration::fit(&observations, 5, "fingerprint").unwrap();
+    assert!(c.fit.time_before > 0.05, "the observations differ from the estimate: {:?}", c.fit);
+    assert!(c.fit.time_after_cv < 0.02 && c.fit.material_after_cv < 0.02, "{:?}", c.fit);
+    for (k, class) in calibration::CLASSES.iter().enumerate() {
+        if ["perimeters", "infill"].contains(class) {
+            assert!((c.time[k] - truth_time[k]).abs() < 0.12, "{class}: {} vs {}", c.time[k], truth_time[k]);
+        }
+    }
+    // Travel is a few per cent of these blocks' time: the ridge keeps it
+    // near 1, but it moves the right way.
+    let travel = calibration::CLASSES.iter().position(|c| *c == "travel").unwrap();
+    assert!(c.time[travel] > 1.0 && c.time[travel] <= truth_time[travel], "travel: {}", c.time[travel]);
+    // The file reads back, and a quote with it says it was calibrated.
+    let back = calibration::Calibration::from_toml(&c.to_toml()).unwrap();
+    assert_eq!(back.time.map(|v| (v * 1e4).round()), c.time.map(|v| (v * 1e4).round()));
+    let settings = PrintSettings { calibration: Some(back), ..PrintSettings::fdm(LoadedProfile::defaults()) };
+    let q = priced(cuboid([20.0; 3]), &PriceBook::builtin(), &settings);
+    assert!(q.calibrated);
+    assert!(q.warnings.iter().any(|w| matches!(w, QuoteWarning::CalibrationForAnotherProfile)));
+    assert!(calibration::fit(&observations[..2], 5, "x").is_err(), "too few to cross-validate");
+}
