@@ -212,5 +212,19 @@ async fn insert_history(dir: &str, model_id: &str, quote: &Value, count: usize) 
         }
         query.execute(&mut *tx).await.expect("insert seeded orders");
     }
+    // What the list shows of each quote is kept beside it, as the API
+    // stores it when an order is priced (the same extraction as migration
+    // 0010 for orders priced before it).
+    sqlx::query(
+        "UPDATE orders SET machine = json_extract(quote, '$.machine.name'), \
+                size_x_mm = json_extract(quote, '$.analysis.bounding_box.size[0]'), \
+                size_y_mm = json_extract(quote, '$.analysis.bounding_box.size[1]'), \
+                size_z_mm = json_extract(quote, '$.analysis.bounding_box.size[2]'), \
+                print_time_s = json_extract(quote, '$.print_time_s') \
+         WHERE quote IS NOT NULL AND machine IS NULL",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("store the seeded orders' list facts");
     tx.commit().await.unwrap();
 }

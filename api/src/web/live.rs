@@ -381,7 +381,8 @@ mod tests {
 
     #[test]
     fn streams_are_bounded_in_all_and_per_key() {
-        let hub = Hub::new(&WebSettings { max_event_streams: 3, max_event_streams_per_key: 2, ..WebSettings::default() });
+        let hub =
+            Hub::new(&WebSettings { max_event_streams: 3, max_event_streams_per_key: 2, ..WebSettings::default() });
         let first = hub.admit("ada").unwrap();
         let _second = hub.admit("ada").unwrap();
         assert!(hub.admit("ada").is_none(), "a third stream of one key");

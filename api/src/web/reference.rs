@@ -78,7 +78,7 @@ impl Reference {
             "max_model_bytes": max_model_bytes,
             // Faces steeper than this from the horizontal need support: the
             // 3D preview colours them before a quote says more.
-            "overhang_angle_deg": calculator::fdm::support_angle_deg(&pricing.fdm.profile),
+            "overhang_angle_deg": calculator::fdm::support_angle_deg(&pricing.settings.fdm.profile),
         });
         let body = serde_json::to_vec(&document).expect("reference data always serializes");
         let digest = Sha256::digest(&body);

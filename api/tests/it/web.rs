@@ -218,9 +218,7 @@ impl EventStream {
     /// Reads until the server ends the stream; false if it is still open
     /// after `patience`.
     async fn ends_within(mut self, patience: Duration) -> bool {
-        let drain = async {
-            while let Ok(Some(_)) = self.response.chunk().await {}
-        };
+        let drain = async { while let Ok(Some(_)) = self.response.chunk().await {} };
         tokio::time::timeout(patience, drain).await.is_ok()
     }
 
@@ -404,7 +402,8 @@ async fn an_event_stream_ends_with_its_session_or_its_key() {
     let app = farm_with(WebSettings { event_recheck: Duration::from_millis(200), ..WebSettings::default() }).await;
     // A page's stream, on its session cookie: signing out ends it.
     let (cookie, session) = sign_in(&app, &app.operator).await;
-    let on_cookie = EventStream::open_with(app.http.get(format!("{}/v1/events", app.base)).header(COOKIE, &cookie)).await;
+    let on_cookie =
+        EventStream::open_with(app.http.get(format!("{}/v1/events", app.base)).header(COOKIE, &cookie)).await;
     let csrf = session["csrf_token"].as_str().unwrap();
     let (status, _) = with_cookie(&app, reqwest::Method::DELETE, "/v1/session", &cookie, Some(csrf), None).await;
     assert_eq!(status, 204);
@@ -420,8 +419,8 @@ async fn an_event_stream_ends_with_its_session_or_its_key() {
 
 #[tokio::test]
 async fn one_key_cannot_take_every_event_stream() {
-    let app = farm_with(WebSettings { max_event_streams: 4, max_event_streams_per_key: 2, ..WebSettings::default() })
-        .await;
+    let app =
+        farm_with(WebSettings { max_event_streams: 4, max_event_streams_per_key: 2, ..WebSettings::default() }).await;
     let _first = EventStream::open(&app.base, &app.operator).await;
     let _second = EventStream::open(&app.base, &app.operator).await;
     let third = app.http.get(format!("{}/v1/events", app.base)).bearer_auth(&app.operator).send().await.unwrap();
