@@ -663,6 +663,9 @@ pub(crate) struct WebArgs {
     /// Open live-update streams of one key (its sessions included).
     #[arg(long, env = "FARM_MAX_EVENT_STREAMS_PER_KEY", default_value_t = 8)]
     pub(crate) max_event_streams_per_key: usize,
+    /// Sign-ins of the pages one key may make in a minute.
+    #[arg(long, env = "FARM_MAX_SIGN_INS_PER_MINUTE", default_value_t = 30)]
+    pub(crate) max_sign_ins_per_minute: u32,
     /// How often an open stream checks that its key or session still
     /// stands, seconds.
     #[arg(long, env = "FARM_EVENT_RECHECK_S", default_value_t = 5.0)]

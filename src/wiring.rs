@@ -621,6 +621,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
                 secure_cookies: args.web.secure_cookies,
                 max_event_streams: args.web.max_event_streams,
                 max_event_streams_per_key: args.web.max_event_streams_per_key.max(1),
+                max_sign_ins_per_minute: args.web.max_sign_ins_per_minute.max(1),
                 event_recheck: seconds("--event-recheck-s", args.web.event_recheck_s)?,
                 max_filter_scan: args.web.max_filter_scan.max(1),
                 // Order changes reach the consoles on every replica through

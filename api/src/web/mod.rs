@@ -45,6 +45,8 @@ pub struct WebSettings {
     /// Open event streams of one key (its sessions included) at once: one
     /// operator's tabs, not the whole bound.
     pub max_event_streams_per_key: usize,
+    /// Sign-ins one key may make in a minute; more get 429.
+    pub max_sign_ins_per_minute: u32,
     /// How often an open stream checks that its key or session still
     /// stands; a revoked key, a signed-out or expired session ends it.
     pub event_recheck: Duration,
@@ -71,6 +73,7 @@ impl Default for WebSettings {
             secure_cookies: false,
             max_event_streams: 256,
             max_event_streams_per_key: 8,
+            max_sign_ins_per_minute: 30,
             event_recheck: Duration::from_secs(5),
             event_buffer: 1024,
             event_keep_alive: Duration::from_secs(15),

@@ -63,13 +63,41 @@ struct SessionRow {
     expires_at_ms: i64,
 }
 
-/// Checked sessions, remembered for a few seconds.
+/// Checked sessions, remembered for a few seconds, and each key's recent
+/// sign-ins.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     remembered: Mutex<HashMap<String, (SessionRow, Instant)>>,
+    sign_ins: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
+/// One minute: the window sign-ins are counted in.
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Keys whose sign-in windows are kept before the ended ones are dropped.
+const SIGN_IN_KEYS_KEPT: usize = 10_000;
+
 impl Sessions {
+    /// Counts a sign-in of `key_id`; the seconds to wait when the key has
+    /// had `per_minute` already in its current minute. Every sign-in writes
+    /// a row, so a flood of them would take the database's write lock from
+    /// everyone else.
+    fn admit_sign_in(&self, key_id: &str, per_minute: u32, now: Instant) -> Result<(), u64> {
+        let mut sign_ins = self.sign_ins.lock().expect("sign-in count lock");
+        if sign_ins.len() >= SIGN_IN_KEYS_KEPT {
+            sign_ins.retain(|_, (start, _)| now.duration_since(*start) < SIGN_IN_WINDOW);
+        }
+        let (start, count) = sign_ins.entry(key_id.to_string()).or_insert((now, 0));
+        if now.duration_since(*start) >= SIGN_IN_WINDOW {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= per_minute {
+            return Err(SIGN_IN_WINDOW.saturating_sub(now.duration_since(*start)).as_secs().max(1));
+        }
+        *count += 1;
+        Ok(())
+    }
+
     async fn lookup(&self, store: &Store, token_sha256: &str, now: i64) -> Result<Option<SessionRow>, StoreError> {
         let remembered = self.remembered.lock().expect("session cache lock").get(token_sha256).cloned();
         if let Some((row, at)) = remembered
@@ -200,7 +228,9 @@ fn cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
         (status = 201, body = SessionView, description = "signed in; the cookie `farm_session` is set"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "the key is not valid"),
         (status = 403, body = ErrorBody, description = "a CRM key has no session"),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many sign-ins of this key in a minute"),
+        (status = 500, body = ErrorBody)
     )
 )]
 async fn sign_in(
@@ -214,6 +244,13 @@ async fn sign_in(
         return Err(AppError::Unauthorized("the key is not valid, or has been revoked".into()));
     };
     principal.require(&[KeyKind::Operator, KeyKind::Seller])?;
+    let per_minute = state.settings.web.max_sign_ins_per_minute;
+    if let Err(retry_after_s) = state.web.sessions.admit_sign_in(&principal.key_id, per_minute, Instant::now()) {
+        return Err(AppError::TooManyRequests {
+            message: format!("this key signed in {per_minute} times in the last minute; wait and sign in again"),
+            retry_after_s,
+        });
+    }
     let now = now_ms();
     let ttl = state.settings.web.session_ttl;
     let token = random_token();
@@ -375,6 +412,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_signs_in_a_bounded_number_of_times_a_minute() {
+        let sessions = Sessions::default();
+        let start = Instant::now();
+        assert_eq!(sessions.admit_sign_in("ada", 2, start), Ok(()));
+        assert_eq!(sessions.admit_sign_in("ada", 2, start + Duration::from_secs(1)), Ok(()));
+        assert_eq!(sessions.admit_sign_in("ada", 2, start + Duration::from_secs(15)), Err(45), "wait for the window");
+        assert_eq!(sessions.admit_sign_in("bob", 2, start + Duration::from_secs(15)), Ok(()), "another key");
+        assert_eq!(sessions.admit_sign_in("ada", 2, start + Duration::from_secs(60)), Ok(()), "a new minute");
+    }
 
     #[test]
     fn the_session_token_is_found_among_other_cookies_and_nothing_else_is_taken_for_it() {

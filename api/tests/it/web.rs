@@ -429,3 +429,19 @@ async fn one_key_cannot_take_every_event_stream() {
     let _bob = EventStream::open(&app.base, &other).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_that_signs_in_too_often_is_told_to_wait() {
+    let app = farm_with(WebSettings { max_sign_ins_per_minute: 2, ..WebSettings::default() }).await;
+    sign_in(&app, &app.operator).await;
+    sign_in(&app, &app.operator).await;
+    let response =
+        app.http.post(format!("{}/v1/session", app.base)).json(&json!({ "key": app.operator })).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+    // Another key is not held back by it.
+    sign_in(&app, &app.seller).await;
+    app.stop().await;
+}
