@@ -606,17 +606,29 @@ async fn complete_order(
     principal: Principal,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
+    takers_move(&state, &principal, &order_id, OrderEvent::Complete, "complete").await
+}
+
+/// Moves a taken order by `event` (complete, release) for the operator who
+/// took it; another operator is refused with who has it.
+async fn takers_move(
+    state: &AppState,
+    principal: &Principal,
+    order_id: &str,
+    event: OrderEvent,
+    verb: &str,
+) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Operator])?;
-    let current = visible_order(&state, &principal, &order_id).await?;
+    let current = visible_order(state, principal, order_id).await?;
     if current.status == OrderStatus::ManufacturingStarted
         && current.assignee.as_deref() != Some(principal.name.as_str())
     {
         return Err(AppError::Forbidden(format!(
-            "order `{order_id}` is {}'s; only the operator who took it may complete it",
+            "order `{order_id}` is {}'s; only the operator who took it may {verb} it",
             current.assignee.unwrap_or_default()
         )));
     }
-    Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Complete, &principal.name).await?)?))
+    Ok(Json(OrderView::of(move_order(state, order_id, event, &principal.name).await?)?))
 }
 
 /// Gives a taken order back to the list, unmade; only the operator who took
@@ -634,17 +646,7 @@ async fn release_order(
     principal: Principal,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
-    principal.require(&[KeyKind::Operator])?;
-    let current = visible_order(&state, &principal, &order_id).await?;
-    if current.status == OrderStatus::ManufacturingStarted
-        && current.assignee.as_deref() != Some(principal.name.as_str())
-    {
-        return Err(AppError::Forbidden(format!(
-            "order `{order_id}` is {}'s; only the operator who took it may release it",
-            current.assignee.unwrap_or_default()
-        )));
-    }
-    Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Release, &principal.name).await?)?))
+    takers_move(&state, &principal, &order_id, OrderEvent::Release, "release").await
 }
 
 /// Marks a completed order shipped.

@@ -256,9 +256,9 @@ fn validate(settings: &OrdersBench) -> Result<(), FarmError> {
 async fn measure(settings: &OrdersBench, target: &Target) -> Result<OrdersReport, FarmError> {
     // Minting the first key opens the database with the farm's own code,
     // which runs the migrations: the schema is the real one.
-    let reader = mint_operators(settings, target, &["bench-lister".to_string()]).await?.remove(0);
+    let reader = mint_keys(settings, target, "operator", &["bench-lister".to_string()]).await?.remove(0);
     let names: Vec<String> = (1..=settings.takers).map(|n| format!("bench-taker-{n:02}")).collect();
-    let takers = mint_operators(settings, target, &names).await?;
+    let takers = mint_keys(settings, target, "operator", &names).await?;
     let crm = mint_keys(settings, target, "crm", &["bench-crm".to_string()]).await?.remove(0);
 
     let pool = AnyPoolOptions::new()
@@ -328,12 +328,13 @@ async fn phases(
     // The cache on, as in production: the list, then the take (whose
     // write-through must take the order off the cached list).
     let (farm, cache_ready) = start_farm(settings, target, &[]).await?;
+    let intakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tracing::info!(seconds = cache_ready.as_secs_f64(), "the cache is ready; measuring the list from it");
     let with_cache = async {
         let from_cache = list_under_load(farm.base(), &reader.token, settings.rate, settings, "cache").await?;
         tracing::info!("racing {} operators for one order", takers.len());
         let take = take_race(farm.base(), reader, takers, settings.limit, pool).await?;
-        let under_writes = under_writes(&farm, reader, crm, pool, settings, "cache").await?;
+        let under_writes = under_writes(&farm, reader, crm, &intakes, pool, settings, "cache").await?;
         Ok::<_, FarmError>((from_cache, take, under_writes))
     }
     .await;
@@ -350,7 +351,7 @@ async fn phases(
     tracing::info!("measuring the list from the database");
     let with_database = async {
         let from_database = list_under_load(farm.base(), &reader.token, settings.rate, settings, "database").await?;
-        let under_writes = under_writes(&farm, reader, crm, pool, settings, "database").await?;
+        let under_writes = under_writes(&farm, reader, crm, &intakes, pool, settings, "database").await?;
         Ok::<_, FarmError>((from_database, under_writes))
     }
     .await;
@@ -378,6 +379,7 @@ async fn under_writes(
     farm: &Farm,
     reader: &Operator,
     crm: &Operator,
+    intakes: &Arc<std::sync::atomic::AtomicUsize>,
     pool: &AnyPool,
     settings: &OrdersBench,
     mode: &str,
@@ -388,7 +390,7 @@ async fn under_writes(
     let model = mesh::write_binary_stl(&mesh::cuboid([20.0, 20.0, 20.0]));
     let model_id = farm.upload(model).await?;
     let seller = Operator { name: "bench".into(), token: farm.token().to_string() };
-    let writers = writes::Writers { seller, crm: crm.clone(), model_id };
+    let writers = writes::Writers { seller, crm: crm.clone(), model_id, intakes: intakes.clone() };
     tracing::info!(mode, write_rate = settings.write_rate, "the list under writes");
     writes::ladder(farm.base(), reader, &writers, pool, settings, mode).await.map(Some)
 }
@@ -532,14 +534,8 @@ struct Operator {
     token: String,
 }
 
-/// Mints operator keys with the farm's own `farm keys create-operator`, a
-/// few processes at a time.
-async fn mint_operators(settings: &OrdersBench, target: &Target, names: &[String]) -> Result<Vec<Operator>, FarmError> {
-    mint_keys(settings, target, "operator", names).await
-}
-
-/// Mints keys of `kind` (`operator`, `seller`, `crm`), a few processes at a
-/// time.
+/// Mints keys of `kind` (`operator`, `seller`, `crm`) with the farm's own
+/// `farm keys create-<kind>`, a few processes at a time.
 async fn mint_keys(
     settings: &OrdersBench,
     target: &Target,

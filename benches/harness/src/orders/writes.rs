@@ -73,6 +73,10 @@ pub(super) struct Writers {
     pub crm: Operator,
     /// A model the seller uploaded; every intake orders it.
     pub model_id: String,
+    /// Intakes so far, across steps and both farms of a run (they share
+    /// the database and so its quote cache): each asks for a quantity the
+    /// quote cache has not seen lately.
+    pub intakes: Arc<AtomicUsize>,
 }
 
 /// The ladder at `rates` on the farm at `base`, each step with `write_rate`
@@ -144,10 +148,6 @@ struct Writer {
     task: tokio::task::JoinHandle<(Vec<Written>, Duration)>,
 }
 
-/// Counts intakes across steps and runs, so each one asks for a quantity
-/// the quote cache has not seen lately.
-static INTAKES: AtomicUsize = AtomicUsize::new(0);
-
 impl Writer {
     fn start(base: &str, writers: &Writers, rate: f64, to_approve: Vec<String>) -> Result<Self, FarmError> {
         let client = http_client()?;
@@ -175,7 +175,7 @@ impl Writer {
                         }))
                     }
                     None => {
-                        let n = INTAKES.fetch_add(1, Ordering::Relaxed);
+                        let n = writers.intakes.fetch_add(1, Ordering::Relaxed);
                         client.post(format!("{base}/v1/orders")).bearer_auth(&writers.seller.token).json(&json!({
                             "model_id": writers.model_id,
                             "material": if (n / QUANTITIES).is_multiple_of(2) { "pla" } else { "petg" },
