@@ -675,6 +675,41 @@ pub(crate) struct WebArgs {
     pub(crate) max_filter_scan: usize,
 }
 
+/// Webhook deliveries and the farm's events on the broker.
+#[derive(Debug, Args)]
+pub(crate) struct WebhookArgs {
+    /// Let webhooks point at loopback, private and link-local addresses
+    /// (refused by default: protection against SSRF).
+    #[arg(long, env = "FARM_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) webhook_allow_private: bool,
+    /// How long one delivery attempt may take, seconds.
+    #[arg(long, env = "FARM_WEBHOOK_TIMEOUT_S", default_value_t = 10.0)]
+    pub(crate) webhook_timeout_s: f64,
+    /// The pause after a first failed attempt, seconds; it doubles per
+    /// attempt, with jitter.
+    #[arg(long, env = "FARM_WEBHOOK_FIRST_BACKOFF_S", default_value_t = 10.0)]
+    pub(crate) webhook_first_backoff_s: f64,
+    /// The longest pause between attempts, seconds.
+    #[arg(long, env = "FARM_WEBHOOK_MAX_BACKOFF_S", default_value_t = 3600.0)]
+    pub(crate) webhook_max_backoff_s: f64,
+    /// How long a delivery is retried before it is marked failed, hours.
+    #[arg(long, env = "FARM_WEBHOOK_RETRY_FOR_H", default_value_t = 24.0)]
+    pub(crate) webhook_retry_for_h: f64,
+    /// Delivery attempts in flight at once, per API process.
+    #[arg(long, env = "FARM_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub(crate) webhook_concurrency: usize,
+    /// Webhooks one key may have.
+    #[arg(long, env = "FARM_MAX_WEBHOOKS_PER_KEY", default_value_t = 10)]
+    pub(crate) max_webhooks_per_key: i64,
+    /// How often the webhook sender and the events relay look for new work
+    /// when idle, seconds.
+    #[arg(long, env = "FARM_EVENT_POLL_S", default_value_t = 0.5)]
+    pub(crate) event_poll_s: f64,
+    /// Events delivered and published are forgotten after this many days.
+    #[arg(long, env = "FARM_EVENT_RETENTION_DAYS", default_value_t = 7.0)]
+    pub(crate) event_retention_days: f64,
+}
+
 /// How jobs are routed, timed and retried.
 #[derive(Debug, Args)]
 pub(crate) struct JobArgs {
@@ -816,6 +851,8 @@ pub(crate) struct ServiceArgs {
     pub(crate) jobs: JobArgs,
     #[command(flatten)]
     pub(crate) web: WebArgs,
+    #[command(flatten)]
+    pub(crate) webhooks: WebhookArgs,
     /// How long to keep retrying an unreachable broker at start, seconds.
     #[arg(long, env = "FARM_BROKER_CONNECT_PATIENCE_S", default_value_t = 60)]
     pub(crate) broker_connect_patience_s: u64,

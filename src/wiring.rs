@@ -630,6 +630,12 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
                 channel: format!("{}:orders:changes", args.queue_prefix),
                 ..api::web::WebSettings::default()
             },
+            webhooks: webhook_settings(&args.webhooks)?,
+            events: api::events::EventSettings {
+                poll: seconds("--event-poll-s", args.webhooks.event_poll_s)?,
+                retention: seconds("--event-retention-days", args.webhooks.event_retention_days * 86_400.0)?,
+                ..api::events::EventSettings::default()
+            },
             ..ApiSettings::default()
         };
         let cache = match &args.redis_url {
@@ -665,11 +671,24 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
 
 /// A positive, finite number of seconds from a flag.
 pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        bail!("{flag} must be a positive number of seconds, got {value}")
+    match Duration::try_from_secs_f64(value) {
+        // A duration so long it overflows would panic further on: refuse it.
+        Ok(duration) if value > 0.0 && duration.as_secs() < 100 * 365 * 86_400 => Ok(duration),
+        _ => bail!("{flag} must be a positive number of seconds under a century, got {value}"),
     }
+}
+
+fn webhook_settings(args: &crate::cli::WebhookArgs) -> anyhow::Result<api::webhooks::WebhookSettings> {
+    Ok(api::webhooks::WebhookSettings {
+        allow_private: args.webhook_allow_private,
+        timeout: seconds("--webhook-timeout-s", args.webhook_timeout_s)?,
+        first_backoff: seconds("--webhook-first-backoff-s", args.webhook_first_backoff_s)?,
+        max_backoff: seconds("--webhook-max-backoff-s", args.webhook_max_backoff_s)?,
+        retry_for: seconds("--webhook-retry-for-h", args.webhook_retry_for_h * 3600.0)?,
+        concurrency: args.webhook_concurrency.max(1),
+        max_per_key: args.max_webhooks_per_key.max(0),
+        ..api::webhooks::WebhookSettings::default()
+    })
 }
 
 fn worker_settings(

@@ -11,6 +11,8 @@ mod consume;
 mod contract;
 mod dead_letters;
 pub mod error;
+pub mod events;
+mod events_relay;
 pub mod letters;
 mod monitor;
 pub mod orders;
@@ -25,6 +27,7 @@ pub mod telemetry;
 mod text;
 mod upload;
 pub mod web;
+pub mod webhooks;
 
 pub use error::AppError;
 pub use startup::{ApiSettings, Application, Services, StartupError, serve_ops};

@@ -52,6 +52,14 @@ async fn observe(state: &AppState) {
         metrics::gauge!("farm_outbox_backlog").set(backlog as f64);
         metrics::gauge!("farm_outbox_oldest_unsent_age_seconds").set(lag_ms as f64 / 1000.0);
     }
+    if let Ok((backlog, lag_ms)) = services.store.unpublished_events(now).await {
+        metrics::gauge!("farm_events_unpublished").set(backlog as f64);
+        metrics::gauge!("farm_events_oldest_unpublished_age_seconds").set(lag_ms as f64 / 1000.0);
+    }
+    if let Ok((pending, age_ms)) = services.store.delivery_backlog(now).await {
+        metrics::gauge!("farm_webhook_deliveries_pending").set(pending as f64);
+        metrics::gauge!("farm_webhook_oldest_pending_age_seconds").set(age_ms as f64 / 1000.0);
+    }
     if let Ok(waiting) = services.store.oldest_pricing_by_lane(now).await {
         for lane in Lane::ALL {
             let age = waiting.iter().find(|(l, _)| l == lane.as_str()).map_or(0, |(_, age)| *age);

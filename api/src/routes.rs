@@ -43,6 +43,7 @@ use crate::store::{Cancelled, JobRow, ModelRow};
         (name = "orders", description = "Orders of sellers and the old integration"),
         (name = "operators", description = "The factory operators' list and actions"),
         (name = "crm", description = "Status events from the CRM"),
+        (name = "webhooks", description = "Signed deliveries of the farm's events to a URL of the caller's"),
         (name = "pages", description = "Sessions and reference data of the console and the quote page"),
         (name = "ops", description = "Probes and metrics")
     )
@@ -73,6 +74,7 @@ fn registrations(model_limit: usize) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(cancel_job))
         .merge(crate::orders::routes::router())
         .merge(crate::letters::router())
+        .merge(crate::webhooks::routes::router())
         .merge(crate::web::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))

@@ -52,6 +52,10 @@ pub struct ApiSettings {
     pub operator_cache: bool,
     /// The console, the quote page, sessions and live updates.
     pub web: crate::web::WebSettings,
+    /// Webhook deliveries and what a key may ask for.
+    pub webhooks: crate::webhooks::WebhookSettings,
+    /// The farm's events on the broker.
+    pub events: crate::events::EventSettings,
 }
 
 impl Default for ApiSettings {
@@ -73,6 +77,8 @@ impl Default for ApiSettings {
             monitor_interval: Duration::from_secs(10),
             operator_cache: true,
             web: crate::web::WebSettings::default(),
+            webhooks: crate::webhooks::WebhookSettings::default(),
+            events: crate::events::EventSettings::default(),
         }
     }
 }
@@ -180,6 +186,8 @@ impl Application {
         let monitor = tokio::spawn(crate::monitor::run(state.clone(), shutdown.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
         let web = tokio::spawn(crate::web::run(state.clone(), shutdown.clone()));
+        let events = tokio::spawn(crate::events_relay::run(state.clone(), shutdown.clone()));
+        let webhooks = tokio::spawn(crate::webhooks::deliver::run(state.clone(), shutdown.clone()));
         let timeout = state.settings.request_timeout;
         let state_limits = state.settings.connections;
         let (router, _) = crate::routes::router(state);
@@ -189,7 +197,7 @@ impl Application {
         // The server stops only on shutdown or a fatal error; make sure the
         // background tasks stop either way.
         shutdown.cancel();
-        let _ = tokio::join!(relay, results, dead_letters, orders, crm, cache, monitor, upkeep, web);
+        let _ = tokio::join!(relay, results, dead_letters, orders, crm, cache, monitor, upkeep, web, events, webhooks);
         served
     }
 }

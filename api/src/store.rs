@@ -13,6 +13,8 @@ use scheduler::{JobFailure, JobMessage, Lane, ResultEvent, ResultMessage};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::events::PricingOutcome;
+
 /// The columns `job_from_row` reads, in every query that loads a job.
 const JOB_COLUMNS: &str = "job_id, model_id, material, colour, quantity, lane, status, quote, error_kind, \
                            error_message, stage, percent, heartbeat_at_ms, worker, deliveries, owner_key_id, \
@@ -647,6 +649,8 @@ impl Store {
                 if done.rows_affected() == 1 {
                     let priced = Ok((document.as_str(), quote.total, quote.currency.as_str()));
                     crate::orders::store::settle_orders_of_job(&mut tx, job_id, priced, at).await?;
+                    let outcome = PricingOutcome::Succeeded { total: quote.total, currency: &quote.currency };
+                    crate::events::pricing_ended(&mut tx, job_id, outcome, at).await?;
                 }
                 (done, "succeeded")
             }
@@ -924,6 +928,7 @@ async fn fail_job(
     // The orders it was pricing fail with it.
     if done.rows_affected() == 1 {
         crate::orders::store::settle_orders_of_job(tx, job_id, Err(message), at).await?;
+        crate::events::pricing_ended(tx, job_id, PricingOutcome::Failed { kind, message }, at).await?;
     }
     Ok(done)
 }

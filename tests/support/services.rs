@@ -42,6 +42,12 @@ pub(crate) fn missing<T>(service: &str, detail: &str) -> Option<T> {
     None
 }
 
+/// A problem outside what the test checks (its cleanup, say), printed so the
+/// person reading the output cannot miss it.
+pub(crate) fn warn(message: &str) {
+    eprintln!("\n!!!!!!!! WARNING: {message} !!!!!!!!\n");
+}
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
 }

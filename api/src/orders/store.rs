@@ -792,7 +792,7 @@ async fn insert_order_event(
     .bind(at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    crate::events::order_status_changed(tx, order_id, from.map(OrderStatus::as_str), to.as_str(), at).await
 }
 
 fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {

@@ -4,6 +4,9 @@
 #[path = "../../../tests/support/services.rs"]
 mod services;
 
+#[path = "../../../tests/support/receiver.rs"]
+mod receiver;
+
 mod cache;
 mod helpers;
 mod http;
@@ -12,3 +15,4 @@ mod letters;
 mod orders;
 mod store;
 mod web;
+mod webhooks;

@@ -128,19 +128,7 @@ impl AmqpBroker {
 
     pub(super) async fn publish(&self, queue: &str, message: &Outgoing) -> Result<(), BrokerError> {
         let session = self.session(PUBLISH_PATIENCE).await?;
-        let mut properties =
-            BasicProperties::default().with_delivery_mode(PERSISTENT).with_content_type("application/json".into());
-        if let Some(id) = &message.message_id {
-            properties = properties.with_message_id(ShortString::from(id.as_str()));
-        }
-        if !message.headers.is_empty() {
-            let mut headers = FieldTable::default();
-            for (key, value) in &message.headers {
-                headers
-                    .insert(ShortString::from(key.as_str()), AMQPValue::LongString(LongString::from(value.as_str())));
-            }
-            properties = properties.with_headers(headers);
-        }
+        let properties = persistent_properties(message);
         let confirm = session
             .publisher
             .basic_publish(
@@ -160,6 +148,32 @@ impl AmqpBroker {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) | Confirmation::Nack(_) | Confirmation::NotRequested => {
                 Err(BrokerError::NotConfirmed { queue: queue.into() })
+            }
+        }
+    }
+
+    pub(super) async fn publish_event(&self, routing_key: &str, message: &Outgoing) -> Result<(), BrokerError> {
+        let session = self.session(PUBLISH_PATIENCE).await?;
+        let exchange = self.inner.topology.events.as_str();
+        let confirm = session
+            .publisher
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                // Not mandatory: an event no queue is bound for yet is
+                // simply not wanted, unlike a job with no queue.
+                BasicPublishOptions::default(),
+                &message.payload,
+                persistent_properties(message),
+            )
+            .await
+            .map_err(self.failed("basic.publish"))?
+            .await
+            .map_err(self.failed("basic.publish"))?;
+        match confirm {
+            Confirmation::Ack(_) => Ok(()),
+            Confirmation::Nack(_) | Confirmation::NotRequested => {
+                Err(BrokerError::NotConfirmed { queue: exchange.to_string() })
             }
         }
     }
@@ -341,8 +355,28 @@ async fn open_session(url: &str, topology: &Topology) -> Result<Session, String>
 
 /// The whole topology, idempotently: exchanges, the dead-letter queue, and
 /// the work queues that dead-letter into it.
+/// A persistent JSON message with `message`'s id and headers.
+fn persistent_properties(message: &Outgoing) -> BasicProperties {
+    let mut properties =
+        BasicProperties::default().with_delivery_mode(PERSISTENT).with_content_type("application/json".into());
+    if let Some(id) = &message.message_id {
+        properties = properties.with_message_id(ShortString::from(id.as_str()));
+    }
+    if !message.headers.is_empty() {
+        let mut headers = FieldTable::default();
+        for (key, value) in &message.headers {
+            headers.insert(ShortString::from(key.as_str()), AMQPValue::LongString(LongString::from(value.as_str())));
+        }
+        properties = properties.with_headers(headers);
+    }
+    properties
+}
+
 async fn declare(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare(topology.events.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
     for exchange in [&topology.dead_letter_exchange, &topology.control] {
         channel
             .exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())

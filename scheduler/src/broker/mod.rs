@@ -74,6 +74,10 @@ pub struct Topology {
     pub orders_incoming: String,
     /// Status events from the CRM, for the API.
     pub crm_events: String,
+    /// A durable topic exchange of the farm's own events (a price, a failed
+    /// price, an order's new status), routed by their type, for the CRM
+    /// and the shop to bind their queues to.
+    pub events: String,
     /// Deliveries of one message before the broker dead-letters it. Set
     /// explicitly: RabbitMQ 3.x has no default and 4.x drops the message
     /// after 20 unless a dead-letter exchange exists.
@@ -100,6 +104,7 @@ impl Topology {
             control: format!("{prefix}.pricing.control"),
             orders_incoming: format!("{prefix}.orders.incoming"),
             crm_events: format!("{prefix}.crm.events"),
+            events: format!("{prefix}.events"),
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
         }
     }
@@ -202,6 +207,17 @@ impl Broker {
                 b.publish(queue, message);
                 Ok(())
             }
+        }
+    }
+
+    /// Publishes one of the farm's events to the events exchange under
+    /// `routing_key` and returns once the broker confirms it. A message no
+    /// queue is bound for is not an error: nobody has asked for it yet. The
+    /// in-process broker has no one to tell and drops it.
+    pub async fn publish_event(&self, routing_key: &str, message: &Outgoing) -> Result<(), BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.publish_event(routing_key, message).await,
+            Broker::Memory(_) => Ok(()),
         }
     }
 
