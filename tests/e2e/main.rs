@@ -8,6 +8,9 @@
 #[path = "../support/services.rs"]
 mod services;
 
+#[path = "../support/receiver.rs"]
+mod receiver;
+
 mod bench;
 mod cli;
 mod contract;
@@ -15,3 +18,4 @@ mod embedded;
 mod helpers;
 mod observability;
 mod production;
+mod webhooks;

@@ -70,7 +70,7 @@ pub(crate) async fn delete_queues(amqp_url: &str, prefix: &str) {
             let queue = format!("{prefix}.{suffix}");
             channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
         }
-        for suffix in ["pricing.dead", "pricing.control"] {
+        for suffix in ["pricing.dead", "pricing.control", "events"] {
             let exchange = format!("{prefix}.{suffix}");
             channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
         }

@@ -74,6 +74,11 @@ impl Receiver {
         }
     }
 
+    /// Answers every request from now on with `statuses`, then 200.
+    pub(crate) fn answer_from_now(&self, statuses: &[u16]) {
+        *self.shared.script.lock().unwrap() = statuses.iter().copied().collect();
+    }
+
     pub(crate) fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
