@@ -112,6 +112,10 @@ async fn replay(
     match state.services.store.replay_dead_letter(id, now_ms()).await? {
         Replay::Queued { job_id } => {
             state.relay_wakeup.notify_one();
+            // The orders the dead job failed are pricing again under it.
+            for order in state.services.store.orders_of_job(&job_id).await? {
+                crate::orders::changed(&state, &order).await;
+            }
             Ok((StatusCode::ACCEPTED, Json(Replayed { id, job_id: Some(job_id), queued: true })))
         }
         Replay::AlreadyReplayed { job_id } => Ok((StatusCode::OK, Json(Replayed { id, job_id, queued: false }))),

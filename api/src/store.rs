@@ -762,6 +762,7 @@ impl Store {
             return Ok(Replay::AlreadyReplayed { job_id: replayed });
         }
         insert_job_tx(&mut tx, &job, &job.message()).await?;
+        crate::orders::store::reprice_failed_orders_of_job(&mut tx, job_id, new_job_id, now_ms).await?;
         tx.commit().await?;
         Ok(Replay::Queued { job_id: job.job_id })
     }

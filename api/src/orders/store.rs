@@ -758,6 +758,31 @@ pub(crate) async fn settle_orders_of_job(
     Ok(())
 }
 
+/// Hands the orders that failed with `dead_job_id` to `new_job_id` (a
+/// replay of its dead letter), back in PRICING, inside the replay's
+/// transaction: once the replay prices, so are they.
+pub(crate) async fn reprice_failed_orders_of_job(
+    tx: &mut Transaction<'_, Any>,
+    dead_job_id: &str,
+    new_job_id: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query(
+        "UPDATE orders SET status = 'PRICING', job_id = $2, failure = NULL, version = version + 1, updated_at_ms = $3 \
+         WHERE job_id = $1 AND status = 'PRICING_FAILED' RETURNING order_id",
+    )
+    .bind(dead_job_id)
+    .bind(new_job_id)
+    .bind(at)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let order_id: String = row.try_get("order_id")?;
+        insert_order_event(tx, &order_id, Some(OrderStatus::PricingFailed), OrderStatus::Pricing, "replay", at).await?;
+    }
+    Ok(())
+}
+
 async fn set_status(
     tx: &mut Transaction<'_, Any>,
     order_id: &str,

@@ -77,3 +77,51 @@ async fn a_dead_letter_is_replayed_once_through_the_outbox_and_its_new_job_is_pr
     assert_eq!(priced["model_id"], model["model_id"]);
     app.stop().await;
 }
+
+/// An order whose job was dead-lettered fails with it; replaying the letter
+/// once the cause is fixed prices the order too, through its new job.
+#[tokio::test]
+async fn replaying_an_orders_dead_letter_prices_the_order_again() {
+    let mut app = spawn_farm(ApiSettings::default(), vec![]).await;
+    let (_, model) = app.post_model(cube_stl(12.0)).await;
+    let (status, order) = app
+        .post_as(&app.seller, "/v1/orders", json!({"model_id": model["model_id"], "material": "pla", "quantity": 1}))
+        .await;
+    assert_eq!(status, 201, "{order}");
+    let order_id = order["order_id"].as_str().unwrap().to_string();
+    let dead_job = order["job_id"].as_str().unwrap().to_string();
+    let letter = DeadLetter {
+        job_id: Some(dead_job.clone()),
+        queue: "test.pricing.fast".into(),
+        reason: "delivery_limit".into(),
+        payload: "{}".into(),
+    };
+    app.store.record_dead_letter(&letter, 1).await.unwrap();
+    let (_, failed) = app.get_as(&app.seller, &format!("/v1/orders/{order_id}")).await;
+    assert_eq!(failed["status"], "PRICING_FAILED", "{failed}");
+
+    let (_, page) = app.get_as(&app.operator, "/v1/operator/dead-letters").await;
+    let id = page["dead_letters"][0]["id"].as_i64().unwrap();
+    let (status, replayed) =
+        app.post_as(&app.operator, &format!("/v1/operator/dead-letters/{id}/replay"), json!({})).await;
+    assert_eq!(status, 202, "{replayed}");
+    let new_job = replayed["job_id"].as_str().unwrap();
+    let (_, pricing) = app.get_as(&app.seller, &format!("/v1/orders/{order_id}")).await;
+    assert_eq!((pricing["status"].as_str(), pricing["job_id"].as_str()), (Some("PRICING"), Some(new_job)), "{pricing}");
+
+    app.add_worker(test_worker(scheduler::Lane::Fast)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, now) = app.get_as(&app.seller, &format!("/v1/orders/{order_id}")).await;
+        if now["status"] == "PRICED" {
+            assert!(now["quote"]["total"].as_f64().unwrap() > 0.0, "{now}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the replayed order never priced: {now}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let history = app.store.order_history(&order_id).await.unwrap();
+    let statuses: Vec<&str> = history.iter().map(|(_, to, _)| to.as_str()).collect();
+    assert_eq!(statuses, ["CREATED", "PRICING", "PRICING_FAILED", "PRICING", "PRICED"]);
+    app.stop().await;
+}
