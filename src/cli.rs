@@ -57,6 +57,34 @@ pub(crate) enum Command {
     /// cause is fixed.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Prices again, under the current price book, every order priced and
+    /// not yet approved whose quote came from another book; each keeps its
+    /// old quote in its history. The jobs go through the outbox (a running
+    /// API relays them).
+    Reprice(RepriceArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RepriceArgs {
+    /// The current price book's version (that of `--price-book`, or the
+    /// built-in book's): orders priced under any other are priced again.
+    #[arg(long)]
+    pub(crate) before_version: String,
+    /// Orders to reprice at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) limit: i64,
+    /// The price book TOML file the farm prices with; without it, the
+    /// built-in book.
+    #[arg(long, env = "FARM_PRICE_BOOK")]
+    pub(crate) price_book: Option<PathBuf>,
+    /// Models with more triangles than this go to the slow lane.
+    #[arg(long, env = "FARM_SLOW_LANE_TRIANGLES", default_value_t = 1_000_000)]
+    pub(crate) slow_lane_triangles: u64,
+    /// Models larger than this go to the slow lane, bytes.
+    #[arg(long, env = "FARM_SLOW_LANE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub(crate) slow_lane_bytes: u64,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]

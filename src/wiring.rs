@@ -37,6 +37,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys(command),
         Command::Orders(OrdersCommand::Audit(args)) => audit_orders(args),
         Command::DeadLetters(command) => dead_letters(command),
+        Command::Reprice(args) => reprice(args),
         Command::Plan(args) => planning::plan(&args),
     }
 }
@@ -185,6 +186,37 @@ fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
+    telemetry::init_logs(LogFormat::Auto, "warn");
+    let current = match &args.price_book {
+        None => PriceBook::builtin().version,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            PriceBook::from_toml(&text).with_context(|| format!("invalid price book `{}`", path.display()))?.version
+        }
+    };
+    if args.before_version != current {
+        bail!(
+            "the price book is version `{current}`, not `{}`: reprice under the book the farm prices with \
+             (--price-book or FARM_PRICE_BOOK), naming its version",
+            args.before_version
+        );
+    }
+    if args.limit < 1 {
+        bail!("--limit must be at least 1");
+    }
+    let (runtime, store) = open_existing_store(&args.store)?;
+    let slow = api::orders::reprice::SlowLane { triangles: args.slow_lane_triangles, bytes: args.slow_lane_bytes };
+    let now = scheduler::messages::now_ms();
+    let repriced = runtime
+        .block_on(api::orders::reprice::reprice_under(&store, &current, slow, args.limit, "farm reprice", now))
+        .context("cannot reprice the orders")?;
+    for done in &repriced {
+        output::text(&format!("order {}: queued job {}\n", done.order_id, done.job_id))?;
+    }
+    output::text(&format!("{} orders repriced under price book `{current}`\n", repriced.len()))
 }
 
 fn audit_orders(args: AuditArgs) -> anyhow::Result<()> {

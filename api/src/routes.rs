@@ -401,9 +401,11 @@ pub(crate) async fn cached_quote(
 
 /// The lane for a model: slow when its size says it will take long.
 pub(crate) fn lane_for(model: &ModelRow, settings: &crate::startup::ApiSettings) -> Lane {
-    let triangles = u64::try_from(model.triangles).unwrap_or(0);
-    let bytes = u64::try_from(model.size_bytes).unwrap_or(0);
-    if triangles > settings.slow_lane_triangles || bytes > settings.slow_lane_bytes { Lane::Slow } else { Lane::Fast }
+    slow_lane(settings).lane(model)
+}
+
+pub(crate) fn slow_lane(settings: &crate::startup::ApiSettings) -> crate::orders::reprice::SlowLane {
+    crate::orders::reprice::SlowLane { triangles: settings.slow_lane_triangles, bytes: settings.slow_lane_bytes }
 }
 
 pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {

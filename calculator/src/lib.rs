@@ -259,6 +259,9 @@ pub struct Quote {
     pub total: f64,
     pub currency: String,
     pub price_book_version: String,
+    /// How long the price holds once given, days (the price book's
+    /// `quote_valid_days`).
+    pub valid_days: u32,
     /// Profile keys the estimate did not use (FDM, or SLA with a preset).
     pub ignored_profile_keys: Vec<String>,
     /// The orientation the estimate is for.
@@ -641,6 +644,7 @@ pub fn quote(
         total,
         currency: book.currency.clone(),
         price_book_version: book.version.clone(),
+        valid_days: book.quote_valid_days,
         ignored_profile_keys,
         orientation,
         supports,

@@ -219,6 +219,9 @@ pub struct PriceBook {
     pub setup_fee: f64,
     pub minimum_order: f64,
     pub max_quantity: u32,
+    /// How long a quote's price holds once given, days: an order must be
+    /// approved within it, or priced again.
+    pub quote_valid_days: u32,
     pub rounding: Rounding,
     /// Whether FDM quotes charge supports the profile leaves off.
     pub supports: SupportPolicy,
@@ -287,6 +290,8 @@ mod raw {
         minimum_order: f64,
         #[serde(default = "default_max_quantity")]
         max_quantity: u32,
+        #[serde(default = "default_quote_valid_days")]
+        quote_valid_days: u32,
         #[serde(default = "default_rounding")]
         rounding: Rounding,
         #[serde(default = "default_supports")]
@@ -303,6 +308,10 @@ mod raw {
 
     fn default_max_quantity() -> u32 {
         10_000
+    }
+
+    fn default_quote_valid_days() -> u32 {
+        30
     }
 
     fn default_rounding() -> Rounding {
@@ -423,6 +432,12 @@ mod raw {
             if self.max_quantity == 0 {
                 return Err(PriceBookError("`max_quantity` must be at least 1".into()));
             }
+            if !(1..=3650).contains(&self.quote_valid_days) {
+                return Err(PriceBookError(format!(
+                    "`quote_valid_days` must be 1 to 3650, got {}",
+                    self.quote_valid_days
+                )));
+            }
             let rounding = Rounding { step: positive("rounding.step", self.rounding.step)?, mode: self.rounding.mode };
             let mut quantity_breaks = Vec::with_capacity(self.quantity_breaks.len());
             for (i, b) in self.quantity_breaks.iter().enumerate() {
@@ -472,6 +487,7 @@ mod raw {
                 setup_fee,
                 minimum_order,
                 max_quantity: self.max_quantity,
+                quote_valid_days: self.quote_valid_days,
                 rounding,
                 supports: self.supports,
                 supports_min_area_mm2: number("supports_min_area_mm2", self.supports_min_area_mm2, 0.0..)?,

@@ -271,6 +271,11 @@ pub struct QuoteDoc {
     pub estimate: Vec<ComponentDoc>,
     pub line_items: Vec<LineItemDoc>,
     pub price_book_version: String,
+    /// How long the price holds once given, days; an order's
+    /// `quote_valid_until_ms` counts from when it was priced. Documents
+    /// stored before it existed read as the default, 30.
+    #[serde(default = "default_valid_days")]
+    pub valid_days: u32,
     /// Keys of the print profile the estimate did not use (those that could
     /// change time or material; temperatures, fans and the like are not
     /// listed).
@@ -383,6 +388,7 @@ impl QuoteDoc {
                 .map(|i| LineItemDoc { label: i.label.clone(), basis: i.basis.clone(), amount: i.amount })
                 .collect(),
             price_book_version: quote.price_book_version.clone(),
+            valid_days: quote.valid_days,
             ignored_profile_keys: quote.ignored_profile_keys.clone(),
             warnings: quote.warnings.iter().map(ToString::to_string).collect(),
             analysis,
@@ -402,4 +408,8 @@ impl QuoteDoc {
             material_ml: (quote.technology == calculator::Technology::Sla).then_some(quote.material_cm3),
         }
     }
+}
+
+fn default_valid_days() -> u32 {
+    30
 }

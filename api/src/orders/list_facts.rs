@@ -15,6 +15,9 @@ pub struct QuoteFacts {
     print_time_s: Option<f64>,
     #[serde(default)]
     analysis: Option<Analysis>,
+    /// How long the price holds, days (older documents have none).
+    #[serde(default)]
+    valid_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -36,6 +39,11 @@ impl QuoteFacts {
     /// The facts of a stored quote; nothing for one that does not read.
     pub fn read(quote: &str) -> Self {
         serde_json::from_str(quote).unwrap_or_default()
+    }
+
+    /// When a price given at `priced_at_ms` stops holding.
+    pub fn valid_until_ms(&self, priced_at_ms: i64) -> Option<i64> {
+        self.valid_days.map(|days| priced_at_ms.saturating_add(i64::from(days) * 86_400_000))
     }
 
     pub fn machine(&self) -> Option<String> {

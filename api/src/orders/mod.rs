@@ -8,11 +8,13 @@
 //! - [`facets`]: what the list shows of a quote, and its filters.
 //! - [`routes`]: the HTTP routes.
 //! - [`intake`]: the RabbitMQ consumers (incoming orders, CRM events).
+//! - [`reprice`]: pricing orders again under the current price book.
 
 pub mod cache;
 pub mod facets;
 pub(crate) mod intake;
 pub mod list_facts;
+pub mod reprice;
 pub(crate) mod routes;
 pub mod status;
 pub mod store;

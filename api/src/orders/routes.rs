@@ -34,6 +34,9 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
         .routes(routes!(retry_pricing))
+        .routes(routes!(reprice))
+        .routes(routes!(reprice_all))
+        .routes(routes!(quote_history))
         .routes(routes!(operator_orders))
         .routes(routes!(take_order))
         .routes(routes!(complete_order))
@@ -84,6 +87,9 @@ pub(crate) struct OrderView {
     failure: Option<String>,
     /// The operator who took it.
     assignee: Option<String>,
+    /// When the quote's price stops holding: the CRM's approval is refused
+    /// after it, until the order is repriced.
+    quote_valid_until_ms: Option<i64>,
     created_at_ms: i64,
     updated_at_ms: i64,
     version: i64,
@@ -109,6 +115,7 @@ impl OrderView {
             currency: o.currency,
             failure: o.failure,
             assignee: o.assignee,
+            quote_valid_until_ms: o.quote_valid_until_ms,
             created_at_ms: o.created_at_ms,
             updated_at_ms: o.updated_at_ms,
             version: o.version,
@@ -421,10 +428,41 @@ async fn retry_pricing(
     principal: Principal,
     Path(order_id): Path<String>,
 ) -> Result<(StatusCode, Json<OrderView>), AppError> {
+    price_again(&state, &principal, order_id, OrderEvent::RetryPricing).await
+}
+
+/// Prices a `PRICED` order, not yet approved, again under the current price
+/// book (its seller or an operator): its quote expired, or the book
+/// changed. The old quote is kept (`GET /v1/orders/{id}/quotes`); the
+/// order goes back to `PRICING` and settles as any other.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/reprice",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 202, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn reprice(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<(StatusCode, Json<OrderView>), AppError> {
+    price_again(&state, &principal, order_id, OrderEvent::Reprice).await
+}
+
+/// A retry of failed pricing or a reprice: a new job with the order's
+/// inputs, queued with the order's move back to `PRICING`.
+async fn price_again(
+    state: &Arc<AppState>,
+    principal: &Principal,
+    order_id: String,
+    event: OrderEvent,
+) -> Result<(StatusCode, Json<OrderView>), AppError> {
     principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
-    let order = visible_order(&state, &principal, &order_id).await?;
+    let order = visible_order(state, principal, &order_id).await?;
     if let Some(key_id) = &order.seller_key_id {
-        crate::quota::check_jobs(&state, key_id).await?;
+        crate::quota::check_jobs(state, key_id).await?;
     }
     let model = state.services.store.model(&order.model_id).await?.ok_or_else(|| {
         AppError::internal(format!("order {order_id} names model {} that is not stored", order.model_id))
@@ -440,7 +478,11 @@ async fn retry_pricing(
     );
     job.colour = order.colour;
     job.owner_key_id = order.seller_key_id;
-    let moved = state.services.store.retry_order_pricing(&order_id, &job, &principal.name, now).await?;
+    let store = &state.services.store;
+    let moved = match event {
+        OrderEvent::Reprice => store.reprice_order(&order_id, &job, &principal.name, now).await?,
+        _ => store.retry_order_pricing(&order_id, &job, &principal.name, now).await?,
+    };
     let row = match moved {
         Transitioned::Done(row) => *row,
         Transitioned::Illegal { current, error } => {
@@ -452,8 +494,118 @@ async fn retry_pricing(
         Transitioned::NotFound => return Err(AppError::NotFound { what: "order", id: order_id }),
     };
     state.relay_wakeup.notify_one();
-    super::changed(&state, &row).await;
+    super::changed(state, &row).await;
     Ok((StatusCode::ACCEPTED, Json(OrderView::of(row)?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RepriceAll {
+    /// The current price book's version: orders priced under any other are
+    /// priced again under it. Naming it guards against repricing under a
+    /// book other than the one meant.
+    before_version: String,
+    /// Orders to reprice at most in this call (1 to 5000; 500 by default);
+    /// call again for more.
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RepricedAll {
+    price_book_version: String,
+    repriced: Vec<crate::orders::reprice::Repriced>,
+}
+
+/// Prices again every order priced and not yet approved whose quote came
+/// from a price book other than the current one (operators), oldest first,
+/// up to `limit`; each keeps its old quote in its history.
+#[utoipa::path(
+    post,
+    path = "/v1/operator/orders/reprice",
+    tag = "operators",
+    request_body = RepriceAll,
+    responses((status = 202, body = RepricedAll), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn reprice_all(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: Result<Json<RepriceAll>, JsonRejection>,
+) -> Result<(StatusCode, Json<RepricedAll>), AppError> {
+    principal.require(&[KeyKind::Operator])?;
+    let Json(request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
+    let current = state.services.pricing.book.version.clone();
+    if request.before_version != current {
+        return Err(AppError::Conflict {
+            message: format!(
+                "the farm prices under price book `{current}`, not `{}`; name the current version",
+                request.before_version.escape_default()
+            ),
+            details: Some(serde_json::json!({ "price_book_version": current })),
+        });
+    }
+    let limit = request.limit.unwrap_or(500);
+    if !(1..=5000).contains(&limit) {
+        return Err(AppError::Unprocessable("`limit` must be 1 to 5000".into()));
+    }
+    let slow = crate::routes::slow_lane(&state.settings);
+    let store = &state.services.store;
+    let repriced =
+        crate::orders::reprice::reprice_under(store, &current, slow, limit, &principal.name, now_ms()).await?;
+    state.relay_wakeup.notify_one();
+    for done in &repriced {
+        if let Some(order) = store.order(&done.order_id).await? {
+            super::changed(&state, &order).await;
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(RepricedAll { price_book_version: current, repriced })))
+}
+
+#[derive(Serialize, ToSchema)]
+struct QuoteHistory {
+    order_id: String,
+    /// The quote the order has now, if it is priced.
+    #[schema(value_type = Option<Object>)]
+    current: Option<serde_json::Value>,
+    /// The quotes it had before it was priced again, oldest first.
+    previous: Vec<PreviousQuote>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PreviousQuote {
+    job_id: Option<String>,
+    #[schema(value_type = Object)]
+    quote: serde_json::Value,
+    replaced_at_ms: i64,
+}
+
+/// An order's quote and the ones it had before (its seller or an operator).
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}/quotes",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = QuoteHistory), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn quote_history(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(order_id): Path<String>,
+) -> Result<Json<QuoteHistory>, AppError> {
+    principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
+    let order = visible_order(&state, &principal, &order_id).await?;
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).map_err(AppError::internal);
+    let previous = state
+        .services
+        .store
+        .order_quote_history(&order_id)
+        .await?
+        .into_iter()
+        .map(|(job_id, quote, replaced_at_ms)| Ok(PreviousQuote { job_id, quote: parse(&quote)?, replaced_at_ms }))
+        .collect::<Result<_, AppError>>()?;
+    let current = order.quote.as_deref().map(parse).transpose()?;
+    Ok(Json(QuoteHistory { order_id, current, previous }))
 }
 
 /// Cancels a cancelled order's pricing job, if it is still open.

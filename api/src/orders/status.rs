@@ -89,6 +89,9 @@ pub enum OrderEvent {
     Cancel,
     /// The operator who took it gives it back to the list, unmade.
     Release,
+    /// A priced order, not yet approved, is priced again under the current
+    /// price book (its quote expired, or the book changed).
+    Reprice,
 }
 
 impl OrderEvent {
@@ -104,6 +107,7 @@ impl OrderEvent {
             OrderEvent::Ship => "ship",
             OrderEvent::Cancel => "cancel",
             OrderEvent::Release => "release",
+            OrderEvent::Reprice => "reprice",
         }
     }
 }
@@ -131,6 +135,7 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Illegal
         (S::ManufacturingStarted, E::Complete) => S::ManufacturingCompleted,
         (S::ManufacturingCompleted, E::Ship) => S::Shipped,
         (S::ManufacturingStarted, E::Release) => S::ManufacturingApproved,
+        (S::Priced, E::Reprice) => S::Pricing,
         (status, E::Cancel) if !status.in_manufacturing() && status != S::Cancelled => S::Cancelled,
         (status, event) => {
             let why = match (status, event) {
@@ -139,6 +144,7 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Illegal
                 (S::Created | S::Pricing, E::Approve | E::Take) => "it has no price yet",
                 (S::PricingFailed, _) => "its pricing failed; retry its pricing or cancel it",
                 (_, E::RetryPricing) => "only an order whose pricing failed is priced again",
+                (_, E::Reprice) => "only a priced order not yet approved is repriced",
                 (S::Priced, E::Take) => "the CRM has not approved it for manufacturing",
                 (S::ManufacturingStarted, E::Take) => "an operator has already taken it",
                 (_, E::Approve) => "only a priced order can be approved",

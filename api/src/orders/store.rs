@@ -17,32 +17,35 @@ use crate::store::{JobRow, Store, StoreError};
 const ORDER_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
                              colour, quantity, job_id, quote, total, currency, status, failure, assignee, \
                              created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, \
-                             print_time_s";
+                             print_time_s, quote_valid_until_ms";
 
 /// The same, for the operators' list: every column but the quote document
 /// (kilobytes per order, and the list shows only the facts kept beside it).
 const LIST_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
                             colour, quantity, job_id, NULL AS quote, total, currency, status, failure, assignee, \
                             created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, \
-                            print_time_s";
+                            print_time_s, quote_valid_until_ms";
 
 /// Where a statement that stores a quote also stores what the list shows of
-/// it: parameters $6 to $10, after the statement's own first five.
-const SET_LIST_FACTS: &str = "machine = $6, size_x_mm = $7, size_y_mm = $8, size_z_mm = $9, print_time_s = $10";
+/// it, and until when its price holds: parameters $6 to $11, after the
+/// statement's own first five.
+const SET_LIST_FACTS: &str = "machine = $6, size_x_mm = $7, size_y_mm = $8, size_z_mm = $9, print_time_s = $10, \
+                              quote_valid_until_ms = $11";
 
 /// Binds a quote's list facts as `SET_LIST_FACTS` names them.
 trait BindListFacts {
-    fn bind_list_facts(self, facts: &QuoteFacts) -> Self;
+    fn bind_list_facts(self, facts: &QuoteFacts, priced_at_ms: i64) -> Self;
 }
 
 impl<'q> BindListFacts for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    fn bind_list_facts(self, facts: &QuoteFacts) -> Self {
+    fn bind_list_facts(self, facts: &QuoteFacts, priced_at_ms: i64) -> Self {
         let size = facts.size_mm();
         self.bind(facts.machine())
             .bind(size.map(|s| s[0]))
             .bind(size.map(|s| s[1]))
             .bind(size.map(|s| s[2]))
             .bind(facts.print_time_s())
+            .bind(facts.valid_until_ms(priced_at_ms))
     }
 }
 
@@ -75,6 +78,9 @@ pub struct OrderRow {
     pub machine: Option<String>,
     pub size_mm: Option<[f64; 3]>,
     pub print_time_s: Option<f64>,
+    /// When its price stops holding: it must be priced again before then,
+    /// or before it is approved.
+    pub quote_valid_until_ms: Option<i64>,
 }
 
 /// The orders an audit names, by id.
@@ -275,7 +281,7 @@ impl Store {
                 .bind(&quote)
                 .bind(total)
                 .bind(&currency)
-                .bind_list_facts(&facts)
+                .bind_list_facts(&facts, now)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -426,6 +432,55 @@ impl Store {
         self.move_order(order_id, OrderEvent::RetryPricing, actor, now_ms, Some(job)).await
     }
 
+    /// Prices a `PRICED` order, not yet approved, again under `job`: its
+    /// quote goes to `order_quotes` (the order's quote history) and the
+    /// order back to `PRICING`, in one transaction.
+    pub async fn reprice_order(
+        &self,
+        order_id: &str,
+        job: &JobRow,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Transitioned, StoreError> {
+        self.move_order(order_id, OrderEvent::Reprice, actor, now_ms, Some(job)).await
+    }
+
+    /// The quotes an order had before it was priced again, oldest first:
+    /// `(job_id, quote document, replaced_at_ms)`.
+    pub async fn order_quote_history(&self, order_id: &str) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT job_id, quote, replaced_at_ms FROM order_quotes WHERE order_id = $1 ORDER BY id")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("job_id")?, r.try_get("quote")?, r.try_get("replaced_at_ms")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
+    /// Orders priced and not yet approved whose quote was priced under a
+    /// price book version other than `current`, oldest first, up to `limit`.
+    pub async fn orders_priced_under_other_books(
+        &self,
+        current: &str,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let version = match self.engine() {
+            crate::store::Engine::Postgres => "quote::jsonb ->> 'price_book_version'",
+            crate::store::Engine::Sqlite => "json_extract(quote, '$.price_book_version')",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'PRICED' \
+               AND ({version} IS NULL OR {version} <> $1) ORDER BY created_at_ms, order_id LIMIT $2"
+        )))
+        .bind(current)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(order_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError)
+    }
+
     /// The one conditional move of an order by `event`; with `new_job`, the
     /// order is priced by that job from now on (its failure cleared) and the
     /// job is queued in the same transaction.
@@ -437,7 +492,13 @@ impl Store {
         now_ms: i64,
         new_job: Option<&JobRow>,
     ) -> Result<Transitioned, StoreError> {
-        let set_job = if new_job.is_some() { ", job_id = $7, failure = NULL" } else { "" };
+        // A new job replaces whatever price the order had: the old quote, if
+        // any, is kept in `order_quotes` first.
+        let set_job = if new_job.is_some() {
+            ", job_id = $7, failure = NULL, quote = NULL, total = NULL, quote_valid_until_ms = NULL"
+        } else {
+            ""
+        };
         // A take records the taker; a release puts the order back on the list
         // with nobody holding it; every other move keeps the assignee.
         let set_assignee = if event == OrderEvent::Release { "NULL" } else { "COALESCE($4, assignee)" };
@@ -472,6 +533,20 @@ impl Store {
             }
             if let Some(job) = new_job {
                 crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
+                if let Some(quote) = &current.quote {
+                    sqlx::query(
+                        "INSERT INTO order_quotes (order_id, job_id, quote, total, currency, replaced_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(order_id)
+                    .bind(current.job_id.as_deref())
+                    .bind(quote)
+                    .bind(current.total)
+                    .bind(current.currency.as_deref())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
             tx.commit().await?;
@@ -531,8 +606,18 @@ impl Store {
                         _ => crm_at.is_some_and(|seen| event.occurred_at_ms < seen),
                     };
                     let move_by = if event.approve { OrderEvent::Approve } else { OrderEvent::Cancel };
+                    let expired = event.approve && current.quote_valid_until_ms.is_some_and(|until| until < now_ms);
                     if stale {
                         CrmOutcome::Stale
+                    } else if expired {
+                        // Refused like any illegal move (not remembered), so
+                        // the CRM's retry applies once the order is repriced.
+                        let error = IllegalTransition {
+                            from: current.status,
+                            event: "approve",
+                            why: "its quote has expired; price it again first (POST /v1/orders/{id}/reprice)",
+                        };
+                        CrmOutcome::Illegal { current: Box::new(current), error }
                     } else {
                         match status::next(current.status, move_by) {
                             Err(error) => CrmOutcome::Illegal { current: Box::new(current), error },
@@ -736,7 +821,7 @@ pub(crate) async fn settle_orders_of_job(
             .bind(total)
             .bind(currency)
             .bind(at)
-            .bind_list_facts(&facts)
+            .bind_list_facts(&facts, at)
             .fetch_all(&mut **tx)
             .await?
             }
@@ -850,5 +935,6 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
             _ => None,
         },
         print_time_s: r.try_get("print_time_s")?,
+        quote_valid_until_ms: r.try_get("quote_valid_until_ms")?,
     })
 }

@@ -537,6 +537,12 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
         "/v1/operator/dead-letters/{id}/replay",
         "/v1/crm/events",
         "/v1/orders/{order_id}/release",
+        "/v1/orders/{order_id}/reprice",
+        "/v1/orders/{order_id}/quotes",
+        "/v1/operator/orders/reprice",
+        "/v1/webhooks",
+        "/v1/webhooks/{webhook_id}",
+        "/v1/webhooks/{webhook_id}/deliveries",
         "/v1/session",
         "/v1/reference",
         "/v1/events",
@@ -575,5 +581,97 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
             }
         }
     }
+    app.stop().await;
+}
+
+/// A quote holds for the price book's `quote_valid_days`; after that the
+/// CRM's approval is refused until the order is repriced, and the old quote
+/// stays in the order's history.
+#[tokio::test]
+async fn an_expired_quote_is_refused_approval_until_the_order_is_repriced() {
+    use api::orders::store::{CrmEvent, CrmOutcome};
+    let app = farm().await;
+    let model_id = model(&app, 14.0).await;
+    let (_, created) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla", "quantity": 1})).await;
+    let order_id = created["order_id"].as_str().unwrap().to_string();
+    let priced = wait_for_status(&app, &order_id, "PRICED").await;
+    let days = priced["quote"]["valid_days"].as_i64().unwrap();
+    assert_eq!(days, 30, "the built-in book's validity: {priced}");
+    let until = priced["quote_valid_until_ms"].as_i64().unwrap();
+    let priced_at = priced["updated_at_ms"].as_i64().unwrap();
+    assert_eq!(until, priced_at + days * 86_400_000, "{priced}");
+
+    // A day after the quote ran out, the CRM's approval is refused and not
+    // remembered.
+    let approval = |event_id: &str| CrmEvent {
+        event_id: event_id.into(),
+        order_id: order_id.clone(),
+        approve: true,
+        version: None,
+        occurred_at_ms: priced_at,
+    };
+    let late = until + 86_400_000;
+    match app.store.apply_crm_event(&approval("crm-late"), late).await.unwrap() {
+        CrmOutcome::Illegal { error, .. } => assert!(error.to_string().contains("expired"), "{error}"),
+        other => panic!("an expired quote was approved: {other:?}"),
+    }
+
+    // Repricing: another seller cannot; an unpriced order cannot be; its
+    // seller can, and the old quote is kept.
+    let other = mint(&app, api::auth::KeyKind::Seller, "globex").await;
+    let (status, _) = app.post_as(&other, &format!("/v1/orders/{order_id}/reprice"), json!({})).await;
+    assert_eq!(status, 404);
+    let (status, again) = app.post_as(&app.seller, &format!("/v1/orders/{order_id}/reprice"), json!({})).await;
+    assert_eq!((status, again["status"].as_str()), (202, Some("PRICING")), "{again}");
+    assert!(again["quote"].is_null() && again["quote_valid_until_ms"].is_null(), "{again}");
+    let (status, refused) = app.post_as(&app.seller, &format!("/v1/orders/{order_id}/reprice"), json!({})).await;
+    assert_eq!(status, 409, "only a priced order is repriced: {refused}");
+    let repriced = wait_for_status(&app, &order_id, "PRICED").await;
+    assert_ne!(repriced["job_id"], priced["job_id"]);
+    let (status, quotes) = app.get_as(&app.seller, &format!("/v1/orders/{order_id}/quotes")).await;
+    assert_eq!(status, 200, "{quotes}");
+    assert_eq!(quotes["previous"].as_array().unwrap().len(), 1, "{quotes}");
+    assert_eq!(quotes["previous"][0]["job_id"], priced["job_id"]);
+    assert_eq!(quotes["previous"][0]["quote"]["total"], priced["quote"]["total"]);
+    assert_eq!(quotes["current"]["total"], repriced["quote"]["total"]);
+
+    // The new quote holds from its own pricing: the approval applies now.
+    let now = repriced["updated_at_ms"].as_i64().unwrap();
+    let outcome = app.store.apply_crm_event(&approval("crm-after"), now).await.unwrap();
+    assert!(matches!(outcome, CrmOutcome::Applied(_)), "{outcome:?}");
+    app.stop().await;
+}
+
+/// The bulk reprice takes orders priced under another book than the one
+/// named, and refuses to run under a book the farm does not price with.
+#[tokio::test]
+async fn orders_priced_under_another_book_are_repriced_in_bulk() {
+    let app = farm().await;
+    let model_id = model(&app, 11.0).await;
+    let (_, created) = order(&app, &app.seller, json!({"model_id": model_id, "material": "pla", "quantity": 3})).await;
+    let order_id = created["order_id"].as_str().unwrap().to_string();
+    let priced = wait_for_status(&app, &order_id, "PRICED").await;
+    let current = priced["quote"]["price_book_version"].as_str().unwrap().to_string();
+
+    let (status, refused) =
+        app.post_as(&app.operator, "/v1/operator/orders/reprice", json!({"before_version": "not-this-one"})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["details"]["price_book_version"], current.as_str());
+    let (status, _) = app.post_as(&app.seller, "/v1/operator/orders/reprice", json!({"before_version": current})).await;
+    assert_eq!(status, 403);
+    let (status, none) =
+        app.post_as(&app.operator, "/v1/operator/orders/reprice", json!({"before_version": current})).await;
+    assert_eq!((status, none["repriced"].clone()), (202, json!([])), "priced under the current book: {none}");
+
+    // Under a newer book (by name), the order is stale and is repriced.
+    let stale = app.store.orders_priced_under_other_books("builtin-next", 10).await.unwrap();
+    assert_eq!(stale.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), [order_id.as_str()]);
+    let slow = api::orders::reprice::SlowLane { triangles: 1_000_000, bytes: 1 << 26 };
+    let repriced = api::orders::reprice::reprice_under(&app.store, "builtin-next", slow, 10, "test", 1).await.unwrap();
+    assert_eq!(repriced.len(), 1);
+    assert_eq!(repriced[0].order_id, order_id);
+    let back = wait_for_status(&app, &order_id, "PRICED").await;
+    assert_eq!(back["job_id"], repriced[0].job_id.as_str());
+    assert_eq!(back["quote"]["total"], priced["quote"]["total"], "the same book gives the same price");
     app.stop().await;
 }
