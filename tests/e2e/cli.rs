@@ -683,3 +683,19 @@ fn profile_import_and_calibrate_make_a_calibrated_shop_preset() {
     let ratio = q["print_time_s"].as_f64().unwrap() / quoted[0];
     assert!(ratio > 1.1 && ratio < 1.3, "calibrated time over the estimate: {ratio}");
 }
+
+#[test]
+fn reprice_runs_only_under_the_book_the_farm_prices_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (_, book, _) = run(&["price-book", "show"]);
+    let current = builtin_version(&book);
+    let missing = dir.path().join("no-farm-here");
+    assert_refused(&["reprice", "--before-version", &current, "--data-dir", missing.to_str().unwrap()], "no-farm-here");
+    let (code, _, stderr) = run(&["keys", "create-operator", "--name", "ops", "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_refused(&["reprice", "--before-version", "shop-1999.01", "--data-dir", data], "not `shop-1999.01`");
+    let (code, stdout, stderr) = run(&["reprice", "--before-version", &current, "--data-dir", data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("0 orders repriced under price book `{current}`")), "{stdout}");
+}
