@@ -724,8 +724,11 @@ pub(crate) struct WebhookArgs {
     #[arg(long, env = "FARM_WEBHOOK_RETRY_FOR_H", default_value_t = 24.0)]
     pub(crate) webhook_retry_for_h: f64,
     /// Delivery attempts in flight at once, per API process.
-    #[arg(long, env = "FARM_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "FARM_WEBHOOK_CONCURRENCY", default_value_t = 64)]
     pub(crate) webhook_concurrency: usize,
+    /// Delivery attempts in flight at once for one webhook.
+    #[arg(long, env = "FARM_WEBHOOK_PER_TARGET_CONCURRENCY", default_value_t = 4)]
+    pub(crate) webhook_per_target_concurrency: usize,
     /// Webhooks one key may have.
     #[arg(long, env = "FARM_MAX_WEBHOOKS_PER_KEY", default_value_t = 10)]
     pub(crate) max_webhooks_per_key: i64,

@@ -718,6 +718,7 @@ fn webhook_settings(args: &crate::cli::WebhookArgs) -> anyhow::Result<api::webho
         max_backoff: seconds("--webhook-max-backoff-s", args.webhook_max_backoff_s)?,
         retry_for: seconds("--webhook-retry-for-h", args.webhook_retry_for_h * 3600.0)?,
         concurrency: args.webhook_concurrency.max(1),
+        per_webhook_concurrency: args.webhook_per_target_concurrency.max(1),
         max_per_key: args.max_webhooks_per_key.max(0),
         ..api::webhooks::WebhookSettings::default()
     })

@@ -34,7 +34,7 @@ impl Default for EventSettings {
 }
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub enum EventType {
     #[serde(rename = "pricing.succeeded")]
     PricingSucceeded,
@@ -191,6 +191,20 @@ pub(crate) async fn pricing_ended(
     };
     let event = NewEvent { event_type, seller: seller.as_deref(), owner_key_id: owner.as_deref(), data };
     record(tx, event, at).await
+}
+
+/// `pricing.succeeded` for a job answered from the quote cache: no worker
+/// priced it, but its owner hears of it as of any other price.
+pub(crate) async fn priced_from_cache(
+    tx: &mut Transaction<'_, Any>,
+    job_id: &str,
+    quote: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let document: serde_json::Value = serde_json::from_str(quote).unwrap_or_default();
+    let total = document["total"].as_f64().unwrap_or_default();
+    let currency = document["currency"].as_str().unwrap_or_default();
+    pricing_ended(tx, job_id, PricingOutcome::Succeeded { total, currency }, at).await
 }
 
 /// An event as the relays read it back.

@@ -408,6 +408,7 @@ impl Store {
     pub async fn create_answered_job(&self, job: &JobRow, quote: &str, quote_key: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         insert_answered_job_tx(&mut tx, job, quote, quote_key).await?;
+        crate::events::priced_from_cache(&mut tx, &job.job_id, quote, job.created_at_ms).await?;
         tx.commit().await?;
         Ok(())
     }

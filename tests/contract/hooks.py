@@ -20,6 +20,19 @@ IDS = {
     "job_id": os.environ.get("FARM_ST_JOB_ID"),
 }
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A webhook target the farm under test accepts (it runs with
+# FARM_WEBHOOK_ALLOW_PRIVATE=true) and can never deliver to: the discard
+# port on loopback. A drawn URL is only ever a random string that fits the
+# pattern; what makes a real target acceptable (a public address that
+# resolves) is checked by the farm at run time, and tested on its own.
+WEBHOOK_TARGET = "http://127.0.0.1:9/contract-hook"
+
+
+def _webhook_target(path, body):
+    if path == "/v1/webhooks" and isinstance(body, dict) and isinstance(body.get("url"), str):
+        if re.match(r"^https?://", body["url"]) and len(body["url"]) <= 2048:
+            body["url"] = WEBHOOK_TARGET
+    return body
 
 
 def _path(ctx):
@@ -37,6 +50,7 @@ def map_body(ctx, body):
     if MODEL_ID and isinstance(body, dict) and isinstance(body.get("model_id"), str):
         if SHA256.match(body["model_id"]):
             body["model_id"] = MODEL_ID
+    body = _webhook_target(_path(ctx), body)
     if isinstance(body, dict) and isinstance(body.get("order_id"), str) and IDS["order_id"]:
         if body["order_id"].strip() and random.random() < 0.5:
             body["order_id"] = IDS["order_id"]
@@ -59,3 +73,5 @@ def before_call(ctx, case, **kwargs):
     if MODEL_FILE and case.operation.path == "/v1/models" and case.method.upper() == "POST":
         with open(MODEL_FILE, "rb") as f:
             case.body = f.read()
+    if case.method.upper() == "POST":
+        case.body = _webhook_target(case.operation.path, case.body)

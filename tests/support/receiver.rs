@@ -16,6 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 /// One request as it arrived.
+/// A "status" that makes the receiver read the request and never answer.
+pub(crate) const HANG: u16 = 0;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     pub(crate) path: String,
@@ -146,6 +149,10 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let answered = shared.script.lock().unwrap().pop_front().unwrap_or(200);
     shared.received.lock().unwrap().push(Received { path, headers, body, answered });
     shared.arrived.notify_waiters();
+    if answered == HANG {
+        // Never answers: holds the connection until the sender gives up.
+        std::future::pending::<()>().await;
+    }
     let answer = format!("HTTP/1.1 {answered} Answer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.shutdown().await;

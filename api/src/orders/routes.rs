@@ -505,9 +505,14 @@ struct RepriceAll {
     /// priced again under it. Naming it guards against repricing under a
     /// book other than the one meant.
     before_version: String,
-    /// Orders to reprice at most in this call (1 to 5000; 500 by default);
-    /// call again for more.
-    limit: Option<i64>,
+    /// Orders to reprice at most in this call; call again for more.
+    #[serde(default = "default_reprice_limit", deserialize_with = "crate::contract::whole_number")]
+    #[schema(minimum = 1, maximum = 5000, default = 500)]
+    limit: u32,
+}
+
+fn default_reprice_limit() -> u32 {
+    500
 }
 
 #[derive(Serialize, ToSchema)]
@@ -544,7 +549,7 @@ async fn reprice_all(
             details: Some(serde_json::json!({ "price_book_version": current })),
         });
     }
-    let limit = request.limit.unwrap_or(500);
+    let limit = i64::from(request.limit);
     if !(1..=5000).contains(&limit) {
         return Err(AppError::Unprocessable("`limit` must be 1 to 5000".into()));
     }

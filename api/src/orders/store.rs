@@ -284,6 +284,8 @@ impl Store {
                 .bind_list_facts(&facts, now)
                 .execute(&mut *tx)
                 .await?;
+                // After the order names its job, so the event lists it.
+                crate::events::priced_from_cache(&mut tx, &job.job_id, &quote, now).await?;
             }
         }
         tx.commit().await?;

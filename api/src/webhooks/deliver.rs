@@ -1,16 +1,19 @@
 //! The sender: fans new events out into deliveries, then POSTs the due
-//! ones, signed, a bounded number at a time, and records every attempt.
+//! ones, signed, each attempt a task of its own within bounds (in all and
+//! per webhook), and records every attempt.
 //!
 //! The client follows no redirect (a 3xx is a failed attempt: a redirect
 //! could point anywhere), uses no proxy from the environment, and resolves
 //! names through `target::PublicOnly`, so the address check holds at
 //! connect time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use scheduler::messages::now_ms;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::WebhookSettings;
@@ -33,37 +36,48 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             return;
         }
     };
-    let store = &state.services.store;
+    let mut sender = Sender {
+        store: state.services.store.clone(),
+        client,
+        permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        in_flight: Arc::default(),
+        attempts: JoinSet::new(),
+        settings,
+    };
     let mut failures = 0u32;
     let mut last_prune = Instant::now();
     loop {
-        let pause = match pass(store, &client, &settings).await {
+        let pause = match sender.pass().await {
             Ok(busy) => {
                 failures = 0;
-                if busy { Duration::ZERO } else { settings.poll }
+                if busy { Duration::ZERO } else { sender.settings.poll }
             }
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "webhook pass failed; its deliveries stay pending");
-                (settings.poll * 2u32.saturating_pow(failures.min(6))).min(Duration::from_secs(30))
+                (sender.settings.poll * 2u32.saturating_pow(failures.min(6))).min(Duration::from_secs(30))
             }
         };
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
             let before = now_ms() - i64::try_from(state.settings.events.retention.as_millis()).unwrap_or(i64::MAX);
-            match store.prune_events(before).await {
+            match sender.store.prune_events(before).await {
                 Ok(pruned) if pruned > 0 => tracing::info!(pruned, "forgot old events"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning old events failed"),
             }
         }
-        // Attempts under way finish (each is bounded by the timeout) before
-        // shutdown is noticed: the pass above has returned by now.
+        // A finished attempt frees a slot: look for more work at once.
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
+            Some(_) = sender.attempts.join_next(), if !sender.attempts.is_empty() => {}
         }
     }
+    // Attempts under way are dropped, not awaited: a receiver that hangs
+    // must not hold the shutdown. Their claims run out and they are made
+    // again later, which at-least-once delivery allows.
+    sender.attempts.abort_all();
     tracing::info!("webhook sender stopped");
 }
 
@@ -78,26 +92,86 @@ fn client(settings: &WebhookSettings) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// One pass: fan out, then send what is due. True when a batch was full
-/// (more may be waiting).
-async fn pass(store: &Store, client: &reqwest::Client, settings: &WebhookSettings) -> Result<bool, String> {
-    let fanned = store.fan_out_events(settings.batch, now_ms()).await.map_err(|e| e.to_string())?;
-    let lease_ms = i64::try_from((settings.timeout * 2 + Duration::from_secs(30)).as_millis()).unwrap_or(i64::MAX);
-    let claimed = store.claim_due_deliveries(settings.batch, now_ms(), lease_ms).await.map_err(|e| e.to_string())?;
-    let count = claimed.len();
-    let recorded = futures_util::stream::iter(claimed)
-        .map(|delivery| async move {
-            let outcome = attempt(client, settings, &delivery).await;
-            record_metrics(&outcome);
-            store.record_attempt(&delivery, &outcome).await
-        })
-        .buffer_unordered(settings.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    if let Some(Err(e)) = recorded.into_iter().find(Result::is_err) {
-        return Err(e.to_string());
+/// The attempts in flight: at most `concurrency` in all and
+/// `per_webhook_concurrency` for one webhook, so a receiver that hangs
+/// holds a few slots, never all of them.
+struct Sender {
+    store: Store,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    permits: Arc<Semaphore>,
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    attempts: JoinSet<()>,
+}
+
+impl Sender {
+    /// Fans new events out, then starts attempts for as many due
+    /// deliveries as there are free slots. True when there may be more to
+    /// do at once.
+    async fn pass(&mut self) -> Result<bool, String> {
+        let settings = &self.settings;
+        let fanned = self.store.fan_out_events(settings.batch, now_ms()).await.map_err(|e| e.to_string())?;
+        let free = self.permits.available_permits().min(usize::try_from(settings.batch).unwrap_or(usize::MAX));
+        if free == 0 {
+            return Ok(fanned as i64 >= settings.batch);
+        }
+        let per_webhook = settings.per_webhook_concurrency.max(1);
+        let busy: Vec<String> = {
+            let in_flight = self.in_flight.lock().expect("the in-flight map is never poisoned");
+            in_flight.iter().filter(|(_, n)| **n >= per_webhook).map(|(id, _)| id.clone()).collect()
+        };
+        let lease_ms = i64::try_from((settings.timeout + Duration::from_secs(30)).as_millis()).unwrap_or(i64::MAX);
+        let claimed =
+            self.store.claim_due_deliveries(free as i64, now_ms(), lease_ms, &busy).await.map_err(|e| e.to_string())?;
+        let started = claimed.len();
+        let mut put_back = Vec::new();
+        for delivery in claimed {
+            {
+                let mut in_flight = self.in_flight.lock().expect("the in-flight map is never poisoned");
+                let count = in_flight.entry(delivery.webhook_id.clone()).or_default();
+                if *count >= per_webhook {
+                    put_back.push(delivery.delivery_id);
+                    continue;
+                }
+                *count += 1;
+            }
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                put_back.push(delivery.delivery_id);
+                self.finished(&delivery.webhook_id);
+                continue;
+            };
+            let (store, client, settings) = (self.store.clone(), self.client.clone(), self.settings.clone());
+            let in_flight = self.in_flight.clone();
+            self.attempts.spawn(async move {
+                let outcome = attempt(&client, &settings, &delivery).await;
+                record_metrics(&outcome);
+                if let Err(e) = store.record_attempt(&delivery, &outcome).await {
+                    // The claim runs out and the delivery is tried again.
+                    tracing::warn!(error = %e, delivery_id = delivery.delivery_id, "cannot record a webhook attempt");
+                }
+                release(&in_flight, &delivery.webhook_id);
+                drop(permit);
+            });
+        }
+        if !put_back.is_empty() {
+            self.store.release_claims(&put_back).await.map_err(|e| e.to_string())?;
+        }
+        Ok(fanned as i64 >= settings.batch || (started == free && put_back.is_empty()))
     }
-    Ok(fanned as i64 >= settings.batch || count as i64 >= settings.batch)
+
+    fn finished(&self, webhook_id: &str) {
+        release(&self.in_flight, webhook_id);
+    }
+}
+
+fn release(in_flight: &Mutex<HashMap<String, usize>>, webhook_id: &str) {
+    let mut in_flight = in_flight.lock().expect("the in-flight map is never poisoned");
+    if let Some(count) = in_flight.get_mut(webhook_id) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            in_flight.remove(webhook_id);
+        }
+    }
 }
 
 async fn attempt(client: &reqwest::Client, settings: &WebhookSettings, delivery: &ClaimedDelivery) -> AttemptOutcome {

@@ -35,6 +35,9 @@ pub struct WebhookSettings {
     pub retry_for: Duration,
     /// Attempts in flight at once, per API process.
     pub concurrency: usize,
+    /// Attempts in flight at once for one webhook: a receiver that hangs
+    /// holds this many slots, never all of them.
+    pub per_webhook_concurrency: usize,
     /// Deliveries claimed per pass.
     pub batch: i64,
     /// How often the sender looks for due deliveries when idle.
@@ -53,7 +56,8 @@ impl Default for WebhookSettings {
             first_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(3600),
             retry_for: Duration::from_secs(24 * 3600),
-            concurrency: 16,
+            concurrency: 64,
+            per_webhook_concurrency: 4,
             batch: 100,
             poll: Duration::from_millis(500),
             max_per_key: 10,

@@ -98,19 +98,22 @@ pub(crate) enum NextStep {
 const ATTEMPTS_LISTED: i64 = 20;
 
 impl Store {
-    /// Webhooks a key has now.
-    pub async fn webhook_count(&self, key_id: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE key_id = $1 AND deleted_at_ms IS NULL")
-            .bind(key_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    pub async fn create_webhook(&self, webhook: &NewWebhook<'_>) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Writes the webhook unless its key already has `max_per_key`; false
+    /// when it has. The count and the insert are one transaction, with the
+    /// key's row locked on PostgreSQL (SQLite has one writer), so requests
+    /// at once cannot pass the limit together.
+    pub async fn create_webhook(&self, webhook: &NewWebhook<'_>, max_per_key: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if self.engine() == crate::store::Engine::Postgres {
+            sqlx::query("SELECT key_id FROM api_keys WHERE key_id = $1 FOR UPDATE")
+                .bind(webhook.key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query(
             "INSERT INTO webhooks (webhook_id, key_id, url, events, secret, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE (SELECT COUNT(*) FROM webhooks WHERE key_id = $2 AND deleted_at_ms IS NULL) < $7",
         )
         .bind(webhook.webhook_id)
         .bind(webhook.key_id)
@@ -118,9 +121,11 @@ impl Store {
         .bind(webhook.events.join(","))
         .bind(webhook.secret)
         .bind(webhook.now_ms)
-        .execute(&self.pool)
+        .bind(max_per_key)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn webhooks_of(&self, key_id: &str) -> Result<Vec<WebhookRow>, StoreError> {
@@ -224,30 +229,38 @@ impl Store {
     }
 
     /// Claims up to `limit` deliveries that are due, for `lease_ms`, and
-    /// counts the attempt about to be made.
+    /// counts the attempt about to be made. Deliveries of the webhooks in
+    /// `busy` (those with all the attempts in flight they may have) are
+    /// left for later; first attempts go before retries, so a receiver that
+    /// keeps failing does not hold back everyone else's new events.
     pub(crate) async fn claim_due_deliveries(
         &self,
         limit: i64,
         now_ms: i64,
         lease_ms: i64,
+        busy: &[String],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let ids: Vec<i64> = sqlx::query(
+        let excluded = if busy.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 4)).collect();
+            format!("AND webhook_id NOT IN ({})", placeholders.join(", "))
+        };
+        let claim = format!(
             "UPDATE webhook_deliveries SET claimed_until_ms = $2, attempts = attempts + 1 \
              WHERE delivery_id IN (SELECT delivery_id FROM webhook_deliveries \
                                    WHERE status = 'pending' AND next_attempt_at_ms <= $1 \
-                                     AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
-                                   ORDER BY next_attempt_at_ms LIMIT $3) \
+                                     AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) {excluded} \
+                                   ORDER BY attempts, next_attempt_at_ms LIMIT $3) \
                AND status = 'pending' AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
-             RETURNING delivery_id",
-        )
-        .bind(now_ms)
-        .bind(now_ms + lease_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("delivery_id"))
-        .collect::<Result<_, _>>()?;
+             RETURNING delivery_id"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(claim)).bind(now_ms).bind(now_ms + lease_ms).bind(limit);
+        for webhook_id in busy {
+            query = query.bind(webhook_id.as_str());
+        }
+        let ids: Vec<i64> =
+            query.fetch_all(&self.pool).await?.iter().map(|r| r.try_get("delivery_id")).collect::<Result<_, _>>()?;
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
             let row = sqlx::query(
@@ -275,6 +288,21 @@ impl Store {
             });
         }
         Ok(claimed)
+    }
+
+    /// Hands back claimed deliveries not attempted after all: due again at
+    /// once, their attempt not counted.
+    pub(crate) async fn release_claims(&self, delivery_ids: &[i64]) -> Result<(), StoreError> {
+        for id in delivery_ids {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET claimed_until_ms = NULL, attempts = attempts - 1 \
+                 WHERE delivery_id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Records an attempt and moves its delivery on, in one transaction.

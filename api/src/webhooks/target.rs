@@ -34,6 +34,11 @@ pub fn parse(text: &str, max_chars: usize, allow_private: bool) -> Result<Url, T
         return Err(TargetError::TooLong(max_chars));
     }
     let url = Url::parse(text).map_err(|e| TargetError::Malformed(e.to_string()))?;
+    // Parsing percent-encodes and punycodes: the URL sent (and stored) may
+    // be much longer than the text given.
+    if url.as_str().chars().count() > max_chars {
+        return Err(TargetError::TooLong(max_chars));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(TargetError::Scheme(url.scheme().to_string()));
     }
@@ -114,12 +119,28 @@ fn not_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         _ if ip.is_documentation() => "documentation",
         _ if a == 198 && (b == 18 || b == 19) => "benchmarking",
         _ if a >= 240 => "reserved",
+        // The old 6to4 relay anycast range.
+        _ if a == 192 && b == 88 && c == 99 => "reserved (6to4 relay)",
         _ => return None,
     })
 }
 
 fn not_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // Forms that carry an IPv4 address inside are judged by it: the
+    // deprecated IPv4-compatible ::a.b.c.d, SIIT's ::ffff:0:a.b.c.d and
+    // 6to4's 2002:aabb:ccdd::.
+    let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    if segments[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        return not_public_v4(embedded(segments[6], segments[7])).or(Some("IPv4-compatible"));
+    }
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return not_public_v4(embedded(segments[6], segments[7])).or(Some("IPv4-translated"));
+    }
+    if first == 0x2002 {
+        return not_public_v4(embedded(segments[1], segments[2])).or(Some("6to4"));
+    }
     Some(match () {
         _ if ip.is_loopback() => "loopback",
         _ if ip.is_unspecified() => "unspecified",
@@ -129,6 +150,10 @@ fn not_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if first == 0x2001 && ip.segments()[1] == 0x0db8 => "documentation",
         // NAT64 (64:ff9b::/96) reaches IPv4 addresses, private ones too.
         _ if first == 0x0064 && ip.segments()[1] == 0xff9b => "translated (NAT64)",
+        // Teredo tunnels (2001::/32) reach whatever their server relays to.
+        _ if first == 0x2001 && segments[1] == 0 => "Teredo",
+        _ if first == 0x0100 && segments[1..4] == [0, 0, 0] => "discard-only",
+        _ if (first & 0xffc0) == 0xfec0 => "site-local",
         _ => return None,
     })
 }
@@ -194,6 +219,13 @@ mod tests {
             "http://[fd00::1]/",
             "http://[fe80::1]/",
             "http://[64:ff9b::a00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[2001:0:4136:e378::1]/",
+            "http://[100::1]/",
+            "http://[fec0::1]/",
+            "http://192.88.99.1/",
             "http://localhost:8080/",
             "http://api.localhost/",
         ] {
@@ -209,6 +241,9 @@ mod tests {
         assert!(matches!(refused("not a url"), TargetError::Malformed(_)));
         let long = format!("https://example.com/{}", "a".repeat(3000));
         assert_eq!(refused(&long), TargetError::TooLong(2048));
+        // Short as typed, long as sent: each `é` is six characters encoded.
+        let encoded = format!("https://example.com/{}", "é".repeat(400));
+        assert_eq!(refused(&encoded), TargetError::TooLong(2048));
     }
 
     #[test]
