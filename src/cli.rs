@@ -729,6 +729,9 @@ pub(crate) struct WebhookArgs {
     /// Delivery attempts in flight at once for one webhook.
     #[arg(long, env = "FARM_WEBHOOK_PER_TARGET_CONCURRENCY", default_value_t = 4)]
     pub(crate) webhook_per_target_concurrency: usize,
+    /// Delivery attempts in flight at once for all the webhooks of one key.
+    #[arg(long, env = "FARM_WEBHOOK_PER_KEY_CONCURRENCY", default_value_t = 8)]
+    pub(crate) webhook_per_key_concurrency: usize,
     /// Webhooks one key may have.
     #[arg(long, env = "FARM_MAX_WEBHOOKS_PER_KEY", default_value_t = 10)]
     pub(crate) max_webhooks_per_key: i64,

@@ -719,6 +719,7 @@ fn webhook_settings(args: &crate::cli::WebhookArgs) -> anyhow::Result<api::webho
         retry_for: seconds("--webhook-retry-for-h", args.webhook_retry_for_h * 3600.0)?,
         concurrency: args.webhook_concurrency.max(1),
         per_webhook_concurrency: args.webhook_per_target_concurrency.max(1),
+        per_key_concurrency: args.webhook_per_key_concurrency.max(1),
         max_per_key: args.max_webhooks_per_key.max(0),
         ..api::webhooks::WebhookSettings::default()
     })

@@ -92,15 +92,16 @@ fn client(settings: &WebhookSettings) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// The attempts in flight: at most `concurrency` in all and
-/// `per_webhook_concurrency` for one webhook, so a receiver that hangs
-/// holds a few slots, never all of them.
+/// The attempts in flight: at most `concurrency` in all,
+/// `per_webhook_concurrency` for one webhook and `per_key_concurrency` for
+/// one key's webhooks, so receivers that hang hold a few slots, never all
+/// of them.
 struct Sender {
     store: Store,
     client: reqwest::Client,
     settings: WebhookSettings,
     permits: Arc<Semaphore>,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     attempts: JoinSet<()>,
 }
 
@@ -115,42 +116,43 @@ impl Sender {
         if free == 0 {
             return Ok(fanned as i64 >= settings.batch);
         }
-        let per_webhook = settings.per_webhook_concurrency.max(1);
-        let busy: Vec<String> = {
+        let caps = (settings.per_webhook_concurrency.max(1), settings.per_key_concurrency.max(1));
+        // Webhooks and keys at their caps are not claimed for: a delivery
+        // claimed and put back would stay first in line and starve the rest.
+        let (busy_webhooks, busy_keys) = {
             let in_flight = self.in_flight.lock().expect("the in-flight map is never poisoned");
-            in_flight.iter().filter(|(_, n)| **n >= per_webhook).map(|(id, _)| id.clone()).collect()
+            let at_cap = |counts: &HashMap<String, usize>, cap: usize| -> Vec<String> {
+                counts.iter().filter(|(_, n)| **n >= cap).map(|(id, _)| id.clone()).collect()
+            };
+            (at_cap(&in_flight.by_webhook, caps.0), at_cap(&in_flight.by_key, caps.1))
         };
         let lease_ms = i64::try_from((settings.timeout + Duration::from_secs(30)).as_millis()).unwrap_or(i64::MAX);
-        let claimed =
-            self.store.claim_due_deliveries(free as i64, now_ms(), lease_ms, &busy).await.map_err(|e| e.to_string())?;
+        let claimed = self
+            .store
+            .claim_due_deliveries(free as i64, now_ms(), lease_ms, &busy_webhooks, &busy_keys)
+            .await
+            .map_err(|e| e.to_string())?;
         let started = claimed.len();
         let mut put_back = Vec::new();
         for delivery in claimed {
-            {
-                let mut in_flight = self.in_flight.lock().expect("the in-flight map is never poisoned");
-                let count = in_flight.entry(delivery.webhook_id.clone()).or_default();
-                if *count >= per_webhook {
-                    put_back.push(delivery.delivery_id);
-                    continue;
-                }
-                *count += 1;
-            }
+            let Some(slot) = Slot::take(&self.in_flight, &delivery, caps) else {
+                put_back.push(delivery.delivery_id);
+                continue;
+            };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 put_back.push(delivery.delivery_id);
-                self.finished(&delivery.webhook_id);
                 continue;
             };
             let (store, client, settings) = (self.store.clone(), self.client.clone(), self.settings.clone());
-            let in_flight = self.in_flight.clone();
             self.attempts.spawn(async move {
+                // Both are given back when the task ends, however it ends.
+                let _held = (slot, permit);
                 let outcome = attempt(&client, &settings, &delivery).await;
                 record_metrics(&outcome);
                 if let Err(e) = store.record_attempt(&delivery, &outcome).await {
                     // The claim runs out and the delivery is tried again.
                     tracing::warn!(error = %e, delivery_id = delivery.delivery_id, "cannot record a webhook attempt");
                 }
-                release(&in_flight, &delivery.webhook_id);
-                drop(permit);
             });
         }
         if !put_back.is_empty() {
@@ -158,18 +160,56 @@ impl Sender {
         }
         Ok(fanned as i64 >= settings.batch || (started == free && put_back.is_empty()))
     }
+}
 
-    fn finished(&self, webhook_id: &str) {
-        release(&self.in_flight, webhook_id);
+/// Attempts in flight, by webhook and by the key that owns it.
+#[derive(Default)]
+struct InFlight {
+    by_webhook: HashMap<String, usize>,
+    by_key: HashMap<String, usize>,
+}
+
+/// One attempt in flight, counted against its webhook and its key while it
+/// lives.
+struct Slot {
+    in_flight: Arc<Mutex<InFlight>>,
+    webhook_id: String,
+    key_id: String,
+}
+
+impl Slot {
+    /// A slot for `delivery`, unless its webhook or its key has all it may
+    /// have in flight already.
+    fn take(in_flight: &Arc<Mutex<InFlight>>, delivery: &ClaimedDelivery, caps: (usize, usize)) -> Option<Self> {
+        let mut counts = in_flight.lock().expect("the in-flight map is never poisoned");
+        let webhook = counts.by_webhook.get(&delivery.webhook_id).copied().unwrap_or(0);
+        let key = counts.by_key.get(&delivery.key_id).copied().unwrap_or(0);
+        if webhook >= caps.0 || key >= caps.1 {
+            return None;
+        }
+        *counts.by_webhook.entry(delivery.webhook_id.clone()).or_default() += 1;
+        *counts.by_key.entry(delivery.key_id.clone()).or_default() += 1;
+        Some(Self {
+            in_flight: in_flight.clone(),
+            webhook_id: delivery.webhook_id.clone(),
+            key_id: delivery.key_id.clone(),
+        })
     }
 }
 
-fn release(in_flight: &Mutex<HashMap<String, usize>>, webhook_id: &str) {
-    let mut in_flight = in_flight.lock().expect("the in-flight map is never poisoned");
-    if let Some(count) = in_flight.get_mut(webhook_id) {
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.in_flight.lock().expect("the in-flight map is never poisoned");
+        release(&mut counts.by_webhook, &self.webhook_id);
+        release(&mut counts.by_key, &self.key_id);
+    }
+}
+
+fn release(counts: &mut HashMap<String, usize>, id: &str) {
+    if let Some(count) = counts.get_mut(id) {
         *count = count.saturating_sub(1);
         if *count == 0 {
-            in_flight.remove(webhook_id);
+            counts.remove(id);
         }
     }
 }

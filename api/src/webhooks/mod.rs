@@ -38,6 +38,8 @@ pub struct WebhookSettings {
     /// Attempts in flight at once for one webhook: a receiver that hangs
     /// holds this many slots, never all of them.
     pub per_webhook_concurrency: usize,
+    /// Attempts in flight at once for all the webhooks of one key.
+    pub per_key_concurrency: usize,
     /// Deliveries claimed per pass.
     pub batch: i64,
     /// How often the sender looks for due deliveries when idle.
@@ -58,6 +60,7 @@ impl Default for WebhookSettings {
             retry_for: Duration::from_secs(24 * 3600),
             concurrency: 64,
             per_webhook_concurrency: 4,
+            per_key_concurrency: 8,
             batch: 100,
             poll: Duration::from_millis(500),
             max_per_key: 10,

@@ -67,6 +67,8 @@ pub struct AttemptRow {
 pub(crate) struct ClaimedDelivery {
     pub(crate) delivery_id: i64,
     pub(crate) webhook_id: String,
+    /// The key the webhook belongs to.
+    pub(crate) key_id: String,
     pub(crate) event_id: String,
     pub(crate) attempt: i64,
     pub(crate) created_ms: i64,
@@ -230,22 +232,31 @@ impl Store {
 
     /// Claims up to `limit` deliveries that are due, for `lease_ms`, and
     /// counts the attempt about to be made. Deliveries of the webhooks in
-    /// `busy` (those with all the attempts in flight they may have) are
-    /// left for later; first attempts go before retries, so a receiver that
-    /// keeps failing does not hold back everyone else's new events.
+    /// `busy_webhooks`, or of any webhook of the keys in `busy_keys` (those
+    /// with all the attempts in flight they may have), are left for later;
+    /// first attempts go before retries, so a receiver that keeps failing
+    /// does not hold back everyone else's new events.
     pub(crate) async fn claim_due_deliveries(
         &self,
         limit: i64,
         now_ms: i64,
         lease_ms: i64,
-        busy: &[String],
+        busy_webhooks: &[String],
+        busy_keys: &[String],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let excluded = if busy.is_empty() {
-            String::new()
-        } else {
-            let placeholders: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 4)).collect();
-            format!("AND webhook_id NOT IN ({})", placeholders.join(", "))
+        let placeholders = |from: usize, count: usize| -> String {
+            (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
         };
+        let mut excluded = String::new();
+        if !busy_webhooks.is_empty() {
+            excluded.push_str(&format!("AND webhook_id NOT IN ({}) ", placeholders(4, busy_webhooks.len())));
+        }
+        if !busy_keys.is_empty() {
+            excluded.push_str(&format!(
+                "AND webhook_id NOT IN (SELECT webhook_id FROM webhooks WHERE key_id IN ({})) ",
+                placeholders(4 + busy_webhooks.len(), busy_keys.len())
+            ));
+        }
         let claim = format!(
             "UPDATE webhook_deliveries SET claimed_until_ms = $2, attempts = attempts + 1 \
              WHERE delivery_id IN (SELECT delivery_id FROM webhook_deliveries \
@@ -256,16 +267,16 @@ impl Store {
              RETURNING delivery_id"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(claim)).bind(now_ms).bind(now_ms + lease_ms).bind(limit);
-        for webhook_id in busy {
-            query = query.bind(webhook_id.as_str());
+        for id in busy_webhooks.iter().chain(busy_keys) {
+            query = query.bind(id.as_str());
         }
         let ids: Vec<i64> =
             query.fetch_all(&self.pool).await?.iter().map(|r| r.try_get("delivery_id")).collect::<Result<_, _>>()?;
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
             let row = sqlx::query(
-                "SELECT d.delivery_id, d.webhook_id, d.event_id, d.attempts, d.created_at_ms, e.body, w.url, w.secret, \
-                        w.deleted_at_ms, k.revoked_at_ms \
+                "SELECT d.delivery_id, d.webhook_id, w.key_id, d.event_id, d.attempts, d.created_at_ms, e.body, w.url, \
+                        w.secret, w.deleted_at_ms, k.revoked_at_ms \
                  FROM webhook_deliveries d JOIN farm_events e ON e.seq = d.event_seq \
                  JOIN webhooks w ON w.webhook_id = d.webhook_id JOIN api_keys k ON k.key_id = w.key_id \
                  WHERE d.delivery_id = $1",
@@ -278,6 +289,7 @@ impl Store {
             claimed.push(ClaimedDelivery {
                 delivery_id: row.try_get("delivery_id")?,
                 webhook_id: row.try_get("webhook_id")?,
+                key_id: row.try_get("key_id")?,
                 event_id: row.try_get("event_id")?,
                 attempt: row.try_get("attempts")?,
                 created_ms: row.try_get("created_at_ms")?,
