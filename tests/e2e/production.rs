@@ -2,7 +2,7 @@
 //! on PostgreSQL, RabbitMQ and S3. Each test gets its own database, queue
 //! prefix and bucket, so tests never see each other's data.
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::helpers::{Api, FarmProcess, mint_key, price_reference_cube, reference_cube};
@@ -58,31 +58,10 @@ async fn assert_durable_quorum(connection: &lapin::Connection, queue: &str) {
     assert!(channel.queue_declare(queue.into(), durable, arguments).await.is_err(), "{queue} must not be classic");
 }
 
-/// Removes the test's queues and exchanges. Cleanup, not a check: the test
-/// has proven its point by now and its names are its own, so a broker slow
-/// to delete quorum queues (each is a Raft group to stop) is reported loudly
-/// rather than failing a test whose assertions all held.
+/// Removes the test's queues and exchanges (see
+/// `services::delete_broker_objects`).
 pub(crate) async fn delete_queues(amqp_url: &str, prefix: &str) {
-    let cleanup = async {
-        let connection = lapin::Connection::connect(amqp_url, Default::default()).await?;
-        let channel = connection.create_channel().await?;
-        for suffix in QUEUES {
-            let queue = format!("{prefix}.{suffix}");
-            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
-        }
-        for suffix in ["pricing.dead", "pricing.control", "events"] {
-            let exchange = format!("{prefix}.{suffix}");
-            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
-        }
-        Ok::<_, lapin::Error>(())
-    };
-    match tokio::time::timeout(services::PATIENCE, cleanup).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => services::warn(&format!("could not delete the queues of {prefix}: {error}")),
-        Err(_) => {
-            services::warn(&format!("deleting the queues of {prefix} took over {} s", services::PATIENCE.as_secs()))
-        }
-    }
+    services::delete_broker_objects(amqp_url, prefix).await;
 }
 
 #[tokio::test]

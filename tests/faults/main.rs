@@ -38,6 +38,24 @@ struct Farm {
     database_url: String,
 }
 
+/// Leaves the broker as the test found it: a fault test's queues would
+/// otherwise stay, six quorum queues a test, run after run.
+impl Drop for Farm {
+    fn drop(&mut self) {
+        let setting = |name: &str| self.env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        let (Some(amqp_url), Some(prefix)) = (setting("FARM_AMQP_URL"), setting("FARM_QUEUE_PREFIX")) else {
+            return;
+        };
+        // A runtime of its own on a thread of its own: this may run inside
+        // the test's runtime, which cannot be blocked on.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(services::delete_broker_objects(&amqp_url, &prefix));
+        });
+        let _ = cleanup.join();
+    }
+}
+
 /// Fresh backends (database, queue prefix, bucket), or `None` when a
 /// service is missing outside CI.
 async fn farm(extra: &[(&'static str, String)]) -> Option<Farm> {

@@ -120,3 +120,38 @@ pub(crate) fn s3() -> Option<S3Env> {
         .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
     if reachable { Some(env) } else { missing("S3", &format!("nothing answers at {}", env.endpoint)) }
 }
+
+/// Deletes what a farm with queue prefix `prefix` declared on the broker:
+/// its queues (quorum queues are Raft groups each, and left behind they
+/// pile up run after run) and its exchanges. Cleanup, not a check: a
+/// failure is reported loudly and does not fail the test.
+pub(crate) async fn delete_broker_objects(amqp_url: &str, prefix: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    const QUEUES: [&str; 6] = [
+        "pricing.jobs.fast",
+        "pricing.jobs.slow",
+        "pricing.results",
+        "pricing.dead-letters",
+        "orders.incoming",
+        "crm.events",
+    ];
+    const EXCHANGES: [&str; 3] = ["pricing.dead", "pricing.control", "events"];
+    let cleanup = async {
+        let connection = lapin::Connection::connect(amqp_url, Default::default()).await?;
+        let channel = connection.create_channel().await?;
+        for suffix in QUEUES {
+            let queue = format!("{prefix}.{suffix}");
+            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
+        }
+        for suffix in EXCHANGES {
+            let exchange = format!("{prefix}.{suffix}");
+            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
+        }
+        Ok::<_, lapin::Error>(())
+    };
+    match tokio::time::timeout(PATIENCE, cleanup).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn(&format!("could not delete the broker objects of {prefix}: {error}")),
+        Err(_) => warn(&format!("deleting the broker objects of {prefix} took over {} s", PATIENCE.as_secs())),
+    }
+}
