@@ -45,9 +45,6 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 3] =
-        [EventType::PricingSucceeded, EventType::PricingFailed, EventType::OrderStatusChanged];
-
     /// The name in documents, subscriptions and the broker's routing keys.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,10 +52,6 @@ impl EventType {
             EventType::PricingFailed => "pricing.failed",
             EventType::OrderStatusChanged => "order.status_changed",
         }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
 }
 
@@ -281,19 +274,6 @@ impl crate::store::Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
-    }
-
-    /// The events written so far, oldest first (for tests and the audit).
-    pub async fn events_since(&self, after_seq: i64, limit: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = sqlx::query("SELECT seq, body FROM farm_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after_seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("seq")?, r.try_get("body")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
     }
 }
 

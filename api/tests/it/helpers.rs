@@ -233,3 +233,16 @@ impl TestApp {
         }
     }
 }
+
+/// Polls an order until it has `status`.
+pub(crate) async fn wait_for_status(app: &TestApp, order_id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, order) = app.get_as(&app.operator, &format!("/v1/orders/{order_id}")).await;
+        if order["status"] == status {
+            return order;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "order never became {status}: {order}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -4,7 +4,7 @@ use api::ApiSettings;
 use api::store::DeadLetter;
 use serde_json::json;
 
-use crate::helpers::{cube_stl, spawn_farm, test_worker};
+use crate::helpers::{cube_stl, spawn_farm, test_worker, wait_for_status};
 
 #[tokio::test]
 async fn a_dead_letter_is_replayed_once_through_the_outbox_and_its_new_job_is_priced() {
@@ -110,16 +110,8 @@ async fn replaying_an_orders_dead_letter_prices_the_order_again() {
     assert_eq!((pricing["status"].as_str(), pricing["job_id"].as_str()), (Some("PRICING"), Some(new_job)), "{pricing}");
 
     app.add_worker(test_worker(scheduler::Lane::Fast)).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, now) = app.get_as(&app.seller, &format!("/v1/orders/{order_id}")).await;
-        if now["status"] == "PRICED" {
-            assert!(now["quote"]["total"].as_f64().unwrap() > 0.0, "{now}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the replayed order never priced: {now}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let now = wait_for_status(&app, &order_id, "PRICED").await;
+    assert!(now["quote"]["total"].as_f64().unwrap() > 0.0, "{now}");
     let history = app.store.order_history(&order_id).await.unwrap();
     let statuses: Vec<&str> = history.iter().map(|(_, to, _)| to.as_str()).collect();
     assert_eq!(statuses, ["CREATED", "PRICING", "PRICING_FAILED", "PRICING", "PRICED"]);

@@ -9,7 +9,7 @@ use api::ApiSettings;
 use scheduler::{Lane, Outgoing};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cube_stl, mint, spawn_farm, test_worker};
+use crate::helpers::{TestApp, cube_stl, mint, spawn_farm, test_worker, wait_for_status};
 
 async fn farm() -> TestApp {
     spawn_farm(ApiSettings::default(), vec![test_worker(Lane::Fast)]).await
@@ -23,19 +23,6 @@ async fn model(app: &TestApp, side: f32) -> String {
 
 async fn order(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
     app.post_as(token, "/v1/orders", body).await
-}
-
-/// Polls an order until it has `status`.
-async fn wait_for_status(app: &TestApp, order_id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, order) = app.get_as(&app.operator, &format!("/v1/orders/{order_id}")).await;
-        if order["status"] == status {
-            return order;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "order never became {status}: {order}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn priced_order(app: &TestApp, side: f32) -> String {

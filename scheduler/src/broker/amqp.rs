@@ -153,19 +153,29 @@ impl AmqpBroker {
     }
 
     pub(super) async fn publish_event(&self, routing_key: &str, message: &Outgoing) -> Result<(), BrokerError> {
+        // Not mandatory: an event no queue is bound for yet is simply not
+        // wanted, unlike a job with no queue.
+        let events = self.inner.topology.events.as_str();
+        self.publish_to_exchange(events, routing_key, &message.payload, persistent_properties(message)).await
+    }
+
+    pub(super) async fn broadcast(&self, payload: &[u8]) -> Result<(), BrokerError> {
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        self.publish_to_exchange(&self.inner.topology.control, "", payload, properties).await
+    }
+
+    /// Publishes to an exchange (not mandatory) and waits for the confirm.
+    async fn publish_to_exchange(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BrokerError> {
         let session = self.session(PUBLISH_PATIENCE).await?;
-        let exchange = self.inner.topology.events.as_str();
         let confirm = session
             .publisher
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                // Not mandatory: an event no queue is bound for yet is
-                // simply not wanted, unlike a job with no queue.
-                BasicPublishOptions::default(),
-                &message.payload,
-                persistent_properties(message),
-            )
+            .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), payload, properties)
             .await
             .map_err(self.failed("basic.publish"))?
             .await
@@ -174,29 +184,6 @@ impl AmqpBroker {
             Confirmation::Ack(_) => Ok(()),
             Confirmation::Nack(_) | Confirmation::NotRequested => {
                 Err(BrokerError::NotConfirmed { queue: exchange.to_string() })
-            }
-        }
-    }
-
-    pub(super) async fn broadcast(&self, payload: &[u8]) -> Result<(), BrokerError> {
-        let session = self.session(PUBLISH_PATIENCE).await?;
-        let confirm = session
-            .publisher
-            .basic_publish(
-                self.inner.topology.control.as_str().into(),
-                "".into(),
-                BasicPublishOptions::default(),
-                payload,
-                BasicProperties::default().with_content_type("application/json".into()),
-            )
-            .await
-            .map_err(self.failed("basic.publish"))?
-            .await
-            .map_err(self.failed("basic.publish"))?;
-        match confirm {
-            Confirmation::Ack(_) => Ok(()),
-            Confirmation::Nack(_) | Confirmation::NotRequested => {
-                Err(BrokerError::NotConfirmed { queue: self.inner.topology.control.clone() })
             }
         }
     }
