@@ -1,7 +1,7 @@
 //! Policy as tests: the architecture invariants and house rules that a
 //! machine can check, in the spirit of rust-analyzer's `tidy`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -171,4 +171,346 @@ fn the_release_binary_has_no_fault_injection() {
     // The check can fail: asked for, the feature shows.
     let with_faults = release_features(&["--features", "fault-injection"]);
     assert!(scheduler(&with_faults).is_some_and(|l| l.contains("[fault-injection]")), "{with_faults}");
+}
+
+/// The modules of a crate's `src/` by path (`orders::routes`; the crate
+/// root is ``), each with the text that counts for its imports: its own
+/// code, without its unit tests and comments.
+fn crate_modules(src: &Path) -> BTreeMap<String, String> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Vec<String> = relative.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+                parts.pop();
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Unit tests sit at the end of a file, in `#[cfg(test)] mod tests`.
+            let code = text.split("\n#[cfg(test)]").next().unwrap();
+            let code: Vec<&str> = code.lines().filter(|line| !line.trim_start().starts_with("//")).collect();
+            (parts.join("::"), code.join("\n"))
+        })
+        .collect()
+}
+
+/// The path that follows `at` in `text` (`a::b::{c, d::e}`), as the full
+/// paths it names, relative to what precedes it.
+fn expand_path(text: &str) -> Vec<Vec<String>> {
+    let text = text.trim();
+    let (head, group) = match text.find('{') {
+        Some(open) => {
+            let mut depth = 0;
+            let close = text[open..]
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '{' => 1,
+                        '}' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(text.len(), |(i, _)| open + i);
+            (&text[..open], Some(&text[open + 1..close]))
+        }
+        None => (text, None),
+    };
+    let head: Vec<String> =
+        head.split("::").map(str::trim).filter(|p| !p.is_empty() && *p != "self").map(str::to_string).collect();
+    let Some(group) = group else { return vec![head] };
+    // Split the group at its top-level commas.
+    let (mut items, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&group[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&group[start..]);
+    items
+        .into_iter()
+        .filter(|item| !item.trim().is_empty())
+        .flat_map(|item| {
+            let item = item.split(" as ").next().unwrap();
+            expand_path(item).into_iter().map(|tail| head.iter().cloned().chain(tail).collect())
+        })
+        .collect()
+}
+
+/// What each module of the crate imports from its siblings: every
+/// `crate::…` and `super::…` path (in `use` or in code) and every path
+/// through one of its own child modules, resolved to the longest module it
+/// names.
+fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let modules = crate_modules(src);
+    let resolve = |path: &[String]| {
+        (0..=path.len()).rev().map(|n| path[..n].join("::")).find(|candidate| modules.contains_key(candidate))
+    };
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut graph = BTreeMap::new();
+    for (module, code) in &modules {
+        let me: Vec<String> = module.split("::").filter(|p| !p.is_empty()).map(str::to_string).collect();
+        let children: Vec<&str> = code
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                let rest = line
+                    .strip_prefix("pub(crate) mod ")
+                    .or(line.strip_prefix("pub mod "))
+                    .or(line.strip_prefix("mod "))?;
+                rest.strip_suffix(';')
+            })
+            .collect();
+        let mut edges = BTreeSet::new();
+        for (start, _) in code.char_indices() {
+            if start > 0 && (is_ident(code[..start].chars().next_back().unwrap()) || code[..start].ends_with("::")) {
+                continue;
+            }
+            let rest = &code[start..];
+            let word: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+            if !rest[word.len()..].starts_with("::") || word.is_empty() {
+                continue;
+            }
+            let base: Vec<String> = match word.as_str() {
+                "crate" => Vec::new(),
+                "super" => me[..me.len().saturating_sub(1)].to_vec(),
+                child if children.contains(&child) => me.clone(),
+                _ => continue,
+            };
+            let after = if word == "crate" || word == "super" { &rest[word.len() + 2..] } else { rest };
+            // Up to the end of the path: a `;`, or a character no path holds.
+            let end = after
+                .char_indices()
+                .scan(0i32, |depth, (i, c)| {
+                    *depth += match c {
+                        '{' => 1,
+                        '}' => -1,
+                        _ => 0,
+                    };
+                    Some((i, c, *depth))
+                })
+                .find(|&(_, c, depth)| depth < 0 || (depth == 0 && !(is_ident(c) || ":{} ,".contains(c))))
+                .map_or(after.len(), |(i, _, _)| i);
+            let mut text = &after[..end];
+            if !text.contains('{') {
+                text = text.split([' ', ',']).next().unwrap();
+            }
+            let mut supers = 0;
+            while let Some(tail) = text.strip_prefix("super::") {
+                supers += 1;
+                text = tail;
+            }
+            let base = base[..base.len().saturating_sub(supers)].to_vec();
+            for path in expand_path(text) {
+                let full: Vec<String> = base.iter().cloned().chain(path).collect();
+                if let Some(target) = resolve(&full).filter(|target| target != module) {
+                    edges.insert(target);
+                }
+            }
+        }
+        graph.insert(module.clone(), edges);
+    }
+    graph
+}
+
+/// A cycle through `start`'s strongly connected modules, if any: the
+/// modules in order, the first repeated at the end.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// Architecture invariant: `api`'s modules form no import cycle. The state
+/// is a leaf that everything imports; routes and consumers are adapters over
+/// the services, and neither imports the other.
+#[test]
+fn api_modules_form_no_import_cycle() {
+    let graph = module_graph(&workspace_root().join("api/src"));
+    // The graph is read right: these imports are there today.
+    for (from, to) in [
+        ("orders::routes", "orders::service"),
+        ("orders::intake", "orders::service"),
+        ("store::settle", "orders::store"),
+        ("web::session", "web::session_store"),
+        ("orders", "orders::accounts"),
+        ("web", "web::hub"),
+    ] {
+        assert!(graph[from].contains(to), "{from} imports {to}: {:?}", graph[from]);
+    }
+    assert_eq!(find_cycle(&graph), None, "an import cycle among api's modules");
+    // The check can fail.
+    let mut cyclic = graph.clone();
+    cyclic.get_mut("state").unwrap().insert("orders::routes".into());
+    assert!(find_cycle(&cyclic).is_some_and(|cycle| cycle.contains(&"state".to_string())), "{cyclic:?}");
+}
+
+/// `api`'s modules that speak HTTP or AMQP: routes, extractors, the error
+/// type that is a response, consumers, publishers, the server.
+const API_TRANSPORT: &[&str] = &[
+    "caller",
+    "consume",
+    "contract",
+    "dead_letters",
+    "error",
+    "events_relay",
+    "letters",
+    "orders::intake",
+    "orders::routes",
+    "relay",
+    "results",
+    "routes",
+    "serve",
+    "startup",
+    "web::assets",
+    "web::live",
+    "web::reference_route",
+    "web::session",
+    "webhooks::deliver",
+    "webhooks::routes",
+];
+
+/// `api`'s domain modules: the services, the stores and what they compute.
+const API_DOMAIN: &[&str] = &[
+    "auth",
+    "events",
+    "orders",
+    "orders::accounts",
+    "orders::cache",
+    "orders::facets",
+    "orders::list_facts",
+    "numbers",
+    "orders::reprice",
+    "orders::service",
+    "orders::status",
+    "orders::store",
+    "pricing",
+    "quota",
+    "store",
+    "store::settle",
+    "text",
+    "web::hub",
+    "web::reference",
+    "web::session_store",
+    "web::settings",
+    "webhooks",
+    "webhooks::signature",
+    "webhooks::store",
+    "webhooks::target",
+];
+
+/// Architecture invariant: a domain module never imports a transport module
+/// (HTTP or AMQP). Every module of `api` is named one or the other, or is
+/// glue (the state, telemetry, uploads), so a new module must be placed.
+#[test]
+fn api_domain_modules_import_no_transport_module() {
+    let graph = module_graph(&workspace_root().join("api/src"));
+    let glue = ["", "state", "telemetry", "upload", "monitor", "web"];
+    let unplaced: Vec<_> = graph
+        .keys()
+        .filter(|m| {
+            !API_TRANSPORT.contains(&m.as_str()) && !API_DOMAIN.contains(&m.as_str()) && !glue.contains(&m.as_str())
+        })
+        .collect();
+    assert!(unplaced.is_empty(), "place these modules in API_TRANSPORT, API_DOMAIN or glue: {unplaced:?}");
+    let missing: Vec<_> = API_TRANSPORT.iter().chain(API_DOMAIN).filter(|m| !graph.contains_key(**m)).collect();
+    assert!(missing.is_empty(), "named but not modules: {missing:?}");
+    let offences: Vec<String> = API_DOMAIN
+        .iter()
+        .flat_map(|domain| {
+            graph[*domain]
+                .iter()
+                .filter(|to| API_TRANSPORT.contains(&to.as_str()))
+                .map(move |to| format!("{domain} → {to}"))
+        })
+        .collect();
+    assert!(offences.is_empty(), "domain modules importing transport modules: {offences:#?}");
+}
+
+/// Every path ARCHITECTURE.md's codemap names exists: a crate's section
+/// names paths inside that crate, `Elsewhere` paths from the root.
+#[test]
+fn every_path_in_the_codemap_exists() {
+    let text = std::fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).unwrap();
+    let output = Command::new("git").args(["ls-files"]).current_dir(workspace_root()).output().expect("git ls-files");
+    let tracked: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_string).collect();
+    let codemap = text.split("\n## Codemap").nth(1).expect("a codemap").split("\n## ").next().unwrap();
+    let (mut section, mut named, mut missing) = (None::<String>, 0, Vec::new());
+    for line in codemap.lines() {
+        if let Some(heading) = line.strip_prefix("### ") {
+            section = Some(match heading.split('`').nth(1) {
+                Some(dir) if heading.starts_with('`') => dir.trim_end_matches('/').to_string(),
+                _ => String::new(),
+            });
+            continue;
+        }
+        let Some(dir) = &section else { continue };
+        for (i, token) in line.split('`').enumerate() {
+            let extension = token.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+            // URL paths (`/console/`), generated folders and bare
+            // extensions are not files of the repository.
+            let a_path = i % 2 == 1
+                && !token.is_empty()
+                && !token.starts_with(['/', '.'])
+                && !token.starts_with("target/")
+                && token.chars().all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+                && (token.ends_with('/')
+                    || ["rs", "toml", "js", "sh", "md", "css", "html", "ini", "py"].contains(&extension));
+            if !a_path {
+                continue;
+            }
+            named += 1;
+            let within = |file: &String| -> Option<String> {
+                if dir.is_empty() {
+                    Some(file.clone())
+                } else {
+                    file.strip_prefix(&format!("{dir}/")).map(str::to_string)
+                }
+            };
+            let names = |file: &str| {
+                file == token
+                    || file.ends_with(&format!("/{token}"))
+                    || (token.ends_with('/') && (file.starts_with(token) || file.contains(&format!("/{token}"))))
+            };
+            // Inside the section's crate, or from the root.
+            let found = tracked.iter().filter_map(within).any(|file| names(&file))
+                || tracked.iter().any(|file| file == token || (token.ends_with('/') && file.starts_with(token)));
+            if !found {
+                missing.push(format!("{dir}/: `{token}`"));
+            }
+        }
+    }
+    assert!(named > 80, "the codemap names paths: {named}");
+    assert!(missing.is_empty(), "the codemap names paths that do not exist: {missing:#?}");
 }

@@ -10,16 +10,11 @@
 //! effect within that time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use crate::error::AppError;
-use crate::startup::AppState;
 use crate::store::{KeyRow, Store, StoreError};
 
 /// What a key may do.
@@ -61,14 +56,19 @@ pub struct Principal {
     pub name: String,
 }
 
+/// A valid key of a kind that may not do this; HTTP answers it 403.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAllowed(pub String);
+
 impl Principal {
     /// Refuses a caller whose key is of none of `kinds`.
-    pub fn require(&self, kinds: &[KeyKind]) -> Result<(), AppError> {
+    pub fn require(&self, kinds: &[KeyKind]) -> Result<(), NotAllowed> {
         if kinds.contains(&self.kind) {
             Ok(())
         } else {
             let wanted: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-            Err(AppError::Forbidden(format!(
+            Err(NotAllowed(format!(
                 "this needs {} key; yours is {} key",
                 with_article(&wanted.join(" or ")),
                 with_article(self.kind.as_str())
@@ -156,27 +156,6 @@ impl Verifier {
         }
         remembered.insert(row.key_id, (principal.clone(), row.secret_sha256, Instant::now()));
         Ok(Some(principal))
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Principal {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        // A browser page has no key: its session cookie stands for one.
-        if header.is_none()
-            && let Some(principal) = crate::web::session::principal(parts, state).await?
-        {
-            return Ok(principal);
-        }
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
-            return Err(AppError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into()));
-        };
-        match state.auth.verify(&state.services.store, token).await? {
-            Some(principal) => Ok(principal),
-            None => Err(AppError::Unauthorized("the API key is not valid, or has been revoked".into())),
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use scheduler::Delivery;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Consumes `queue` until `shutdown`, handing each delivery to `handle` in
 /// turn. When the consumer ends (the connection is gone) or `handle` fails

@@ -45,8 +45,8 @@ impl ContractFacts {
             colours,
             colours_of: book.materials.iter().map(|m| (m.name.clone(), m.colours.clone())).collect(),
             max_quantity: book.max_quantity,
-            max_page: crate::orders::routes::MAX_PAGE,
-            max_idempotency_key: crate::orders::routes::MAX_IDEMPOTENCY_KEY,
+            max_page: crate::text::MAX_PAGE,
+            max_idempotency_key: crate::text::MAX_IDEMPOTENCY_KEY,
             max_model_bytes,
         }
     }
@@ -289,46 +289,6 @@ fn add_links(doc: &mut Value, applied: &mut Applied) {
     }
 }
 
-/// Reads a count that JSON Schema calls an integer: `3` and also `3.0`
-/// (JSON has one number type, and clients that think in floats send the
-/// latter). A fraction, a negative or a value past `u32` is refused.
-pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    let number = <serde_json::Number as serde::Deserialize>::deserialize(deserializer)?;
-    if let Some(n) = number.as_u64() {
-        return u32::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")));
-    }
-    match number.as_f64() {
-        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => Ok(f as u32),
-        _ => Err(serde::de::Error::custom(format!("expected a whole number, got {number}"))),
-    }
-}
-
-/// A signed integer that may be written as `7.0` (see [`whole_number`]).
-pub(crate) fn whole_i64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    let number = <serde_json::Number as serde::Deserialize>::deserialize(deserializer)?;
-    if let Some(n) = number.as_i64() {
-        return Ok(n);
-    }
-    match number.as_f64() {
-        // A float at ±2^63 may be an integer past i64 rounded onto the
-        // boundary, so the boundary itself is refused too.
-        Some(f) if f.fract() == 0.0 && f > -(2f64.powi(63)) && f < 2f64.powi(63) => Ok(f as i64),
-        _ => Err(serde::de::Error::custom(format!("expected a whole number, got {number}"))),
-    }
-}
-
-/// An optional [`whole_i64`].
-pub(crate) fn optional_whole_i64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    #[derive(serde::Deserialize)]
-    struct Whole(#[serde(deserialize_with = "whole_i64")] i64);
-    Ok(<Option<Whole> as serde::Deserialize>::deserialize(deserializer)?.map(|w| w.0))
-}
-
-/// [`whole_number`], or 1 when absent.
-pub(crate) fn one() -> u32 {
-    1
-}
-
 /// Gives every client error the JSON shape of [`ErrorBody`]. Handlers answer
 /// with it already; this catches what axum answers before a handler runs
 /// (an unknown route, a wrong method, a query string that does not parse, a
@@ -392,7 +352,7 @@ mod tests {
         let limit = doc.pointer("/paths/~1v1~1orders/get/parameters").unwrap().as_array().unwrap();
         let limit = limit.iter().find(|p| p["name"] == "limit").unwrap();
         assert_eq!(limit["schema"]["minimum"], 1);
-        assert_eq!(limit["schema"]["maximum"], crate::orders::routes::MAX_PAGE);
+        assert_eq!(limit["schema"]["maximum"], crate::text::MAX_PAGE);
         let quantity = doc.pointer("/components/schemas/CreateOrder/properties/quantity").unwrap();
         assert_eq!(quantity["maximum"], calculator::PriceBook::builtin().max_quantity);
         let material = doc.pointer("/components/schemas/CreateJob/properties/material/enum").unwrap();
@@ -400,29 +360,6 @@ mod tests {
         let body =
             doc.pointer("/paths/~1v1~1models/post/requestBody/content/application~1octet-stream/schema").unwrap();
         assert_eq!(body["format"], "binary");
-    }
-
-    #[test]
-    fn whole_numbers_may_be_written_as_floats() {
-        #[derive(serde::Deserialize)]
-        struct Q {
-            #[serde(deserialize_with = "whole_number")]
-            quantity: u32,
-        }
-        let read = |text: &str| serde_json::from_str::<Q>(text).map(|q| q.quantity);
-        assert_eq!(read(r#"{"quantity": 3}"#).unwrap(), 3);
-        assert_eq!(read(r#"{"quantity": 3.0}"#).unwrap(), 3);
-        #[derive(serde::Deserialize)]
-        struct T {
-            #[serde(deserialize_with = "whole_i64")]
-            at: i64,
-        }
-        let at = |text: &str| serde_json::from_str::<T>(text).map(|t| t.at);
-        assert_eq!(at(r#"{"at": -5.0}"#).unwrap(), -5);
-        assert!(at(r#"{"at": -9223372036854775809}"#).is_err(), "past i64 is refused, not rounded");
-        for bad in [r#"{"quantity": 3.5}"#, r#"{"quantity": -1}"#, r#"{"quantity": 1e12}"#, r#"{"quantity": "3"}"#] {
-            assert!(read(bad).is_err(), "{bad} must be refused");
-        }
     }
 
     #[test]

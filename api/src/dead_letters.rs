@@ -14,7 +14,7 @@ use scheduler::messages::now_ms;
 use scheduler::{JobMessage, ResultMessage};
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::DeadLetter;
 
 pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {

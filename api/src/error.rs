@@ -5,6 +5,7 @@
 //! to the client.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -109,8 +110,24 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<crate::auth::NotAllowed> for AppError {
+    fn from(e: crate::auth::NotAllowed) -> Self {
+        AppError::Forbidden(e.0)
+    }
+}
+
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
         AppError::internal(e)
+    }
+}
+
+/// A body axum could not read as JSON: 413 past the limit, 422 for JSON of
+/// the wrong shape, 400 for anything else.
+pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => AppError::Unprocessable(e.body_text()),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit },
+        other => AppError::BadRequest(other.body_text()),
     }
 }

@@ -13,7 +13,7 @@ use scheduler::Outgoing;
 use scheduler::messages::now_ms;
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let settings = state.settings.events.clone();

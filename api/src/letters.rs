@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{KeyKind, Principal};
 use crate::error::{AppError, ErrorBody};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{DeadLetterRow, Replay};
 
 /// Most dead letters one list answers with.

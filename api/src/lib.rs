@@ -7,6 +7,7 @@
 //! happens in `scheduler` workers; nothing here prices a model.
 
 pub mod auth;
+mod caller;
 mod consume;
 mod contract;
 mod dead_letters;
@@ -15,13 +16,16 @@ pub mod events;
 mod events_relay;
 pub mod letters;
 mod monitor;
+mod numbers;
 pub mod orders;
+mod pricing;
 pub mod quota;
 mod relay;
 mod results;
 mod routes;
 pub mod serve;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 mod text;
@@ -30,5 +34,6 @@ pub mod web;
 pub mod webhooks;
 
 pub use error::AppError;
-pub use startup::{ApiSettings, Application, Services, StartupError, serve_ops};
+pub use startup::{Application, StartupError, serve_ops};
+pub use state::{ApiSettings, AppState, Services};
 pub use store::Store;

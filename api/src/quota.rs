@@ -6,9 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::auth::{KeyKind, Principal};
-use crate::error::AppError;
-use crate::startup::AppState;
-use crate::store::ModelRow;
+use crate::store::{ModelRow, Store, StoreError};
 
 /// The per-key limits. Each is a setting (`FARM_QUOTA_*`).
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +25,24 @@ impl Default for Quotas {
     fn default() -> Self {
         Self { uploads_per_hour: 1_000, upload_bytes_per_day: 20 << 30, jobs_in_flight: 200, concurrent_uploads: 8 }
     }
+}
+
+/// A request over one of the key's quotas: what it is over, and when to
+/// try again (HTTP answers it 429 with `Retry-After`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OverQuota {
+    pub message: String,
+    pub retry_after_s: u64,
+}
+
+/// Why a quota check did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error(transparent)]
+    Over(#[from] OverQuota),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -59,46 +75,48 @@ pub(crate) fn usable_by(model: &ModelRow, owner: &str) -> bool {
 /// Refuses an upload of `bytes` more when the key is over its hourly count
 /// or its daily bytes.
 pub(crate) async fn check_upload(
-    state: &AppState,
+    store: &Store,
+    quotas: &Quotas,
     principal: &Principal,
     bytes: u64,
     now_ms: i64,
-) -> Result<(), AppError> {
-    let quotas = state.settings.quotas;
-    let store = &state.services.store;
+) -> Result<(), QuotaError> {
     let (uploads, _) = store.uploads_since(&principal.key_id, now_ms - HOUR_MS).await?;
     if uploads >= quotas.uploads_per_hour {
-        return Err(AppError::TooManyRequests {
+        return Err(OverQuota {
             message: format!(
                 "this key uploaded {uploads} models in the last hour; the quota is {}",
                 quotas.uploads_per_hour
             ),
             retry_after_s: 60,
-        });
+        }
+        .into());
     }
     let (_, day_bytes) = store.uploads_since(&principal.key_id, now_ms - DAY_MS).await?;
     let wanted = day_bytes.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
     if wanted > quotas.upload_bytes_per_day {
-        return Err(AppError::TooManyRequests {
+        return Err(OverQuota {
             message: format!(
                 "this key uploaded {day_bytes} bytes in the last day, and this model would take it past the quota of {}",
                 quotas.upload_bytes_per_day
             ),
             retry_after_s: 3_600,
-        });
+        }
+        .into());
     }
     Ok(())
 }
 
 /// Refuses one more pricing job when the key has its quota in flight.
-pub(crate) async fn check_jobs(state: &AppState, key_id: &str) -> Result<(), AppError> {
-    let limit = state.settings.quotas.jobs_in_flight;
-    let in_flight = state.services.store.jobs_in_flight(key_id).await?;
+pub(crate) async fn check_jobs(store: &Store, quotas: &Quotas, key_id: &str) -> Result<(), QuotaError> {
+    let limit = quotas.jobs_in_flight;
+    let in_flight = store.jobs_in_flight(key_id).await?;
     if in_flight >= limit {
-        return Err(AppError::TooManyRequests {
+        return Err(OverQuota {
             message: format!("this key has {in_flight} pricing jobs queued or running; the quota is {limit}"),
             retry_after_s: 5,
-        });
+        }
+        .into());
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
 
-use crate::startup::{AppState, Services};
+use crate::state::{AppState, Services};
 use crate::store::{CONTROL_DESTINATION, OutboxRow, jobs_destination};
 
 pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use scheduler::{Control, ResultMessage};
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Applied;
 
 /// How many results are applied at once; they are small, single-row writes.

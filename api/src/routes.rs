@@ -16,7 +16,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use calculator::QuoteRequest;
-use scheduler::Lane;
 use scheduler::messages::now_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -25,8 +24,8 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::auth::{KeyKind, Principal};
-use crate::error::{AppError, ErrorBody};
-use crate::startup::AppState;
+use crate::error::{AppError, ErrorBody, json_rejection};
+use crate::state::AppState;
 use crate::store::{Cancelled, JobRow, ModelRow};
 
 #[derive(OpenApi)]
@@ -75,7 +74,10 @@ fn registrations(model_limit: usize) -> OpenApiRouter<Arc<AppState>> {
         .merge(crate::orders::routes::router())
         .merge(crate::letters::router())
         .merge(crate::webhooks::routes::router())
-        .merge(crate::web::router())
+        .merge(crate::web::session::router())
+        .merge(crate::web::reference_route::router())
+        .merge(crate::web::live::router())
+        .merge(crate::web::assets::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -229,11 +231,14 @@ async fn upload_model(
             retry_after_s: 1,
         });
     };
-    crate::quota::check_upload(&state, &principal, 0, now_ms()).await.inspect_err(|_| {
-        metrics::counter!("farm_uploads_refused_total", "reason" => "quota").increment(1);
-    })?;
+    crate::quota::check_upload(&state.services.store, &state.settings.quotas, &principal, 0, now_ms())
+        .await
+        .inspect_err(|_| {
+            metrics::counter!("farm_uploads_refused_total", "reason" => "quota").increment(1);
+        })?;
     let spooled = crate::upload::spool(body, &state.settings.spool_dir, state.settings.max_model_bytes).await?;
-    crate::quota::check_upload(&state, &principal, spooled.size, now_ms()).await?;
+    crate::quota::check_upload(&state.services.store, &state.settings.quotas, &principal, spooled.size, now_ms())
+        .await?;
     // Parsing and hashing a large model takes real CPU: keep it off the runtime.
     let limits = state.settings.mesh_limits;
     let (path, size) = (spooled.path.to_path_buf(), spooled.size);
@@ -286,7 +291,7 @@ struct CreateJob {
     model_id: String,
     /// A material of the price book: it picks the technology.
     material: String,
-    #[serde(default = "crate::contract::one", deserialize_with = "crate::contract::whole_number")]
+    #[serde(default = "crate::numbers::one", deserialize_with = "crate::numbers::whole_number")]
     quantity: u32,
     #[serde(default)]
     colour: Option<String>,
@@ -343,8 +348,8 @@ async fn create_job(
     else {
         return Err(AppError::NotFound { what: "model", id: request.model_id });
     };
-    crate::quota::check_jobs(&state, &principal.key_id).await?;
-    let lane = lane_for(&model, &state.settings);
+    crate::quota::check_jobs(&state.services.store, &state.settings.quotas, &principal.key_id).await?;
+    let lane = crate::pricing::lane_for(&model, &state.settings);
     let mut job = JobRow::queued(
         uuid::Uuid::now_v7().to_string(),
         request.model_id,
@@ -356,7 +361,7 @@ async fn create_job(
     job.colour = request.colour;
     job.owner_key_id = Some(principal.key_id);
     let location = format!("/v1/pricing-jobs/{}", job.job_id);
-    match cached_quote(&state, &job, &quote_request).await? {
+    match crate::pricing::cached_quote(&state, &job, &quote_request).await? {
         Some((quote, key)) => {
             state.services.store.create_answered_job(&job, &quote, &key).await?;
             Ok((
@@ -374,45 +379,6 @@ async fn create_job(
                 Json(JobAccepted { job_id: job.job_id, status: "queued" }),
             ))
         }
-    }
-}
-
-/// The quote a succeeded job holds under this job's cache key, if any, and
-/// the key; counts the hit or the miss.
-pub(crate) async fn cached_quote(
-    state: &AppState,
-    job: &JobRow,
-    request: &QuoteRequest,
-) -> Result<Option<(String, String)>, AppError> {
-    // The same model, material and quantity under the same price book and
-    // profile was priced before: answer with that quote, queue nothing.
-    let key = state.services.pricing.cache_key(&job.model_id, request);
-    let cached = state.services.store.cached_quote(&key).await?;
-    let lane = job.lane.as_str();
-    if cached.is_some() {
-        metrics::counter!("farm_quote_cache_hits_total").increment(1);
-        metrics::counter!("farm_jobs_submitted_total", "lane" => lane, "cached" => "true").increment(1);
-    } else {
-        metrics::counter!("farm_quote_cache_misses_total").increment(1);
-        metrics::counter!("farm_jobs_submitted_total", "lane" => lane, "cached" => "false").increment(1);
-    }
-    Ok(cached.map(|quote| (quote, key)))
-}
-
-/// The lane for a model: slow when its size says it will take long.
-pub(crate) fn lane_for(model: &ModelRow, settings: &crate::startup::ApiSettings) -> Lane {
-    slow_lane(settings).lane(model)
-}
-
-pub(crate) fn slow_lane(settings: &crate::startup::ApiSettings) -> crate::orders::reprice::SlowLane {
-    crate::orders::reprice::SlowLane { triangles: settings.slow_lane_triangles, bytes: settings.slow_lane_bytes }
-}
-
-pub(crate) fn json_rejection(rejection: JsonRejection, limit: u64) -> AppError {
-    match rejection {
-        JsonRejection::JsonDataError(e) => AppError::Unprocessable(e.body_text()),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit },
-        other => AppError::BadRequest(other.body_text()),
     }
 }
 
@@ -741,4 +707,19 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+impl From<crate::quota::QuotaError> for AppError {
+    fn from(e: crate::quota::QuotaError) -> Self {
+        match e {
+            crate::quota::QuotaError::Over(over) => over.into(),
+            crate::quota::QuotaError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::quota::OverQuota> for AppError {
+    fn from(over: crate::quota::OverQuota) -> Self {
+        AppError::TooManyRequests { message: over.message, retry_after_s: over.retry_after_s }
+    }
 }

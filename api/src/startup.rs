@@ -9,93 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use scheduler::Broker;
 use scheduler::messages::now_ms;
-use scheduler::{BlobStore, Broker, Pricing, Topology};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::store::{JobRow, Store, StoreError};
-
-#[derive(Debug, Clone)]
-pub struct ApiSettings {
-    pub listen: SocketAddr,
-    /// Largest model upload accepted, bytes.
-    pub max_model_bytes: u64,
-    /// Where uploads are spooled while they arrive and are checked; each
-    /// file is removed when its request ends.
-    pub spool_dir: std::path::PathBuf,
-    /// Largest JSON request body accepted, bytes.
-    pub max_json_bytes: usize,
-    /// A request that takes longer is answered 408.
-    pub request_timeout: Duration,
-    /// Open connections and how long a request head may take.
-    pub connections: crate::serve::ConnectionLimits,
-    /// What one key may ask for, and uploads read at once.
-    pub quotas: crate::quota::Quotas,
-    pub mesh_limits: mesh::Limits,
-    /// The relay's fallback poll; a new job wakes it at once.
-    pub relay_interval: Duration,
-    pub relay_batch: i64,
-    /// A model with more triangles than this, or more bytes, goes to the
-    /// slow lane.
-    pub slow_lane_triangles: u64,
-    pub slow_lane_bytes: u64,
-    /// A running job whose worker has not reported for this long is shown
-    /// as stale: its worker is probably gone.
-    pub heartbeat_stale_after: Duration,
-    /// How often queue depths, ages and stale jobs are read for the metrics.
-    pub monitor_interval: Duration,
-    /// Serve the operators' list from the cache (off: always the database,
-    /// for comparison).
-    pub operator_cache: bool,
-    /// The console, the quote page, sessions and live updates.
-    pub web: crate::web::WebSettings,
-    /// Webhook deliveries and what a key may ask for.
-    pub webhooks: crate::webhooks::WebhookSettings,
-    /// The farm's events on the broker.
-    pub events: crate::events::EventSettings,
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_model_bytes: 256 * 1024 * 1024,
-            spool_dir: std::env::temp_dir(),
-            max_json_bytes: 64 * 1024,
-            request_timeout: Duration::from_secs(120),
-            connections: crate::serve::ConnectionLimits::default(),
-            quotas: crate::quota::Quotas::default(),
-            mesh_limits: mesh::Limits::default(),
-            relay_interval: Duration::from_secs(1),
-            relay_batch: 100,
-            slow_lane_triangles: 1_000_000,
-            slow_lane_bytes: 64 * 1024 * 1024,
-            heartbeat_stale_after: Duration::from_secs(30),
-            monitor_interval: Duration::from_secs(10),
-            operator_cache: true,
-            web: crate::web::WebSettings::default(),
-            webhooks: crate::webhooks::WebhookSettings::default(),
-            events: crate::events::EventSettings::default(),
-        }
-    }
-}
-
-/// The backends the API runs on, chosen by the caller.
-#[derive(Debug, Clone)]
-pub struct Services {
-    pub store: Store,
-    pub broker: Broker,
-    pub blobs: BlobStore,
-    pub topology: Topology,
-    /// The price book and FDM profile; the API validates requests with it
-    /// and keys its quote cache by them.
-    pub pricing: Arc<Pricing>,
-    /// The operators' order list: in-process or Redis.
-    pub cache: Arc<crate::orders::cache::OrderCache>,
-}
+use crate::state::{ApiSettings, AppState, Services};
+use crate::store::{JobRow, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -105,25 +27,6 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("cannot start the compute pool: {0}")]
     Pool(std::io::Error),
-}
-
-pub struct AppState {
-    pub(crate) services: Services,
-    pub(crate) settings: ApiSettings,
-    pub(crate) relay_wakeup: Notify,
-    pub(crate) auth: crate::auth::Verifier,
-    /// Validates and hashes uploads off the async runtime.
-    pub(crate) compute: rayon::ThreadPool,
-    pub(crate) metrics: PrometheusHandle,
-    /// One permit per upload being read (`quotas.concurrent_uploads`).
-    pub(crate) upload_slots: tokio::sync::Semaphore,
-    pub(crate) web: crate::web::WebState,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug)]
@@ -148,7 +51,7 @@ impl Application {
         }
         let compute = scheduler::compute::pool("api-compute", 0).map_err(StartupError::Pool)?;
         let settings_uploads = settings.quotas.concurrent_uploads.max(1);
-        let web = crate::web::WebState::new(&settings, &services.pricing);
+        let web = crate::web::WebState::new(&settings.web, settings.max_model_bytes, &services.pricing);
         let state = Arc::new(AppState {
             web,
             services,
@@ -185,7 +88,7 @@ impl Application {
             tokio::spawn(state.services.cache.clone().supervise(state.services.store.clone(), shutdown.clone()));
         let monitor = tokio::spawn(crate::monitor::run(state.clone(), shutdown.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
-        let web = tokio::spawn(crate::web::run(state.clone(), shutdown.clone()));
+        let web = tokio::spawn(run_pages(state.clone(), shutdown.clone()));
         let events = tokio::spawn(crate::events_relay::run(state.clone(), shutdown.clone()));
         let webhooks = tokio::spawn(crate::webhooks::deliver::run(state.clone(), shutdown.clone()));
         let timeout = state.settings.request_timeout;
@@ -200,6 +103,16 @@ impl Application {
         let _ = tokio::join!(relay, results, dead_letters, orders, crm, cache, monitor, upkeep, web, events, webhooks);
         served
     }
+}
+
+/// The pages' background work: relaying order changes from other replicas,
+/// sweeping expired sessions, and closing event streams on shutdown.
+async fn run_pages(state: Arc<AppState>, shutdown: CancellationToken) {
+    let relay = tokio::spawn(state.web.live.clone().run(shutdown.clone()));
+    let sweep = tokio::spawn(crate::web::session::sweep(state.clone(), shutdown.clone()));
+    shutdown.cancelled().await;
+    state.web.closing.cancel();
+    let _ = tokio::join!(relay, sweep);
 }
 
 /// Drains histogram samples into buckets between scrapes, which bounds the

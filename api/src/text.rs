@@ -9,6 +9,10 @@
 pub(crate) const MAX_ID_CHARS: usize = 200;
 /// The longest free-text name: a customer, a material, a colour.
 pub(crate) const MAX_NAME_CHARS: usize = 200;
+/// The longest `Idempotency-Key` accepted.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// The most items one page of a list may ask for.
+pub(crate) const MAX_PAGE: usize = 500;
 
 /// Why `value` cannot be the `field`, if it cannot.
 pub(crate) fn refusal(field: &str, value: &str, max_chars: usize) -> Option<String> {

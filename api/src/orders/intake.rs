@@ -15,10 +15,9 @@ use scheduler::{Delivery, Outgoing};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::routes::{CreateOrder, CrmEventBody, OrderInput, apply_crm, place_order};
+use super::service::{CreateOrder, CrmEventBody, OrderInput, apply_crm, place_order};
 use super::store::{Created, CrmOutcome};
-use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An order from the old integration.
 #[derive(Debug, Deserialize)]
@@ -70,7 +69,7 @@ pub(crate) async fn orders(state: Arc<AppState>, shutdown: CancellationToken) {
                         metrics::counter!("farm_order_intake_duplicates_total").increment(1);
                         return delivery.ack().await.map_err(|e| e.to_string());
                     }
-                    Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
+                    Err(e) if e.is_transient() => {
                         tracing::warn!(%external_id, error = %e, "could not store an order; retrying");
                         tokio::select! {
                             // Unacked, it goes back to the queue with the connection.

@@ -6,22 +6,28 @@
 //! - [`store`]: the SQL.
 //! - [`cache`]: the operators' list cache.
 //! - [`facets`]: what the list shows of a quote, and its filters.
-//! - [`routes`]: the HTTP routes.
-//! - [`intake`]: the RabbitMQ consumers (incoming orders, CRM events).
+//! - [`service`]: placing an order, applying a CRM event, cancelling an
+//!   order's pricing: the operations both adapters below call.
+//! - [`accounts`]: the counts by source and state.
+//! - [`routes`]: the HTTP routes (an adapter).
+//! - [`intake`]: the RabbitMQ consumers (incoming orders, CRM events; an
+//!   adapter).
 //! - [`reprice`]: pricing orders again under the current price book.
 
+pub mod accounts;
 pub mod cache;
 pub mod facets;
 pub(crate) mod intake;
 pub mod list_facts;
 pub mod reprice;
 pub(crate) mod routes;
+pub(crate) mod service;
 pub mod status;
 pub mod store;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Store, StoreError};
-pub use routes::{OrderStats, SourceStats};
+pub use accounts::{OrderStats, SourceStats};
 use store::OrderRow;
 
 /// Orders the audit lists by id, at most, per kind.
@@ -31,7 +37,7 @@ pub const AUDIT_ID_LIMIT: i64 = 1000;
 /// the audit checks: orders still pricing whose job has ended (a lost
 /// result), as JSON. The API's monitor keeps its gauge from this.
 pub async fn audit_counts(store: &Store, intake_queue: &str) -> Result<serde_json::Value, StoreError> {
-    let stats = routes::stats(store, intake_queue).await?;
+    let stats = accounts::stats(store, intake_queue).await?;
     let stuck = store.orders_pricing_after_their_job().await?;
     let mut document = serde_json::to_value(&stats).expect("stats always serialize");
     document["pricing_with_ended_job"] = serde_json::json!(stuck);

@@ -8,22 +8,22 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use calculator::QuoteRequest;
 use scheduler::messages::now_ms;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::accounts::{OrderStats, stats};
 use super::cache::{OrderSummary, Served};
 use super::facets::{ListFacets, filtered_page};
+use super::service::{CreateOrder, CrmEventBody, OrderError, OrderInput, apply_crm, cancel_pricing, place_order};
 use super::status::{OrderEvent, OrderStatus};
-use super::store::{Created, CrmEvent, CrmOutcome, Cursor, NewOrder, OrderFilter, OrderRow, Pricing, Transitioned};
+use super::store::{Created, CrmOutcome, Cursor, OrderFilter, OrderRow, Transitioned};
 use crate::auth::{KeyKind, Principal};
-use crate::error::{AppError, ErrorBody};
-use crate::routes::{cached_quote, json_rejection, lane_for};
-use crate::startup::AppState;
+use crate::error::{AppError, ErrorBody, json_rejection};
+use crate::pricing::lane_for;
+use crate::state::AppState;
 use crate::store::JobRow;
 use crate::text;
 
@@ -45,24 +45,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crm_event))
 }
 
-/// The longest `Idempotency-Key` accepted.
-pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 200;
 const DEFAULT_PAGE: usize = 50;
-pub(crate) const MAX_PAGE: usize = 500;
-
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-pub(crate) struct CreateOrder {
-    /// A model uploaded with `POST /v1/models`.
-    pub(crate) model_id: String,
-    pub(crate) material: String,
-    #[serde(default = "crate::contract::one", deserialize_with = "crate::contract::whole_number")]
-    pub(crate) quantity: u32,
-    #[serde(default)]
-    pub(crate) colour: Option<String>,
-    /// The seller's customer, when the seller sells on.
-    #[serde(default)]
-    pub(crate) customer: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OrderView {
@@ -123,95 +106,6 @@ impl OrderView {
     }
 }
 
-/// The input of an order, wherever it came from.
-pub(crate) struct OrderInput {
-    pub(crate) source: &'static str,
-    pub(crate) seller: String,
-    pub(crate) seller_key_id: Option<String>,
-    pub(crate) external_id: Option<String>,
-    pub(crate) idempotency_key: Option<String>,
-    pub(crate) request: CreateOrder,
-}
-
-/// Validates an order, then writes it with its pricing job (or its cached
-/// quote) in one transaction. Shared by the HTTP route and the queue intake.
-pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Result<Created, AppError> {
-    input.request.material = text::normalised_name(&input.request.material);
-    input.request.colour = input.request.colour.as_deref().map(text::normalised_name);
-    let request = &input.request;
-    let fields = [
-        ("model_id", Some(request.model_id.as_str()), text::MAX_ID_CHARS),
-        ("material", Some(request.material.as_str()), text::MAX_NAME_CHARS),
-        ("colour", request.colour.as_deref(), text::MAX_NAME_CHARS),
-        ("customer", request.customer.as_deref(), text::MAX_NAME_CHARS),
-        ("external_id", input.external_id.as_deref(), text::MAX_ID_CHARS),
-    ];
-    if let Some(why) = text::first_refusal(&fields) {
-        return Err(AppError::Unprocessable(why));
-    }
-    let quote_request =
-        QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
-    calculator::validate_request(&quote_request, &state.services.pricing.book)
-        .map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    let model = state.services.store.model(&request.model_id).await?;
-    let Some(model) = model.filter(|m| crate::quota::usable_by(m, &input.seller)) else {
-        return Err(AppError::NotFound { what: "model", id: request.model_id.clone() });
-    };
-    if let Some(key_id) = &input.seller_key_id {
-        crate::quota::check_jobs(state, key_id).await?;
-    }
-    let now = now_ms();
-    let request_sha256 = input.idempotency_key.as_ref().map(|_| {
-        let canonical = serde_json::to_vec(request).expect("requests always serialize");
-        Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect::<String>()
-    });
-    let order = NewOrder {
-        order_id: uuid::Uuid::now_v7().to_string(),
-        source: input.source,
-        seller: input.seller,
-        seller_key_id: input.seller_key_id.clone(),
-        customer: request.customer.clone(),
-        external_id: input.external_id,
-        idempotency_key: input.idempotency_key,
-        request_sha256,
-        model_id: request.model_id.clone(),
-        material: request.material.clone(),
-        colour: request.colour.clone(),
-        quantity: i64::from(request.quantity),
-        now_ms: now,
-    };
-    let lane = lane_for(&model, &state.settings);
-    let mut job = JobRow::queued(
-        uuid::Uuid::now_v7().to_string(),
-        model.model_id,
-        request.material.clone(),
-        order.quantity,
-        lane,
-        now,
-    );
-    job.colour = request.colour.clone();
-    job.owner_key_id = input.seller_key_id;
-    let pricing = match cached_quote(state, &job, &quote_request).await? {
-        Some((quote, quote_key)) => {
-            let document: serde_json::Value = serde_json::from_str(&quote).map_err(AppError::internal)?;
-            let total = document["total"].as_f64().unwrap_or_default();
-            let currency = document["currency"].as_str().unwrap_or_default().to_string();
-            Pricing::Answered { job, quote, quote_key, total, currency }
-        }
-        None => {
-            let payload = job.message();
-            Pricing::Queue { job, payload }
-        }
-    };
-    let created = state.services.store.create_order(&order, pricing).await?;
-    if let Created::New(row) = &created {
-        state.relay_wakeup.notify_one();
-        metrics::counter!("farm_orders_received_total", "source" => row.source.clone()).increment(1);
-        super::changed(state, row).await;
-    }
-    Ok(created)
-}
-
 /// Creates an order; its pricing starts on its own. The same
 /// `Idempotency-Key` returns the same order (200) and creates nothing.
 #[utoipa::path(
@@ -242,9 +136,10 @@ async fn create_order(
         None => None,
         Some(value) => {
             let key = value.to_str().map_err(|_| AppError::BadRequest("`Idempotency-Key` must be text".into()))?.trim();
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            if key.is_empty() || key.len() > text::MAX_IDEMPOTENCY_KEY {
                 return Err(AppError::BadRequest(format!(
-                    "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+                    "`Idempotency-Key` must be 1 to {} characters",
+                    text::MAX_IDEMPOTENCY_KEY
                 )));
             }
             Some(key.to_string())
@@ -297,8 +192,8 @@ impl ListQuery {
             })
             .transpose()?;
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(AppError::BadRequest(format!("`limit` must be 1 to {MAX_PAGE}, got {limit}")));
+        if limit == 0 || limit > text::MAX_PAGE {
+            return Err(AppError::BadRequest(format!("`limit` must be 1 to {}, got {limit}", text::MAX_PAGE)));
         }
         Ok((status, cursor, limit))
     }
@@ -462,7 +357,7 @@ async fn price_again(
     principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
     let order = visible_order(state, principal, &order_id).await?;
     if let Some(key_id) = &order.seller_key_id {
-        crate::quota::check_jobs(state, key_id).await?;
+        crate::quota::check_jobs(&state.services.store, &state.settings.quotas, key_id).await?;
     }
     let model = state.services.store.model(&order.model_id).await?.ok_or_else(|| {
         AppError::internal(format!("order {order_id} names model {} that is not stored", order.model_id))
@@ -506,7 +401,7 @@ struct RepriceAll {
     /// book other than the one meant.
     before_version: String,
     /// Orders to reprice at most in this call; call again for more.
-    #[serde(default = "default_reprice_limit", deserialize_with = "crate::contract::whole_number")]
+    #[serde(default = "default_reprice_limit", deserialize_with = "crate::numbers::whole_number")]
     #[schema(minimum = 1, maximum = 5000, default = 500)]
     limit: u32,
 }
@@ -553,7 +448,7 @@ async fn reprice_all(
     if !(1..=5000).contains(&limit) {
         return Err(AppError::Unprocessable("`limit` must be 1 to 5000".into()));
     }
-    let slow = crate::routes::slow_lane(&state.settings);
+    let slow = crate::pricing::slow_lane(&state.settings);
     let store = &state.services.store;
     let repriced =
         crate::orders::reprice::reprice_under(store, &current, slow, limit, &principal.name, now_ms()).await?;
@@ -611,17 +506,6 @@ async fn quote_history(
         .collect::<Result<_, AppError>>()?;
     let current = order.quote.as_deref().map(parse).transpose()?;
     Ok(Json(QuoteHistory { order_id, current, previous }))
-}
-
-/// Cancels a cancelled order's pricing job, if it is still open.
-pub(crate) async fn cancel_pricing(state: &AppState, order: &OrderRow) -> Result<(), AppError> {
-    if let Some(job_id) = &order.job_id {
-        let control = serde_json::to_string(&scheduler::Control::Cancel { job_id: job_id.clone() })
-            .expect("control messages always serialize");
-        state.services.store.cancel_job(job_id, &control, now_ms()).await?;
-        state.relay_wakeup.notify_one();
-    }
-    Ok(())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -704,7 +588,7 @@ async fn operator_orders(
     } else {
         let from_database = AtomicBool::new(false);
         let max_scan = state.settings.web.max_filter_scan.max(1);
-        let page = filtered_page(&facets, cursor, limit, max_scan, MAX_PAGE, |cursor, batch| {
+        let page = filtered_page(&facets, cursor, limit, max_scan, text::MAX_PAGE, |cursor, batch| {
             let (state, from_database) = (&state, &from_database);
             async move {
                 let (rows, served) = list_page(state, status, cursor.as_ref(), batch).await?;
@@ -824,78 +708,11 @@ async fn ship_order(
     Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Ship, &principal.name).await?)?))
 }
 
-/// A CRM status event, the same JSON on the queue and over HTTP.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-pub(crate) struct CrmEventBody {
-    /// The CRM's id of this event: a repeated one changes nothing.
-    pub(crate) event_id: String,
-    pub(crate) order_id: String,
-    /// `approved` (for manufacturing) or `cancelled`.
-    #[serde(rename = "type")]
-    pub(crate) kind: String,
-    /// The CRM's version of the order, increasing; an event older than one
-    /// already applied is ignored.
-    #[serde(default, deserialize_with = "crate::contract::optional_whole_i64")]
-    pub(crate) version: Option<i64>,
-    /// When it happened in the CRM, ms since the Unix epoch; orders events
-    /// that carry no version.
-    #[serde(deserialize_with = "crate::contract::whole_i64")]
-    pub(crate) occurred_at_ms: i64,
-}
-
-impl CrmEventBody {
-    pub(crate) fn to_event(&self) -> Result<CrmEvent, String> {
-        let approve = match self.kind.as_str() {
-            "approved" => true,
-            "cancelled" => false,
-            other => return Err(format!("unknown CRM event type `{other}`; expected `approved` or `cancelled`")),
-        };
-        if self.event_id.trim().is_empty() || self.order_id.trim().is_empty() {
-            return Err("`event_id` and `order_id` must not be empty".into());
-        }
-        for (field, value) in [("event_id", &self.event_id), ("order_id", &self.order_id)] {
-            if let Some(why) = text::refusal(field, value, text::MAX_ID_CHARS) {
-                return Err(why);
-            }
-        }
-        Ok(CrmEvent {
-            event_id: self.event_id.clone(),
-            order_id: self.order_id.clone(),
-            approve,
-            version: self.version,
-            occurred_at_ms: self.occurred_at_ms,
-        })
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 struct CrmEventResult {
     /// `applied`, `duplicate` (seen before) or `stale` (older than one applied).
     outcome: &'static str,
     order: Option<OrderView>,
-}
-
-/// Applies a CRM event, applied at most once: the same event id again is a
-/// `duplicate`, an older one `stale`. One refused (409, unknown order) is not
-/// remembered, so a retry is weighed again.
-pub(crate) async fn apply_crm(state: &AppState, event: &CrmEvent) -> Result<CrmOutcome, AppError> {
-    let outcome = state.services.store.apply_crm_event(event, now_ms()).await?;
-    if let CrmOutcome::Applied(row) = &outcome {
-        super::changed(state, row).await;
-        if row.status == OrderStatus::Cancelled {
-            cancel_pricing(state, row).await?;
-        }
-    }
-    let label = match &outcome {
-        CrmOutcome::Applied(_) => "applied",
-        CrmOutcome::Duplicate => "duplicate",
-        CrmOutcome::Reused => "reused",
-        CrmOutcome::Stale => "stale",
-        CrmOutcome::Illegal { .. } => "illegal",
-        CrmOutcome::UnknownOrder => "unknown_order",
-    };
-    metrics::counter!("farm_crm_events_total", "outcome" => label).increment(1);
-    Ok(outcome)
 }
 
 /// A CRM status event over HTTP: the same body as on the CRM queue.
@@ -931,66 +748,6 @@ async fn crm_event(
     }
 }
 
-/// The accounts of one source of orders.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct SourceStats {
-    /// Orders that entered the system.
-    pub received: i64,
-    /// Waiting for a price (CREATED, PRICING).
-    pub pricing: i64,
-    pub priced: i64,
-    pub pricing_failed: i64,
-    /// Approved, in manufacturing or completed.
-    pub in_production: i64,
-    pub shipped: i64,
-    pub cancelled: i64,
-    /// Messages refused at intake and dead-lettered (the queue source only):
-    /// they never became orders.
-    pub dead_lettered: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderStats {
-    pub api: SourceStats,
-    pub queue: SourceStats,
-    /// Orders whose current status does not add up to what was received:
-    /// 0 unless an order vanished.
-    pub unaccounted: i64,
-}
-
-/// Counts every order by source and state.
-pub(crate) async fn stats(
-    state: &crate::store::Store,
-    intake_queue: &str,
-) -> Result<OrderStats, crate::store::StoreError> {
-    let mut api = SourceStats::default();
-    let mut queue = SourceStats::default();
-    for c in state.order_counts().await? {
-        let s = if c.source == "queue" { &mut queue } else { &mut api };
-        use OrderStatus as S;
-        let bucket = match c.status {
-            S::Created | S::Pricing => &mut s.pricing,
-            S::Priced => &mut s.priced,
-            S::PricingFailed => &mut s.pricing_failed,
-            S::ManufacturingApproved | S::ManufacturingStarted | S::ManufacturingCompleted => &mut s.in_production,
-            S::Shipped => &mut s.shipped,
-            S::Cancelled => &mut s.cancelled,
-        };
-        *bucket += c.count;
-    }
-    for (source, received) in state.orders_received().await? {
-        if source == "queue" {
-            queue.received = received;
-        } else {
-            api.received = received;
-        }
-    }
-    queue.dead_lettered = state.dead_letters_of(intake_queue).await?;
-    let held = |s: &SourceStats| s.pricing + s.priced + s.pricing_failed + s.in_production + s.shipped + s.cancelled;
-    let unaccounted = (api.received - held(&api)) + (queue.received - held(&queue));
-    Ok(OrderStats { api, queue, unaccounted })
-}
-
 /// How many orders were received, priced, in flight, failed and
 /// dead-lettered, per source.
 #[utoipa::path(
@@ -1003,4 +760,16 @@ pub(crate) async fn stats(
 async fn order_stats(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<OrderStats>, AppError> {
     principal.require(&[KeyKind::Operator])?;
     Ok(Json(stats(&state.services.store, &state.services.topology.orders_incoming).await?))
+}
+
+impl From<OrderError> for AppError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Invalid(why) => AppError::Unprocessable(why),
+            OrderError::ModelNotFound(id) => AppError::NotFound { what: "model", id },
+            OrderError::OverQuota(over) => over.into(),
+            OrderError::Corrupt(why) => AppError::internal(why),
+            OrderError::Store(e) => e.into(),
+        }
+    }
 }

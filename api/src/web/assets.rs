@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A file as built into the binary: its path under `api/web/` and bytes.
 macro_rules! embedded {

@@ -8,31 +8,18 @@
 //! ETag in Local Storage and revalidates with `If-None-Match`: an unchanged
 //! document costs a 304 and no body.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::header::IF_NONE_MATCH;
+use axum::http::{HeaderMap, HeaderValue};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::auth::{KeyKind, Principal};
-use crate::error::{AppError, ErrorBody};
 use crate::orders::status::OrderStatus;
-use crate::startup::AppState;
-
-pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(reference))
-}
 
 /// The document and its ETag.
 #[derive(Debug)]
 pub(crate) struct Reference {
-    body: bytes::Bytes,
-    etag: HeaderValue,
+    pub(super) body: bytes::Bytes,
+    pub(super) etag: HeaderValue,
 }
 
 impl Reference {
@@ -88,50 +75,13 @@ impl Reference {
     }
 
     /// Whether `If-None-Match` names this document (a list, or `*`).
-    fn matches(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn matches(&self, headers: &HeaderMap) -> bool {
         let ours = self.etag.to_str().unwrap_or_default();
         headers.get_all(IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|tag| {
             let tag = tag.trim();
             tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == ours
         })
     }
-}
-
-/// Materials, colours, machines, order statuses and the price book's
-/// version. Answers with an `ETag`; `If-None-Match` with it gets 304.
-#[utoipa::path(
-    get,
-    path = "/v1/reference",
-    tag = "pages",
-    params(("If-None-Match" = Option<String>, Header, description = "The ETag of the copy the client holds")),
-    responses(
-        (status = 200, description = "the reference document", content_type = "application/json"),
-        (status = 304, description = "the client's copy is current"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 500, body = ErrorBody)
-    ),
-    security(("bearer" = []))
-)]
-async fn reference(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    principal.require(&[KeyKind::Operator, KeyKind::Seller, KeyKind::Crm])?;
-    let reference = &state.web.reference;
-    // Private: it is behind a key. no-cache: the browser may keep it but
-    // must ask (a 304 is cheap), so a new price book shows on the next load.
-    let common = [
-        (ETAG, reference.etag.clone()),
-        (CACHE_CONTROL, HeaderValue::from_static("private, no-cache")),
-        (VARY, HeaderValue::from_static("Cookie, Authorization")),
-    ];
-    if reference.matches(&headers) {
-        metrics::counter!("farm_reference_requests_total", "result" => "not_modified").increment(1);
-        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
-    }
-    metrics::counter!("farm_reference_requests_total", "result" => "full").increment(1);
-    let content_type = [(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-    Ok((StatusCode::OK, common, content_type, reference.body.clone()).into_response())
 }
 
 #[cfg(test)]

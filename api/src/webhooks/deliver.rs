@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WebhookSettings;
 use super::store::{AttemptOutcome, ClaimedDelivery, NextStep};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Store;
 
 /// Longest error text kept for an attempt.

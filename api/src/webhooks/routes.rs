@@ -16,16 +16,16 @@ use utoipa_axum::routes;
 
 use super::store::{DeliveryRow, NewWebhook, WebhookRow};
 use crate::auth::{KeyKind, Principal};
+use crate::error::json_rejection;
 use crate::error::{AppError, ErrorBody};
 use crate::events::EventType;
-use crate::routes::json_rejection;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Who may have webhooks: those the farm has something to tell.
 const SUBSCRIBERS: &[KeyKind] = &[KeyKind::Seller, KeyKind::Crm];
 
 /// Deliveries one page lists at most: a page, as everywhere.
-const MAX_DELIVERIES_LISTED: i64 = crate::orders::routes::MAX_PAGE as i64;
+const MAX_DELIVERIES_LISTED: i64 = crate::text::MAX_PAGE as i64;
 
 pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
