@@ -514,3 +514,72 @@ fn every_path_in_the_codemap_exists() {
     assert!(named > 80, "the codemap names paths: {named}");
     assert!(missing.is_empty(), "the codemap names paths that do not exist: {missing:#?}");
 }
+
+/// Architecture invariant: every write of an order's status comes from the
+/// state machine (`orders::status::next`, through `fixed_move` for the
+/// moves the farm makes itself) or is the initial status. The SQL that
+/// writes `orders.status` binds it (`status = $n`), never spells it, and the
+/// functions that hold such SQL are listed here: a new one is reviewed.
+#[test]
+fn every_order_status_write_comes_from_the_state_machine() {
+    let src = workspace_root().join("api/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut writers = BTreeSet::new();
+    let mut spelled = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.strip_prefix(&src).unwrap().display().to_string();
+        for start in
+            text.match_indices("UPDATE orders SET").chain(text.match_indices("INSERT INTO orders (")).map(|(i, _)| i)
+        {
+            // The statement runs to the end of its string literal.
+            let rest = &text[start..];
+            let end = rest
+                .char_indices()
+                .find(|&(i, c)| c == '"' && !rest[..i].ends_with('\\'))
+                .map_or(rest.len(), |(i, _)| i);
+            let sql = &rest[..end];
+            let written = sql.split(" WHERE ").next().unwrap();
+            let writes_status = written.contains("status =") || written.contains(" status,");
+            if !writes_status {
+                continue;
+            }
+            let literal = [
+                "'CREATED'",
+                "'PRICING'",
+                "'PRICED'",
+                "'PRICING_FAILED'",
+                "'MANUFACTURING",
+                "'SHIPPED'",
+                "'CANCELLED'",
+            ]
+            .iter()
+            .any(|status| written.contains(status));
+            if literal || (written.contains("status =") && !written.contains("status = $")) {
+                spelled.push(format!("{file}: {sql}"));
+            }
+            let before = &text[..start];
+            let fn_at = before.rfind("fn ").expect("SQL inside a function");
+            let name: String = before[fn_at + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let body_end = text[start..].find("\n}\n").map_or(text.len(), |i| start + i);
+            let body = &text[fn_at..body_end];
+            let decided = ["status::next(", "fixed_move(", "OrderStatus::INITIAL"].iter().any(|way| body.contains(way));
+            assert!(decided, "{file}: `{name}` writes orders.status without the state machine deciding it");
+            writers.insert(format!("{file}::{name}"));
+        }
+    }
+    assert!(spelled.is_empty(), "SQL that spells the status it writes to an order: {spelled:#?}");
+    let expected: BTreeSet<String> = [
+        "apply_crm_event",
+        "create_order",
+        "move_order",
+        "reprice_failed_orders_of_job",
+        "set_status",
+        "settle_orders_of_job",
+    ]
+    .iter()
+    .map(|name| format!("orders/store.rs::{name}"))
+    .collect();
+    assert_eq!(writers, expected, "the functions that write an order's status");
+}

@@ -118,7 +118,11 @@ impl From<crate::auth::NotAllowed> for AppError {
 
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
-        AppError::internal(e)
+        match e {
+            // Others kept changing the same row: the caller may try again.
+            crate::store::StoreError::Contended { .. } => AppError::conflict(format!("{e}; try again")),
+            crate::store::StoreError::Database(_) => AppError::internal(e),
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// The status an order is written with; every later one comes from
+    /// [`next`].
+    pub const INITIAL: OrderStatus = OrderStatus::Created;
+
     pub const ALL: [OrderStatus; 9] = [
         OrderStatus::Created,
         OrderStatus::Pricing,

@@ -13,6 +13,10 @@ use super::list_facts::QuoteFacts;
 use super::status::{self, IllegalTransition, OrderEvent, OrderStatus};
 use crate::store::{JobRow, Store, StoreError};
 
+/// How many times an optimistic update of an order is tried before it is
+/// reported as contended.
+const OPTIMISTIC_ATTEMPTS: u32 = 5;
+
 /// The columns `order_from_row` reads.
 const ORDER_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
                              colour, quantity, job_id, quote, total, currency, status, failure, assignee, \
@@ -233,7 +237,7 @@ impl Store {
             "INSERT INTO orders (order_id, source, seller, seller_key_id, customer, external_id, idempotency_key, \
                                  request_sha256, model_id, material, colour, quantity, status, created_at_ms, \
                                  updated_at_ms, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'CREATED', $13, $13, 1) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $13, $13, 1) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&order.order_id)
@@ -249,18 +253,19 @@ impl Store {
         .bind(&order.colour)
         .bind(order.quantity)
         .bind(order.now_ms)
+        .bind(OrderStatus::INITIAL.as_str())
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             tx.rollback().await?;
             return self.existing_order(order).await;
         }
-        insert_order_event(&mut tx, &order.order_id, None, OrderStatus::Created, "intake", order.now_ms).await?;
+        insert_order_event(&mut tx, &order.order_id, None, OrderStatus::INITIAL, "intake", order.now_ms).await?;
         let now = order.now_ms;
         match pricing {
             Pricing::Queue { job, payload } => {
                 crate::store::insert_job_tx(&mut tx, &job, &payload).await?;
-                set_status(&mut tx, &order.order_id, OrderStatus::Created, OrderStatus::Pricing, now).await?;
+                set_status(&mut tx, &order.order_id, OrderStatus::INITIAL, OrderEvent::PricingQueued, now).await?;
                 sqlx::query("UPDATE orders SET job_id = $2 WHERE order_id = $1")
                     .bind(&order.order_id)
                     .bind(&job.job_id)
@@ -269,8 +274,9 @@ impl Store {
             }
             Pricing::Answered { job, quote, quote_key, total, currency } => {
                 crate::store::insert_answered_job_tx(&mut tx, &job, &quote, &quote_key).await?;
-                set_status(&mut tx, &order.order_id, OrderStatus::Created, OrderStatus::Pricing, now).await?;
-                set_status(&mut tx, &order.order_id, OrderStatus::Pricing, OrderStatus::Priced, now).await?;
+                let pricing =
+                    set_status(&mut tx, &order.order_id, OrderStatus::INITIAL, OrderEvent::PricingQueued, now).await?;
+                set_status(&mut tx, &order.order_id, pricing, OrderEvent::Priced, now).await?;
                 let facts = QuoteFacts::read(&quote);
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE orders SET job_id = $2, quote = $3, total = $4, currency = $5, {SET_LIST_FACTS} \
@@ -289,7 +295,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        let row = self.order(&order.order_id).await?.ok_or(StoreError(sqlx::Error::RowNotFound))?;
+        let row = self.order(&order.order_id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
         Ok(Created::New(row))
     }
 
@@ -316,7 +322,7 @@ impl Store {
         };
         let Some(row) = found else {
             // The order id itself collided: ids are random, so this is a bug.
-            return Err(StoreError(sqlx::Error::RowNotFound));
+            return Err(StoreError::Database(sqlx::Error::RowNotFound));
         };
         let stored_hash: Option<String> = row.try_get("request_sha256")?;
         let existing = order_from_row(&row)?;
@@ -331,7 +337,7 @@ impl Store {
             .bind(order_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(order_from_row).transpose().map_err(StoreError)
+        row.as_ref().map(order_from_row).transpose().map_err(StoreError::Database)
     }
 
     /// The orders priced by `job_id` (after a job's result changed them).
@@ -340,7 +346,7 @@ impl Store {
             .bind(job_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(order_from_row).collect::<Result<_, _>>().map_err(StoreError)
+        rows.iter().map(order_from_row).collect::<Result<_, _>>().map_err(StoreError::Database)
     }
 
     /// Newest first, after `cursor`.
@@ -403,7 +409,7 @@ impl Store {
             query = query.bind(c.created_at_ms).bind(c.created_at_ms).bind(c.order_id.clone());
         }
         let rows = query.bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(order_from_row).collect::<Result<_, _>>().map_err(StoreError)
+        rows.iter().map(order_from_row).collect::<Result<_, _>>().map_err(StoreError::Database)
     }
 
     /// Moves an order by `event`, if its status allows it. The update is
@@ -458,7 +464,7 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("job_id")?, r.try_get("quote")?, r.try_get("replaced_at_ms")?)))
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 
     /// Orders priced and not yet approved whose quote was priced under a
@@ -480,7 +486,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(order_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError)
+        rows.iter().map(order_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError::Database)
     }
 
     /// The one conditional move of an order by `event`; with `new_job`, the
@@ -511,7 +517,7 @@ impl Store {
         );
         // A concurrent change between the read and the update is retried:
         // the second read then sees the other change and answers for it.
-        for _ in 0..5 {
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
             let Some(current) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
             let to = match status::next(current.status, event) {
                 Ok(to) => to,
@@ -552,10 +558,10 @@ impl Store {
             }
             insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
             tx.commit().await?;
-            let row = self.order(order_id).await?.ok_or(StoreError(sqlx::Error::RowNotFound))?;
+            let row = self.order(order_id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
             return Ok(Transitioned::Done(Box::new(row)));
         }
-        Err(StoreError(sqlx::Error::PoolTimedOut))
+        Err(StoreError::Contended { what: format!("order `{order_id}`"), attempts: OPTIMISTIC_ATTEMPTS })
     }
 
     /// Applies a CRM event at most once, and only if it is newer than the
@@ -567,7 +573,7 @@ impl Store {
     pub async fn apply_crm_event(&self, event: &CrmEvent, now_ms: i64) -> Result<CrmOutcome, StoreError> {
         let kind = if event.approve { "approved" } else { "cancelled" };
         let body = event.body();
-        for _ in 0..5 {
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
             let mut tx = self.begin_write().await?;
             let recorded = sqlx::query(
                 "INSERT INTO crm_events (event_id, order_id, kind, outcome, received_at_ms, body) \
@@ -667,7 +673,7 @@ impl Store {
             tx.commit().await?;
             return Ok(outcome);
         }
-        Err(StoreError(sqlx::Error::PoolTimedOut))
+        Err(StoreError::Contended { what: format!("order `{}`", event.order_id), attempts: OPTIMISTIC_ATTEMPTS })
     }
 
     /// Orders by source and status.
@@ -686,7 +692,7 @@ impl Store {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 
     /// Orders that entered the system (each has exactly one `created` event),
@@ -701,7 +707,7 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("source")?, r.try_get("n")?)))
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 
     /// Orders still PRICING although their job has ended: a result that was
@@ -765,7 +771,7 @@ impl Store {
                 Ok((r.try_get("lane")?, (now_ms - oldest).max(0)))
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 
     /// The order a pricing job prices, if it prices one.
@@ -796,7 +802,7 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("from_status")?, r.try_get("to_status")?, r.try_get("actor")?)))
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 }
 
@@ -809,14 +815,15 @@ pub(crate) async fn settle_orders_of_job(
     outcome: Result<(&str, f64, &str), &str>,
     at: i64,
 ) -> Result<(), StoreError> {
-    let rows =
-        match outcome {
-            Ok((quote, total, currency)) => {
-                let facts = QuoteFacts::read(quote);
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE orders SET status = 'PRICED', quote = $2, total = $3, currency = $4, version = version + 1, \
-                            updated_at_ms = $5, {SET_LIST_FACTS} \
-                     WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id"
+    let from = OrderStatus::Pricing;
+    let to = fixed_move(from, if outcome.is_ok() { OrderEvent::Priced } else { OrderEvent::PricingFailed });
+    let rows = match outcome {
+        Ok((quote, total, currency)) => {
+            let facts = QuoteFacts::read(quote);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE orders SET status = $12, quote = $2, total = $3, currency = $4, version = version + 1, \
+                        updated_at_ms = $5, {SET_LIST_FACTS} \
+                 WHERE job_id = $1 AND status = $13 RETURNING order_id"
             )))
             .bind(job_id)
             .bind(quote)
@@ -824,23 +831,28 @@ pub(crate) async fn settle_orders_of_job(
             .bind(currency)
             .bind(at)
             .bind_list_facts(&facts, at)
+            .bind(to.as_str())
+            .bind(from.as_str())
             .fetch_all(&mut **tx)
             .await?
-            }
-            Err(failure) => sqlx::query(
-                "UPDATE orders SET status = 'PRICING_FAILED', failure = $2, version = version + 1, updated_at_ms = $3 \
-                 WHERE job_id = $1 AND status = 'PRICING' RETURNING order_id",
+        }
+        Err(failure) => {
+            sqlx::query(
+                "UPDATE orders SET status = $4, failure = $2, version = version + 1, updated_at_ms = $3 \
+                 WHERE job_id = $1 AND status = $5 RETURNING order_id",
             )
             .bind(job_id)
             .bind(failure)
             .bind(at)
+            .bind(to.as_str())
+            .bind(from.as_str())
             .fetch_all(&mut **tx)
-            .await?,
-        };
-    let to = if outcome.is_ok() { OrderStatus::Priced } else { OrderStatus::PricingFailed };
+            .await?
+        }
+    };
     for row in rows {
         let order_id: String = row.try_get("order_id")?;
-        insert_order_event(tx, &order_id, Some(OrderStatus::Pricing), to, "pricing", at).await?;
+        insert_order_event(tx, &order_id, Some(from), to, "pricing", at).await?;
     }
     Ok(())
 }
@@ -854,36 +866,52 @@ pub(crate) async fn reprice_failed_orders_of_job(
     new_job_id: &str,
     at: i64,
 ) -> Result<(), StoreError> {
+    let from = OrderStatus::PricingFailed;
+    let to = fixed_move(from, OrderEvent::RetryPricing);
     let rows = sqlx::query(
-        "UPDATE orders SET status = 'PRICING', job_id = $2, failure = NULL, version = version + 1, updated_at_ms = $3 \
-         WHERE job_id = $1 AND status = 'PRICING_FAILED' RETURNING order_id",
+        "UPDATE orders SET status = $4, job_id = $2, failure = NULL, version = version + 1, updated_at_ms = $3 \
+         WHERE job_id = $1 AND status = $5 RETURNING order_id",
     )
     .bind(dead_job_id)
     .bind(new_job_id)
     .bind(at)
+    .bind(to.as_str())
+    .bind(from.as_str())
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
         let order_id: String = row.try_get("order_id")?;
-        insert_order_event(tx, &order_id, Some(OrderStatus::PricingFailed), OrderStatus::Pricing, "replay", at).await?;
+        insert_order_event(tx, &order_id, Some(from), to, "replay", at).await?;
     }
     Ok(())
 }
 
+/// Where a move the farm makes on its own (pricing, a replay) takes an
+/// order, as the state machine says. These pairs are fixed in the code and
+/// legal (`status`'s tests walk them), so an error here is a bug in the
+/// machine, not a state an order can be in.
+fn fixed_move(from: OrderStatus, event: OrderEvent) -> OrderStatus {
+    status::next(from, event).unwrap_or_else(|e| panic!("the state machine refuses a move the farm makes: {e}"))
+}
+
+/// Moves a new order by `event` (queued for pricing, answered from the
+/// cache) inside its creating transaction; the new status.
 async fn set_status(
     tx: &mut Transaction<'_, Any>,
     order_id: &str,
     from: OrderStatus,
-    to: OrderStatus,
+    event: OrderEvent,
     at: i64,
-) -> Result<(), StoreError> {
+) -> Result<OrderStatus, StoreError> {
+    let to = fixed_move(from, event);
     sqlx::query("UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3 WHERE order_id = $1")
         .bind(order_id)
         .bind(to.as_str())
         .bind(at)
         .execute(&mut **tx)
         .await?;
-    insert_order_event(tx, order_id, Some(from), to, "intake", at).await
+    insert_order_event(tx, order_id, Some(from), to, "intake", at).await?;
+    Ok(to)
 }
 
 async fn insert_order_event(

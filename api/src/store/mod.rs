@@ -39,12 +39,18 @@ pub enum Engine {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("database error: {0}")]
-pub struct StoreError(#[from] pub(crate) sqlx::Error);
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An optimistic update (read, then write only if nothing changed)
+    /// lost to concurrent changes every time it was tried.
+    #[error("{what} kept changing under {attempts} attempts to update it")]
+    Contended { what: String, attempts: u32 },
+}
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self(sqlx::Error::Migrate(Box::new(e)))
+        Self::Database(sqlx::Error::Migrate(Box::new(e)))
     }
 }
 
@@ -408,7 +414,7 @@ impl Store {
             .bind(job_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(job_from_row).transpose().map_err(StoreError)
+        row.as_ref().map(job_from_row).transpose().map_err(StoreError::Database)
     }
 
     /// Cancels a queued or running job. In the same transaction its unsent
@@ -535,7 +541,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(dead_letter_from_row).collect::<Result<_, _>>().map_err(StoreError)
+        rows.iter().map(dead_letter_from_row).collect::<Result<_, _>>().map_err(StoreError::Database)
     }
 
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRow>, StoreError> {
@@ -544,7 +550,7 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.as_ref().map(dead_letter_from_row).transpose().map_err(StoreError)
+        row.as_ref().map(dead_letter_from_row).transpose().map_err(StoreError::Database)
     }
 
     /// Dead letters recorded, by reason.
@@ -555,7 +561,7 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("reason")?, r.try_get("n")?)))
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 
     pub async fn insert_key(&self, key: &KeyRow) -> Result<(), StoreError> {
@@ -579,7 +585,7 @@ impl Store {
         .bind(key_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(key_from_row).transpose().map_err(StoreError)
+        row.as_ref().map(key_from_row).transpose().map_err(StoreError::Database)
     }
 
     pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
@@ -589,7 +595,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect::<Result<_, _>>().map_err(StoreError)
+        rows.iter().map(key_from_row).collect::<Result<_, _>>().map_err(StoreError::Database)
     }
 
     /// Revokes a key; false when there is no such key, or it was revoked before.
@@ -608,7 +614,7 @@ impl Store {
             .bind(job_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| r.try_get("event")).collect::<Result<_, sqlx::Error>>().map_err(StoreError)
+        rows.iter().map(|r| r.try_get("event")).collect::<Result<_, sqlx::Error>>().map_err(StoreError::Database)
     }
 }
 

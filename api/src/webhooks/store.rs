@@ -138,7 +138,7 @@ impl Store {
         .bind(key_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(webhook_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError)
+        rows.iter().map(webhook_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError::Database)
     }
 
     /// The key's webhook `webhook_id`, deleted or not (its deliveries stay
@@ -151,7 +151,7 @@ impl Store {
         .bind(webhook_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(webhook_from_row).transpose().map_err(StoreError)
+        row.as_ref().map(webhook_from_row).transpose().map_err(StoreError::Database)
     }
 
     /// Deletes the key's webhook and gives up its pending deliveries, in one
