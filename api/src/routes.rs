@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use crate::auth::{KeyKind, Principal};
 use crate::error::{AppError, ErrorBody, json_rejection};
 use crate::state::AppState;
-use crate::store::{Cancelled, JobRow, ModelRow};
+use crate::store::{Cancelled, JobRow, JobStatus, ModelRow};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -593,7 +593,7 @@ struct JobView {
     /// `fast` or `slow`.
     lane: &'static str,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    status: String,
+    status: &'static str,
     /// While running: `fetching`, `parsing`, `analysing`, `slicing` or `pricing`.
     stage: Option<String>,
     percent: Option<i64>,
@@ -643,7 +643,7 @@ async fn get_job(
     let quote = job.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
     let now = now_ms();
     let stale_after = state.settings.heartbeat_stale_after.as_millis() as i64;
-    let liveness = (job.status == "running").then(|| {
+    let liveness = (job.status == JobStatus::Running).then(|| {
         let last = job.heartbeat_at_ms.or(job.started_at_ms).unwrap_or(job.updated_at_ms);
         if now - last > stale_after { "stale" } else { "alive" }
     });
@@ -656,7 +656,7 @@ async fn get_job(
         colour: job.colour,
         quantity: job.quantity,
         lane: job.lane.as_str(),
-        status: job.status,
+        status: job.status.as_str(),
         stage: job.stage,
         percent: job.percent,
         liveness,

@@ -93,7 +93,7 @@ pub struct JobRow {
     pub colour: Option<String>,
     pub quantity: i64,
     pub lane: Lane,
-    pub status: String,
+    pub status: JobStatus,
     pub quote: Option<String>,
     pub error: Option<JobFailure>,
     /// Where a running job is, as its worker last reported.
@@ -111,6 +111,43 @@ pub struct JobRow {
     pub finished_at_ms: Option<i64>,
 }
 
+/// Where a pricing job is. It only moves forward: queued, running, then
+/// one of the three ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled];
+
+    /// As stored and shown: `queued`, `running`, `succeeded`, `failed`,
+    /// `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// Succeeded, failed or cancelled: nothing moves it any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
 impl JobRow {
     /// A new job, queued now.
     pub fn queued(job_id: String, model_id: String, material: String, quantity: i64, lane: Lane, now_ms: i64) -> Self {
@@ -121,7 +158,7 @@ impl JobRow {
             colour: None,
             quantity,
             lane,
-            status: "queued".into(),
+            status: JobStatus::Queued,
             quote: None,
             error: None,
             stage: None,
@@ -749,6 +786,9 @@ fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
     let error_kind: Option<String> = r.try_get("error_kind")?;
     let error_message: Option<String> = r.try_get("error_message")?;
     let lane: String = r.try_get("lane")?;
+    let status: String = r.try_get("status")?;
+    let status = JobStatus::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("`{status}` is not a job status").into()))?;
     Ok(JobRow {
         job_id: r.try_get("job_id")?,
         model_id: r.try_get("model_id")?,
@@ -756,7 +796,7 @@ fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
         colour: r.try_get("colour")?,
         quantity: r.try_get("quantity")?,
         lane: Lane::parse(&lane).unwrap_or_default(),
-        status: r.try_get("status")?,
+        status,
         quote: r.try_get("quote")?,
         error: error_kind.map(|kind| JobFailure { kind, message: error_message.unwrap_or_default() }),
         stage: r.try_get("stage")?,

@@ -10,8 +10,8 @@ use scheduler::{ResultEvent, ResultMessage};
 use sqlx::Row;
 
 use super::{
-    Applied, DeadLetter, JOB_COLUMNS, JobRow, Replay, Store, StoreError, insert_answered_job_tx, insert_event,
-    insert_job_tx, insert_outbox, job_from_row, jobs_destination,
+    Applied, DeadLetter, JOB_COLUMNS, JobRow, JobStatus, Replay, Store, StoreError, insert_answered_job_tx,
+    insert_event, insert_job_tx, insert_outbox, job_from_row, jobs_destination,
 };
 use crate::events::PricingOutcome;
 
@@ -79,7 +79,8 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .map(|r| r.try_get::<String, _>("status"))
-                    .transpose()?;
+                    .transpose()?
+                    .and_then(|status| JobStatus::parse(&status));
                 let done = sqlx::query(
                     "UPDATE pricing_jobs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2), \
                             heartbeat_at_ms = $2, updated_at_ms = $2, worker = $3, stage = 'fetching', percent = 0, \
@@ -94,13 +95,13 @@ impl Store {
                 .await?;
                 if done.rows_affected() == 0 {
                     tx.commit().await?;
-                    return Ok(match before.as_deref() {
-                        Some("cancelled") => Applied::StartedCancelled,
-                        Some("succeeded" | "failed") => Applied::StartedFinished,
+                    return Ok(match before {
+                        Some(JobStatus::Cancelled) => Applied::StartedCancelled,
+                        Some(JobStatus::Succeeded | JobStatus::Failed) => Applied::StartedFinished,
                         _ => Applied::Stale,
                     });
                 }
-                if before.as_deref() == Some("running") {
+                if before == Some(JobStatus::Running) {
                     // Recorded like any start (the newest delivery is the one
                     // that will report), and counted: two computations of
                     // one job at once, or one after a worker died.

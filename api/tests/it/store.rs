@@ -217,7 +217,7 @@ async fn a_dead_letter_is_kept_and_fails_its_job_with_the_reason() {
         };
         assert_eq!(store.record_dead_letter(&letter, 40).await.unwrap(), Applied::Changed);
         let job = store.job("d1").await.unwrap().unwrap();
-        assert_eq!(job.status, "failed");
+        assert_eq!(job.status, api::store::JobStatus::Failed);
         let error = job.error.unwrap();
         assert_eq!(error.kind, "dead_lettered");
         assert!(error.message.contains("delivery limit"), "{}", error.message);
