@@ -86,12 +86,40 @@ pub(crate) async fn fresh_postgres_database() -> Option<String> {
         Ok(Err(e)) => return missing("PostgreSQL", &e.to_string()),
         Err(_) => return missing("PostgreSQL", &format!("no answer within {} s", PATIENCE.as_secs())),
     };
-    let name = format!("farm_test_{}", uuid::Uuid::new_v4().simple());
+    drop_old_test_databases(&mut admin).await;
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let name = format!("farm_test_{now_s}_{}", uuid::Uuid::new_v4().simple());
     within("CREATE DATABASE", sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin))
         .await
         .expect("CREATE DATABASE on a reachable server");
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL has a path");
     Some(format!("{base}/{name}"))
+}
+
+/// Test databases are left behind when their test ends (a test does not
+/// know when its farm has let go of them); those over two hours old are
+/// dropped by the next test that makes one. Best effort: one still in use
+/// stays.
+async fn drop_old_test_databases(admin: &mut sqlx::PgConnection) {
+    const OLD_S: u64 = 2 * 3600;
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let names: Vec<String> =
+        match sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'farm\\_test\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+        {
+            Ok(names) => names,
+            Err(e) => return warn(&format!("cannot list old test databases: {e}")),
+        };
+    for name in names {
+        // `farm_test_<unix seconds>_<uuid>`; an older form has no time.
+        let made_s = name.trim_start_matches("farm_test_").split('_').next().and_then(|t| t.parse::<u64>().ok());
+        if made_s.is_some_and(|made| now_s.saturating_sub(made) < OLD_S) {
+            continue;
+        }
+        let drop = format!("DROP DATABASE IF EXISTS {name}");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *admin).await;
+    }
 }
 
 /// The RabbitMQ URL, once a connection to it has succeeded.

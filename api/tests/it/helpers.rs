@@ -1,6 +1,7 @@
 //! `spawn_app`: the API plus in-process workers (one per lane) on a fresh
-//! SQLite database, a temporary model folder and an in-process queue, on a
-//! free port. `spawn_farm` chooses the workers.
+//! database (SQLite; PostgreSQL in the `it_postgres` binary), a temporary
+//! model folder and an in-process queue, on a free port. `spawn_farm`
+//! chooses the workers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,9 @@ pub(crate) fn test_worker(lane: scheduler::Lane) -> WorkerSettings {
 /// RabbitMQ would.
 pub(crate) async fn spawn_farm(settings: ApiSettings, workers: Vec<WorkerSettings>) -> TestApp {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::connect(&Store::sqlite_url(data.path()), 5).await.unwrap();
+    let postgres = if crate::ON_POSTGRES { crate::services::fresh_postgres_database().await } else { None };
+    let url = postgres.unwrap_or_else(|| Store::sqlite_url(data.path()));
+    let store = Store::connect(&url, 5).await.unwrap();
     let topology = Topology { delivery_limit: 3, ..Topology::with_prefix("test") };
     let broker = Broker::Memory(MemoryBroker::with_topology(&topology));
     let blobs = BlobStore::open(&BlobSettings::Local { dir: data.path().into() }).await.unwrap();

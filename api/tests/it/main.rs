@@ -16,3 +16,7 @@ mod orders;
 mod store;
 mod web;
 mod webhooks;
+
+/// This binary runs the farm on SQLite; `it_postgres` runs the same route
+/// tests on PostgreSQL.
+pub(crate) const ON_POSTGRES: bool = false;
