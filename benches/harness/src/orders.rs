@@ -205,14 +205,6 @@ const RECENT_PERCENT: usize = 12;
 /// The seeded orders span a year.
 const SPAN_MS: i64 = 365 * 24 * 3600 * 1000;
 
-/// The API's own query for a page of one status (`Store::list_page` in
-/// `api/src/orders/store.rs` with a status filter and no cursor), run by the
-/// benchmark for the "SQL alone" row. Keep the two alike.
-const LIST_SQL: &str = "SELECT order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
-                        colour, quantity, job_id, NULL AS quote, total, currency, status, failure, assignee, \
-                        created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, print_time_s \
-                        FROM orders WHERE status = $1 ORDER BY created_at_ms DESC, order_id DESC LIMIT $2";
-
 pub async fn run(settings: &OrdersBench) -> Result<OrdersReport, FarmError> {
     validate(settings)?;
     sqlx::any::install_default_drivers();
@@ -230,7 +222,7 @@ fn validate(settings: &OrdersBench) -> Result<(), FarmError> {
     if settings.duration.is_zero() {
         return Err(invalid("--seconds must be more than 0"));
     }
-    // The API's own bounds (`MAX_PAGE` in api/src/orders/routes.rs).
+    // The API's own bounds (`MAX_PAGE` in api/src/text.rs).
     if settings.limit == 0 || settings.limit > 500 {
         return Err(invalid("--limit must be 1 to 500"));
     }
@@ -369,7 +361,7 @@ async fn phases(
     });
 
     // With no farm running: the database's own share.
-    let sql_alone = sql_alone(pool, settings.limit).await?;
+    let sql_alone = sql_alone(target.url(), settings.limit).await?;
     Ok(Measured { cache_ready_s: cache_ready.as_secs_f64(), from_cache, take, from_database, sql_alone, under_writes })
 }
 
@@ -1278,22 +1270,26 @@ impl ListRun {
     }
 }
 
-/// The list's SQL alone, one query after another on one connection.
-async fn sql_alone(pool: &AnyPool, limit: u32) -> Result<Summary, FarmError> {
-    let error = db_error("the list's SQL");
-    let mut connection = pool.acquire().await.map_err(&error)?;
+/// The list's SQL alone, one query after another: the API's own
+/// `Store::list_page` (a status filter, no cursor) on a store of one
+/// connection, so what is measured is what the API runs.
+async fn sql_alone(url: &str, limit: u32) -> Result<Summary, FarmError> {
+    let error = |e: api::store::StoreError| FarmError::Start { what: "the list's SQL".into(), message: e.to_string() };
+    let store = api::Store::connect(url, 1).await.map_err(error)?;
+    let filter = api::orders::store::OrderFilter {
+        status: Some(api::orders::status::OrderStatus::ManufacturingApproved),
+        seller: None,
+    };
     let mut times = Vec::with_capacity(SQL_QUERIES);
     for i in 0..2 * SQL_QUERIES {
         let started = Instant::now();
-        let rows = sqlx::query(LIST_SQL)
-            .bind(APPROVED)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(&error)?;
+        let rows = store.list_page(&filter, None, i64::from(limit)).await.map_err(error)?;
         let elapsed = started.elapsed();
         if rows.is_empty() {
-            return Err(error(sqlx::Error::RowNotFound));
+            return Err(FarmError::Start {
+                what: "the list's SQL".into(),
+                message: "no approved order was listed".into(),
+            });
         }
         if i >= SQL_QUERIES {
             times.push(ms(elapsed));
