@@ -15,10 +15,6 @@ static TOOLS: Mutex<()> = Mutex::new(());
 /// check.sh's exit status when a tool cannot be installed.
 const TOOL_MISSING: i32 = 3;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -38,7 +34,7 @@ fn check_sh(args: &[&str]) -> Option<(i32, String)> {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     if code == TOOL_MISSING {
         let message = format!("deploy/check.sh cannot install its tools here:\n{text}");
-        if in_ci() {
+        if testkit::in_ci() {
             panic!("CI=true and {message}");
         }
         eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");

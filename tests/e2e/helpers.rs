@@ -3,10 +3,8 @@
 // Shared with the fault tests, which use parts the end-to-end tests do not.
 #![allow(clippy::print_stderr, dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -40,41 +38,22 @@ pub(crate) fn reference_cube() -> (Vec<u8>, f64) {
     (std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())), 7938.68)
 }
 
-/// A running `farm` process. Its log lines (stderr, JSON) are collected so a
-/// failing test can show them; dropping it kills the process.
-pub(crate) struct FarmProcess {
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
-    listening: std::sync::mpsc::Receiver<String>,
-}
+/// A running `farm` process (testkit's), with the tests' patience: each
+/// step that does not happen fails the test with the process's log.
+/// Dropping it kills the process.
+pub(crate) struct FarmProcess(testkit::FarmProcess);
 
 impl FarmProcess {
     /// Starts `farm ARGS` with `env` and none of the caller's `FARM_*` or
     /// `AWS_*` variables, so a test controls exactly which backends it gets.
     pub(crate) fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut command = farm_command();
-        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        command.env("FARM_LOG_FORMAT", "json");
+        command.args(args);
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("spawn farm");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (sender, listening) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["message"].as_str().is_some_and(|m| m.ends_with("listening"))
-                    && let Some(addr) = event["addr"].as_str()
-                {
-                    let _ = sender.send(addr.to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, logs, listening }
+        // A test keeps the whole log: it is shown when the test fails.
+        Self(testkit::FarmProcess::spawn(command, usize::MAX).expect("spawn farm"))
     }
 
     /// The address from the process's "listening" log line.
@@ -82,77 +61,50 @@ impl FarmProcess {
         // Generous: a process may be retrying a broker that is still
         // recovering from an earlier test's restart (its patience is set by
         // FARM_BROKER_CONNECT_PATIENCE_S).
-        match self.listening.recv_timeout(Duration::from_secs(180)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let state = match self.exited() {
-                    Some(code) => format!("it exited with {code}"),
-                    None => "it is still running".to_string(),
-                };
-                panic!("farm never reported listening ({state}); its log:\n{}", self.logs())
-            }
-        }
+        let listening = self.0.wait_for_listening(Duration::from_secs(180));
+        listening.unwrap_or_else(|e| panic!("{e}\nthe whole log:\n{}", self.logs()))
     }
 
     pub(crate) fn logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
+        self.0.logs()
     }
 
     /// Sends SIGTERM and returns the exit code once the process is gone.
     pub(crate) fn terminate(mut self) -> i32 {
-        self.signal("TERM");
-        match self.wait_exit(Duration::from_secs(30)) {
+        match self.0.terminate(Duration::from_secs(30)) {
             Some(code) => code,
             None => panic!("farm ignored SIGTERM; log:\n{}", self.logs()),
         }
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// Sends a signal by name (`TERM`, `KILL`).
     pub(crate) fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill");
-        assert!(status.success(), "kill -{name} failed");
+        assert!(self.0.signal(name), "kill -{name} failed");
     }
 
     /// The exit code, once the process has exited; a death by signal is -1.
     pub(crate) fn exited(&mut self) -> Option<i32> {
-        self.child.try_wait().expect("wait").map(|status| status.code().unwrap_or(-1))
+        self.0.exited()
     }
 
     /// Waits up to `patience` for the process to exit.
     pub(crate) fn wait_exit(&mut self, patience: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + patience;
-        loop {
-            if let Some(code) = self.exited() {
-                return Some(code);
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.wait_exit(patience)
     }
 
     /// CPU time the process has used so far, seconds (Linux).
     pub(crate) fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the parenthesised command name; utime and stime are
         // the 14th and 15th fields of the whole line.
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after.split_whitespace().collect();
         let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
         ticks / 100.0
-    }
-}
-
-impl Drop for FarmProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -212,16 +164,14 @@ impl Api {
 
     /// Polls the job until it reaches a final state.
     pub(crate) async fn wait_for_job(&self, job_id: &str, process: &FarmProcess) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, job) = self.get(&format!("/v1/pricing-jobs/{job_id}")).await;
+        let path = format!("/v1/pricing-jobs/{job_id}");
+        let ended = testkit::wait_until(Duration::from_secs(60), || async {
+            let (status, job) = self.get(&path).await;
             assert_eq!(status, 200, "{job}");
-            if matches!(job["status"].as_str(), Some("succeeded" | "failed")) {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "job {job_id} stuck at {job}; log:\n{}", process.logs());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            matches!(job["status"].as_str(), Some("succeeded" | "failed")).then_some(job)
+        })
+        .await;
+        ended.unwrap_or_else(|| panic!("job {job_id} never ended; log:\n{}", process.logs()))
     }
 }
 

@@ -165,25 +165,25 @@ async fn one_trace_follows_a_job_from_the_request_through_the_queue_to_the_worke
 
     // Wait on the collector until the last hop (the API storing the
     // worker's success) has arrived.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let trace = loop {
-        let trace: Vec<Span> = collector.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
+    let of_this_trace = || -> Vec<Span> { collector.spans().into_iter().filter(|s| s.trace_id == trace_id).collect() };
+    let complete = testkit::wait_until(Duration::from_secs(30), || async {
+        let trace = of_this_trace();
         let consumed = trace.iter().filter(|s| s.name == "result consumer" && s.service == "farm-api").count();
         // Started, progress and succeeded events: at least two results. The
         // job's own span ends after its last result is sent, so its export
         // may come after them: wait for it too.
         let job_span = trace.iter().any(|s| s.name == "farm.job" && s.service == "farm-worker-fast");
-        if consumed >= 2 && job_span && trace.iter().any(|s| s.name == "price") {
-            break trace;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the trace never completed; it has:\n{trace:#?}\napi log:\n{}\nworker log:\n{}",
+        (consumed >= 2 && job_span && trace.iter().any(|s| s.name == "price")).then_some(trace)
+    })
+    .await;
+    let trace = complete.unwrap_or_else(|| {
+        panic!(
+            "the trace never completed; it has:\n{:#?}\napi log:\n{}\nworker log:\n{}",
+            of_this_trace(),
             api_process.logs(),
             worker.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        )
+    });
 
     let request = one(&trace, "POST /v1/pricing-jobs", "farm-api");
     assert_eq!(request.parent_span_id, caller_span, "the request continues the caller's trace");
@@ -244,11 +244,11 @@ async fn logs_are_json_lines_that_carry_the_job_id_and_never_a_secret() {
         api.post("/v1/orders", &serde_json::json!({ "model_id": model["model_id"], "material": "pla" })).await;
     assert_eq!(status, 201, "{order}");
     let order_id = order["order_id"].as_str().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while api.get(&format!("/v1/orders/{order_id}")).await.1["status"] != "PRICED" {
-        assert!(tokio::time::Instant::now() < deadline, "order {order_id} not priced:\n{}", api_process.logs());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let path = format!("/v1/orders/{order_id}");
+    let priced = testkit::wait_until(Duration::from_secs(60), || async {
+        (api.get(&path).await.1["status"] == "PRICED").then_some(())
+    });
+    assert!(priced.await.is_some(), "order {order_id} not priced:\n{}", api_process.logs());
     // A forged key: the failure path logs too, and must not echo the key.
     let forged = format!("{}x", &token[..token.len() - 1]);
     let (status, _) =

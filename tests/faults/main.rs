@@ -193,18 +193,17 @@ impl Api {
 
     /// Polls until some job of `job_ids` runs on the worker with `pid`.
     async fn running_on(&self, job_ids: &[String], pid: u32) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let marker = format!("-{pid}-");
-        loop {
+        let running = testkit::wait_until(Duration::from_secs(60), || async {
             for job_id in job_ids {
                 let job = self.job(job_id).await;
                 if job["status"] == "running" && job["worker"].as_str().is_some_and(|w| w.contains(&marker)) {
-                    return job_id.clone();
+                    return Some(job_id.clone());
                 }
             }
-            assert!(Instant::now() < deadline, "no job ever ran on worker {pid}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            None
+        });
+        running.await.unwrap_or_else(|| panic!("no job ever ran on worker {pid}"))
     }
 
     async fn ready(&self) -> (u16, Value) {
@@ -320,22 +319,17 @@ async fn restart_rabbitmq_in_the_middle_of_a_batch() {
     let model = api.upload_model(mesh::write_binary_stl(&mesh::cuboid([12.0; 3]))).await;
     let mut jobs = api.submit_batch(&model, 16, 1).await;
     // Let a few finish, so the outage lands mid-batch.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&farm, &api, &jobs).await.succeeded < 3 {
-        assert!(Instant::now() < deadline, "the batch never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let started = testkit::wait_until(Duration::from_secs(60), || async {
+        (count(&farm, &api, &jobs).await.succeeded >= 3).then_some(())
+    });
+    assert!(started.await.is_some(), "the batch never started");
 
     let outage = BrokerStopped::stop();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let noticed = testkit::wait_until(Duration::from_secs(30), || async {
         let (status, ready) = api.ready().await;
-        if status == 503 && ready["checks"]["broker"] == "unavailable" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "/readyz never reported the outage: {ready}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (status == 503 && ready["checks"]["broker"] == "unavailable").then_some(())
+    });
+    assert!(noticed.await.is_some(), "/readyz never reported the outage: {:?}", api.ready().await);
     // Orders keep coming while the broker is down: they wait in the outbox.
     jobs.extend(api.submit_batch(&model, 4, 100).await);
     // Nobody spins while waiting.
@@ -346,15 +340,9 @@ async fn restart_rabbitmq_in_the_middle_of_a_batch() {
     assert_eq!((api_process.exited(), worker.exited()), (None, None), "nothing crashed while the broker was down");
     drop(outage);
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, _) = api.ready().await;
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the API never reconnected:\n{}", api_process.logs());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let reconnected =
+        testkit::wait_until(Duration::from_secs(120), || async { (api.ready().await.0 == 200).then_some(()) });
+    assert!(reconnected.await.is_some(), "the API never reconnected:\n{}", api_process.logs());
     api.settle(&jobs, &[&api_process, &worker]).await;
     let counts = count(&farm, &api, &jobs).await;
     assert_eq!((counts.succeeded, counts.failed), (20, 0), "{counts:?}");

@@ -26,9 +26,7 @@ pub(crate) async fn within<T>(what: &str, future: impl std::future::Future<Outpu
     }
 }
 
-pub(crate) fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub(crate) use testkit::in_ci;
 
 /// Reports a missing service: panics under CI, otherwise prints a notice the
 /// person running the tests cannot miss and returns `None`.

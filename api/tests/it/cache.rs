@@ -124,11 +124,8 @@ async fn ids(cache: &OrderCache, status: OrderStatus) -> Option<Vec<String>> {
 }
 
 async fn wait_ready(cache: &OrderCache) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !cache.is_ready() {
-        assert!(tokio::time::Instant::now() < deadline, "the cache never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ready = testkit::wait_until(Duration::from_secs(20), || async { cache.is_ready().then_some(()) }).await;
+    assert!(ready.is_some(), "the cache never became ready");
 }
 
 #[tokio::test]
@@ -175,29 +172,24 @@ async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_databa
     assert!(!cache.is_ready());
     assert_eq!(ids(&cache, OrderStatus::ManufacturingApproved).await, None, "never the stale copy");
     // The other replica wrote nothing, but notices the outage too.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while other.is_ready() {
-        assert!(tokio::time::Instant::now() < deadline, "the other replica never noticed the outage");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let noticed = testkit::wait_until(Duration::from_secs(10), || async { (!other.is_ready()).then_some(()) }).await;
+    assert!(noticed.is_some(), "the other replica never noticed the outage");
 
     // Redis comes back: the shared copy missed a write, so it is
     // invalidated for everyone, rebuilt, and then right.
     proxy.restore();
     wait_ready(&cache).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let back = testkit::wait_until(Duration::from_secs(20), || async {
         // Until its rebuild, the other replica reads the database (None);
         // after it, the truth. Never the order as approved.
-        let seen = ids(&other, OrderStatus::ManufacturingApproved).await;
-        match seen {
-            Some(ids) if ids.is_empty() => break,
+        match ids(&other, OrderStatus::ManufacturingApproved).await {
+            Some(ids) if ids.is_empty() => Some(()),
             Some(stale) => panic!("the other replica served stale data: {stale:?}"),
-            None => {}
+            None => None,
         }
-        assert!(tokio::time::Instant::now() < deadline, "the other replica never came back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(back.is_some(), "the other replica never came back");
     assert_eq!(ids(&cache, OrderStatus::Cancelled).await, Some(vec!["order-0002".to_string()]));
     stop.cancel();
 }

@@ -12,6 +12,9 @@ use scheduler::{BlobSettings, BlobStore, Broker, Pricing, Topology, Worker, Work
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// How long a test waits for the farm to reach a state it expects.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
@@ -168,14 +171,14 @@ impl TestApp {
 
     /// Polls the job until `ready` holds, and returns it.
     pub(crate) async fn wait_until(&self, job_id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, job) = self.get(&format!("/v1/pricing-jobs/{job_id}")).await;
-            if ready(&job) {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "job never {what}: {job}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let path = format!("/v1/pricing-jobs/{job_id}");
+        let probe = || async {
+            let (_, job) = self.get(&path).await;
+            ready(&job).then_some(job)
+        };
+        match testkit::wait_until(PATIENCE, probe).await {
+            Some(job) => job,
+            None => panic!("job never {what}: {}", self.get(&path).await.1),
         }
     }
 
@@ -186,15 +189,14 @@ impl TestApp {
     /// Polls `/metrics` until a line starts with each of `lines`, and fails
     /// naming the missing ones after 30 s.
     pub(crate) async fn wait_for_metrics(&self, lines: &[&str]) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let missing = |text: &str| -> Vec<String> {
+            lines.iter().filter(|w| !text.lines().any(|l| l.starts_with(*w))).map(|w| w.to_string()).collect()
+        };
+        let served =
+            testkit::wait_until(PATIENCE, || async { missing(&self.metrics().await).is_empty().then_some(()) });
+        if served.await.is_none() {
             let text = self.metrics().await;
-            let missing: Vec<_> = lines.iter().filter(|w| !text.lines().any(|l| l.starts_with(*w))).collect();
-            if missing.is_empty() {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "never served {missing:?}:\n{text}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            panic!("never served {:?}:\n{text}", missing(&text));
         }
     }
 
@@ -203,15 +205,10 @@ impl TestApp {
     }
 
     pub(crate) async fn wait_for_job(&self, job_id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, job) = self.get(&format!("/v1/pricing-jobs/{job_id}")).await;
-            if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "job stuck: {job}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.wait_until(job_id, "ended", |job| {
+            matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+        })
+        .await
     }
 
     pub(crate) fn data_dir(&self) -> &std::path::Path {
@@ -239,13 +236,13 @@ impl TestApp {
 
 /// Polls an order until it has `status`.
 pub(crate) async fn wait_for_status(app: &TestApp, order_id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, order) = app.get_as(&app.operator, &format!("/v1/orders/{order_id}")).await;
-        if order["status"] == status {
-            return order;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "order never became {status}: {order}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let path = format!("/v1/orders/{order_id}");
+    let probe = || async {
+        let (_, order) = app.get_as(&app.operator, &path).await;
+        (order["status"] == status).then_some(order)
+    };
+    match testkit::wait_until(PATIENCE, probe).await {
+        Some(order) => order,
+        None => panic!("order never became {status}: {}", app.get_as(&app.operator, &path).await.1),
     }
 }

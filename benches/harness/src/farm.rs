@@ -8,11 +8,8 @@
 //!   variables, with a fresh queue prefix and bucket, so N processes on this
 //!   machine stand in for N pods.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -90,11 +87,11 @@ fn farm_command(binary: &Path, stack: Stack, env: &[(String, String)]) -> Comman
     command
 }
 
-/// A running `farm` process, with its log collected.
+/// A running `farm` process (testkit's, as the tests use it), with its log
+/// collected; dropping it kills the process.
 struct Process {
     what: String,
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    process: testkit::FarmProcess,
 }
 
 impl Process {
@@ -106,60 +103,24 @@ impl Process {
     ) -> Result<(Self, String), FarmError> {
         let what = format!("farm {}", args.join(" "));
         let mut command = farm_command(binary, stack, env);
-        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        command.env("FARM_LOG_FORMAT", "json").env("RUST_LOG", "info");
-        let mut child = command.spawn().map_err(|e| FarmError::Start { what: what.clone(), message: e.to_string() })?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (sender, listening) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["message"].as_str().is_some_and(|m| m.ends_with("listening"))
-                    && let Some(addr) = event["addr"].as_str()
-                {
-                    let _ = sender.send(addr.to_string());
-                }
-                let mut log = sink.lock().expect("log lock");
-                log.push(line);
-                // Keep the tail: a long benchmark logs a line per job.
-                if log.len() > 2000 {
-                    log.drain(..1000);
-                }
-            }
-        });
-        let process = Self { what: what.clone(), child, log };
-        match listening.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => Ok((process, addr)),
-            Err(_) => Err(FarmError::NotListening { what, log: process.tail(40) }),
+        command.args(args).env("RUST_LOG", "info");
+        // Keep the tail: a long benchmark logs a line per job.
+        let mut process = testkit::FarmProcess::spawn(command, 2000)
+            .map_err(|e| FarmError::Start { what: what.clone(), message: e.to_string() })?;
+        match process.wait_for_listening(Duration::from_secs(120)) {
+            Ok(addr) => Ok((Self { what, process }, addr)),
+            Err(e) => Err(FarmError::NotListening { what, log: e.log_tail }),
         }
     }
 
     fn tail(&self, lines: usize) -> String {
-        let log = self.log.lock().expect("log lock");
-        log[log.len().saturating_sub(lines)..].join("\n")
+        self.process.tail(lines)
     }
 
-    /// SIGTERM, then up to `patience` for the process to exit.
+    /// SIGTERM, then up to `patience` for the process to exit (it is killed
+    /// when dropped if it has not).
     fn terminate(&mut self, patience: Duration) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + patience;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate(patience);
     }
 }
 
