@@ -619,9 +619,10 @@ struct JobView {
 
 #[derive(Serialize, ToSchema)]
 struct ErrorView {
-    /// `invalid_model`, `model_missing`, `pricing`, `deadline_exceeded`,
-    /// `unavailable`, `dead_lettered` or `internal`.
-    kind: String,
+    /// `invalid_model`, `over_limit`, `model_missing`, `pricing`,
+    /// `deadline_exceeded`, `stopped`, `unavailable`, `dead_lettered`,
+    /// `internal`, or `other` (a kind this server does not know).
+    kind: &'static str,
     message: String,
 }
 
@@ -664,7 +665,7 @@ async fn get_job(
         worker: job.worker,
         deliveries: job.deliveries,
         quote,
-        error: job.error.map(|e| ErrorView { kind: e.kind, message: e.message }),
+        error: job.error.map(|e| ErrorView { kind: e.kind.as_str(), message: e.message }),
         created_at_ms: job.created_at_ms,
         updated_at_ms: job.updated_at_ms,
         started_at_ms: job.started_at_ms,

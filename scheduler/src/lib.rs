@@ -21,6 +21,6 @@ pub mod worker;
 pub use blob::{BlobError, BlobSettings, BlobStore};
 pub use broker::{Broker, BrokerError, Consumer, Delivery, Lane, Outgoing, Topology};
 pub use faults::FaultInjection;
-pub use messages::{Control, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage};
+pub use messages::{Control, FailureKind, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage};
 pub use pricing::Pricing;
 pub use worker::{RetryPolicy, Worker, WorkerSettings};

@@ -139,18 +139,78 @@ impl Stage {
 /// Why a job failed, in a form the API can show to the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
-    /// Stable, machine-readable class: `invalid_model` (bad bytes, empty, over
-    /// a limit), `model_missing`, `pricing` (the request cannot be priced),
-    /// `deadline_exceeded`, `unavailable` (a dependency stayed down through
-    /// every retry), `dead_lettered` (it crashed its worker again and again)
-    /// or `internal`.
-    pub kind: String,
+    pub kind: FailureKind,
     pub message: String,
 }
 
 impl JobFailure {
-    pub fn new(kind: &str, message: impl Into<String>) -> Self {
-        Self { kind: kind.into(), message: message.into() }
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+/// The stable, machine-readable class of a failure, as sent and stored
+/// (`invalid_model`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Unreadable bytes, an empty model, a file over a size limit.
+    InvalidModel,
+    /// More work or memory than the analysis limits allow; the message names
+    /// the figure and the limit.
+    OverLimit,
+    /// No model is stored under the job's key.
+    ModelMissing,
+    /// The request cannot be priced (no machine of the material holds it).
+    Pricing,
+    /// The lane's deadline passed.
+    DeadlineExceeded,
+    /// The analysis was stopped (a cancellation or a deadline).
+    Stopped,
+    /// A dependency stayed down through every retry.
+    Unavailable,
+    /// It ended its worker on every delivery until the queue gave up.
+    DeadLettered,
+    Internal,
+    /// A kind this build does not know (a newer worker's); the message
+    /// still says what happened.
+    #[serde(other)]
+    Other,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 10] = [
+        FailureKind::InvalidModel,
+        FailureKind::OverLimit,
+        FailureKind::ModelMissing,
+        FailureKind::Pricing,
+        FailureKind::DeadlineExceeded,
+        FailureKind::Stopped,
+        FailureKind::Unavailable,
+        FailureKind::DeadLettered,
+        FailureKind::Internal,
+        FailureKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidModel => "invalid_model",
+            FailureKind::OverLimit => "over_limit",
+            FailureKind::ModelMissing => "model_missing",
+            FailureKind::Pricing => "pricing",
+            FailureKind::DeadlineExceeded => "deadline_exceeded",
+            FailureKind::Stopped => "stopped",
+            FailureKind::Unavailable => "unavailable",
+            FailureKind::DeadLettered => "dead_lettered",
+            FailureKind::Internal => "internal",
+            FailureKind::Other => "other",
+        }
+    }
+
+    /// The kind `text` names, as stored; one this build does not know is
+    /// [`FailureKind::Other`].
+    pub fn parse(text: &str) -> Self {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text).unwrap_or(FailureKind::Other)
     }
 }
 
@@ -176,10 +236,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failure_kinds_are_sent_and_stored_by_their_names_and_an_unknown_one_is_other() {
+        for kind in FailureKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str(), "{kind:?} is sent as it is stored");
+            assert_eq!(serde_json::from_value::<FailureKind>(json).unwrap(), kind);
+            assert_eq!(FailureKind::parse(kind.as_str()), kind);
+        }
+        let newer: JobFailure = serde_json::from_str(r#"{"kind": "gpu_melted", "message": "hot"}"#).unwrap();
+        assert_eq!((newer.kind, newer.message.as_str()), (FailureKind::Other, "hot"));
+        assert_eq!(FailureKind::parse("gpu_melted"), FailureKind::Other);
+    }
+
+    #[test]
     fn result_events_are_tagged() {
         let message = ResultMessage {
             job_id: "j1".into(),
-            event: ResultEvent::Failed { error: JobFailure::new("invalid_model", "empty") },
+            event: ResultEvent::Failed { error: JobFailure::new(FailureKind::InvalidModel, "empty") },
             at_ms: 5,
         };
         let json = serde_json::to_value(&message).unwrap();

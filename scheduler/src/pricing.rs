@@ -5,7 +5,7 @@
 
 use calculator::{PriceBook, PrintSettings, QuoteRequest};
 
-use crate::messages::JobFailure;
+use crate::messages::{FailureKind, JobFailure};
 use crate::report::QuoteDoc;
 
 /// The prices and print settings every quote of this process uses.
@@ -119,14 +119,14 @@ impl Pricing {
 /// the material holds the part), `invalid_model` (unreadable, empty).
 pub fn analysis_failure(error: mesh::AnalyzeError) -> JobFailure {
     let kind = match &error {
-        mesh::AnalyzeError::Stopped => "stopped",
-        mesh::AnalyzeError::OverLimit(_) => "over_limit",
-        mesh::AnalyzeError::FitsNoBuildVolume { .. } => "pricing",
-        _ => "invalid_model",
+        mesh::AnalyzeError::Stopped => FailureKind::Stopped,
+        mesh::AnalyzeError::OverLimit(_) => FailureKind::OverLimit,
+        mesh::AnalyzeError::FitsNoBuildVolume { .. } => FailureKind::Pricing,
+        _ => FailureKind::InvalidModel,
     };
     JobFailure::new(kind, error.to_string())
 }
 
 fn pricing_failure(error: calculator::PricingError) -> JobFailure {
-    JobFailure::new("pricing", error.to_string())
+    JobFailure::new(FailureKind::Pricing, error.to_string())
 }

@@ -30,7 +30,7 @@ use crate::blob::{BlobError, BlobStore, model_key};
 use crate::broker::{Broker, BrokerError, Delivery, Lane, Outgoing, Topology};
 use crate::compute;
 use crate::faults::FaultInjection;
-use crate::messages::{Control, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage, now_ms};
+use crate::messages::{Control, FailureKind, JobFailure, JobMessage, ResultEvent, ResultMessage, Stage, now_ms};
 use crate::pricing::Pricing;
 
 /// How often a transient failure is tried again, and how long to wait.
@@ -593,7 +593,7 @@ impl Shared {
             None if self.hard_stop.is_cancelled() => Finish::HandBack,
             None => Finish::Report(ResultEvent::Failed {
                 error: JobFailure::new(
-                    "deadline_exceeded",
+                    FailureKind::DeadlineExceeded,
                     format!(
                         "deadline exceeded: the {} lane allows {} s per job",
                         self.lane(),
@@ -626,13 +626,16 @@ impl Shared {
                 Ok(bytes) => break bytes,
                 Err(BlobError::NotFound { key }) => {
                     return Some(ResultEvent::Failed {
-                        error: JobFailure::new("model_missing", format!("no model stored at {key}")),
+                        error: JobFailure::new(FailureKind::ModelMissing, format!("no model stored at {key}")),
                     });
                 }
                 Err(e @ BlobError::Unavailable { .. }) if attempt >= retry.attempts => {
                     tracing::warn!(job_id = %job.job_id, error = %e, attempt, "model store still failing; giving up");
                     return Some(ResultEvent::Failed {
-                        error: JobFailure::new("unavailable", format!("the model store failed {attempt} times: {e}")),
+                        error: JobFailure::new(
+                            FailureKind::Unavailable,
+                            format!("the model store failed {attempt} times: {e}"),
+                        ),
                     });
                 }
                 Err(e @ BlobError::Unavailable { .. }) => {
@@ -683,7 +686,9 @@ impl Shared {
             Ok((Err(error), false)) => Some(ResultEvent::Failed { error }),
             Err(panicked) => {
                 tracing::error!(job_id = %job.job_id, error = %panicked, "pricing panicked");
-                Some(ResultEvent::Failed { error: JobFailure::new("internal", "the analysis failed unexpectedly") })
+                Some(ResultEvent::Failed {
+                    error: JobFailure::new(FailureKind::Internal, "the analysis failed unexpectedly"),
+                })
             }
         }
     }
@@ -728,7 +733,7 @@ impl Shared {
         let outcome = match &event {
             ResultEvent::Succeeded { .. } => Outcome::Succeeded,
             ResultEvent::Cancelled => Outcome::Cancelled,
-            ResultEvent::Failed { error } if error.kind == "deadline_exceeded" => Outcome::DeadlineExceeded,
+            ResultEvent::Failed { error } if error.kind == FailureKind::DeadlineExceeded => Outcome::DeadlineExceeded,
             _ => Outcome::Failed,
         };
         // The broker may be restarting: keep trying until it takes the

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use scheduler::{JobFailure, JobMessage, Lane};
+use scheduler::{FailureKind, JobFailure, JobMessage, Lane};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
@@ -798,7 +798,7 @@ fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
         lane: Lane::parse(&lane).unwrap_or_default(),
         status,
         quote: r.try_get("quote")?,
-        error: error_kind.map(|kind| JobFailure { kind, message: error_message.unwrap_or_default() }),
+        error: error_kind.map(|kind| JobFailure::new(FailureKind::parse(&kind), error_message.unwrap_or_default())),
         stage: r.try_get("stage")?,
         percent: r.try_get("percent")?,
         heartbeat_at_ms: r.try_get("heartbeat_at_ms")?,

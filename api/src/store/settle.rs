@@ -6,7 +6,7 @@
 //! They are here, named, rather than hidden in the jobs' SQL: whoever reads
 //! `apply_result` sees every table it writes.
 
-use scheduler::{ResultEvent, ResultMessage};
+use scheduler::{FailureKind, ResultEvent, ResultMessage};
 use sqlx::Row;
 
 use super::{
@@ -42,7 +42,7 @@ impl Store {
                     "dead-lettered: delivered {} times, and each time the farm stopped before it ended",
                     job.deliveries
                 );
-                fail_job(&mut tx, &job.job_id, "dead_lettered", &message, now_ms).await?;
+                fail_job(&mut tx, &job.job_id, FailureKind::DeadLettered, &message, now_ms).await?;
                 failed += 1;
             } else {
                 insert_outbox(&mut tx, jobs_destination(job.lane), &job.job_id, &payload_of(&job), now_ms).await?;
@@ -148,7 +148,7 @@ impl Store {
                 (done, "succeeded")
             }
             ResultEvent::Failed { error } => {
-                (fail_job(&mut tx, job_id, &error.kind, &error.message, at).await?, "failed")
+                (fail_job(&mut tx, job_id, error.kind, &error.message, at).await?, "failed")
             }
             // The API cancels; a worker's word only confirms it.
             ResultEvent::Cancelled => {
@@ -189,7 +189,7 @@ impl Store {
                 "rejected" => "dead-lettered: a worker could not read the job message".to_string(),
                 other => format!("dead-lettered ({other})"),
             };
-            let done = fail_job(&mut tx, job_id, "dead_lettered", &message, now_ms).await?;
+            let done = fail_job(&mut tx, job_id, FailureKind::DeadLettered, &message, now_ms).await?;
             if done.rows_affected() == 1 {
                 insert_event(&mut tx, job_id, "dead_lettered", now_ms).await?;
                 applied = Applied::Changed;
@@ -242,7 +242,7 @@ impl Store {
 async fn fail_job(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     job_id: &str,
-    kind: &str,
+    kind: FailureKind,
     message: &str,
     at: i64,
 ) -> Result<sqlx::any::AnyQueryResult, StoreError> {
@@ -252,7 +252,7 @@ async fn fail_job(
          WHERE job_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(job_id)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(message)
     .bind(at)
     .execute(&mut **tx)
@@ -260,7 +260,7 @@ async fn fail_job(
     // The orders it was pricing fail with it.
     if done.rows_affected() == 1 {
         crate::orders::store::settle_orders_of_job(tx, job_id, Err(message), at).await?;
-        crate::events::pricing_ended(tx, job_id, PricingOutcome::Failed { kind, message }, at).await?;
+        crate::events::pricing_ended(tx, job_id, PricingOutcome::Failed { kind: kind.as_str(), message }, at).await?;
     }
     Ok(done)
 }

@@ -138,7 +138,8 @@ async fn results_apply_once_and_never_move_a_job_backwards() {
             Applied::StartedFinished,
             "its worker must be told to give it up"
         );
-        let failed = event(ResultEvent::Failed { error: JobFailure::new("internal", "late") }, 15);
+        let failed =
+            event(ResultEvent::Failed { error: JobFailure::new(scheduler::FailureKind::Internal, "late") }, 15);
         assert_eq!(store.apply_result(&failed).await.unwrap(), Applied::Stale);
         assert_eq!(store.apply_result(&progress).await.unwrap(), Applied::Stale);
 
@@ -219,7 +220,7 @@ async fn a_dead_letter_is_kept_and_fails_its_job_with_the_reason() {
         let job = store.job("d1").await.unwrap().unwrap();
         assert_eq!(job.status, api::store::JobStatus::Failed);
         let error = job.error.unwrap();
-        assert_eq!(error.kind, "dead_lettered");
+        assert_eq!(error.kind, scheduler::FailureKind::DeadLettered);
         assert!(error.message.contains("delivery limit"), "{}", error.message);
         // Redelivered from the dead-letter queue: kept twice, applied once.
         assert_eq!(store.record_dead_letter(&letter, 41).await.unwrap(), Applied::Stale);
