@@ -10,8 +10,8 @@ use std::time::Duration;
 use api::Store;
 use api::orders::cache::OrderCache;
 use api::orders::status::{OrderEvent, OrderStatus};
-use api::orders::store::{Created, NewOrder, OrderRow, Pricing, Transitioned};
-use api::store::{JobRow, ModelRow};
+use api::orders::store::{Created, OrderRow, Pricing, Transitioned};
+use api::store::JobRow;
 use scheduler::Lane;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -77,34 +77,11 @@ async fn redis_target() -> Option<String> {
 async fn store_with_orders(n: usize) -> (tempfile::TempDir, Store, Vec<OrderRow>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&Store::sqlite_url(dir.path()), 4).await.unwrap();
-    let model = ModelRow {
-        model_id: "m".into(),
-        size_bytes: 1,
-        triangles: 12,
-        format: "binary".into(),
-        created_at_ms: 1,
-        owner: None,
-        uploader_key_id: None,
-    };
-    store.insert_model(&model).await.unwrap();
+    store.insert_model(&crate::helpers::model_row("m", 1)).await.unwrap();
     let mut orders = Vec::new();
     for i in 0..n {
         let now = 1_000 + i as i64;
-        let order = NewOrder {
-            order_id: format!("order-{i:04}"),
-            source: "api",
-            seller: "acme".into(),
-            seller_key_id: None,
-            customer: None,
-            external_id: None,
-            idempotency_key: None,
-            request_sha256: None,
-            model_id: "m".into(),
-            material: "pla".into(),
-            colour: None,
-            quantity: 1,
-            now_ms: now,
-        };
+        let order = crate::helpers::new_order(&format!("order-{i:04}"), "m", now);
         let job = JobRow::queued(format!("job-{i:04}"), "m".into(), "pla".into(), 1, Lane::Fast, now);
         let pricing = Pricing::Answered {
             job,

@@ -30,6 +30,39 @@ pub(crate) struct TestApp {
     data: tempfile::TempDir,
 }
 
+/// A stored model's row, for tests that write to the store directly: a
+/// 12-triangle binary STL, no owner.
+pub(crate) fn model_row(model_id: &str, size_bytes: i64) -> api::store::ModelRow {
+    api::store::ModelRow {
+        model_id: model_id.into(),
+        size_bytes,
+        triangles: 12,
+        format: "binary".into(),
+        created_at_ms: 1,
+        owner: None,
+        uploader_key_id: None,
+    }
+}
+
+/// A seller's order of one `model_id` in PLA, as the store takes it.
+pub(crate) fn new_order(order_id: &str, model_id: &str, now_ms: i64) -> api::orders::store::NewOrder {
+    api::orders::store::NewOrder {
+        order_id: order_id.into(),
+        source: "api",
+        seller: "acme".into(),
+        seller_key_id: None,
+        customer: None,
+        external_id: None,
+        idempotency_key: None,
+        request_sha256: None,
+        model_id: model_id.into(),
+        material: "pla".into(),
+        colour: None,
+        quantity: 1,
+        now_ms,
+    }
+}
+
 pub(crate) fn cube_stl(side: f32) -> Vec<u8> {
     mesh::write_binary_stl(&mesh::cuboid([side; 3]))
 }

@@ -18,16 +18,7 @@ async fn on_each_engine<F: AsyncFn(Store)>(check: F) {
 }
 
 async fn seed_job(store: &Store, job_id: &str) {
-    let model = ModelRow {
-        model_id: "m1".into(),
-        size_bytes: 684,
-        triangles: 12,
-        format: "binary".into(),
-        created_at_ms: 1,
-        owner: None,
-        uploader_key_id: None,
-    };
-    store.insert_model(&model).await.unwrap();
+    store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
     let job = JobRow::queued(job_id.into(), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
     store.create_job(&job, &format!("{{\"job_id\":\"{job_id}\"}}")).await.unwrap();
 }
@@ -342,21 +333,7 @@ async fn a_keys_uploads_and_jobs_in_flight_are_counted_for_its_quotas() {
 async fn the_list_reads_a_priced_orders_facts_without_its_quote_on_each_engine() {
     on_each_engine(async |store: Store| {
         seed_job(&store, "l1").await;
-        let order = api::orders::store::NewOrder {
-            order_id: "o-list".into(),
-            source: "api",
-            seller: "acme".into(),
-            seller_key_id: None,
-            customer: None,
-            external_id: None,
-            idempotency_key: None,
-            request_sha256: None,
-            model_id: "m1".into(),
-            material: "pla".into(),
-            colour: None,
-            quantity: 1,
-            now_ms: 30,
-        };
+        let order = crate::helpers::new_order("o-list", "m1", 30);
         let job = store.job("l1").await.unwrap().unwrap();
         // An order answered from the quote cache, and one priced by a job.
         let mut quote = sample_quote();
