@@ -15,7 +15,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use calculator::QuoteRequest;
 use scheduler::messages::now_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -330,38 +329,18 @@ async fn create_job(
     let Json(mut request) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
     request.material = crate::text::normalised_name(&request.material);
     request.colour = request.colour.as_deref().map(crate::text::normalised_name);
-    let fields = [
-        ("model_id", Some(request.model_id.as_str()), crate::text::MAX_ID_CHARS),
-        ("material", Some(request.material.as_str()), crate::text::MAX_NAME_CHARS),
-        ("colour", request.colour.as_deref(), crate::text::MAX_NAME_CHARS),
-    ];
-    if let Some(why) = crate::text::first_refusal(&fields) {
-        return Err(AppError::Unprocessable(why));
-    }
-    let quote_request =
-        QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
-    calculator::validate_request(&quote_request, &state.services.pricing.book)
-        .map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    let owner = crate::quota::owner_of(&principal);
-    let Some(model) =
-        state.services.store.model(&request.model_id).await?.filter(|m| crate::quota::usable_by(m, &owner))
-    else {
-        return Err(AppError::NotFound { what: "model", id: request.model_id });
+    let ask = crate::pricing::JobAsk {
+        model_id: &request.model_id,
+        material: &request.material,
+        quantity: request.quantity,
+        colour: request.colour.as_deref(),
     };
-    crate::quota::check_jobs(&state.services.store, &state.settings.quotas, &principal.key_id).await?;
-    let lane = crate::pricing::lane_for(&model, &state.settings);
-    let mut job = JobRow::queued(
-        uuid::Uuid::now_v7().to_string(),
-        request.model_id,
-        request.material,
-        i64::from(request.quantity),
-        lane,
-        now_ms(),
-    );
-    job.colour = request.colour;
-    job.owner_key_id = Some(principal.key_id);
+    let owner = crate::quota::owner_of(&principal);
+    let key_id = Some(principal.key_id.as_str());
+    let prepared = crate::pricing::prepare_job(&state, ask, &[], &owner, key_id, now_ms()).await?;
+    let job = prepared.job;
     let location = format!("/v1/pricing-jobs/{}", job.job_id);
-    match crate::pricing::cached_quote(&state, &job, &quote_request).await? {
+    match prepared.cached {
         Some((quote, key)) => {
             state.services.store.create_answered_job(&job, &quote, &key).await?;
             Ok((
@@ -722,5 +701,17 @@ impl From<crate::quota::QuotaError> for AppError {
 impl From<crate::quota::OverQuota> for AppError {
     fn from(over: crate::quota::OverQuota) -> Self {
         AppError::TooManyRequests { message: over.message, retry_after_s: over.retry_after_s }
+    }
+}
+
+impl From<crate::pricing::PricingError> for AppError {
+    fn from(e: crate::pricing::PricingError) -> Self {
+        use crate::pricing::PricingError;
+        match e {
+            PricingError::Invalid(why) => AppError::Unprocessable(why),
+            PricingError::ModelNotFound(id) => AppError::NotFound { what: "model", id },
+            PricingError::OverQuota(over) => over.into(),
+            PricingError::Store(e) => e.into(),
+        }
     }
 }

@@ -765,9 +765,7 @@ async fn order_stats(State(state): State<Arc<AppState>>, principal: Principal) -
 impl From<OrderError> for AppError {
     fn from(e: OrderError) -> Self {
         match e {
-            OrderError::Invalid(why) => AppError::Unprocessable(why),
-            OrderError::ModelNotFound(id) => AppError::NotFound { what: "model", id },
-            OrderError::OverQuota(over) => over.into(),
+            OrderError::Pricing(e) => e.into(),
             OrderError::Corrupt(why) => AppError::internal(why),
             OrderError::Store(e) => e.into(),
         }

@@ -4,7 +4,6 @@
 //! adapter turns into its own answer (a status code, or a retry or a dead
 //! letter).
 
-use calculator::QuoteRequest;
 use scheduler::messages::now_ms;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -12,22 +11,18 @@ use utoipa::ToSchema;
 
 use super::status::OrderStatus;
 use super::store::{Created, CrmEvent, CrmOutcome, NewOrder, OrderRow, Pricing};
-use crate::quota::{OverQuota, QuotaError};
+use crate::pricing::{JobAsk, PricingError};
 use crate::state::AppState;
-use crate::store::{JobRow, StoreError};
+use crate::store::StoreError;
 use crate::text;
 
 /// Why an order, or a CRM event, was not taken.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OrderError {
-    /// Well-formed but unacceptable: an unknown material, an over-long name.
-    #[error("{0}")]
-    Invalid(String),
-    /// The model is not there, or not the seller's.
-    #[error("model `{0}` does not exist")]
-    ModelNotFound(String),
+    /// The order's job cannot be priced as asked: its fields, its model, or
+    /// the key's quota.
     #[error(transparent)]
-    OverQuota(#[from] OverQuota),
+    Pricing(#[from] PricingError),
     /// A stored quote that is not a quote document.
     #[error("a stored quote cannot be read: {0}")]
     Corrupt(String),
@@ -35,20 +30,11 @@ pub(crate) enum OrderError {
     Store(#[from] StoreError),
 }
 
-impl From<QuotaError> for OrderError {
-    fn from(e: QuotaError) -> Self {
-        match e {
-            QuotaError::Over(over) => OrderError::OverQuota(over),
-            QuotaError::Store(e) => OrderError::Store(e),
-        }
-    }
-}
-
 impl OrderError {
     /// Whether trying again later may succeed: the database, not the order,
     /// was the trouble.
     pub(crate) fn is_transient(&self) -> bool {
-        matches!(self, OrderError::Store(_) | OrderError::Corrupt(_))
+        matches!(self, OrderError::Store(_) | OrderError::Corrupt(_) | OrderError::Pricing(PricingError::Store(_)))
     }
 }
 
@@ -82,28 +68,19 @@ pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Resu
     input.request.material = text::normalised_name(&input.request.material);
     input.request.colour = input.request.colour.as_deref().map(text::normalised_name);
     let request = &input.request;
-    let fields = [
-        ("model_id", Some(request.model_id.as_str()), text::MAX_ID_CHARS),
-        ("material", Some(request.material.as_str()), text::MAX_NAME_CHARS),
-        ("colour", request.colour.as_deref(), text::MAX_NAME_CHARS),
+    let ask = JobAsk {
+        model_id: &request.model_id,
+        material: &request.material,
+        quantity: request.quantity,
+        colour: request.colour.as_deref(),
+    };
+    let more_fields = [
         ("customer", request.customer.as_deref(), text::MAX_NAME_CHARS),
         ("external_id", input.external_id.as_deref(), text::MAX_ID_CHARS),
     ];
-    if let Some(why) = text::first_refusal(&fields) {
-        return Err(OrderError::Invalid(why));
-    }
-    let quote_request =
-        QuoteRequest { material: request.material.clone(), quantity: request.quantity, colour: request.colour.clone() };
-    calculator::validate_request(&quote_request, &state.services.pricing.book)
-        .map_err(|e| OrderError::Invalid(e.to_string()))?;
-    let model = state.services.store.model(&request.model_id).await?;
-    let Some(model) = model.filter(|m| crate::quota::usable_by(m, &input.seller)) else {
-        return Err(OrderError::ModelNotFound(request.model_id.clone()));
-    };
-    if let Some(key_id) = &input.seller_key_id {
-        crate::quota::check_jobs(&state.services.store, &state.settings.quotas, key_id).await?;
-    }
     let now = now_ms();
+    let key_id = input.seller_key_id.as_deref();
+    let prepared = crate::pricing::prepare_job(state, ask, &more_fields, &input.seller, key_id, now).await?;
     let request_sha256 = input.idempotency_key.as_ref().map(|_| {
         let canonical = serde_json::to_vec(request).expect("requests always serialize");
         Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -123,18 +100,8 @@ pub(crate) async fn place_order(state: &AppState, mut input: OrderInput) -> Resu
         quantity: i64::from(request.quantity),
         now_ms: now,
     };
-    let lane = crate::pricing::lane_for(&model, &state.settings);
-    let mut job = JobRow::queued(
-        uuid::Uuid::now_v7().to_string(),
-        model.model_id,
-        request.material.clone(),
-        order.quantity,
-        lane,
-        now,
-    );
-    job.colour = request.colour.clone();
-    job.owner_key_id = input.seller_key_id;
-    let pricing = match crate::pricing::cached_quote(state, &job, &quote_request).await? {
+    let job = prepared.job;
+    let pricing = match prepared.cached {
         Some((quote, quote_key)) => {
             let document: serde_json::Value =
                 serde_json::from_str(&quote).map_err(|e| OrderError::Corrupt(e.to_string()))?;
@@ -211,15 +178,7 @@ pub(crate) async fn apply_crm(state: &AppState, event: &CrmEvent) -> Result<CrmO
             cancel_pricing(state, row).await?;
         }
     }
-    let label = match &outcome {
-        CrmOutcome::Applied(_) => "applied",
-        CrmOutcome::Duplicate => "duplicate",
-        CrmOutcome::Reused => "reused",
-        CrmOutcome::Stale => "stale",
-        CrmOutcome::Illegal { .. } => "illegal",
-        CrmOutcome::UnknownOrder => "unknown_order",
-    };
-    metrics::counter!("farm_crm_events_total", "outcome" => label).increment(1);
+    metrics::counter!("farm_crm_events_total", "outcome" => outcome.label()).increment(1);
     Ok(outcome)
 }
 

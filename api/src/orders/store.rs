@@ -180,7 +180,8 @@ pub enum CrmOutcome {
 }
 
 impl CrmOutcome {
-    fn label(&self) -> &'static str {
+    /// As stored with the event and counted.
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             CrmOutcome::Applied(_) => "applied",
             CrmOutcome::Duplicate => "duplicate",
