@@ -562,7 +562,19 @@ fn every_order_status_write_comes_from_the_state_machine() {
             let before = &text[..start];
             let fn_at = before.rfind("fn ").expect("SQL inside a function");
             let name: String = before[fn_at + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            let body_end = text[start..].find("\n}\n").map_or(text.len(), |i| start + i);
+            // The function ends where the next one starts, or its block does.
+            let starts_a_fn = |line: &str| {
+                let line = line.trim_start();
+                let line =
+                    ["pub(crate) ", "pub(super) ", "pub "].iter().find_map(|v| line.strip_prefix(v)).unwrap_or(line);
+                line.strip_prefix("async ").unwrap_or(line).starts_with("fn ")
+            };
+            let next_fn = text[start..]
+                .match_indices('\n')
+                .map(|(i, _)| start + i + 1)
+                .find(|&line_start| starts_a_fn(text[line_start..].lines().next().unwrap_or_default()));
+            let block_end = text[start..].find("\n}\n").map(|i| start + i);
+            let body_end = next_fn.into_iter().chain(block_end).min().unwrap_or(text.len());
             let body = &text[fn_at..body_end];
             let decided = ["status::next(", "fixed_move(", "OrderStatus::INITIAL"].iter().any(|way| body.contains(way));
             assert!(decided, "{file}: `{name}` writes orders.status without the state machine deciding it");

@@ -99,6 +99,11 @@ pub(crate) async fn fresh_postgres_database() -> Option<String> {
 /// dropped by the next test that makes one. Best effort: one still in use
 /// stays.
 async fn drop_old_test_databases(admin: &mut sqlx::PgConnection) {
+    // Once per test process: the list does not change in a test run's time.
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     const OLD_S: u64 = 2 * 3600;
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let names: Vec<String> =

@@ -144,7 +144,7 @@ pub struct JobTimes {
 
 impl JobTimes {
     pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+        api::store::JobStatus::parse(&self.status).is_some_and(api::store::JobStatus::is_final)
     }
 
     /// Accepted to finished, ms.
