@@ -47,16 +47,11 @@ impl FarmProcess {
     /// The last `keep_lines` lines of the log are kept: a long benchmark
     /// logs a line per job.
     pub fn spawn(mut command: Command, keep_lines: usize) -> std::io::Result<Self> {
-        let what = std::iter::once(command.get_program())
+        // The program by its name, the arguments as given.
+        let program = std::path::Path::new(command.get_program());
+        let what = std::iter::once(program.file_name().unwrap_or(program.as_os_str()))
             .chain(command.get_args())
-            .map(|part| {
-                let part = std::path::Path::new(part);
-                part.file_name()
-                    .filter(|_| part.is_absolute())
-                    .unwrap_or(part.as_os_str())
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            .map(|part| part.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ");
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
