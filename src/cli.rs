@@ -862,6 +862,9 @@ pub(crate) struct ServiceArgs {
     /// Pricing jobs of one key queued or running at once (then 429).
     #[arg(long, env = "FARM_QUOTA_JOBS_IN_FLIGHT", default_value_t = 200)]
     pub(crate) quota_jobs_in_flight: i64,
+    /// Parts one order may hold (`{"items": [...]}`); each is a pricing job.
+    #[arg(long, env = "FARM_MAX_ORDER_PARTS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) max_order_parts: u32,
     /// Uploads the API reads at once; each is spooled to disk (up to
     /// FARM_MAX_MODEL_BYTES) in FARM_SPOOL_DIR while it is checked.
     #[arg(long, env = "FARM_MAX_CONCURRENT_UPLOADS", default_value_t = 8)]

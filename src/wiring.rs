@@ -190,13 +190,15 @@ fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
 
 fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
     telemetry::init_logs(LogFormat::Auto, "warn");
-    let current = match &args.price_book {
-        None => PriceBook::builtin().version,
+    let book = match &args.price_book {
+        None => PriceBook::builtin(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            PriceBook::from_toml(&text).with_context(|| format!("invalid price book `{}`", path.display()))?.version
+            PriceBook::from_toml(&text).with_context(|| format!("invalid price book `{}`", path.display()))?
         }
     };
+    let terms = calculator::order::OrderTerms::of(&book);
+    let current = book.version;
     if args.before_version != current {
         bail!(
             "the price book is version `{current}`, not `{}`: reprice under the book the farm prices with \
@@ -211,10 +213,11 @@ fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
     let slow = api::orders::reprice::SlowLane { triangles: args.slow_lane_triangles, bytes: args.slow_lane_bytes };
     let now = scheduler::messages::now_ms();
     let repriced = runtime
-        .block_on(api::orders::reprice::reprice_under(&store, &current, slow, args.limit, "farm reprice", now))
+        .block_on(api::orders::reprice::reprice_under(&store, &terms, slow, args.limit, "farm reprice", now))
         .context("cannot reprice the orders")?;
     for done in &repriced {
-        output::text(&format!("order {}: queued job {}\n", done.order_id, done.job_id))?;
+        let noun = if done.job_ids.len() == 1 { "job" } else { "jobs" };
+        output::text(&format!("order {}: queued {noun} {}\n", done.order_id, done.job_ids.join(" ")))?;
     }
     output::text(&format!("{} orders repriced under price book `{current}`\n", repriced.len()))
 }
@@ -636,6 +639,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             slow_lane_bytes: args.jobs.slow_lane_bytes,
             heartbeat_stale_after: seconds("--heartbeat-stale-s", args.jobs.heartbeat_stale_s)?,
             operator_cache: args.operator_cache,
+            max_order_parts: args.max_order_parts,
             connections: api::serve::ConnectionLimits {
                 max_connections: args.max_connections,
                 header_read_timeout: seconds("--header-read-timeout-s", args.header_read_timeout_s)?,

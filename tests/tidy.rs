@@ -410,6 +410,7 @@ const API_DOMAIN: &[&str] = &[
     "orders::cache",
     "orders::facets",
     "orders::list_facts",
+    "orders::parts",
     "numbers",
     "orders::reprice",
     "orders::service",
@@ -583,15 +584,18 @@ fn every_order_status_write_comes_from_the_state_machine() {
     }
     assert!(spelled.is_empty(), "SQL that spells the status it writes to an order: {spelled:#?}");
     let expected: BTreeSet<String> = [
-        "apply_crm_event",
-        "create_order",
-        "move_order",
-        "reprice_failed_orders_of_job",
-        "set_status",
-        "settle_orders_of_job",
+        "store.rs::apply_crm_event",
+        "store.rs::insert_new_order",
+        "store.rs::move_order",
+        "store.rs::reprice_failed_orders_of_job",
+        "store.rs::set_status",
+        "store.rs::settle_orders_of_job",
+        "parts.rs::price_parts_again",
+        "parts.rs::replay_parts_of_job",
+        "parts.rs::settle_order_of_parts",
     ]
     .iter()
-    .map(|name| format!("orders/store.rs::{name}"))
+    .map(|name| format!("orders/{name}"))
     .collect();
     assert_eq!(writers, expected, "the functions that write an order's status");
 }

@@ -155,10 +155,15 @@ pub(crate) async fn pricing_ended(
     let owner: Option<String> = job.try_get("owner_key_id")?;
     let owner_name: Option<String> = job.try_get("name")?;
     let owner_kind: Option<String> = job.try_get("kind")?;
-    let orders = sqlx::query("SELECT order_id, seller FROM orders WHERE job_id = $1 ORDER BY order_id")
-        .bind(job_id)
-        .fetch_all(&mut **tx)
-        .await?;
+    // An order of one part names its job; one of several, each part's.
+    let orders = sqlx::query(
+        "SELECT order_id, seller FROM orders WHERE job_id = $1 \
+         UNION SELECT o.order_id, o.seller FROM order_parts p JOIN orders o ON o.order_id = p.order_id \
+         WHERE p.job_id = $1 ORDER BY order_id",
+    )
+    .bind(job_id)
+    .fetch_all(&mut **tx)
+    .await?;
     let mut order_ids = Vec::with_capacity(orders.len());
     let mut seller = (owner_kind.as_deref() == Some("seller")).then_some(owner_name).flatten();
     for row in &orders {

@@ -19,6 +19,9 @@ pub(crate) struct JobAsk<'a> {
     pub(crate) material: &'a str,
     pub(crate) quantity: u32,
     pub(crate) colour: Option<&'a str>,
+    /// How many jobs are asked for at once, this one among them (the parts
+    /// of one order): the key's quota must hold them all.
+    pub(crate) jobs_at_once: u32,
 }
 
 /// Why a job cannot be priced as asked.
@@ -85,7 +88,7 @@ pub(crate) async fn prepare_job(
         return Err(PricingError::ModelNotFound(ask.model_id.to_string()));
     };
     if let Some(key_id) = key_id {
-        crate::quota::check_jobs(&state.services.store, &state.settings.quotas, key_id).await?;
+        crate::quota::check_jobs(&state.services.store, &state.settings.quotas, key_id, ask.jobs_at_once).await?;
     }
     let lane = lane_for(&model, &state.settings);
     let mut job = JobRow::queued(

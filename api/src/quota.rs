@@ -107,13 +107,17 @@ pub(crate) async fn check_upload(
     Ok(())
 }
 
-/// Refuses one more pricing job when the key has its quota in flight.
-pub(crate) async fn check_jobs(store: &Store, quotas: &Quotas, key_id: &str) -> Result<(), QuotaError> {
+/// Refuses `adding` more pricing jobs (an order's parts are asked for at
+/// once) when they would take the key past its quota in flight.
+pub(crate) async fn check_jobs(store: &Store, quotas: &Quotas, key_id: &str, adding: u32) -> Result<(), QuotaError> {
     let limit = quotas.jobs_in_flight;
     let in_flight = store.jobs_in_flight(key_id).await?;
-    if in_flight >= limit {
+    if in_flight.saturating_add(i64::from(adding)) > limit {
         return Err(OverQuota {
-            message: format!("this key has {in_flight} pricing jobs queued or running; the quota is {limit}"),
+            message: format!(
+                "this key has {in_flight} pricing jobs queued or running and asks for {adding} more; the quota is \
+                 {limit}"
+            ),
             retry_after_s: 5,
         }
         .into());

@@ -334,6 +334,7 @@ async fn create_job(
         material: &request.material,
         quantity: request.quantity,
         colour: request.colour.as_deref(),
+        jobs_at_once: 1,
     };
     let owner = crate::quota::owner_of(&principal);
     let key_id = Some(principal.key_id.as_str());

@@ -47,6 +47,8 @@ pub struct ApiSettings {
     /// Serve the operators' list from the cache (off: always the database,
     /// for comparison).
     pub operator_cache: bool,
+    /// Parts one order may hold; each is a pricing job of its own.
+    pub max_order_parts: u32,
     /// The console, the quote page, sessions and live updates.
     pub web: crate::web::WebSettings,
     /// Webhook deliveries and what a key may ask for.
@@ -73,6 +75,7 @@ impl Default for ApiSettings {
             heartbeat_stale_after: Duration::from_secs(30),
             monitor_interval: Duration::from_secs(10),
             operator_cache: true,
+            max_order_parts: 20,
             web: crate::web::WebSettings::default(),
             webhooks: crate::webhooks::WebhookSettings::default(),
             events: crate::events::EventSettings::default(),

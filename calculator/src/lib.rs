@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod calibration;
 pub mod fdm;
 pub mod fitted;
+pub mod order;
 mod price_book;
 mod process;
 mod profile;
@@ -734,11 +735,15 @@ fn price_lines(
             amount: round_cents(discounted * book.margin),
         });
     }
-    lines.push(LineItem { label: "setup".into(), basis: "once per order".into(), amount: round_cents(book.setup_fee) });
+    lines.push(LineItem {
+        label: order::SETUP_LINE.into(),
+        basis: "once per order".into(),
+        amount: round_cents(book.setup_fee),
+    });
     let sum: f64 = lines.iter().map(|l| l.amount).sum();
     if sum < book.minimum_order {
         lines.push(LineItem {
-            label: "minimum order".into(),
+            label: order::MINIMUM_ORDER_LINE.into(),
             basis: format!("raised from {sum:.2} to the minimum order of {:.2} {currency}", book.minimum_order),
             amount: round_cents(book.minimum_order - sum),
         });
@@ -820,6 +825,21 @@ mod tests {
         let sum: f64 = q.line_items.iter().map(|l| l.amount).sum();
         assert_eq!(q.total, book.rounding.apply(sum.max(book.minimum_order)));
         assert!(q.warnings.is_empty(), "{:?}", q.warnings);
+    }
+
+    #[test]
+    fn a_quote_priced_as_an_order_of_one_part_keeps_its_total_and_two_pay_setup_once() {
+        let book = PriceBook::builtin();
+        for size in [2.0, 20.0, 40.0] {
+            let q = priced(size, &QuoteRequest::new("pla", 3), &book);
+            let terms = order::OrderTerms::of(&book);
+            let alone = order::price_order(std::slice::from_ref(&q.line_items), &terms);
+            assert_eq!(alone.total, q.total, "{size} mm: {:?}", q.line_items);
+            let two = order::price_order(&[q.line_items.clone(), q.line_items.clone()], &terms);
+            let own = alone.part_subtotals[0];
+            let expected = book.rounding.apply((2.0 * own + book.setup_fee).max(book.minimum_order));
+            assert_eq!(two.total, expected, "{size} mm");
+        }
     }
 
     #[test]

@@ -59,11 +59,21 @@ pub struct OrderSummary {
     pub size_mm: Option<[f64; 3]>,
     #[serde(default)]
     pub print_time_s: Option<f64>,
+    /// Parts: 1, or more for an order of several (its first part is the
+    /// model, material and quantity shown; `GET /v1/orders/{id}` lists all).
+    #[serde(default = "one_part")]
+    pub part_count: i64,
+}
+
+/// What a summary cached before orders had parts holds.
+fn one_part() -> i64 {
+    1
 }
 
 impl From<&OrderRow> for OrderSummary {
     fn from(o: &OrderRow) -> Self {
         Self {
+            part_count: o.part_count,
             machine: o.machine.clone(),
             size_mm: o.size_mm,
             print_time_s: o.print_time_s,
@@ -577,6 +587,7 @@ mod tests {
             machine: None,
             size_mm: None,
             print_time_s: None,
+            part_count: 1,
         }
     }
 

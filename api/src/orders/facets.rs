@@ -111,6 +111,7 @@ mod tests {
             machine: machine.map(Into::into),
             size_mm: None,
             print_time_s: None,
+            part_count: 1,
         }
     }
 

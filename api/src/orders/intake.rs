@@ -51,13 +51,7 @@ pub(crate) async fn orders(state: Arc<AppState>, shutdown: CancellationToken) {
                     seller_key_id: None,
                     external_id: Some(external_id.clone()),
                     idempotency_key: None,
-                    request: CreateOrder {
-                        model_id: incoming.order.model_id.clone(),
-                        material: incoming.order.material.clone(),
-                        quantity: incoming.order.quantity,
-                        colour: incoming.order.colour.clone(),
-                        customer: incoming.order.customer.clone(),
-                    },
+                    request: incoming.order.clone(),
                 };
                 match place_order(&state, input).await {
                     Ok(Created::New(order)) => {

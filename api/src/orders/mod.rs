@@ -13,12 +13,14 @@
 //! - [`intake`]: the RabbitMQ consumers (incoming orders, CRM events; an
 //!   adapter).
 //! - [`reprice`]: pricing orders again under the current price book.
+//! - [`parts`]: orders of several parts, each priced by its own job.
 
 pub mod accounts;
 pub mod cache;
 pub mod facets;
 pub(crate) mod intake;
 pub mod list_facts;
+pub mod parts;
 pub mod reprice;
 pub(crate) mod routes;
 pub(crate) mod service;
@@ -58,6 +60,33 @@ pub async fn audit(
     document["ids"] = serde_json::to_value(&listed).expect("ids always serialize");
     document["ids_limit"] = serde_json::json!(AUDIT_ID_LIMIT);
     Ok(document)
+}
+
+/// After a pricing job ends (its quote, total and currency when it
+/// succeeded, its failure when not), settles what it prices inside the
+/// job's transaction: the orders it prices itself, and the parts it prices
+/// with their orders.
+pub(crate) async fn settle_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+    outcome: Result<(&str, f64, &str), &str>,
+    at: i64,
+) -> Result<(), StoreError> {
+    store::settle_orders_of_job(tx, job_id, outcome, at).await?;
+    parts::settle_parts_of_job(tx, job_id, outcome, at).await
+}
+
+/// Hands what the dead job `dead_job_id` failed (its orders, or its part of
+/// an order) to `new_job_id`, its dead letter's replay, inside the replay's
+/// transaction.
+pub(crate) async fn hand_to_replay(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dead_job_id: &str,
+    new_job_id: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    store::reprice_failed_orders_of_job(tx, dead_job_id, new_job_id, at).await?;
+    parts::replay_parts_of_job(tx, dead_job_id, new_job_id, at).await
 }
 
 /// After a committed change: keep the operators' cache current, count, and

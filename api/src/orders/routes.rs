@@ -17,14 +17,14 @@ use utoipa_axum::routes;
 use super::accounts::{OrderStats, stats};
 use super::cache::{OrderSummary, Served};
 use super::facets::{ListFacets, filtered_page};
+use super::parts::PartRow;
+use super::reprice::price_again as price_again_with;
 use super::service::{CreateOrder, CrmEventBody, OrderError, OrderInput, apply_crm, cancel_pricing, place_order};
 use super::status::{OrderEvent, OrderStatus};
 use super::store::{Created, CrmOutcome, Cursor, OrderFilter, OrderRow, Transitioned};
 use crate::auth::{KeyKind, Principal};
 use crate::error::{AppError, ErrorBody, json_rejection};
-use crate::pricing::lane_for;
 use crate::state::AppState;
-use crate::store::JobRow;
 use crate::text;
 
 pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -76,9 +76,70 @@ pub(crate) struct OrderView {
     created_at_ms: i64,
     updated_at_ms: i64,
     version: i64,
+    /// 1, or the number of parts of an order of several.
+    part_count: i64,
+    /// An order of several parts: each part with its own job, status and
+    /// quote (in a list, and for an order of one part, absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<PartView>>,
+}
+
+/// A part of an order of several.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PartView {
+    /// From 1, in the order given.
+    position: i64,
+    model_id: String,
+    material: String,
+    colour: Option<String>,
+    quantity: i64,
+    /// The job that prices it (a retry replaces it).
+    job_id: Option<String>,
+    /// `pricing`, `priced` or `failed`.
+    status: &'static str,
+    /// Its own quote, as if ordered alone; the order's quote charges the
+    /// setup fee and the minimum order once for all parts.
+    #[schema(value_type = Option<Object>)]
+    quote: Option<serde_json::Value>,
+    total: Option<f64>,
+    failure: Option<String>,
+}
+
+impl PartView {
+    fn of(p: PartRow) -> Result<Self, AppError> {
+        let quote = p.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
+        let status = match (&quote, &p.failure) {
+            (_, Some(_)) => "failed",
+            (Some(_), None) => "priced",
+            (None, None) => "pricing",
+        };
+        Ok(Self {
+            position: p.position,
+            model_id: p.model_id,
+            material: p.material,
+            colour: p.colour,
+            quantity: p.quantity,
+            job_id: p.job_id,
+            status,
+            quote,
+            total: p.total,
+            failure: p.failure,
+        })
+    }
 }
 
 impl OrderView {
+    /// The order with its parts, when it has several.
+    async fn with_parts(state: &AppState, o: OrderRow) -> Result<Self, AppError> {
+        let parts = if o.part_count > 1 {
+            let rows = state.services.store.order_parts(&o.order_id).await?;
+            Some(rows.into_iter().map(PartView::of).collect::<Result<Vec<_>, _>>()?)
+        } else {
+            None
+        };
+        Ok(Self { parts, ..Self::of(o)? })
+    }
+
     fn of(o: OrderRow) -> Result<Self, AppError> {
         let quote = o.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
         Ok(Self {
@@ -102,6 +163,8 @@ impl OrderView {
             created_at_ms: o.created_at_ms,
             updated_at_ms: o.updated_at_ms,
             version: o.version,
+            part_count: o.part_count,
+            parts: None,
         })
     }
 }
@@ -154,8 +217,8 @@ async fn create_order(
         request,
     };
     match place_order(&state, input).await? {
-        Created::New(row) => Ok((StatusCode::CREATED, Json(OrderView::of(row)?))),
-        Created::Existing(row) => Ok((StatusCode::OK, Json(OrderView::of(row)?))),
+        Created::New(row) => Ok((StatusCode::CREATED, Json(OrderView::with_parts(&state, row).await?))),
+        Created::Existing(row) => Ok((StatusCode::OK, Json(OrderView::with_parts(&state, row).await?))),
         Created::KeyReused(row) => Err(AppError::Conflict {
             message: "this `Idempotency-Key` was used for a different order; use a new key for a new order".into(),
             details: Some(serde_json::json!({ "order_id": row.order_id })),
@@ -260,7 +323,8 @@ async fn get_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Seller, KeyKind::Operator, KeyKind::Crm])?;
-    Ok(Json(OrderView::of(visible_order(&state, &principal, &order_id).await?)?))
+    let order = visible_order(&state, &principal, &order_id).await?;
+    Ok(Json(OrderView::with_parts(&state, order).await?))
 }
 
 /// Moves an order by `event` for `actor`; 409 says why when its status does
@@ -356,27 +420,16 @@ async fn price_again(
 ) -> Result<(StatusCode, Json<OrderView>), AppError> {
     principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
     let order = visible_order(state, principal, &order_id).await?;
-    if let Some(key_id) = &order.seller_key_id {
-        crate::quota::check_jobs(&state.services.store, &state.settings.quotas, key_id).await?;
-    }
-    let model = state.services.store.model(&order.model_id).await?.ok_or_else(|| {
-        AppError::internal(format!("order {order_id} names model {} that is not stored", order.model_id))
-    })?;
-    let now = now_ms();
-    let mut job = JobRow::queued(
-        uuid::Uuid::now_v7().to_string(),
-        order.model_id,
-        order.material,
-        order.quantity,
-        lane_for(&model, &state.settings),
-        now,
-    );
-    job.colour = order.colour;
-    job.owner_key_id = order.seller_key_id;
     let store = &state.services.store;
-    let moved = match event {
-        OrderEvent::Reprice => store.reprice_order(&order_id, &job, &principal.name, now).await?,
-        _ => store.retry_order_pricing(&order_id, &job, &principal.name, now).await?,
+    if let Some(key_id) = &order.seller_key_id {
+        let jobs = u32::try_from(order.part_count).unwrap_or(u32::MAX);
+        crate::quota::check_jobs(store, &state.settings.quotas, key_id, jobs).await?;
+    }
+    let terms = calculator::order::OrderTerms::of(&state.services.pricing.book);
+    let slow = crate::pricing::slow_lane(&state.settings);
+    let again = price_again_with(store, &order, event, &terms, slow, &principal.name, now_ms()).await?;
+    let Some((moved, _)) = again else {
+        return Err(AppError::internal(format!("order {order_id} names a model that is not stored")));
     };
     let row = match moved {
         Transitioned::Done(row) => *row,
@@ -390,7 +443,7 @@ async fn price_again(
     };
     state.relay_wakeup.notify_one();
     super::changed(state, &row).await;
-    Ok((StatusCode::ACCEPTED, Json(OrderView::of(row)?)))
+    Ok((StatusCode::ACCEPTED, Json(OrderView::with_parts(state, row).await?)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -450,8 +503,8 @@ async fn reprice_all(
     }
     let slow = crate::pricing::slow_lane(&state.settings);
     let store = &state.services.store;
-    let repriced =
-        crate::orders::reprice::reprice_under(store, &current, slow, limit, &principal.name, now_ms()).await?;
+    let terms = calculator::order::OrderTerms::of(&state.services.pricing.book);
+    let repriced = crate::orders::reprice::reprice_under(store, &terms, slow, limit, &principal.name, now_ms()).await?;
     state.relay_wakeup.notify_one();
     for done in &repriced {
         if let Some(order) = store.order(&done.order_id).await? {

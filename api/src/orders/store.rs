@@ -15,29 +15,45 @@ use crate::store::{JobRow, Store, StoreError};
 
 /// How many times an optimistic update of an order is tried before it is
 /// reported as contended.
-const OPTIMISTIC_ATTEMPTS: u32 = 5;
+pub(super) const OPTIMISTIC_ATTEMPTS: u32 = 5;
+
+/// Every order's pricing jobs: its own (an order of one part), or each
+/// part's.
+const ORDER_JOBS: &str = "SELECT order_id, job_id FROM orders WHERE job_id IS NOT NULL \
+                          UNION ALL SELECT order_id, job_id FROM order_parts WHERE job_id IS NOT NULL";
+
+/// Orders still PRICING although every job pricing them has ended (a lost
+/// result), with `more` conditions on the order `o`.
+fn stuck_orders(more: &str) -> String {
+    format!(
+        "SELECT o.order_id AS order_id, o.created_at_ms FROM orders o \
+         JOIN ({ORDER_JOBS}) oj ON oj.order_id = o.order_id JOIN pricing_jobs j ON j.job_id = oj.job_id \
+         WHERE o.status = 'PRICING' {more} GROUP BY o.order_id, o.created_at_ms \
+         HAVING SUM(CASE WHEN j.status IN ('succeeded', 'failed', 'cancelled') THEN 0 ELSE 1 END) = 0"
+    )
+}
 
 /// The columns `order_from_row` reads.
 const ORDER_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
                              colour, quantity, job_id, quote, total, currency, status, failure, assignee, \
                              created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, \
-                             print_time_s, quote_valid_until_ms";
+                             print_time_s, quote_valid_until_ms, part_count";
 
 /// The same, for the operators' list: every column but the quote document
 /// (kilobytes per order, and the list shows only the facts kept beside it).
 const LIST_COLUMNS: &str = "order_id, source, seller, seller_key_id, customer, external_id, model_id, material, \
                             colour, quantity, job_id, NULL AS quote, total, currency, status, failure, assignee, \
                             created_at_ms, updated_at_ms, version, machine, size_x_mm, size_y_mm, size_z_mm, \
-                            print_time_s, quote_valid_until_ms";
+                            print_time_s, quote_valid_until_ms, part_count";
 
 /// Where a statement that stores a quote also stores what the list shows of
 /// it, and until when its price holds: parameters $6 to $11, after the
 /// statement's own first five.
-const SET_LIST_FACTS: &str = "machine = $6, size_x_mm = $7, size_y_mm = $8, size_z_mm = $9, print_time_s = $10, \
+pub(super) const SET_LIST_FACTS: &str = "machine = $6, size_x_mm = $7, size_y_mm = $8, size_z_mm = $9, print_time_s = $10, \
                               quote_valid_until_ms = $11";
 
 /// Binds a quote's list facts as `SET_LIST_FACTS` names them.
-trait BindListFacts {
+pub(super) trait BindListFacts {
     fn bind_list_facts(self, facts: &QuoteFacts, priced_at_ms: i64) -> Self;
 }
 
@@ -85,6 +101,9 @@ pub struct OrderRow {
     /// When its price stops holding: it must be priced again before then,
     /// or before it is approved.
     pub quote_valid_until_ms: Option<i64>,
+    /// Parts: 1, or an order of several (`order_parts` holds each, and
+    /// `job_id` is empty).
+    pub part_count: i64,
 }
 
 /// The orders an audit names, by id.
@@ -234,34 +253,10 @@ impl Store {
     /// quote cache) all exist, or none does.
     pub async fn create_order(&self, order: &NewOrder, pricing: Pricing) -> Result<Created, StoreError> {
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO orders (order_id, source, seller, seller_key_id, customer, external_id, idempotency_key, \
-                                 request_sha256, model_id, material, colour, quantity, status, created_at_ms, \
-                                 updated_at_ms, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $13, $13, 1) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&order.order_id)
-        .bind(order.source)
-        .bind(&order.seller)
-        .bind(&order.seller_key_id)
-        .bind(&order.customer)
-        .bind(&order.external_id)
-        .bind(&order.idempotency_key)
-        .bind(&order.request_sha256)
-        .bind(&order.model_id)
-        .bind(&order.material)
-        .bind(&order.colour)
-        .bind(order.quantity)
-        .bind(order.now_ms)
-        .bind(OrderStatus::INITIAL.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        if !insert_new_order(&mut tx, order, 1, None).await? {
             tx.rollback().await?;
             return self.existing_order(order).await;
         }
-        insert_order_event(&mut tx, &order.order_id, None, OrderStatus::INITIAL, "intake", order.now_ms).await?;
         let now = order.now_ms;
         match pricing {
             Pricing::Queue { job, payload } => {
@@ -301,7 +296,7 @@ impl Store {
     }
 
     /// The order an insert collided with: by idempotency key or external id.
-    async fn existing_order(&self, order: &NewOrder) -> Result<Created, StoreError> {
+    pub(super) async fn existing_order(&self, order: &NewOrder) -> Result<Created, StoreError> {
         let found = if let Some(key) = &order.idempotency_key {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {ORDER_COLUMNS}, request_sha256 FROM orders WHERE seller_key_id = $1 AND idempotency_key = $2"
@@ -341,9 +336,12 @@ impl Store {
         row.as_ref().map(order_from_row).transpose().map_err(StoreError::Database)
     }
 
-    /// The orders priced by `job_id` (after a job's result changed them).
+    /// The orders priced by `job_id`, itself or as one of their parts
+    /// (after a job's result changed them).
     pub async fn orders_of_job(&self, job_id: &str) -> Result<Vec<OrderRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE job_id = $1")))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id IN (SELECT order_id FROM ({ORDER_JOBS}) oj WHERE job_id = $1)"
+        )))
             .bind(job_id)
             .fetch_all(&self.pool)
             .await?;
@@ -543,18 +541,7 @@ impl Store {
             if let Some(job) = new_job {
                 crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
                 if let Some(quote) = &current.quote {
-                    sqlx::query(
-                        "INSERT INTO order_quotes (order_id, job_id, quote, total, currency, replaced_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(order_id)
-                    .bind(current.job_id.as_deref())
-                    .bind(quote)
-                    .bind(current.total)
-                    .bind(current.currency.as_deref())
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                    keep_replaced_quote(&mut tx, &current, quote, now_ms).await?;
                 }
             }
             insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
@@ -711,13 +698,13 @@ impl Store {
             .map_err(StoreError::Database)
     }
 
-    /// Orders still PRICING although their job has ended: a result that was
-    /// lost between the job and the order (0 unless something is wrong).
+    /// Orders still PRICING although their jobs have ended: a result that
+    /// was lost between a job and its order (0 unless something is wrong).
     pub async fn orders_pricing_after_their_job(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM orders o JOIN pricing_jobs j ON j.job_id = o.job_id \
-             WHERE o.status = 'PRICING' AND j.status IN ('succeeded', 'failed', 'cancelled')",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM ({STUCK_ORDERS}) stuck",
+            STUCK_ORDERS = stuck_orders("")
+        )))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
@@ -732,11 +719,10 @@ impl Store {
         let ids = |rows: Vec<AnyRow>| {
             rows.iter().map(|r| r.try_get::<String, _>("order_id")).collect::<Result<Vec<_>, sqlx::Error>>()
         };
-        let stuck = sqlx::query(
-            "SELECT o.order_id AS order_id FROM orders o JOIN pricing_jobs j ON j.job_id = o.job_id \
-             WHERE o.status = 'PRICING' AND j.status IN ('succeeded', 'failed', 'cancelled') \
-             AND o.created_at_ms >= $1 AND o.created_at_ms < $2 ORDER BY o.created_at_ms, o.order_id LIMIT $3",
-        )
+        let stuck = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} ORDER BY o.created_at_ms, o.order_id LIMIT $3",
+            stuck_orders("AND o.created_at_ms >= $1 AND o.created_at_ms < $2")
+        )))
         .bind(since_ms)
         .bind(until_ms)
         .bind(limit)
@@ -760,10 +746,11 @@ impl Store {
     /// How long the oldest order still waiting for its price has waited, per
     /// lane of its job, in ms (lanes with none waiting are absent).
     pub async fn oldest_pricing_by_lane(&self, now_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT j.lane AS lane, MIN(o.created_at_ms) AS oldest FROM orders o \
-             JOIN pricing_jobs j ON j.job_id = o.job_id WHERE o.status = 'PRICING' GROUP BY j.lane",
-        )
+             JOIN ({ORDER_JOBS}) oj ON oj.order_id = o.order_id JOIN pricing_jobs j ON j.job_id = oj.job_id \
+             WHERE o.status = 'PRICING' GROUP BY j.lane"
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -775,9 +762,10 @@ impl Store {
             .map_err(StoreError::Database)
     }
 
-    /// The order a pricing job prices, if it prices one.
+    /// The order a pricing job prices (itself, or one of its parts), if it
+    /// prices one.
     pub async fn order_of_job(&self, job_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT order_id FROM orders WHERE job_id = $1")
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT order_id FROM ({ORDER_JOBS}) oj WHERE job_id = $1")))
             .bind(job_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -887,17 +875,81 @@ pub(crate) async fn reprice_failed_orders_of_job(
     Ok(())
 }
 
+/// Writes a new order in `CREATED`, with its first event, inside `tx`;
+/// `false` when an order with its idempotency key or external id exists.
+/// `terms` are those of an order of `part_count` parts.
+pub(super) async fn insert_new_order(
+    tx: &mut Transaction<'_, Any>,
+    order: &NewOrder,
+    part_count: i64,
+    terms: Option<&str>,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO orders (order_id, source, seller, seller_key_id, customer, external_id, idempotency_key, \
+                             request_sha256, model_id, material, colour, quantity, status, created_at_ms, \
+                             updated_at_ms, version, part_count, order_terms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $13, $13, 1, $15, $16) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&order.order_id)
+    .bind(order.source)
+    .bind(&order.seller)
+    .bind(&order.seller_key_id)
+    .bind(&order.customer)
+    .bind(&order.external_id)
+    .bind(&order.idempotency_key)
+    .bind(&order.request_sha256)
+    .bind(&order.model_id)
+    .bind(&order.material)
+    .bind(&order.colour)
+    .bind(order.quantity)
+    .bind(order.now_ms)
+    .bind(OrderStatus::INITIAL.as_str())
+    .bind(part_count)
+    .bind(terms)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_order_event(tx, &order.order_id, None, OrderStatus::INITIAL, "intake", order.now_ms).await?;
+    Ok(true)
+}
+
+/// Keeps the quote an order had before it is priced again, in its quote
+/// history (`order_quotes`).
+pub(super) async fn keep_replaced_quote(
+    tx: &mut Transaction<'_, Any>,
+    order: &OrderRow,
+    quote: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO order_quotes (order_id, job_id, quote, total, currency, replaced_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&order.order_id)
+    .bind(order.job_id.as_deref())
+    .bind(quote)
+    .bind(order.total)
+    .bind(order.currency.as_deref())
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Where a move the farm makes on its own (pricing, a replay) takes an
 /// order, as the state machine says. These pairs are fixed in the code and
 /// legal (`status`'s tests walk them), so an error here is a bug in the
 /// machine, not a state an order can be in.
-fn fixed_move(from: OrderStatus, event: OrderEvent) -> OrderStatus {
+pub(super) fn fixed_move(from: OrderStatus, event: OrderEvent) -> OrderStatus {
     status::next(from, event).unwrap_or_else(|e| panic!("the state machine refuses a move the farm makes: {e}"))
 }
 
 /// Moves a new order by `event` (queued for pricing, answered from the
 /// cache) inside its creating transaction; the new status.
-async fn set_status(
+pub(super) async fn set_status(
     tx: &mut Transaction<'_, Any>,
     order_id: &str,
     from: OrderStatus,
@@ -915,7 +967,7 @@ async fn set_status(
     Ok(to)
 }
 
-async fn insert_order_event(
+pub(super) async fn insert_order_event(
     tx: &mut Transaction<'_, Any>,
     order_id: &str,
     from: Option<OrderStatus>,
@@ -967,5 +1019,6 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         },
         print_time_s: r.try_get("print_time_s")?,
         quote_valid_until_ms: r.try_get("quote_valid_until_ms")?,
+        part_count: r.try_get("part_count")?,
     })
 }

@@ -141,7 +141,7 @@ impl Store {
                 .await?;
                 if done.rows_affected() == 1 {
                     let priced = Ok((document.as_str(), quote.total, quote.currency.as_str()));
-                    crate::orders::store::settle_orders_of_job(&mut tx, job_id, priced, at).await?;
+                    crate::orders::settle_job(&mut tx, job_id, priced, at).await?;
                     let outcome = PricingOutcome::Succeeded { total: quote.total, currency: &quote.currency };
                     crate::events::pricing_ended(&mut tx, job_id, outcome, at).await?;
                 }
@@ -233,7 +233,7 @@ impl Store {
             return Ok(Replay::AlreadyReplayed { job_id: replayed });
         }
         insert_job_tx(&mut tx, &job, &job.message()).await?;
-        crate::orders::store::reprice_failed_orders_of_job(&mut tx, job_id, new_job_id, now_ms).await?;
+        crate::orders::hand_to_replay(&mut tx, job_id, new_job_id, now_ms).await?;
         tx.commit().await?;
         Ok(Replay::Queued { job_id: job.job_id })
     }
@@ -259,7 +259,7 @@ async fn fail_job(
     .await?;
     // The orders it was pricing fail with it.
     if done.rows_affected() == 1 {
-        crate::orders::store::settle_orders_of_job(tx, job_id, Err(message), at).await?;
+        crate::orders::settle_job(tx, job_id, Err(message), at).await?;
         crate::events::pricing_ended(tx, job_id, PricingOutcome::Failed { kind: kind.as_str(), message }, at).await?;
     }
     Ok(done)

@@ -13,6 +13,7 @@ mod http;
 mod jobs;
 mod letters;
 mod orders;
+mod parts;
 mod store;
 mod web;
 mod webhooks;

@@ -656,7 +656,9 @@ async fn orders_priced_under_another_book_are_repriced_in_bulk() {
     let stale = app.store.orders_priced_under_other_books("builtin-next", 10).await.unwrap();
     assert_eq!(stale.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), [order_id.as_str()]);
     let slow = api::orders::reprice::SlowLane { triangles: 1_000_000, bytes: 1 << 26 };
-    let repriced = api::orders::reprice::reprice_under(&app.store, "builtin-next", slow, 10, "test", 1).await.unwrap();
+    let next = calculator::PriceBook { version: "builtin-next".into(), ..calculator::PriceBook::builtin() };
+    let terms = calculator::order::OrderTerms::of(&next);
+    let repriced = api::orders::reprice::reprice_under(&app.store, &terms, slow, 10, "test", 1).await.unwrap();
     assert_eq!(repriced.len(), 1);
     assert_eq!(repriced[0].order_id, order_id);
     let back = wait_for_status(&app, &order_id, "PRICED").await;

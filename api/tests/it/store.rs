@@ -376,3 +376,65 @@ async fn the_list_reads_a_priced_orders_facts_without_its_quote_on_each_engine()
     })
     .await;
 }
+
+/// The parts of one order priced at the same moment: on PostgreSQL their
+/// results settle in parallel transactions, and each must see the others,
+/// or the order would wait in PRICING with every part priced.
+#[tokio::test]
+async fn parts_priced_at_the_same_moment_price_their_order() {
+    use api::orders::parts::NewPart;
+    use api::orders::status::OrderStatus;
+    use api::orders::store::Pricing;
+
+    const PARTS: usize = 4;
+    const ORDERS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![Store::sqlite_url(dir.path())];
+    urls.extend(services::fresh_postgres_database().await);
+    let quote = sample_quote();
+    let terms = calculator::order::OrderTerms::of(&calculator::PriceBook::builtin());
+    for url in urls {
+        let store = Store::connect(&url, PARTS as u32 + 1).await.unwrap();
+        store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
+        for n in 0..ORDERS {
+            let order_id = format!("o{n}");
+            let mut parts = Vec::new();
+            for p in 0..PARTS {
+                let job = JobRow::queued(format!("o{n}p{p}"), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
+                let payload = job.message();
+                parts.push(NewPart {
+                    model_id: "m1".into(),
+                    material: "pla".into(),
+                    colour: None,
+                    quantity: 1,
+                    pricing: Pricing::Queue { job, payload },
+                });
+            }
+            let order = crate::helpers::new_order(&order_id, "m1", 10);
+            store.create_order_of_parts(&order, &terms, parts).await.unwrap();
+            let results = (0..PARTS).map(|p| {
+                let done = ResultMessage {
+                    job_id: format!("o{n}p{p}"),
+                    event: ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: None },
+                    at_ms: 20,
+                };
+                let store = store.clone();
+                tokio::spawn(async move { store.apply_result(&done).await.unwrap() })
+            });
+            for applied in futures_util::future::join_all(results).await {
+                assert_eq!(applied.unwrap(), Applied::Changed);
+            }
+            let row = store.order(&order_id).await.unwrap().unwrap();
+            assert_eq!(row.status, OrderStatus::Priced, "{url}: order {order_id} with every part priced");
+            let own: f64 = quote
+                .line_items
+                .iter()
+                .filter(|l| l.label != "setup" && l.label != "minimum order")
+                .map(|l| l.amount)
+                .sum();
+            let book = calculator::PriceBook::builtin();
+            let expected = book.rounding.apply((PARTS as f64 * own + book.setup_fee).max(book.minimum_order));
+            assert_eq!(row.total, Some(expected), "{url}");
+        }
+    }
+}

@@ -22,6 +22,8 @@ mod jobs;
 mod letters;
 #[path = "../it/orders.rs"]
 mod orders;
+#[path = "../it/parts.rs"]
+mod parts;
 #[path = "../it/web.rs"]
 mod web;
 #[path = "../it/webhooks.rs"]

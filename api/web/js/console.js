@@ -47,7 +47,9 @@ function matchesFilters(order) {
 // ---- Rendering ---------------------------------------------------------------
 
 function materialCell(order) {
-  return [order.material.toUpperCase(), order.colour ? h("span", { class: "muted" }, ` · ${order.colour}`) : null];
+  // An order of several parts shows its first part, and how many it has.
+  const parts = order.part_count > 1 ? h("span", { class: "muted" }, ` · ${t("list.parts", { count: order.part_count })}`) : null;
+  return [order.material.toUpperCase(), order.colour ? h("span", { class: "muted" }, ` · ${order.colour}`) : null, parts];
 }
 
 function approvedRow(order) {
@@ -234,7 +236,7 @@ function summaryOf(order) {
     order_id: order.order_id, source: order.source, seller: order.seller, customer: order.customer,
     material: order.material, colour: order.colour, quantity: order.quantity, status: order.status,
     total: order.total, currency: order.currency, assignee: order.assignee, created_at_ms: order.created_at_ms,
-    updated_at_ms: order.updated_at_ms, version: order.version,
+    updated_at_ms: order.updated_at_ms, version: order.version, part_count: order.part_count ?? 1,
     machine: quote.machine ? quote.machine.name : null,
     size_mm: quote.analysis && quote.analysis.bounding_box ? quote.analysis.bounding_box.size : null,
     print_time_s: quote.print_time_s ?? null,
