@@ -362,7 +362,7 @@ fn api_modules_form_no_import_cycle() {
     for (from, to) in [
         ("orders::routes", "orders::service"),
         ("orders::intake", "orders::service"),
-        ("store::settle", "orders::store"),
+        ("store::settle", "orders"),
         ("web::session", "web::session_store"),
         ("orders", "orders::accounts"),
         ("web", "web::hub"),

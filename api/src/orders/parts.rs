@@ -243,11 +243,7 @@ pub(super) async fn settle_parts_of_job(
 /// `PRICING_FAILED` when a part failed (naming it), to `PRICED` with one
 /// quote when every part is priced, or nowhere while parts are still
 /// pricing.
-async fn settle_order_of_parts(
-    tx: &mut Transaction<'_, Any>,
-    order_id: &str,
-    at: i64,
-) -> Result<(), StoreError> {
+async fn settle_order_of_parts(tx: &mut Transaction<'_, Any>, order_id: &str, at: i64) -> Result<(), StoreError> {
     let from = OrderStatus::Pricing;
     // The order's row is locked first. Two parts settling at once run in
     // parallel on PostgreSQL: unserialised, each would read the other's part
