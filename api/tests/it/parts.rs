@@ -175,14 +175,32 @@ async fn cancelling_an_order_of_parts_cancels_every_part_still_pricing() {
     let app = spawn_farm(ApiSettings::default(), Vec::new()).await;
     let (a, b) = (model(&app, 10.0).await, model(&app, 11.0).await);
     let body = json!({"items": [{"model_id": a, "material": "pla"}, {"model_id": b, "material": "pla"}]});
-    let (_, created) = order(&app, body).await;
+    let (_, created) = order(&app, body.clone()).await;
     let id = id_of(&created);
+    // A part's job is the order's: it is cancelled with the order, not alone.
+    let first_job = &part_jobs(&created)[0];
+    let (status, refused) = app.post_as(&app.seller, &format!("/v1/pricing-jobs/{first_job}/cancel"), json!({})).await;
+    assert_eq!((status, refused["error"]["details"]["order_id"].as_str()), (409, Some(id.as_str())), "{refused}");
     let (status, cancelled) = app.post_as(&app.seller, &format!("/v1/orders/{id}/cancel"), json!({})).await;
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
     for job in part_jobs(&created) {
         let (_, job) = app.get(&format!("/v1/pricing-jobs/{job}")).await;
         assert_eq!(job["status"], "cancelled", "{job}");
     }
+
+    // Were a part's job cancelled behind the API's back, the order is not
+    // stuck while another part still prices; once every job has ended and
+    // the order still waits, the audit names it.
+    let (_, stranded) = order(&app, body).await;
+    let jobs = part_jobs(&stranded);
+    let queue = &app.topology.orders_incoming;
+    app.store.cancel_job(&jobs[0], "{}", 1).await.unwrap();
+    let audit = api::orders::audit(&app.store, queue, 0, i64::MAX).await.unwrap();
+    assert_eq!((audit["pricing_with_ended_job"].as_i64(), &audit["ids"]["stuck"]), (Some(0), &json!([])), "{audit}");
+    app.store.cancel_job(&jobs[1], "{}", 1).await.unwrap();
+    let audit = api::orders::audit(&app.store, queue, 0, i64::MAX).await.unwrap();
+    assert_eq!(audit["pricing_with_ended_job"].as_i64(), Some(1), "{audit}");
+    assert_eq!(audit["ids"]["stuck"], json!([stranded["order_id"]]), "{audit}");
     app.stop().await;
 }
 
