@@ -2,6 +2,8 @@
 //! on PostgreSQL, RabbitMQ and S3. Each test gets its own database, queue
 //! prefix and bucket, so tests never see each other's data.
 
+use std::time::Duration;
+
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -97,7 +99,8 @@ async fn api_and_worker_price_a_model_through_postgres_rabbitmq_and_s3() {
 }
 
 /// Jobs submitted while no worker runs wait in the durable queue, and a
-/// worker started later prices them all.
+/// worker started later prices them all, and so an order of three parts,
+/// one job per part.
 #[tokio::test]
 async fn jobs_wait_in_the_queue_until_a_worker_starts() {
     let Some(backends) = backends().await else { return };
@@ -115,6 +118,14 @@ async fn jobs_wait_in_the_queue_until_a_worker_starts() {
         let (_, job) = api.get(&format!("/v1/pricing-jobs/{job_id}")).await;
         assert_eq!(job["status"], "queued", "no worker yet: {job}");
     }
+    let parts = serde_json::json!({"items": [
+        {"model_id": model_id, "material": "pla"},
+        {"model_id": model_id, "material": "petg", "quantity": 2},
+        {"model_id": model_id, "material": "abs", "quantity": 3},
+    ]});
+    let (status, order) = api.post("/v1/orders", &parts).await;
+    assert_eq!((status, order["part_count"].as_i64()), (201, Some(3)), "{order}");
+    let order_path = format!("/v1/orders/{}", order["order_id"].as_str().unwrap());
 
     let mut worker = FarmProcess::spawn(&["worker", "--listen", "127.0.0.1:0"], &backends.env);
     worker.wait_for_listening();
@@ -122,6 +133,16 @@ async fn jobs_wait_in_the_queue_until_a_worker_starts() {
         let job = api.wait_for_job(job_id, &api_process).await;
         assert_eq!(job["status"], "succeeded", "{job}");
     }
+    let priced = testkit::wait_until(Duration::from_secs(60), || async {
+        let (_, order) = api.get(&order_path).await;
+        (order["status"] == "PRICED").then_some(order)
+    })
+    .await;
+    let priced = priced.unwrap_or_else(|| panic!("the order of parts was never priced; log:\n{}", api_process.logs()));
+    let parts = priced["parts"].as_array().unwrap();
+    assert!(parts.iter().all(|p| p["status"] == "priced"), "{priced}");
+    let alone: f64 = parts.iter().map(|p| p["total"].as_f64().unwrap()).sum();
+    assert!(priced["total"].as_f64().unwrap() < alone, "the setup fee is charged once: {priced}");
     assert_eq!(worker.terminate(), 0);
     assert_eq!(api_process.terminate(), 0);
     delete_queues(&backends.amqp_url, &backends.prefix).await;
