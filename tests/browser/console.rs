@@ -114,6 +114,50 @@ async fn a_take_leaves_every_other_console_without_a_reload() {
     let _ = bob.close().await;
 }
 
+/// An order of several parts: its row says how many, its detail shows the
+/// order's lines and total, and a picker shows each part's facts and file.
+#[tokio::test]
+async fn an_order_of_parts_shows_its_parts_and_each_parts_file() {
+    let Some(driver) = Driver::start() else { return };
+    let shop = Shop::open(false).await;
+    let bytes = mesh::write_binary_stl(&mesh::cuboid([30.0, 20.0, 10.0]));
+    let (status, second) = shop.seller.upload(bytes).await;
+    assert_eq!(status, 201, "{second}");
+    let second_model = second["model_id"].as_str().unwrap().to_string();
+    let body = json!({"items": [
+        {"model_id": shop.model_id, "material": "pla", "quantity": 2},
+        {"model_id": second_model, "material": "petg", "colour": "white"},
+    ]});
+    let order = shop.approved_order_of(&body).await;
+
+    let ada = driver.browser("ada-parts", "en-GB").await;
+    ada.goto(&shop.url("/console/")).await.unwrap();
+    sign_in(&ada, &shop.ada).await;
+    wait_for(&ada, "the order's row", &row(&order)).await;
+    let material = eval(&ada, &format!("{}.cells[1].textContent", row(&order))).await;
+    assert!(material.as_str().unwrap().contains("2 parts"), "{material}");
+
+    ada.find(Locator::Css(&format!("[data-role=approved] tr[data-order-id=\"{order}\"] td")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&ada, "the part picker", "document.querySelectorAll('[data-testid=parts] button').length === 2").await;
+    let labels =
+        eval(&ada, "[...document.querySelectorAll('[data-role=lines] tr td:first-child')].map(c => c.textContent)")
+            .await;
+    let labels: Vec<String> = serde_json::from_value(labels).unwrap();
+    assert_eq!(&labels[..3], ["part 1", "part 2", "setup"], "the order's lines: {labels:?}");
+    let download = "document.querySelector('[data-role=download]').getAttribute('href')";
+    assert_eq!(eval(&ada, download).await, format!("/v1/models/{}", shop.model_id));
+    ada.find(Locator::Css("[data-testid=parts] button[data-part=\"2\"]")).await.unwrap().click().await.unwrap();
+    wait_for(&ada, "the second part's file", &format!("{download} === '/v1/models/{second_model}'")).await;
+    let facts = eval(&ada, "document.querySelector('[data-role=facts]').textContent").await;
+    assert!(facts.as_str().unwrap().contains("PETG"), "the second part's facts: {facts}");
+    let _ = ada.close().await;
+}
+
 /// Local Storage never holds a key (only `farm.lang` and `farm.reference`).
 fn eval_contains_key(name: &str) -> bool {
     name.contains("key") || name.contains("token") || name.contains("session")

@@ -111,6 +111,17 @@ impl Shop {
     /// A new order approved for manufacturing by the CRM; its id.
     pub(crate) async fn approved_order(&self) -> String {
         let order_id = self.priced_order().await;
+        self.approve(order_id).await
+    }
+
+    /// A new order of `body` (for example of several parts), priced and
+    /// approved; its id.
+    pub(crate) async fn approved_order_of(&self, body: &Value) -> String {
+        let order_id = priced_order_of(&self.seller, body).await;
+        self.approve(order_id).await
+    }
+
+    async fn approve(&self, order_id: String) -> String {
         let event = json!({ "event_id": format!("approve-{order_id}"), "order_id": order_id, "type": "approved",
                             "occurred_at_ms": 1 });
         let (status, answer) = self.crm.post("/v1/crm/events", &event).await;
@@ -132,7 +143,11 @@ impl Shop {
 /// A new order of the model, priced; its id.
 async fn priced_order(seller: &Api, model_id: &str) -> String {
     let body = json!({ "model_id": model_id, "material": "pla", "colour": "black", "quantity": 2 });
-    let (status, order) = seller.post("/v1/orders", &body).await;
+    priced_order_of(seller, &body).await
+}
+
+async fn priced_order_of(seller: &Api, body: &Value) -> String {
+    let (status, order) = seller.post("/v1/orders", body).await;
     assert_eq!(status, 201, "{order}");
     let order_id = order["order_id"].as_str().unwrap().to_string();
     let started = Instant::now();

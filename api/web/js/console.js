@@ -256,17 +256,36 @@ async function openDetail(orderId) {
   $("detail-title").textContent = t("detail.title", { order: shortId(orderId) });
   const order = await api("GET", `/v1/orders/${encodeURIComponent(orderId)}`);
   if (state.detail !== orderId) return;
+  // The lines and the total are the order's; the facts, the warnings, the
+  // preview and the download are a part's: the order's one, or the part
+  // picked of an order of several.
   const quote = order.quote;
-  const link = $("download");
-  link.href = `/v1/models/${order.model_id}`;
-  // The server names the file by its format (STL, 3MF or OBJ).
-  link.setAttribute("download", "");
   $("lines").replaceChildren(...(quote ? lineRows(quote) : [h("tr", {}, h("td", { colspan: 3 }, t("detail.no_quote")))]));
   $("detail-total").textContent = money(order.total, order.currency);
+  const parts = order.parts || [];
+  const picker = $("parts");
+  picker.hidden = parts.length < 2;
+  picker.replaceChildren(...parts.map((part, i) => h("button", {
+    type: "button", dataset: { part: part.position }, onclick: () => showPart(order, parts, i),
+  }, t("detail.part", { n: part.position }))));
+  await showPart(order, parts, 0);
+}
+
+async function showPart(order, parts, index) {
+  const orderId = order.order_id;
+  const part = parts[index] || order;
+  const quote = parts.length ? parts[index].quote : order.quote;
+  for (const button of $("parts").children) button.classList.toggle("active", Number(button.dataset.part) === part.position);
+  const link = $("download");
+  link.href = `/v1/models/${part.model_id}`;
+  // The server names the file by its format (STL, 3MF or OBJ).
+  link.setAttribute("download", "");
   const a = quote ? quote.analysis : null;
   $("facts").replaceChildren(...[
     fact("fact.seller", order.seller),
     order.customer ? fact("fact.customer", order.customer) : [],
+    parts.length ? fact("fact.part", `${part.quantity} × ${part.material.toUpperCase()}${part.colour ? ` · ${part.colour}` : ""}`) : [],
+    parts.length && part.failure ? fact("fact.failure", part.failure) : [],
     quote ? fact("fact.machine", quote.machine.name) : [],
     a ? fact("col.size", size(a.bounding_box.size)) : [],
     quote ? fact("fact.volume", `${number(quote.volume_mm3 / 1000, 1)} cm³`) : [],
@@ -281,7 +300,7 @@ async function openDetail(orderId) {
   ].flat());
   const warnings = quote ? plainWarnings(quote) : [];
   $("warnings").replaceChildren(...(warnings.length ? warnings.map((w) => h("li", {}, w)) : [h("li", { class: "muted" }, t("detail.no_warnings"))]));
-  await preview(order.model_id, a ? a.overhang_angle_deg : state.reference.overhang_angle_deg, orderId);
+  await preview(part.model_id, a ? a.overhang_angle_deg : state.reference.overhang_angle_deg, orderId);
 }
 
 async function preview(modelId, angle, orderId) {
