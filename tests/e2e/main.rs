@@ -18,4 +18,5 @@ mod embedded;
 mod helpers;
 mod observability;
 mod production;
+mod runbook;
 mod webhooks;
