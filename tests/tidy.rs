@@ -586,11 +586,10 @@ fn every_order_status_write_comes_from_the_state_machine() {
     let expected: BTreeSet<String> = [
         "store.rs::apply_crm_event",
         "store.rs::insert_new_order",
-        "store.rs::move_order",
+        "store.rs::start_move",
         "store.rs::reprice_failed_orders_of_job",
         "store.rs::set_status",
         "store.rs::settle_orders_of_job",
-        "parts.rs::price_parts_again",
         "parts.rs::replay_parts_of_job",
         "parts.rs::settle_order_of_parts",
     ]

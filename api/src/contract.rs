@@ -33,10 +33,12 @@ pub(crate) struct ContractFacts {
     pub(crate) max_page: usize,
     pub(crate) max_idempotency_key: usize,
     pub(crate) max_model_bytes: u64,
+    /// Parts one order may hold.
+    pub(crate) max_order_parts: u32,
 }
 
 impl ContractFacts {
-    pub(crate) fn of(book: &calculator::PriceBook, max_model_bytes: u64) -> Self {
+    pub(crate) fn of(book: &calculator::PriceBook, max_model_bytes: u64, max_order_parts: u32) -> Self {
         let mut colours: Vec<String> = book.materials.iter().flat_map(|m| m.colours.iter().cloned()).collect();
         colours.sort();
         colours.dedup();
@@ -48,6 +50,7 @@ impl ContractFacts {
             max_page: crate::text::MAX_PAGE,
             max_idempotency_key: crate::text::MAX_IDEMPOTENCY_KEY,
             max_model_bytes,
+            max_order_parts,
         }
     }
 }
@@ -210,7 +213,7 @@ fn house_rules(facts: &ContractFacts) -> String {
 const PRINTABLE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
 fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied: &mut Applied) {
-    let request = matches!(name, "CreateOrder" | "CreateJob");
+    let request = matches!(name, "CreateOrder" | "CreateJob" | "OrderItem");
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
     for (field, property) in properties.iter_mut() {
         match (request, field.as_str()) {
@@ -233,6 +236,12 @@ fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied
                     "type": ["string", "null"], "maxLength": crate::text::MAX_NAME_CHARS, "pattern": PRINTABLE,
                     "description": "The seller's customer: printable text, no control characters.",
                 });
+            }
+            (true, "items") => {
+                if let Some(items) = property.as_object_mut() {
+                    items.insert("minItems".into(), json!(1));
+                    items.insert("maxItems".into(), json!(facts.max_order_parts));
+                }
             }
             (true, "model_id") => {
                 *property = json!({"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The `model_id` `POST /v1/models` answered."});
@@ -263,7 +272,28 @@ fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied
                 json!({"properties": {"material": {"const": material}, "colour": {"enum": allowed}}})
             })
             .collect();
-        schema["oneOf"] = Value::Array(branches);
+        if name == "CreateOrder" {
+            // One part (`model_id` and `material`), or several (`items`,
+            // and none of the single part's fields), never both.
+            let nothing = json!({"type": "null"});
+            schema["oneOf"] = json!([
+                {
+                    "title": "One part",
+                    "required": ["model_id", "material"],
+                    "properties": {"items": nothing},
+                    "oneOf": branches,
+                },
+                {
+                    "title": "Several parts",
+                    "required": ["items"],
+                    "properties": {
+                        "model_id": nothing, "material": nothing, "colour": nothing, "quantity": {"const": 1},
+                    },
+                },
+            ]);
+        } else {
+            schema["oneOf"] = Value::Array(branches);
+        }
     }
 }
 
@@ -340,7 +370,7 @@ mod tests {
     use super::*;
 
     fn facts() -> ContractFacts {
-        ContractFacts::of(&calculator::PriceBook::builtin(), 1 << 20)
+        ContractFacts::of(&calculator::PriceBook::builtin(), 1 << 20, 20)
     }
 
     #[test]
@@ -357,6 +387,10 @@ mod tests {
         assert_eq!(quantity["maximum"], calculator::PriceBook::builtin().max_quantity);
         let material = doc.pointer("/components/schemas/CreateJob/properties/material/enum").unwrap();
         assert!(material.as_array().unwrap().iter().any(|m| m == "pla"), "{material}");
+        let items = doc.pointer("/components/schemas/CreateOrder/properties/items").unwrap();
+        assert_eq!((&items["minItems"], &items["maxItems"]), (&json!(1), &json!(20)), "{items}");
+        let part = doc.pointer("/components/schemas/OrderItem/properties/quantity/maximum").unwrap();
+        assert_eq!(part, calculator::PriceBook::builtin().max_quantity);
         let body =
             doc.pointer("/paths/~1v1~1models/post/requestBody/content/application~1octet-stream/schema").unwrap();
         assert_eq!(body["format"], "binary");

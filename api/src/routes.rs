@@ -93,7 +93,11 @@ pub(crate) fn document() -> utoipa::openapi::OpenApi {
 pub(crate) fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
     let model_limit = usize::try_from(state.settings.max_model_bytes).unwrap_or(usize::MAX);
     let (router, openapi) = registrations(model_limit).split_for_parts();
-    let facts = crate::contract::ContractFacts::of(&state.services.pricing.book, state.settings.max_model_bytes);
+    let facts = crate::contract::ContractFacts::of(
+        &state.services.pricing.book,
+        state.settings.max_model_bytes,
+        state.settings.max_order_parts,
+    );
     let document = Arc::new(crate::contract::exact_document(&openapi, &facts));
     let router = router
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))

@@ -94,7 +94,11 @@ impl Application {
         let timeout = state.settings.request_timeout;
         let state_limits = state.settings.connections;
         let (router, _) = crate::routes::router(state);
-        let router = router.layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout));
+        // The timeout answers outside the router's own layers: its 408 gets
+        // the JSON error shape here, as every other client error does.
+        let router = router
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+            .layer(axum::middleware::from_fn(crate::contract::json_client_errors));
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
         let served = crate::serve::serve(self.listener, router, state_limits, shutdown.clone()).await;
         // The server stops only on shutdown or a fatal error; make sure the

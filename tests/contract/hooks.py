@@ -47,9 +47,13 @@ def map_body(ctx, body):
     if MODEL_FILE and _path(ctx) == "/v1/models":
         with open(MODEL_FILE, "rb") as f:
             return f.read()
-    if MODEL_ID and isinstance(body, dict) and isinstance(body.get("model_id"), str):
-        if SHA256.match(body["model_id"]):
-            body["model_id"] = MODEL_ID
+    if MODEL_ID and isinstance(body, dict):
+        # An order's own model, and each of its parts'.
+        items = body.get("items")
+        for holder in [body] + (items if isinstance(items, list) else []):
+            if isinstance(holder, dict) and isinstance(holder.get("model_id"), str):
+                if SHA256.match(holder["model_id"]):
+                    holder["model_id"] = MODEL_ID
     body = _webhook_target(_path(ctx), body)
     if isinstance(body, dict) and isinstance(body.get("order_id"), str) and IDS["order_id"]:
         if body["order_id"].strip() and random.random() < 0.5:

@@ -15,9 +15,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::list_facts::QuoteFacts;
-use super::status::{self, OrderEvent, OrderStatus};
+use super::status::{OrderEvent, OrderStatus};
 use super::store::{
-    BindListFacts, Created, NewOrder, OPTIMISTIC_ATTEMPTS, Pricing, SET_LIST_FACTS, Transitioned, fixed_move,
+    BindListFacts, Created, Moving, NewOrder, NewPricing, Pricing, SET_LIST_FACTS, Transitioned, fixed_move,
     insert_new_order, insert_order_event, set_status,
 };
 use crate::store::{JobRow, Store, StoreError};
@@ -107,59 +107,43 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<(Transitioned, Vec<String>), StoreError> {
+        let terms_version = terms.price_book_version.as_str();
         let terms = serde_json::to_string(terms).expect("order terms always serialize");
-        for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let Some(current) = self.order(order_id).await? else { return Ok((Transitioned::NotFound, Vec::new())) };
-            let to = match status::next(current.status, event) {
-                Ok(to) => to,
-                Err(error) => return Ok((Transitioned::Illegal { current: Box::new(current), error }, Vec::new())),
+        let mut started =
+            match self.start_move(order_id, event, actor, now_ms, NewPricing::Parts { terms: &terms }).await? {
+                Moving::Started(started) => started,
+                Moving::Ended(answer) => return Ok((answer, Vec::new())),
             };
-            let mut tx = self.begin_write().await?;
-            let moved = sqlx::query(
-                "UPDATE orders SET status = $2, failure = NULL, quote = NULL, total = NULL, \
-                        quote_valid_until_ms = NULL, order_terms = $6, version = version + 1, updated_at_ms = $3 \
-                 WHERE order_id = $1 AND status = $4 AND version = $5",
+        // A reprice prices every part again; a retry the failed parts, and
+        // those priced under another book than the order's terms now name,
+        // so one quote never mixes two books.
+        let every_part = event == OrderEvent::Reprice;
+        let stale = |p: &PartRow| {
+            let version =
+                p.quote.as_deref().and_then(|q| serde_json::from_str::<PartQuote>(q).ok()?.price_book_version);
+            version.is_some_and(|v| v != terms_version)
+        };
+        let mut queued = Vec::new();
+        let tx = &mut started.tx;
+        for part in parts_in(tx, order_id).await?.into_iter().filter(|p| every_part || p.failure.is_some() || stale(p))
+        {
+            let Some((_, job)) = jobs.iter().find(|(position, _)| *position == part.position) else {
+                // The caller built a job for every part; one missing is a bug.
+                return Err(corrupt(format!("no new job for part {} of order {order_id}", part.position)));
+            };
+            sqlx::query(
+                "UPDATE order_parts SET job_id = $3, failure = NULL, quote = NULL, total = NULL \
+                 WHERE order_id = $1 AND position = $2",
             )
             .bind(order_id)
-            .bind(to.as_str())
-            .bind(now_ms)
-            .bind(current.status.as_str())
-            .bind(current.version)
-            .bind(&terms)
-            .execute(&mut *tx)
+            .bind(part.position)
+            .bind(&job.job_id)
+            .execute(&mut **tx)
             .await?;
-            if moved.rows_affected() == 0 {
-                tx.rollback().await?;
-                continue;
-            }
-            if let Some(quote) = &current.quote {
-                super::store::keep_replaced_quote(&mut tx, &current, quote, now_ms).await?;
-            }
-            let every_part = event == OrderEvent::Reprice;
-            let mut queued = Vec::new();
-            for part in parts_in(&mut tx, order_id).await?.into_iter().filter(|p| every_part || p.failure.is_some()) {
-                let Some((_, job)) = jobs.iter().find(|(position, _)| *position == part.position) else {
-                    // The caller built a job for every part; one missing is a bug.
-                    return Err(corrupt(format!("no new job for part {} of order {order_id}", part.position)));
-                };
-                sqlx::query(
-                    "UPDATE order_parts SET job_id = $3, failure = NULL, quote = NULL, total = NULL \
-                     WHERE order_id = $1 AND position = $2",
-                )
-                .bind(order_id)
-                .bind(part.position)
-                .bind(&job.job_id)
-                .execute(&mut *tx)
-                .await?;
-                crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
-                queued.push(job.job_id.clone());
-            }
-            insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
-            tx.commit().await?;
-            let row = self.order(order_id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
-            return Ok((Transitioned::Done(Box::new(row)), queued));
+            crate::store::insert_job_tx(tx, job, &job.message()).await?;
+            queued.push(job.job_id.clone());
         }
-        Err(StoreError::Contended { what: format!("order `{order_id}`"), attempts: OPTIMISTIC_ATTEMPTS })
+        Ok((self.finish_move(started, actor, now_ms).await?, queued))
     }
 }
 
@@ -462,12 +446,22 @@ fn order_quote(terms: &OrderTerms, parts: &[PartRow]) -> Result<serde_json::Valu
     let one_machine =
         machines.first().filter(|first| machines.len() == quotes.len() && machines.iter().all(|m| m == *first));
     let machine_time_s: Option<f64> = quotes.iter().map(|q| q.machine_time_s).sum();
+    // One book, or say the books were mixed (a book changed while the parts
+    // were pricing, or workers of two books priced them): a version other
+    // than the current one, so the reprice of orders under other books
+    // takes it up.
+    let mut books: Vec<&str> = quotes.iter().filter_map(|q| q.price_book_version.as_deref()).collect();
+    books.push(&terms.price_book_version);
+    books.sort_unstable();
+    books.dedup();
+    let price_book_version =
+        if books.len() == 1 { terms.price_book_version.clone() } else { format!("mixed: {}", books.join(", ")) };
     Ok(serde_json::json!({
         "parts": part_docs,
         "line_items": line_items,
         "total": price.total,
         "currency": terms.currency,
-        "price_book_version": terms.price_book_version,
+        "price_book_version": price_book_version,
         "valid_days": quotes.iter().filter_map(|q| q.valid_days).min(),
         "machine": one_machine.map(|name| serde_json::json!({ "name": name })),
         "print_time_s": machine_time_s,

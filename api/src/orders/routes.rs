@@ -95,7 +95,8 @@ pub(crate) struct PartView {
     quantity: i64,
     /// The job that prices it (a retry replaces it).
     job_id: Option<String>,
-    /// `pricing`, `priced` or `failed`.
+    /// `pricing`, `priced`, `failed`, or `cancelled` (with its order,
+    /// before it was priced).
     status: &'static str,
     /// Its own quote, as if ordered alone; the order's quote charges the
     /// setup fee and the minimum order once for all parts.
@@ -106,11 +107,13 @@ pub(crate) struct PartView {
 }
 
 impl PartView {
-    fn of(p: PartRow) -> Result<Self, AppError> {
+    fn of(p: PartRow, order: OrderStatus) -> Result<Self, AppError> {
         let quote = p.quote.as_deref().map(serde_json::from_str).transpose().map_err(AppError::internal)?;
         let status = match (&quote, &p.failure) {
             (_, Some(_)) => "failed",
             (Some(_), None) => "priced",
+            // Its job was cancelled with the order.
+            (None, None) if order == OrderStatus::Cancelled => "cancelled",
             (None, None) => "pricing",
         };
         Ok(Self {
@@ -133,7 +136,7 @@ impl OrderView {
     async fn with_parts(state: &AppState, o: OrderRow) -> Result<Self, AppError> {
         let parts = if o.part_count > 1 {
             let rows = state.services.store.order_parts(&o.order_id).await?;
-            Some(rows.into_iter().map(PartView::of).collect::<Result<Vec<_>, _>>()?)
+            Some(rows.into_iter().map(|p| PartView::of(p, o.status)).collect::<Result<Vec<_>, _>>()?)
         } else {
             None
         };
@@ -368,7 +371,7 @@ async fn cancel_order(
     visible_order(&state, &principal, &order_id).await?;
     let row = move_order(&state, &order_id, OrderEvent::Cancel, &principal.name).await?;
     cancel_pricing(&state, &row).await?;
-    Ok(Json(OrderView::of(row)?))
+    Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
 /// Prices an order whose pricing failed again, with a new job (its seller
@@ -683,7 +686,7 @@ async fn take_order(
     principal.require(&[KeyKind::Operator])?;
     let row = move_order(&state, &order_id, OrderEvent::Take, &principal.name).await?;
     metrics::counter!("farm_orders_taken_total").increment(1);
-    Ok(Json(OrderView::of(row)?))
+    Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
 /// Marks an order made; only the operator who took it may.
@@ -722,7 +725,8 @@ async fn takers_move(
             current.assignee.unwrap_or_default()
         )));
     }
-    Ok(Json(OrderView::of(move_order(state, order_id, event, &principal.name).await?)?))
+    let row = move_order(state, order_id, event, &principal.name).await?;
+    Ok(Json(OrderView::with_parts(state, row).await?))
 }
 
 /// Gives a taken order back to the list, unmade; only the operator who took
@@ -758,7 +762,8 @@ async fn ship_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Operator])?;
-    Ok(Json(OrderView::of(move_order(&state, &order_id, OrderEvent::Ship, &principal.name).await?)?))
+    let row = move_order(&state, &order_id, OrderEvent::Ship, &principal.name).await?;
+    Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -786,7 +791,10 @@ async fn crm_event(
     let Json(body) = body.map_err(|r| json_rejection(r, state.settings.max_json_bytes as u64))?;
     let event = body.to_event().map_err(AppError::Unprocessable)?;
     match apply_crm(&state, &event).await? {
-        CrmOutcome::Applied(row) => Ok(Json(CrmEventResult { outcome: "applied", order: Some(OrderView::of(*row)?) })),
+        CrmOutcome::Applied(row) => {
+            let order = Some(OrderView::with_parts(&state, *row).await?);
+            Ok(Json(CrmEventResult { outcome: "applied", order }))
+        }
         CrmOutcome::Duplicate => Ok(Json(CrmEventResult { outcome: "duplicate", order: None })),
         CrmOutcome::Reused => Err(AppError::conflict(format!(
             "event `{}` was received before with another body; an event id names one event",

@@ -154,6 +154,33 @@ pub enum Created {
     KeyReused(OrderRow),
 }
 
+/// What a move prices an order by from now on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum NewPricing<'a> {
+    /// Nothing new: the order keeps its price.
+    Keep,
+    /// A new job, for an order of one part.
+    Job(&'a JobRow),
+    /// New jobs for parts of an order of several, under these terms (JSON);
+    /// the move's caller writes the parts.
+    Parts { terms: &'a str },
+}
+
+/// A move begun by [`Store::start_move`]: its open transaction, the order
+/// as read, and where it goes.
+pub(super) struct StartedMove {
+    pub(super) tx: Transaction<'static, Any>,
+    pub(super) current: OrderRow,
+    pub(super) to: OrderStatus,
+}
+
+/// How a started move stands.
+pub(super) enum Moving {
+    Started(Box<StartedMove>),
+    /// No move: the order is not there, or its status refuses the event.
+    Ended(Transitioned),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transitioned {
     Done(Box<OrderRow>),
@@ -422,7 +449,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Transitioned, StoreError> {
-        self.move_order(order_id, event, actor, now_ms, None).await
+        self.move_order(order_id, event, actor, now_ms, NewPricing::Keep).await
     }
 
     /// Prices a `PRICING_FAILED` order again: in one transaction the order
@@ -436,7 +463,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Transitioned, StoreError> {
-        self.move_order(order_id, OrderEvent::RetryPricing, actor, now_ms, Some(job)).await
+        self.move_order(order_id, OrderEvent::RetryPricing, actor, now_ms, NewPricing::Job(job)).await
     }
 
     /// Prices a `PRICED` order, not yet approved, again under `job`: its
@@ -449,7 +476,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Transitioned, StoreError> {
-        self.move_order(order_id, OrderEvent::Reprice, actor, now_ms, Some(job)).await
+        self.move_order(order_id, OrderEvent::Reprice, actor, now_ms, NewPricing::Job(job)).await
     }
 
     /// The quotes an order had before it was priced again, oldest first:
@@ -488,39 +515,58 @@ impl Store {
         rows.iter().map(order_from_row).collect::<Result<_, sqlx::Error>>().map_err(StoreError::Database)
     }
 
-    /// The one conditional move of an order by `event`; with `new_job`, the
-    /// order is priced by that job from now on (its failure cleared) and the
-    /// job is queued in the same transaction.
+    /// The one conditional move of an order by `event`; with a new pricing
+    /// the order is priced by it from now on.
     async fn move_order(
         &self,
         order_id: &str,
         event: OrderEvent,
         actor: &str,
         now_ms: i64,
-        new_job: Option<&JobRow>,
+        pricing: NewPricing<'_>,
     ) -> Result<Transitioned, StoreError> {
-        // A new job replaces whatever price the order had: the old quote, if
-        // any, is kept in `order_quotes` first.
-        let set_job = if new_job.is_some() {
-            ", job_id = $7, failure = NULL, quote = NULL, total = NULL, quote_valid_until_ms = NULL"
-        } else {
-            ""
+        match self.start_move(order_id, event, actor, now_ms, pricing).await? {
+            Moving::Started(started) => self.finish_move(started, actor, now_ms).await,
+            Moving::Ended(answer) => Ok(answer),
+        }
+    }
+
+    /// Starts the conditional move of an order by `event`: the update is
+    /// conditional on the status and version read, and a concurrent change
+    /// between the read and the update is retried (the second read then
+    /// sees the other change and answers for it). With a new pricing the
+    /// order is priced by it from now on (its price and failure cleared, its
+    /// quote kept in its history). The transaction is left open for the
+    /// caller's own writes; [`Store::finish_move`] records and commits it.
+    pub(super) async fn start_move(
+        &self,
+        order_id: &str,
+        event: OrderEvent,
+        actor: &str,
+        now_ms: i64,
+        pricing: NewPricing<'_>,
+    ) -> Result<Moving, StoreError> {
+        let clear_price = "failure = NULL, quote = NULL, total = NULL, quote_valid_until_ms = NULL";
+        let set_pricing = match pricing {
+            NewPricing::Keep => String::new(),
+            NewPricing::Job(_) => format!(", job_id = $7, {clear_price}"),
+            NewPricing::Parts { .. } => format!(", order_terms = $7, {clear_price}"),
         };
         // A take records the taker; a release puts the order back on the list
         // with nobody holding it; every other move keeps the assignee.
         let set_assignee = if event == OrderEvent::Release { "NULL" } else { "COALESCE($4, assignee)" };
         let update = format!(
             "UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3, \
-                    assignee = {set_assignee}{set_job} \
+                    assignee = {set_assignee}{set_pricing} \
              WHERE order_id = $1 AND status = $5 AND version = $6"
         );
-        // A concurrent change between the read and the update is retried:
-        // the second read then sees the other change and answers for it.
         for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let Some(current) = self.order(order_id).await? else { return Ok(Transitioned::NotFound) };
+            let Some(current) = self.order(order_id).await? else { return Ok(Moving::Ended(Transitioned::NotFound)) };
             let to = match status::next(current.status, event) {
                 Ok(to) => to,
-                Err(error) => return Ok(Transitioned::Illegal { current: Box::new(current), error }),
+                Err(error) => {
+                    return Ok(Moving::Ended(Transitioned::Illegal { current: Box::new(current), error }));
+                }
             };
             let mut tx = self.begin_write().await?;
             let assignee = (event == OrderEvent::Take).then_some(actor);
@@ -531,25 +577,40 @@ impl Store {
                 .bind(assignee)
                 .bind(current.status.as_str())
                 .bind(current.version);
-            if let Some(job) = new_job {
-                query = query.bind(job.job_id.as_str());
+            match pricing {
+                NewPricing::Keep => {}
+                NewPricing::Job(job) => query = query.bind(job.job_id.as_str()),
+                NewPricing::Parts { terms } => query = query.bind(terms),
             }
             if query.execute(&mut *tx).await?.rows_affected() == 0 {
                 tx.rollback().await?;
                 continue;
             }
-            if let Some(job) = new_job {
+            if let NewPricing::Job(job) = pricing {
                 crate::store::insert_job_tx(&mut tx, job, &job.message()).await?;
-                if let Some(quote) = &current.quote {
-                    keep_replaced_quote(&mut tx, &current, quote, now_ms).await?;
-                }
             }
-            insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
-            tx.commit().await?;
-            let row = self.order(order_id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
-            return Ok(Transitioned::Done(Box::new(row)));
+            if let (false, Some(quote)) = (matches!(pricing, NewPricing::Keep), &current.quote) {
+                keep_replaced_quote(&mut tx, &current, quote, now_ms).await?;
+            }
+            return Ok(Moving::Started(Box::new(StartedMove { tx, current, to })));
         }
         Err(StoreError::Contended { what: format!("order `{order_id}`"), attempts: OPTIMISTIC_ATTEMPTS })
+    }
+
+    /// Records a started move in the order's history and commits it; the
+    /// order as it is now.
+    pub(super) async fn finish_move(
+        &self,
+        started: Box<StartedMove>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Transitioned, StoreError> {
+        let StartedMove { mut tx, current, to } = *started;
+        let order_id = current.order_id.as_str();
+        insert_order_event(&mut tx, order_id, Some(current.status), to, actor, now_ms).await?;
+        tx.commit().await?;
+        let row = self.order(order_id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+        Ok(Transitioned::Done(Box::new(row)))
     }
 
     /// Applies a CRM event at most once, and only if it is newer than the

@@ -478,3 +478,28 @@ async fn uploads_are_spooled_to_disk_and_the_spool_is_emptied_whatever_the_answe
     assert!(spool_is_empty());
     app.stop().await;
 }
+
+/// A request whose body stalls is answered 408 after the request timeout,
+/// with the JSON error shape like every other client error.
+#[tokio::test]
+async fn a_stalled_body_gets_408_with_a_json_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let settings = ApiSettings { request_timeout: std::time::Duration::from_millis(300), ..ApiSettings::default() };
+    let app = spawn_app_with(settings).await;
+    // One byte of a declared hundred, then nothing.
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /v1/orders HTTP/1.1\r\nhost: farm\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\nconnection: close\r\n\r\n{{",
+        app.seller
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(read.is_ok(), "no answer: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.to_lowercase().contains("content-type: application/json"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    app.stop().await;
+}

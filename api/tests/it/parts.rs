@@ -183,6 +183,9 @@ async fn cancelling_an_order_of_parts_cancels_every_part_still_pricing() {
     assert_eq!((status, refused["error"]["details"]["order_id"].as_str()), (409, Some(id.as_str())), "{refused}");
     let (status, cancelled) = app.post_as(&app.seller, &format!("/v1/orders/{id}/cancel"), json!({})).await;
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
+    // The answer shows the parts, each ended with the order.
+    let parts = cancelled["parts"].as_array().unwrap();
+    assert!(parts.len() == 2 && parts.iter().all(|p| p["status"] == "cancelled"), "{cancelled}");
     for job in part_jobs(&created) {
         let (_, job) = app.get(&format!("/v1/pricing-jobs/{job}")).await;
         assert_eq!(job["status"], "cancelled", "{job}");
@@ -266,14 +269,20 @@ async fn an_order_of_parts_is_refused_whole_when_it_is_malformed_or_too_big() {
 
 #[tokio::test]
 async fn the_parts_of_one_order_count_against_the_key_quota_together() {
-    let quotas = api::quota::Quotas { jobs_in_flight: 2, ..api::quota::Quotas::default() };
+    let quotas = api::quota::Quotas { jobs_in_flight: 3, ..api::quota::Quotas::default() };
     // No worker: jobs stay in flight.
     let app = spawn_farm(ApiSettings { quotas, ..ApiSettings::default() }, Vec::new()).await;
     let m = model(&app, 10.0).await;
     let part = json!({"model_id": m, "material": "pla"});
-    let (status, refused) = order(&app, json!({"items": [part, part, part]})).await;
-    assert_eq!(status, 429, "three jobs exceed a quota of two: {refused}");
+    // More parts than the quota could ever hold: not a 429 to retry.
+    let (status, refused) = order(&app, json!({"items": [part, part, part, part]})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("quota of 3"), "{refused}");
     let (status, created) = order(&app, json!({"items": [part, part]})).await;
     assert_eq!(status, 201, "two fit: {created}");
+    let (status, refused) = order(&app, json!({"items": [part, part]})).await;
+    assert_eq!(status, 429, "two more exceed the quota of three with two in flight: {refused}");
+    let (status, one) = order(&app, json!({"model_id": m, "material": "pla"})).await;
+    assert_eq!(status, 201, "one more fits: {one}");
     app.stop().await;
 }

@@ -438,3 +438,76 @@ async fn parts_priced_at_the_same_moment_price_their_order() {
         }
     }
 }
+
+/// An order of parts, each part's job either priced (`Some`) or failed.
+async fn order_of_parts(store: &Store, order_id: &str, terms: &calculator::order::OrderTerms, priced: &[bool]) {
+    use api::orders::parts::NewPart;
+    use api::orders::store::Pricing;
+    let mut parts = Vec::new();
+    for p in 0..priced.len() {
+        let job = JobRow::queued(format!("{order_id}p{p}"), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
+        let payload = job.message();
+        let pricing = Pricing::Queue { job, payload };
+        parts.push(NewPart { model_id: "m1".into(), material: "pla".into(), colour: None, quantity: 1, pricing });
+    }
+    store.create_order_of_parts(&crate::helpers::new_order(order_id, "m1", 10), terms, parts).await.unwrap();
+    for (p, &ok) in priced.iter().enumerate() {
+        let event = if ok {
+            ResultEvent::Succeeded { quote: Box::new(sample_quote()), quote_key: None }
+        } else {
+            ResultEvent::Failed { error: JobFailure::new(scheduler::FailureKind::Internal, "broken") }
+        };
+        store.apply_result(&ResultMessage { job_id: format!("{order_id}p{p}"), event, at_ms: 20 }).await.unwrap();
+    }
+}
+
+/// One quote never silently mixes two price books: parts priced under a
+/// book other than the order's terms make the quote say "mixed", which the
+/// reprice of orders under other books takes up, and a retry under new
+/// terms prices such parts again with the failed ones.
+#[tokio::test]
+async fn an_order_of_parts_is_never_priced_under_two_books_unnoticed() {
+    use api::orders::status::{OrderEvent, OrderStatus};
+    use api::orders::store::Transitioned;
+    on_each_engine(async |store: Store| {
+        store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
+        let book = calculator::PriceBook::builtin();
+        let current = calculator::order::OrderTerms::of(&book);
+        let older = calculator::order::OrderTerms { price_book_version: "older-book".into(), ..current.clone() };
+
+        // Placed under the older book, priced by workers of the current one.
+        order_of_parts(&store, "mixed", &older, &[true, true]).await;
+        let row = store.order("mixed").await.unwrap().unwrap();
+        assert_eq!(row.status, OrderStatus::Priced);
+        let quote: serde_json::Value = serde_json::from_str(row.quote.as_deref().unwrap()).unwrap();
+        let version = quote["price_book_version"].as_str().unwrap();
+        assert_eq!(version, format!("mixed: {}, older-book", book.version));
+        let stale = store.orders_priced_under_other_books(&book.version, 10).await.unwrap();
+        assert_eq!(stale.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), ["mixed"]);
+
+        // One book throughout: not listed.
+        order_of_parts(&store, "same", &current, &[true, true]).await;
+        let row = store.order("same").await.unwrap().unwrap();
+        let quote: serde_json::Value = serde_json::from_str(row.quote.as_deref().unwrap()).unwrap();
+        assert_eq!(quote["price_book_version"], book.version.as_str());
+
+        // A retry under the same book prices the failed part only; under a
+        // new book, the part priced under the old one too.
+        let jobs = |order: &str| -> Vec<(i64, JobRow)> {
+            (1..=2)
+                .map(|p| (p, JobRow::queued(format!("{order}-again{p}"), "m1".into(), "pla".into(), 1, Lane::Fast, 30)))
+                .collect()
+        };
+        for (order, terms, requeued) in [("retry-same", &current, 1), ("retry-new", &older, 2)] {
+            order_of_parts(&store, order, &current, &[true, false]).await;
+            assert_eq!(store.order(order).await.unwrap().unwrap().status, OrderStatus::PricingFailed);
+            let (moved, queued) = store
+                .price_parts_again(order, OrderEvent::RetryPricing, terms, &jobs(order), "test", 30)
+                .await
+                .unwrap();
+            assert!(matches!(moved, Transitioned::Done(_)), "{moved:?}");
+            assert_eq!(queued.len(), requeued, "{order}: {queued:?}");
+        }
+    })
+    .await;
+}
