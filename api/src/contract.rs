@@ -287,6 +287,7 @@ fn tighten_schema(name: &str, schema: &mut Value, facts: &ContractFacts, applied
                     "title": "Several parts",
                     "required": ["items"],
                     "properties": {
+                        "items": {"type": "array"},
                         "model_id": nothing, "material": nothing, "colour": nothing, "quantity": {"const": 1},
                     },
                 },
