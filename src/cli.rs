@@ -877,6 +877,10 @@ pub(crate) struct ServiceArgs {
     /// Seconds a connection may take to send a whole request head.
     #[arg(long, env = "FARM_HEADER_READ_TIMEOUT_S", default_value_t = 30.0)]
     pub(crate) header_read_timeout_s: f64,
+    /// Seconds a whole request may take, body included (then 408): a
+    /// model upload must arrive within it, so raise it for slow links.
+    #[arg(long, env = "FARM_REQUEST_TIMEOUT_S", default_value_t = 120.0)]
+    pub(crate) request_timeout_s: f64,
     /// Serve the operators' list from the cache (`false`: always from the
     /// database, for comparison).
     #[arg(long, env = "FARM_OPERATOR_CACHE", default_value_t = true, action = clap::ArgAction::Set)]

@@ -640,6 +640,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             heartbeat_stale_after: seconds("--heartbeat-stale-s", args.jobs.heartbeat_stale_s)?,
             operator_cache: args.operator_cache,
             max_order_parts: args.max_order_parts,
+            request_timeout: seconds("--request-timeout-s", args.request_timeout_s)?,
             connections: api::serve::ConnectionLimits {
                 max_connections: args.max_connections,
                 header_read_timeout: seconds("--header-read-timeout-s", args.header_read_timeout_s)?,

@@ -425,7 +425,20 @@ async fn price_again(
     let order = visible_order(state, principal, &order_id).await?;
     let store = &state.services.store;
     if let Some(key_id) = &order.seller_key_id {
-        let jobs = u32::try_from(order.part_count).unwrap_or(u32::MAX);
+        // The jobs this will queue: one, or a reprice's every part, or a
+        // retry's failed parts.
+        let jobs = if order.part_count > 1 && event == OrderEvent::RetryPricing {
+            store.order_parts(&order_id).await?.iter().filter(|p| p.failure.is_some()).count().max(1)
+        } else {
+            usize::try_from(order.part_count).unwrap_or(usize::MAX)
+        };
+        let quota = state.settings.quotas.jobs_in_flight;
+        if i64::try_from(jobs).unwrap_or(i64::MAX) > quota {
+            return Err(AppError::Unprocessable(format!(
+                "this needs {jobs} pricing jobs at once, more than this key's quota of {quota} in flight"
+            )));
+        }
+        let jobs = u32::try_from(jobs).unwrap_or(u32::MAX);
         crate::quota::check_jobs(store, &state.settings.quotas, key_id, jobs).await?;
     }
     let terms = calculator::order::OrderTerms::of(&state.services.pricing.book);

@@ -134,6 +134,32 @@ pub(crate) async fn place_order(state: &AppState, input: OrderInput) -> Result<C
     ];
     let now = now_ms();
     let key_id = input.seller_key_id.as_deref();
+    let request_sha256 = input.idempotency_key.as_ref().map(|_| {
+        let canonical = serde_json::to_vec(request).expect("requests always serialize");
+        Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    });
+    let order = NewOrder {
+        order_id: uuid::Uuid::now_v7().to_string(),
+        source: input.source,
+        seller: input.seller.clone(),
+        seller_key_id: input.seller_key_id.clone(),
+        customer: request.customer.clone(),
+        external_id: input.external_id.clone(),
+        idempotency_key: input.idempotency_key.clone(),
+        request_sha256,
+        // The first part's, so the operators' list shows it.
+        model_id: parts[0].model_id.clone(),
+        material: parts[0].material.clone(),
+        colour: parts[0].colour.clone(),
+        quantity: i64::from(parts[0].quantity),
+        now_ms: now,
+    };
+    // A repeat (the same idempotency key, or external id) is answered with
+    // the order it repeats before anything is checked against the quota: a
+    // client retrying after a lost answer must learn its order exists.
+    if let Some(repeated) = state.services.store.repeated_order(&order).await? {
+        return Ok(repeated);
+    }
     let jobs_at_once = u32::try_from(parts.len()).unwrap_or(u32::MAX);
     // An order that needs more jobs at once than the key may ever have in
     // flight would be refused however long its seller waited: that is not
@@ -165,26 +191,6 @@ pub(crate) async fn place_order(state: &AppState, input: OrderInput) -> Result<C
             })?;
         pricings.push(pricing_of(prepared)?);
     }
-    let request_sha256 = input.idempotency_key.as_ref().map(|_| {
-        let canonical = serde_json::to_vec(request).expect("requests always serialize");
-        Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect::<String>()
-    });
-    let order = NewOrder {
-        order_id: uuid::Uuid::now_v7().to_string(),
-        source: input.source,
-        seller: input.seller,
-        seller_key_id: input.seller_key_id.clone(),
-        customer: request.customer.clone(),
-        external_id: input.external_id,
-        idempotency_key: input.idempotency_key,
-        request_sha256,
-        // The first part's, so the operators' list shows it.
-        model_id: parts[0].model_id.clone(),
-        material: parts[0].material.clone(),
-        colour: parts[0].colour.clone(),
-        quantity: i64::from(parts[0].quantity),
-        now_ms: now,
-    };
     let store = &state.services.store;
     let created = if parts.len() == 1 {
         let pricing = pricings.pop().expect("one part, one pricing");

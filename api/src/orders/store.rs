@@ -324,6 +324,14 @@ impl Store {
 
     /// The order an insert collided with: by idempotency key or external id.
     pub(super) async fn existing_order(&self, order: &NewOrder) -> Result<Created, StoreError> {
+        // The order id itself collided otherwise: ids are random, so this is a bug.
+        self.repeated_order(order).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// The order `order` repeats, by its idempotency key (with the same
+    /// request, or another: `KeyReused`) or its external id; none for a new
+    /// order.
+    pub async fn repeated_order(&self, order: &NewOrder) -> Result<Option<Created>, StoreError> {
         let found = if let Some(key) = &order.idempotency_key {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {ORDER_COLUMNS}, request_sha256 FROM orders WHERE seller_key_id = $1 AND idempotency_key = $2"
@@ -343,16 +351,13 @@ impl Store {
         } else {
             None
         };
-        let Some(row) = found else {
-            // The order id itself collided: ids are random, so this is a bug.
-            return Err(StoreError::Database(sqlx::Error::RowNotFound));
-        };
+        let Some(row) = found else { return Ok(None) };
         let stored_hash: Option<String> = row.try_get("request_sha256")?;
         let existing = order_from_row(&row)?;
         if order.idempotency_key.is_some() && stored_hash != order.request_sha256 {
-            return Ok(Created::KeyReused(existing));
+            return Ok(Some(Created::KeyReused(existing)));
         }
-        Ok(Created::Existing(existing))
+        Ok(Some(Created::Existing(existing)))
     }
 
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {

@@ -278,11 +278,23 @@ async fn the_parts_of_one_order_count_against_the_key_quota_together() {
     let (status, refused) = order(&app, json!({"items": [part, part, part, part]})).await;
     assert_eq!(status, 422, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("quota of 3"), "{refused}");
-    let (status, created) = order(&app, json!({"items": [part, part]})).await;
-    assert_eq!(status, 201, "two fit: {created}");
-    let (status, refused) = order(&app, json!({"items": [part, part]})).await;
+    let keyed = |body: Value| {
+        let request = app.http.post(format!("{}/v1/orders", app.base)).bearer_auth(&app.seller);
+        request.header("Idempotency-Key", "parts-1").json(&body).send()
+    };
+    let two = json!({"items": [part, part]});
+    let created = keyed(two.clone()).await.unwrap();
+    assert_eq!(created.status(), 201, "two fit");
+    let created: Value = created.json().await.unwrap();
+    let (status, refused) = order(&app, two.clone()).await;
     assert_eq!(status, 429, "two more exceed the quota of three with two in flight: {refused}");
     let (status, one) = order(&app, json!({"model_id": m, "material": "pla"})).await;
     assert_eq!(status, 201, "one more fits: {one}");
+    // The quota is full; a repeat of the first request still learns its
+    // order exists.
+    let repeated = keyed(two).await.unwrap();
+    assert_eq!(repeated.status(), 200, "a repeat is not refused for the quota");
+    let repeated: Value = repeated.json().await.unwrap();
+    assert_eq!(repeated["order_id"], created["order_id"]);
     app.stop().await;
 }
