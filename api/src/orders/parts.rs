@@ -81,13 +81,7 @@ impl Store {
 
     /// The parts of an order, in order; none for an order of one part.
     pub async fn order_parts(&self, order_id: &str) -> Result<Vec<PartRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PART_COLUMNS} FROM order_parts WHERE order_id = $1 ORDER BY position"
-        )))
-        .bind(order_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(part_from_row).collect::<Result<_, _>>().map_err(StoreError::Database)
+        parts_of(&self.pool, order_id).await
     }
 
     /// Prices an order of parts again by `event`, under `terms`: a retry
@@ -340,11 +334,20 @@ pub(super) async fn replay_parts_of_job(
 }
 
 async fn parts_in(tx: &mut Transaction<'_, Any>, order_id: &str) -> Result<Vec<PartRow>, StoreError> {
+    parts_of(&mut **tx, order_id).await
+}
+
+/// An order's parts, in order, read with `executor` (the pool, or a
+/// transaction that must see its own writes).
+async fn parts_of<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    order_id: &str,
+) -> Result<Vec<PartRow>, StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {PART_COLUMNS} FROM order_parts WHERE order_id = $1 ORDER BY position"
     )))
     .bind(order_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(executor)
     .await?;
     rows.iter().map(part_from_row).collect::<Result<_, _>>().map_err(StoreError::Database)
 }
