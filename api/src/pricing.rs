@@ -35,6 +35,9 @@ pub(crate) enum PricingError {
     ModelNotFound(String),
     #[error(transparent)]
     OverQuota(#[from] OverQuota),
+    /// More jobs at once than the key's quota could ever hold.
+    #[error("{0}")]
+    NeverFits(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -43,6 +46,7 @@ impl From<QuotaError> for PricingError {
     fn from(e: QuotaError) -> Self {
         match e {
             QuotaError::Over(over) => PricingError::OverQuota(over),
+            never @ QuotaError::NeverFits { .. } => PricingError::NeverFits(never.to_string()),
             QuotaError::Store(e) => PricingError::Store(e),
         }
     }

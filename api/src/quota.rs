@@ -41,6 +41,9 @@ pub struct OverQuota {
 pub enum QuotaError {
     #[error(transparent)]
     Over(#[from] OverQuota),
+    /// More at once than the quota could ever hold: no retry would pass.
+    #[error("this needs {asked} pricing jobs at once, more than this key's quota of {limit} in flight")]
+    NeverFits { asked: u32, limit: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -111,6 +114,9 @@ pub(crate) async fn check_upload(
 /// once) when they would take the key past its quota in flight.
 pub(crate) async fn check_jobs(store: &Store, quotas: &Quotas, key_id: &str, adding: u32) -> Result<(), QuotaError> {
     let limit = quotas.jobs_in_flight;
+    if i64::from(adding) > limit {
+        return Err(QuotaError::NeverFits { asked: adding, limit });
+    }
     let in_flight = store.jobs_in_flight(key_id).await?;
     if in_flight.saturating_add(i64::from(adding)) > limit {
         return Err(OverQuota {

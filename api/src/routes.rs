@@ -698,6 +698,7 @@ impl From<crate::quota::QuotaError> for AppError {
     fn from(e: crate::quota::QuotaError) -> Self {
         match e {
             crate::quota::QuotaError::Over(over) => over.into(),
+            never @ crate::quota::QuotaError::NeverFits { .. } => AppError::Unprocessable(never.to_string()),
             crate::quota::QuotaError::Store(e) => e.into(),
         }
     }
@@ -716,6 +717,7 @@ impl From<crate::pricing::PricingError> for AppError {
             PricingError::Invalid(why) => AppError::Unprocessable(why),
             PricingError::ModelNotFound(id) => AppError::NotFound { what: "model", id },
             PricingError::OverQuota(over) => over.into(),
+            PricingError::NeverFits(why) => AppError::Unprocessable(why),
             PricingError::Store(e) => e.into(),
         }
     }

@@ -49,7 +49,7 @@ pub async fn reprice_under(
 ) -> Result<Vec<Repriced>, StoreError> {
     let mut repriced = Vec::new();
     for order in store.orders_priced_under_other_books(&terms.price_book_version, limit).await? {
-        let again = price_again(store, &order, OrderEvent::Reprice, terms, slow, actor, now_ms).await?;
+        let again = price_order_again(store, &order, OrderEvent::Reprice, terms, slow, actor, now_ms).await?;
         if let Some((Transitioned::Done(row), job_ids)) = again {
             let job_id = job_ids.first().cloned().unwrap_or_default();
             repriced.push(Repriced { order_id: row.order_id, job_id, job_ids });
@@ -63,7 +63,7 @@ pub async fn reprice_under(
 /// several, one per part priced again, under `terms`. The move and the ids
 /// of the jobs queued, or `None` when a model of the order is no longer
 /// stored.
-pub async fn price_again(
+pub async fn price_order_again(
     store: &Store,
     order: &OrderRow,
     event: OrderEvent,

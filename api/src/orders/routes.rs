@@ -18,7 +18,7 @@ use super::accounts::{OrderStats, stats};
 use super::cache::{OrderSummary, Served};
 use super::facets::{ListFacets, filtered_page};
 use super::parts::PartRow;
-use super::reprice::price_again as price_again_with;
+use super::reprice::price_order_again;
 use super::service::{CreateOrder, CrmEventBody, OrderError, OrderInput, apply_crm, cancel_pricing, place_order};
 use super::status::{OrderEvent, OrderStatus};
 use super::store::{Created, CrmOutcome, Cursor, OrderFilter, OrderRow, Transitioned};
@@ -432,18 +432,12 @@ async fn price_again(
         } else {
             usize::try_from(order.part_count).unwrap_or(usize::MAX)
         };
-        let quota = state.settings.quotas.jobs_in_flight;
-        if i64::try_from(jobs).unwrap_or(i64::MAX) > quota {
-            return Err(AppError::Unprocessable(format!(
-                "this needs {jobs} pricing jobs at once, more than this key's quota of {quota} in flight"
-            )));
-        }
         let jobs = u32::try_from(jobs).unwrap_or(u32::MAX);
         crate::quota::check_jobs(store, &state.settings.quotas, key_id, jobs).await?;
     }
     let terms = calculator::order::OrderTerms::of(&state.services.pricing.book);
     let slow = crate::pricing::slow_lane(&state.settings);
-    let again = price_again_with(store, &order, event, &terms, slow, &principal.name, now_ms()).await?;
+    let again = price_order_again(store, &order, event, &terms, slow, &principal.name, now_ms()).await?;
     let Some((moved, _)) = again else {
         return Err(AppError::internal(format!("order {order_id} names a model that is not stored")));
     };

@@ -161,17 +161,6 @@ pub(crate) async fn place_order(state: &AppState, input: OrderInput) -> Result<C
         return Ok(repeated);
     }
     let jobs_at_once = u32::try_from(parts.len()).unwrap_or(u32::MAX);
-    // An order that needs more jobs at once than the key may ever have in
-    // flight would be refused however long its seller waited: that is not
-    // a 429 to retry.
-    let quota = state.settings.quotas.jobs_in_flight;
-    if key_id.is_some() && i64::from(jobs_at_once) > quota {
-        return Err(PricingError::Invalid(format!(
-            "an order of {jobs_at_once} parts needs {jobs_at_once} pricing jobs at once, more than this key's quota of \
-             {quota} in flight"
-        ))
-        .into());
-    }
     let mut pricings = Vec::with_capacity(parts.len());
     for (position, part) in (1..).zip(&parts) {
         let ask = JobAsk {
