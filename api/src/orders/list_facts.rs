@@ -18,6 +18,23 @@ pub struct QuoteFacts {
     /// How long the price holds, days (older documents have none).
     #[serde(default)]
     valid_days: Option<u32>,
+    /// The price book (or books) the quote was priced under.
+    #[serde(default)]
+    price_book_version: Option<String>,
+}
+
+/// How an order's quote names its book when its parts were priced under
+/// more than one (a book changed while they were pricing): no book has
+/// such a version, so a reprice of orders under other books takes it up.
+const MIXED_BOOKS: &str = "mixed: ";
+
+/// The book version of a quote whose parts were priced under `books`
+/// (sorted, without repeats): the book itself when there is one.
+pub fn version_of_books(books: &[&str]) -> String {
+    match books {
+        [one] => (*one).to_string(),
+        many => format!("{MIXED_BOOKS}{}", many.join(", ")),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -57,6 +74,12 @@ impl QuoteFacts {
     pub fn print_time_s(&self) -> Option<f64> {
         self.print_time_s
     }
+
+    /// Whether the quote's parts were priced under different books: such a
+    /// price is no book's, and is not approved until it is priced again.
+    pub fn mixes_books(&self) -> bool {
+        self.price_book_version.as_deref().is_some_and(|v| v.starts_with(MIXED_BOOKS))
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +95,16 @@ mod tests {
         assert_eq!(facts.size_mm(), Some([20.0, 30.0, 40.0]));
         assert_eq!(facts.print_time_s(), Some(5400.5));
         assert_eq!(QuoteFacts::read("not json"), QuoteFacts::default());
+    }
+
+    #[test]
+    fn a_quote_of_one_book_does_not_mix_books_and_one_of_two_does() {
+        let read = |books: &[&str]| {
+            QuoteFacts::read(&serde_json::json!({"price_book_version": version_of_books(books)}).to_string())
+        };
+        assert_eq!(version_of_books(&["2026-11"]), "2026-11");
+        assert!(!read(&["2026-11"]).mixes_books());
+        assert!(read(&["2026-10", "2026-11"]).mixes_books());
+        assert!(!QuoteFacts::read("{}").mixes_books());
     }
 }

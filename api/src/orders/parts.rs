@@ -14,12 +14,13 @@ use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::list_facts::QuoteFacts;
+use super::list_facts::{QuoteFacts, version_of_books};
 use super::status::{OrderEvent, OrderStatus};
 use super::store::{
     BindListFacts, Created, Moving, NewOrder, NewPricing, Pricing, SET_LIST_FACTS, Transitioned, fixed_move,
     insert_new_order, insert_order_event, set_status,
 };
+use crate::store::column::Text;
 use crate::store::{JobRow, Store, StoreError};
 
 /// A part of a new order, with its pricing.
@@ -233,7 +234,7 @@ async fn settle_order_of_parts(tx: &mut Transaction<'_, Any>, order_id: &str, at
         .await?;
     let Some(order) = sqlx::query("SELECT order_terms FROM orders WHERE order_id = $1 AND status = $2")
         .bind(order_id)
-        .bind(from.as_str())
+        .bind(Text(from))
         .fetch_optional(&mut **tx)
         .await?
     else {
@@ -254,10 +255,10 @@ async fn settle_order_of_parts(tx: &mut Transaction<'_, Any>, order_id: &str, at
              WHERE order_id = $1 AND status = $5",
         )
         .bind(order_id)
-        .bind(to.as_str())
+        .bind(Text(to))
         .bind(failure)
         .bind(at)
-        .bind(from.as_str())
+        .bind(Text(from))
         .execute(&mut **tx)
         .await?;
         return insert_order_event(tx, order_id, Some(from), to, "pricing", at).await;
@@ -285,8 +286,8 @@ async fn settle_order_of_parts(tx: &mut Transaction<'_, Any>, order_id: &str, at
     .bind(&terms.currency)
     .bind(at)
     .bind_list_facts(&facts, at)
-    .bind(to.as_str())
-    .bind(from.as_str())
+    .bind(Text(to))
+    .bind(Text(from))
     .execute(&mut **tx)
     .await?;
     insert_order_event(tx, order_id, Some(from), to, "pricing", at).await
@@ -321,9 +322,9 @@ pub(super) async fn replay_parts_of_job(
              WHERE order_id = $1 AND status = $4",
         )
         .bind(&order_id)
-        .bind(to.as_str())
+        .bind(Text(to))
         .bind(at)
-        .bind(from.as_str())
+        .bind(Text(from))
         .execute(&mut **tx)
         .await?;
         if moved.rows_affected() == 1 {
@@ -457,8 +458,7 @@ fn order_quote(terms: &OrderTerms, parts: &[PartRow]) -> Result<serde_json::Valu
     books.push(&terms.price_book_version);
     books.sort_unstable();
     books.dedup();
-    let price_book_version =
-        if books.len() == 1 { terms.price_book_version.clone() } else { format!("mixed: {}", books.join(", ")) };
+    let price_book_version = version_of_books(&books);
     Ok(serde_json::json!({
         "parts": part_docs,
         "line_items": line_items,

@@ -11,6 +11,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::list_facts::QuoteFacts;
 use super::status::{self, IllegalTransition, OrderEvent, OrderStatus};
+use crate::store::column::Text;
 use crate::store::{JobRow, Store, StoreError};
 
 /// How many times an optimistic update of an order is tried before it is
@@ -431,7 +432,7 @@ impl Store {
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(status) = filter.status {
-            query = query.bind(status.as_str());
+            query = query.bind(Text(status));
         }
         if let Some(seller) = &filter.seller {
             query = query.bind(seller.clone());
@@ -577,10 +578,10 @@ impl Store {
             let assignee = (event == OrderEvent::Take).then_some(actor);
             let mut query = sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
                 .bind(order_id)
-                .bind(to.as_str())
+                .bind(Text(to))
                 .bind(now_ms)
                 .bind(assignee)
-                .bind(current.status.as_str())
+                .bind(Text(current.status))
                 .bind(current.version);
             match pricing {
                 NewPricing::Keep => {}
@@ -669,16 +670,24 @@ impl Store {
                     };
                     let move_by = if event.approve { OrderEvent::Approve } else { OrderEvent::Cancel };
                     let expired = event.approve && current.quote_valid_until_ms.is_some_and(|until| until < now_ms);
+                    let mixed =
+                        event.approve && current.quote.as_deref().is_some_and(|q| QuoteFacts::read(q).mixes_books());
+                    // Refused like any illegal move (not remembered), so the
+                    // CRM's retry applies once the order is repriced.
+                    let unapprovable = if expired {
+                        Some("its quote has expired; price it again first (POST /v1/orders/{id}/reprice)")
+                    } else if mixed {
+                        Some(
+                            "its parts were priced under different price books; price it again first \
+                             (POST /v1/orders/{id}/reprice)",
+                        )
+                    } else {
+                        None
+                    };
                     if stale {
                         CrmOutcome::Stale
-                    } else if expired {
-                        // Refused like any illegal move (not remembered), so
-                        // the CRM's retry applies once the order is repriced.
-                        let error = IllegalTransition {
-                            from: current.status,
-                            event: "approve",
-                            why: "its quote has expired; price it again first (POST /v1/orders/{id}/reprice)",
-                        };
+                    } else if let Some(why) = unapprovable {
+                        let error = IllegalTransition { from: current.status, event: "approve", why };
                         CrmOutcome::Illegal { current: Box::new(current), error }
                     } else {
                         match status::next(current.status, move_by) {
@@ -690,7 +699,7 @@ impl Store {
                                      WHERE order_id = $1 AND version = $6",
                                 )
                                 .bind(&event.order_id)
-                                .bind(to.as_str())
+                                .bind(Text(to))
                                 .bind(now_ms)
                                 .bind(event.version)
                                 .bind(event.occurred_at_ms)
@@ -738,12 +747,8 @@ impl Store {
                 .await?;
         rows.iter()
             .map(|r| {
-                let status: String = r.try_get("status")?;
-                Ok(StatusCount {
-                    source: r.try_get("source")?,
-                    status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Created),
-                    count: r.try_get("n")?,
-                })
+                let Text(status) = r.try_get("status")?;
+                Ok(StatusCount { source: r.try_get("source")?, status, count: r.try_get("n")? })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::Database)
@@ -886,8 +891,8 @@ pub(crate) async fn settle_orders_of_job(
             .bind(currency)
             .bind(at)
             .bind_list_facts(&facts, at)
-            .bind(to.as_str())
-            .bind(from.as_str())
+            .bind(Text(to))
+            .bind(Text(from))
             .fetch_all(&mut **tx)
             .await?
         }
@@ -899,8 +904,8 @@ pub(crate) async fn settle_orders_of_job(
             .bind(job_id)
             .bind(failure)
             .bind(at)
-            .bind(to.as_str())
-            .bind(from.as_str())
+            .bind(Text(to))
+            .bind(Text(from))
             .fetch_all(&mut **tx)
             .await?
         }
@@ -930,8 +935,8 @@ pub(crate) async fn reprice_failed_orders_of_job(
     .bind(dead_job_id)
     .bind(new_job_id)
     .bind(at)
-    .bind(to.as_str())
-    .bind(from.as_str())
+    .bind(Text(to))
+    .bind(Text(from))
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
@@ -970,7 +975,7 @@ pub(super) async fn insert_new_order(
     .bind(&order.colour)
     .bind(order.quantity)
     .bind(order.now_ms)
-    .bind(OrderStatus::INITIAL.as_str())
+    .bind(Text(OrderStatus::INITIAL))
     .bind(part_count)
     .bind(terms)
     .execute(&mut **tx)
@@ -1025,7 +1030,7 @@ pub(super) async fn set_status(
     let to = fixed_move(from, event);
     sqlx::query("UPDATE orders SET status = $2, version = version + 1, updated_at_ms = $3 WHERE order_id = $1")
         .bind(order_id)
-        .bind(to.as_str())
+        .bind(Text(to))
         .bind(at)
         .execute(&mut **tx)
         .await?;
@@ -1045,8 +1050,8 @@ pub(super) async fn insert_order_event(
         "INSERT INTO order_events (order_id, from_status, to_status, actor, at_ms) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(order_id)
-    .bind(from.map(OrderStatus::as_str))
-    .bind(to.as_str())
+    .bind(from.map(Text))
+    .bind(Text(to))
     .bind(actor)
     .bind(at)
     .execute(&mut **tx)
@@ -1055,7 +1060,7 @@ pub(super) async fn insert_order_event(
 }
 
 fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
-    let status: String = r.try_get("status")?;
+    let Text(status) = r.try_get("status")?;
     Ok(OrderRow {
         order_id: r.try_get("order_id")?,
         source: r.try_get("source")?,
@@ -1071,8 +1076,7 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         quote: r.try_get("quote")?,
         total: r.try_get("total")?,
         currency: r.try_get("currency")?,
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status `{status}`").into()))?,
+        status,
         failure: r.try_get("failure")?,
         assignee: r.try_get("assignee")?,
         created_at_ms: r.try_get("created_at_ms")?,

@@ -13,6 +13,9 @@ use scheduler::{FailureKind, JobFailure, JobMessage, Lane};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use self::column::Text;
+
+pub mod column;
 mod settle;
 
 /// The columns `job_from_row` reads, in every query that loads a job.
@@ -548,7 +551,7 @@ impl Store {
     pub async fn oldest_queued_age(&self, lane: Lane, now_ms: i64) -> Result<i64, StoreError> {
         let row =
             sqlx::query("SELECT MIN(created_at_ms) AS oldest FROM pricing_jobs WHERE status = 'queued' AND lane = $1")
-                .bind(lane.as_str())
+                .bind(Text(lane))
                 .fetch_one(&self.pool)
                 .await?;
         let oldest: Option<i64> = row.try_get("oldest")?;
@@ -719,7 +722,7 @@ async fn insert_job(
     .bind(&job.material)
     .bind(&job.colour)
     .bind(job.quantity)
-    .bind(job.lane.as_str())
+    .bind(Text(job.lane))
     .bind(status)
     .bind(quote)
     .bind(quote_key)
@@ -783,22 +786,20 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRow, sqlx::Error> {
 }
 
 fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
-    let error_kind: Option<String> = r.try_get("error_kind")?;
+    let error_kind: Option<Text<FailureKind>> = r.try_get("error_kind")?;
     let error_message: Option<String> = r.try_get("error_message")?;
-    let lane: String = r.try_get("lane")?;
-    let status: String = r.try_get("status")?;
-    let status = JobStatus::parse(&status)
-        .ok_or_else(|| sqlx::Error::Decode(format!("`{status}` is not a job status").into()))?;
+    let Text(lane) = r.try_get("lane")?;
+    let Text(status) = r.try_get("status")?;
     Ok(JobRow {
         job_id: r.try_get("job_id")?,
         model_id: r.try_get("model_id")?,
         material: r.try_get("material")?,
         colour: r.try_get("colour")?,
         quantity: r.try_get("quantity")?,
-        lane: Lane::parse(&lane).unwrap_or_default(),
+        lane,
         status,
         quote: r.try_get("quote")?,
-        error: error_kind.map(|kind| JobFailure::new(FailureKind::parse(&kind), error_message.unwrap_or_default())),
+        error: error_kind.map(|Text(kind)| JobFailure::new(kind, error_message.unwrap_or_default())),
         stage: r.try_get("stage")?,
         percent: r.try_get("percent")?,
         heartbeat_at_ms: r.try_get("heartbeat_at_ms")?,

@@ -9,6 +9,8 @@
 use scheduler::{FailureKind, ResultEvent, ResultMessage};
 use sqlx::Row;
 
+use super::column::Text;
+
 use super::{
     Applied, DeadLetter, JOB_COLUMNS, JobRow, JobStatus, Replay, Store, StoreError, insert_answered_job_tx,
     insert_event, insert_job_tx, insert_outbox, job_from_row, jobs_destination,
@@ -78,9 +80,9 @@ impl Store {
                     .bind(job_id)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .map(|r| r.try_get::<String, _>("status"))
+                    .map(|r| r.try_get::<Text<JobStatus>, _>("status"))
                     .transpose()?
-                    .and_then(|status| JobStatus::parse(&status));
+                    .map(|Text(status)| status);
                 let done = sqlx::query(
                     "UPDATE pricing_jobs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2), \
                             heartbeat_at_ms = $2, updated_at_ms = $2, worker = $3, stage = 'fetching', percent = 0, \
@@ -252,7 +254,7 @@ async fn fail_job(
          WHERE job_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(job_id)
-    .bind(kind.as_str())
+    .bind(Text(kind))
     .bind(message)
     .bind(at)
     .execute(&mut **tx)

@@ -468,7 +468,7 @@ async fn order_of_parts(store: &Store, order_id: &str, terms: &calculator::order
 #[tokio::test]
 async fn an_order_of_parts_is_never_priced_under_two_books_unnoticed() {
     use api::orders::status::{OrderEvent, OrderStatus};
-    use api::orders::store::Transitioned;
+    use api::orders::store::{CrmEvent, CrmOutcome, Transitioned};
     on_each_engine(async |store: Store| {
         store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
         let book = calculator::PriceBook::builtin();
@@ -484,12 +484,27 @@ async fn an_order_of_parts_is_never_priced_under_two_books_unnoticed() {
         assert_eq!(version, format!("mixed: {}, older-book", book.version));
         let stale = store.orders_priced_under_other_books(&book.version, 10).await.unwrap();
         assert_eq!(stale.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), ["mixed"]);
+        // Nor is such a price approved: it is no book's.
+        let approval = |order_id: &str| CrmEvent {
+            event_id: format!("approve-{order_id}"),
+            order_id: order_id.into(),
+            approve: true,
+            version: None,
+            occurred_at_ms: 40,
+        };
+        let refused = store.apply_crm_event(&approval("mixed"), 40).await.unwrap();
+        assert!(
+            matches!(&refused, CrmOutcome::Illegal { error, .. } if error.why.contains("different price books")),
+            "{refused:?}"
+        );
 
         // One book throughout: not listed.
         order_of_parts(&store, "same", &current, &[true, true]).await;
         let row = store.order("same").await.unwrap().unwrap();
         let quote: serde_json::Value = serde_json::from_str(row.quote.as_deref().unwrap()).unwrap();
         assert_eq!(quote["price_book_version"], book.version.as_str());
+        let approved = store.apply_crm_event(&approval("same"), 40).await.unwrap();
+        assert!(matches!(approved, CrmOutcome::Applied(_)), "{approved:?}");
 
         // A retry under the same book prices the failed part only; under a
         // new book, the part priced under the old one too.
