@@ -20,6 +20,7 @@ pub mod cache;
 pub mod facets;
 pub(crate) mod intake;
 pub mod list_facts;
+pub(crate) mod moves;
 pub mod parts;
 pub mod reprice;
 pub(crate) mod routes;

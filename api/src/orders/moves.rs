@@ -14,7 +14,11 @@ use crate::text;
 
 /// An order the caller may see: a seller only its own. Another seller's
 /// order is answered as if there were none, so an id says nothing.
-pub(crate) async fn visible_order(state: &AppState, principal: &Principal, order_id: &str) -> Result<OrderRow, OrderError> {
+pub(crate) async fn visible_order(
+    state: &AppState,
+    principal: &Principal,
+    order_id: &str,
+) -> Result<OrderRow, OrderError> {
     // No order has an id like that: answered without asking the database.
     if text::refusal("order_id", order_id, text::MAX_ID_CHARS).is_some() {
         return Err(OrderError::NotFound { order_id: order_id.escape_default().to_string() });

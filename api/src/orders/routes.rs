@@ -17,9 +17,10 @@ use utoipa_axum::routes;
 use super::accounts::{OrderStats, stats};
 use super::cache::{OrderSummary, Served};
 use super::facets::{ListFacets, filtered_page};
+use super::moves::{self, visible_order};
 use super::parts::PartRow;
 use super::reprice::price_order_again;
-use super::service::{CreateOrder, CrmEventBody, OrderError, OrderInput, apply_crm, cancel_pricing, place_order};
+use super::service::{CreateOrder, CrmEventBody, OrderError, OrderInput, apply_crm, place_order};
 use super::status::{OrderEvent, OrderStatus};
 use super::store::{Created, CrmOutcome, Cursor, OrderFilter, OrderRow, Transitioned};
 use crate::auth::{KeyKind, Principal};
@@ -299,18 +300,6 @@ fn cursor_of(o: &OrderRow) -> String {
     Cursor { created_at_ms: o.created_at_ms, order_id: o.order_id.clone() }.encode()
 }
 
-/// An order the caller may see: a seller only its own (another's is 404).
-async fn visible_order(state: &AppState, principal: &Principal, order_id: &str) -> Result<OrderRow, AppError> {
-    // No order has an id like that: answered without asking the database.
-    if text::refusal("order_id", order_id, text::MAX_ID_CHARS).is_some() {
-        return Err(AppError::NotFound { what: "order", id: order_id.escape_default().to_string() });
-    }
-    match state.services.store.order(order_id).await? {
-        Some(o) if principal.kind != KeyKind::Seller || o.seller == principal.name => Ok(o),
-        _ => Err(AppError::NotFound { what: "order", id: order_id.to_string() }),
-    }
-}
-
 /// An order, with its quote once priced.
 #[utoipa::path(
     get,
@@ -330,28 +319,6 @@ async fn get_order(
     Ok(Json(OrderView::with_parts(&state, order).await?))
 }
 
-/// Moves an order by `event` for `actor`; 409 says why when its status does
-/// not allow it (and who took it, for a lost race to take it).
-async fn move_order(state: &AppState, order_id: &str, event: OrderEvent, actor: &str) -> Result<OrderRow, AppError> {
-    match state.services.store.transition_order(order_id, event, actor, now_ms()).await? {
-        Transitioned::Done(row) => {
-            super::changed(state, &row).await;
-            Ok(*row)
-        }
-        Transitioned::Illegal { current, error } => {
-            let mut message = error.to_string();
-            if let Some(by) = current.assignee.as_deref().filter(|_| event == OrderEvent::Take) {
-                message = format!("order `{order_id}` was taken by {by}");
-            }
-            Err(AppError::Conflict {
-                message,
-                details: Some(serde_json::json!({ "status": current.status, "assignee": current.assignee })),
-            })
-        }
-        Transitioned::NotFound => Err(AppError::NotFound { what: "order", id: order_id.to_string() }),
-    }
-}
-
 /// Cancels an order before manufacturing starts (its seller or an
 /// operator); a pricing job still running is cancelled with it.
 #[utoipa::path(
@@ -368,9 +335,7 @@ async fn cancel_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Seller, KeyKind::Operator])?;
-    visible_order(&state, &principal, &order_id).await?;
-    let row = move_order(&state, &order_id, OrderEvent::Cancel, &principal.name).await?;
-    cancel_pricing(&state, &row).await?;
+    let row = moves::cancel(&state, &principal, &order_id).await?;
     Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
@@ -691,8 +656,7 @@ async fn take_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Operator])?;
-    let row = move_order(&state, &order_id, OrderEvent::Take, &principal.name).await?;
-    metrics::counter!("farm_orders_taken_total").increment(1);
+    let row = moves::take(&state, &principal, &order_id).await?;
     Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
@@ -710,30 +674,9 @@ async fn complete_order(
     principal: Principal,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
-    takers_move(&state, &principal, &order_id, OrderEvent::Complete, "complete").await
-}
-
-/// Moves a taken order by `event` (complete, release) for the operator who
-/// took it; another operator is refused with who has it.
-async fn takers_move(
-    state: &AppState,
-    principal: &Principal,
-    order_id: &str,
-    event: OrderEvent,
-    verb: &str,
-) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Operator])?;
-    let current = visible_order(state, principal, order_id).await?;
-    if current.status == OrderStatus::ManufacturingStarted
-        && current.assignee.as_deref() != Some(principal.name.as_str())
-    {
-        return Err(AppError::Forbidden(format!(
-            "order `{order_id}` is {}'s; only the operator who took it may {verb} it",
-            current.assignee.unwrap_or_default()
-        )));
-    }
-    let row = move_order(state, order_id, event, &principal.name).await?;
-    Ok(Json(OrderView::with_parts(state, row).await?))
+    let row = moves::takers_move(&state, &principal, &order_id, OrderEvent::Complete).await?;
+    Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
 /// Gives a taken order back to the list, unmade; only the operator who took
@@ -751,7 +694,9 @@ async fn release_order(
     principal: Principal,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
-    takers_move(&state, &principal, &order_id, OrderEvent::Release, "release").await
+    principal.require(&[KeyKind::Operator])?;
+    let row = moves::takers_move(&state, &principal, &order_id, OrderEvent::Release).await?;
+    Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
 /// Marks a completed order shipped.
@@ -769,7 +714,7 @@ async fn ship_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, AppError> {
     principal.require(&[KeyKind::Operator])?;
-    let row = move_order(&state, &order_id, OrderEvent::Ship, &principal.name).await?;
+    let row = moves::ship(&state, &principal, &order_id).await?;
     Ok(Json(OrderView::with_parts(&state, row).await?))
 }
 
@@ -835,6 +780,12 @@ impl From<OrderError> for AppError {
         match e {
             OrderError::Pricing(e) => e.into(),
             OrderError::Corrupt(why) => AppError::internal(why),
+            OrderError::NotFound { order_id } => AppError::NotFound { what: "order", id: order_id },
+            OrderError::Refused { message, status, assignee } => AppError::Conflict {
+                message,
+                details: Some(serde_json::json!({ "status": status, "assignee": assignee })),
+            },
+            OrderError::NotTheTaker(message) => AppError::Forbidden(message),
             OrderError::Store(e) => e.into(),
         }
     }

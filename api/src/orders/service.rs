@@ -27,6 +27,15 @@ pub(crate) enum OrderError {
     /// A stored quote that is not a quote document.
     #[error("a stored quote cannot be read: {0}")]
     Corrupt(String),
+    /// No such order, or not one the caller may see.
+    #[error("order `{order_id}` not found")]
+    NotFound { order_id: String },
+    /// The order's status does not allow the move.
+    #[error("{message}")]
+    Refused { message: String, status: OrderStatus, assignee: Option<String> },
+    /// The order is another operator's to move.
+    #[error("{0}")]
+    NotTheTaker(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
