@@ -13,8 +13,7 @@
 // The timings and the renderer go to the test log, beside the screenshots.
 #![allow(clippy::print_stderr)]
 
-#[path = "../support/services.rs"]
-mod services;
+use testkit::services;
 
 #[path = "../e2e/helpers.rs"]
 mod helpers;

@@ -5,11 +5,9 @@
 //! production shape (`farm api` plus `farm worker` on PostgreSQL, RabbitMQ
 //! and S3), and its traces and logs.
 
-#[path = "../support/services.rs"]
-mod services;
+use testkit::services;
 
-#[path = "../support/receiver.rs"]
-mod receiver;
+use testkit::receiver;
 
 mod bench;
 mod cli;

@@ -15,8 +15,7 @@
 
 #[path = "../e2e/helpers.rs"]
 mod helpers;
-#[path = "../support/services.rs"]
-mod services;
+use testkit::services;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,11 +1,9 @@
 //! Integration tests of the API crate: the real router, relay and result
 //! consumer, in process, on fresh backends per test.
 
-#[path = "../../../tests/support/services.rs"]
-mod services;
+use testkit::services;
 
-#[path = "../../../tests/support/receiver.rs"]
-mod receiver;
+use testkit::receiver;
 
 mod cache;
 mod helpers;

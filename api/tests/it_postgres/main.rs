@@ -4,11 +4,9 @@
 //! database too. Outside CI, without a reachable server, they run on
 //! SQLite after a loud warning; with `CI=true` that fails.
 
-#[path = "../../../tests/support/services.rs"]
-mod services;
+use testkit::services;
 
-#[path = "../../../tests/support/receiver.rs"]
-mod receiver;
+use testkit::receiver;
 
 #[path = "../it/cache.rs"]
 mod cache;

@@ -1,7 +1,6 @@
 //! Integration tests of the queue seam against a real RabbitMQ. Each test
 //! declares its own uniquely named queues and deletes them at the end.
 
-#[path = "../../../tests/support/services.rs"]
-mod services;
+use testkit::services;
 
 mod amqp;

@@ -5,7 +5,8 @@
 //! A missing service skips the test with a loud notice, except under
 //! `CI=true`, where it fails the test: CI must exercise the real services.
 
-#![allow(dead_code, clippy::print_stderr)]
+// The notice of a skipped test goes to stderr on purpose: it must be seen.
+#![allow(clippy::print_stderr)]
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -16,21 +17,21 @@ use sqlx::Connection;
 /// that accepts the connection and then never answers (a wedged broker, say)
 /// must fail the test with its name, not hold the whole suite until CI's
 /// time runs out.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `future`, or a failure naming `what` once [`PATIENCE`] has passed.
-pub(crate) async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
     match tokio::time::timeout(PATIENCE, future).await {
         Ok(value) => value,
         Err(_) => panic!("{what}: no answer within {} s", PATIENCE.as_secs()),
     }
 }
 
-pub(crate) use testkit::in_ci;
+pub use crate::in_ci;
 
 /// Reports a missing service: panics under CI, otherwise prints a notice the
 /// person running the tests cannot miss and returns `None`.
-pub(crate) fn missing<T>(service: &str, detail: &str) -> Option<T> {
+pub fn missing<T>(service: &str, detail: &str) -> Option<T> {
     let message =
         format!("{service} is not available ({detail}); start it with `eval \"$(deploy/dev/services.sh up)\"`");
     if in_ci() {
@@ -42,7 +43,7 @@ pub(crate) fn missing<T>(service: &str, detail: &str) -> Option<T> {
 
 /// A problem outside what the test checks (its cleanup, say), printed so the
 /// person reading the output cannot miss it.
-pub(crate) fn warn(message: &str) {
+pub fn warn(message: &str) {
     eprintln!("\n!!!!!!!! WARNING: {message} !!!!!!!!\n");
 }
 
@@ -50,24 +51,24 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
-pub(crate) fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     env_or("FARM_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 }
 
-pub(crate) fn amqp_url() -> String {
+pub fn amqp_url() -> String {
     env_or("FARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 }
 
 /// S3 endpoint and credentials, as `services.sh` sets them up.
 #[derive(Debug, Clone)]
-pub(crate) struct S3Env {
-    pub(crate) endpoint: String,
-    pub(crate) region: String,
-    pub(crate) access_key_id: String,
-    pub(crate) secret_access_key: String,
+pub struct S3Env {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
-pub(crate) fn s3_env() -> S3Env {
+pub fn s3_env() -> S3Env {
     S3Env {
         endpoint: env_or("FARM_S3_ENDPOINT", "http://127.0.0.1:8333"),
         region: env_or("FARM_S3_REGION", "us-east-1"),
@@ -77,7 +78,7 @@ pub(crate) fn s3_env() -> S3Env {
 }
 
 /// A new, empty PostgreSQL database for one test; its URL.
-pub(crate) async fn fresh_postgres_database() -> Option<String> {
+pub async fn fresh_postgres_database() -> Option<String> {
     let admin_url = postgres_admin_url();
     let mut admin = match tokio::time::timeout(PATIENCE, sqlx::PgConnection::connect(&admin_url)).await {
         Ok(Ok(connection)) => connection,
@@ -126,7 +127,7 @@ async fn drop_old_test_databases(admin: &mut sqlx::PgConnection) {
 }
 
 /// The RabbitMQ URL, once a connection to it has succeeded.
-pub(crate) async fn rabbitmq() -> Option<String> {
+pub async fn rabbitmq() -> Option<String> {
     let url = amqp_url();
     let connect = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
     match tokio::time::timeout(PATIENCE, connect).await {
@@ -140,7 +141,7 @@ pub(crate) async fn rabbitmq() -> Option<String> {
 }
 
 /// The S3 settings, once the endpoint accepts TCP connections.
-pub(crate) fn s3() -> Option<S3Env> {
+pub fn s3() -> Option<S3Env> {
     let env = s3_env();
     let authority = env.endpoint.trim_start_matches("http://").trim_start_matches("https://");
     let authority = authority.split('/').next().unwrap_or(authority);
@@ -156,7 +157,7 @@ pub(crate) fn s3() -> Option<S3Env> {
 /// its queues (quorum queues are Raft groups each, and left behind they
 /// pile up run after run) and its exchanges. Cleanup, not a check: a
 /// failure is reported loudly and does not fail the test.
-pub(crate) async fn delete_broker_objects(amqp_url: &str, prefix: &str) {
+pub async fn delete_broker_objects(amqp_url: &str, prefix: &str) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     const QUEUES: [&str; 6] = [
         "pricing.jobs.fast",

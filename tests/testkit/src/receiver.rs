@@ -5,8 +5,6 @@
 //! It speaks only as much HTTP as a delivery needs (one request per
 //! connection, a `Content-Length` body), so the tests need no web framework.
 
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,44 +15,45 @@ use tokio::sync::Notify;
 
 /// One request as it arrived.
 /// A "status" that makes the receiver read the request and never answer.
-pub(crate) const HANG: u16 = 0;
+pub const HANG: u16 = 0;
 
 #[derive(Debug, Clone)]
-pub(crate) struct Received {
-    pub(crate) path: String,
+pub struct Received {
+    pub path: String,
     /// Header names in lower case.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
     /// The status it was answered with.
-    pub(crate) answered: u16,
+    pub answered: u16,
 }
 
 impl Received {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a delivery's body is JSON")
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Shared {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<u16>>,
     arrived: Notify,
 }
 
-pub(crate) struct Receiver {
-    pub(crate) url: String,
+#[derive(Debug)]
+pub struct Receiver {
+    pub url: String,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
     /// A receiver that answers with `script`'s statuses first, then 200.
-    pub(crate) async fn start(script: &[u16]) -> Self {
+    pub async fn start(script: &[u16]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let url = format!("http://{}/hooks/farm", listener.local_addr().unwrap());
         let shared = Arc::new(Shared { script: Mutex::new(script.iter().copied().collect()), ..Shared::default() });
@@ -70,7 +69,7 @@ impl Receiver {
     }
 
     /// Answers the next requests with these statuses (before any left).
-    pub(crate) fn answer_next(&self, statuses: &[u16]) {
+    pub fn answer_next(&self, statuses: &[u16]) {
         let mut script = self.shared.script.lock().unwrap();
         for status in statuses.iter().rev() {
             script.push_front(*status);
@@ -78,22 +77,17 @@ impl Receiver {
     }
 
     /// Answers every request from now on with `statuses`, then 200.
-    pub(crate) fn answer_from_now(&self, statuses: &[u16]) {
+    pub fn answer_from_now(&self, statuses: &[u16]) {
         *self.shared.script.lock().unwrap() = statuses.iter().copied().collect();
     }
 
-    pub(crate) fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
 
     /// Waits until what has arrived satisfies `done`, and returns it; fails
     /// naming `what` after `patience`.
-    pub(crate) async fn wait_for(
-        &self,
-        what: &str,
-        patience: Duration,
-        done: impl Fn(&[Received]) -> bool,
-    ) -> Vec<Received> {
+    pub async fn wait_for(&self, what: &str, patience: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let arrived = self.shared.arrived.notified();
@@ -160,7 +154,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
 
 /// Checks a `Farm-Signature` header the way a receiver would, with nothing
 /// of the farm's: `t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-pub(crate) fn signature_verifies(secret: &str, header: &str, body: &[u8]) -> bool {
+pub fn signature_verifies(secret: &str, header: &str, body: &[u8]) -> bool {
     use hmac::{KeyInit, Mac};
     let mut time = None;
     let mut v1 = None;
