@@ -51,7 +51,11 @@ impl Application {
         }
         let compute = scheduler::compute::pool("api-compute", 0).map_err(StartupError::Pool)?;
         let settings_uploads = settings.quotas.concurrent_uploads.max(1);
-        let web = crate::web::WebState::new(&settings.web, settings.max_model_bytes, &services.pricing);
+        let limits = crate::web::reference::PageLimits {
+            max_model_bytes: settings.max_model_bytes,
+            max_order_parts: settings.max_order_parts,
+        };
+        let web = crate::web::WebState::new(&settings.web, limits, &services.pricing);
         let state = Arc::new(AppState {
             web,
             services,

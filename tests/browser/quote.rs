@@ -113,3 +113,59 @@ async fn a_3mf_model_is_priced_without_a_preview() {
     );
     let _ = browser.close().await;
 }
+
+/// Two models gathered into one order: the first is added to the order's
+/// list, the second is priced on screen, and placing sends both as one order
+/// of two parts, whose total the farm prices with one setup fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_gathers_two_models_into_one_order_of_two_parts() {
+    let Some(driver) = Driver::start() else { return };
+    let shop = Shop::open(false).await;
+    let browser = driver.browser("seller-parts", "en-US").await;
+    browser.goto(&shop.url("/quote/")).await.unwrap();
+    sign_in(&browser, &shop.seller.token).await;
+    wait_for(&browser, "the reference data", "document.body.dataset.loaded === 'reference'").await;
+    let total_shown = "document.querySelector('[data-testid=\"quote-total\"]').textContent";
+
+    let first = workspace_root().join("tests/data/corpus/files/trimesh_20mm_xyz_cube.stl");
+    browser.find(Locator::Css("input[type=file]")).await.unwrap().send_keys(first.to_str().unwrap()).await.unwrap();
+    wait_for(&browser, "the first part's total", total_shown).await;
+    assert_eq!(eval(&browser, &shown("[data-testid=basket]")).await, false, "the list shows before a part is added");
+    browser.find(Locator::Css("[data-role=add]")).await.unwrap().click().await.unwrap();
+    wait_for(&browser, "the list of parts", &shown("[data-testid=basket]")).await;
+    assert_eq!(eval(&browser, "document.querySelectorAll('[data-testid=basket] tr[data-part]').length").await, 1);
+    assert_eq!(eval(&browser, &shown("[data-role=result]")).await, false, "the added part is still on screen");
+
+    let second = workspace_root().join("tests/data/cube_20mm.obj");
+    let input = browser.find(Locator::Css("input[type=file]")).await.unwrap();
+    input.send_keys(second.to_str().unwrap()).await.unwrap();
+    wait_for(&browser, "the second part's total", total_shown).await;
+    let label = eval(&browser, "document.querySelector('[data-role=place]').textContent").await;
+    assert!(label.as_str().is_some_and(|l| l.contains('2')), "the button does not say two parts: {label}");
+
+    browser.find(Locator::Css("[data-role=place]")).await.unwrap().click().await.unwrap();
+    let placed = wait_for(
+        &browser,
+        "the order priced",
+        "(p => p.dataset.status === 'PRICED' && p.dataset.orderId)(document.querySelector('[data-testid=placed]'))",
+    )
+    .await;
+    let order_id = placed.as_str().unwrap();
+    screenshot(&browser, "quote-two-parts").await;
+    let (status, order) = shop.seller.get(&format!("/v1/orders/{order_id}")).await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["part_count"], 2, "{order}");
+    let parts = order["parts"].as_array().unwrap();
+    assert_ne!(parts[0]["model_id"], parts[1]["model_id"], "{order}");
+    let lines = order["quote"]["line_items"].as_array().unwrap();
+    assert_eq!(lines.iter().filter(|l| l["label"] == "setup").count(), 1, "one setup fee: {order}");
+    // The page shows the farm's total of the whole order, not a sum of its own.
+    let text = eval(&browser, "document.querySelector('[data-testid=placed]').textContent").await;
+    let total = order["total"].as_f64().unwrap();
+    let digits: String = format!("{total:.2}").chars().filter(char::is_ascii_digit).collect();
+    let shown_digits: String = text.as_str().unwrap().chars().filter(char::is_ascii_digit).collect();
+    assert!(shown_digits.contains(&digits), "{text} does not show {total}");
+    let (_, orders) = shop.seller.get("/v1/orders").await;
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "one order, not one per part: {orders}");
+    let _ = browser.close().await;
+}

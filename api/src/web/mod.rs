@@ -44,11 +44,11 @@ pub struct WebState {
 }
 
 impl WebState {
-    pub(crate) fn new(settings: &WebSettings, max_model_bytes: u64, pricing: &scheduler::Pricing) -> Self {
+    pub(crate) fn new(settings: &WebSettings, limits: reference::PageLimits, pricing: &scheduler::Pricing) -> Self {
         Self {
             sessions: session_store::Sessions::default(),
             live: hub::Hub::new(settings),
-            reference: reference::Reference::new(pricing, max_model_bytes),
+            reference: reference::Reference::new(pricing, limits),
             closing: CancellationToken::new(),
         }
     }

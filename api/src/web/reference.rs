@@ -15,6 +15,13 @@ use sha2::{Digest, Sha256};
 
 use crate::orders::status::OrderStatus;
 
+/// The API's limits the pages check before they send a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageLimits {
+    pub(crate) max_model_bytes: u64,
+    pub(crate) max_order_parts: u32,
+}
+
 /// The document and its ETag.
 #[derive(Debug)]
 pub(crate) struct Reference {
@@ -23,7 +30,7 @@ pub(crate) struct Reference {
 }
 
 impl Reference {
-    pub(crate) fn new(pricing: &scheduler::Pricing, max_model_bytes: u64) -> Self {
+    pub(crate) fn new(pricing: &scheduler::Pricing, limits: PageLimits) -> Self {
         let book = &pricing.book;
         let materials: Vec<_> = book
             .materials
@@ -62,7 +69,10 @@ impl Reference {
             "order_statuses": statuses,
             // The largest upload accepted: the quote page refuses a larger
             // file before sending it.
-            "max_model_bytes": max_model_bytes,
+            "max_model_bytes": limits.max_model_bytes,
+            // The most parts one order holds: the quote page stops adding
+            // parts at it.
+            "max_order_parts": limits.max_order_parts,
             // Faces steeper than this from the horizontal need support: the
             // 3D preview colours them before a quote says more.
             "overhang_angle_deg": calculator::fdm::support_angle_deg(&pricing.settings.fdm.profile),
@@ -90,7 +100,8 @@ mod tests {
 
     #[test]
     fn the_etag_matches_itself_in_a_list_weakly_or_as_a_star_and_nothing_else() {
-        let reference = Reference::new(&scheduler::Pricing::default(), 1000);
+        let reference =
+            Reference::new(&scheduler::Pricing::default(), PageLimits { max_model_bytes: 1000, max_order_parts: 20 });
         let ours = reference.etag.to_str().unwrap().to_string();
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
@@ -106,7 +117,8 @@ mod tests {
         assert!(document["materials"].as_array().is_some_and(|m| !m.is_empty()));
         assert_eq!(document["order_statuses"].as_array().map(Vec::len), Some(OrderStatus::ALL.len()));
         assert_eq!(
-            Reference::new(&scheduler::Pricing::default(), 1000).etag,
+            Reference::new(&scheduler::Pricing::default(), PageLimits { max_model_bytes: 1000, max_order_parts: 20 })
+                .etag,
             reference.etag,
             "the same book, the same tag"
         );

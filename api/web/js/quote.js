@@ -1,9 +1,11 @@
 // The instant-quote page: a seller (or the shop's customer) drops an STL,
 // watches it upload and get priced, sees the total, the lines behind it,
 // the warnings in plain words and the 3D preview, changes material, colour
-// or quantity for a new price, and places the order. Placing is idempotent:
-// a retry or a double click with the same choices sends the same
-// `Idempotency-Key`, and the farm answers with the same order.
+// or quantity for a new price, and places the order. Priced parts can be
+// gathered into one order of several parts (the setup fee and the minimum
+// order are then charged once). Placing is idempotent: a retry or a double
+// click with the same parts sends the same `Idempotency-Key`, and the farm
+// answers with the same order.
 
 import {
   api, csrfHeaders, requireSession, loadReference, mountLanguageSwitch, onLanguageChange, t, h,
@@ -14,11 +16,17 @@ import { showModel } from "farm/viewer.js";
 
 const $ = (role) => document.querySelector(`[data-role="${role}"]`);
 const POLL_MS = 250;
+// How long the page waits for a placed order of several parts to be priced
+// before it leaves the order's status as it is.
+const ORDER_PATIENCE_MS = 120_000;
 
 const state = {
   reference: null,
   modelId: null,
+  fileName: null,
   quote: null,
+  // The parts already priced and added to the order, in order.
+  basket: [],
   // Each pricing run has a number; an older run's answers are ignored.
   run: 0,
   preview: null,
@@ -107,6 +115,9 @@ async function price() {
   $("job-text").textContent = t("quote.stage.queued");
   document.querySelector("[data-testid=quote-total]").textContent = "";
   $("place").disabled = true;
+  // Until the new price is in, the part on screen is not part of an order.
+  state.quote = null;
+  showBasket();
   showError("");
   const accepted = await api("POST", "/v1/pricing-jobs", { json: { model_id: state.modelId, ...choices() } });
   let job = { status: accepted.status };
@@ -124,8 +135,8 @@ async function price() {
     showError(t("quote.failed", { message: job.error ? job.error.message : job.status }));
     return;
   }
-  state.quote = job.quote;
-  showQuote(job.quote);
+  state.quote = { ...job.quote, choices: choices() };
+  showQuote(state.quote);
 }
 
 function showQuote(quote) {
@@ -136,6 +147,55 @@ function showQuote(quote) {
   $("warnings").replaceChildren(...(warnings.length ? warnings.map((w) => h("li", {}, w)) : [h("li", { class: "muted" }, t("detail.no_warnings"))]));
   $("place").disabled = false;
   $("placed").hidden = true;
+  showBasket();
+}
+
+// ---- The order's parts -------------------------------------------------------
+
+/// Every part the order would hold: those added, then the one on screen
+/// when it is priced.
+function orderParts() {
+  const parts = [...state.basket];
+  if (state.quote && state.modelId) parts.push(currentPart());
+  return parts;
+}
+
+function currentPart() {
+  const { material, colour, quantity } = state.quote.choices;
+  return { modelId: state.modelId, name: state.fileName, material, colour, quantity, total: state.quote.total, currency: state.quote.currency };
+}
+
+function addToOrder() {
+  if (!state.quote || !state.modelId) return;
+  state.basket.push(currentPart());
+  // The next model starts afresh; the added part stays in the list.
+  state.modelId = null;
+  state.quote = null;
+  state.run++;
+  $("result").hidden = true;
+  document.querySelector("[data-testid=quote-total]").textContent = "";
+  $("file").value = "";
+  showBasket();
+}
+
+function showBasket() {
+  const basket = $("basket");
+  basket.hidden = state.basket.length === 0;
+  const rows = state.basket.map((part, index) => h("tr", { dataset: { part: String(index + 1) } },
+    h("td", {}, t("detail.part", { n: index + 1 })),
+    h("td", { class: "basis" }, `${part.name || shortId(part.modelId)} · ${part.quantity} × ${part.material.toUpperCase()}${part.colour ? `, ${part.colour}` : ""}`),
+    h("td", { class: "num" }, money(part.total, part.currency)),
+    h("td", {}, h("button", { type: "button", onclick: () => { state.basket.splice(index, 1); showBasket(); } }, t("quote.remove")))));
+  $("basket-rows").replaceChildren(...rows);
+  const count = orderParts().length;
+  const label = count > 1 ? t("quote.place_parts", { count }) : t("quote.place");
+  for (const role of ["place", "place-basket"]) $(role).textContent = label;
+  $("place-basket").disabled = count === 0;
+  // The part on screen can join the list while the order has room for one
+  // more after it.
+  const most = state.reference.max_order_parts || Infinity;
+  $("add").disabled = !state.quote || state.basket.length + 2 > most;
+  $("add").title = $("add").disabled && state.quote ? t("quote.order_full", { most }) : "";
 }
 
 // ---- Preview -----------------------------------------------------------------
@@ -152,6 +212,7 @@ function preview(corners) {
 async function choose(file) {
   showError("");
   state.modelId = null;
+  state.fileName = file.name;
   state.quote = null;
   state.run++;
   const limit = state.reference.max_model_bytes;
@@ -178,27 +239,55 @@ async function choose(file) {
 
 // ---- Ordering ----------------------------------------------------------------
 
+function orderBody(parts) {
+  const item = (p) => ({ model_id: p.modelId, material: p.material, colour: p.colour, quantity: p.quantity });
+  // One part keeps the single-part form; several go as `items`.
+  return parts.length === 1 ? item(parts[0]) : { items: parts.map(item) };
+}
+
 async function place() {
-  const body = { model_id: state.modelId, ...choices() };
+  const parts = orderParts();
+  if (parts.length === 0) return;
+  const body = orderBody(parts);
   const signature = JSON.stringify(body);
   if (state.order.signature !== signature) {
-    // A new order: a new key. The same choices again (a retry, a double
+    // A new order: a new key. The same parts again (a retry, a double
     // click) keep the key, so the farm returns the same order.
     state.order = { signature, key: crypto.randomUUID() };
   }
-  const button = $("place");
-  button.disabled = true;
+  const buttons = [$("place"), $("place-basket")];
+  for (const button of buttons) button.disabled = true;
   try {
-    const order = await api("POST", "/v1/orders", { json: body, headers: { "idempotency-key": state.order.key } });
-    const placed = $("placed");
-    placed.textContent = t("quote.placed", { order: shortId(order.order_id), status: t(`status.${order.status}`) });
-    placed.dataset.orderId = order.order_id;
-    placed.hidden = false;
+    let order = await api("POST", "/v1/orders", { json: body, headers: { "idempotency-key": state.order.key } });
+    showPlaced(order);
+    // An order of several parts is priced as a whole once each part is:
+    // its total (one setup fee, one minimum) is the farm's, not a sum here.
+    const deadline = Date.now() + ORDER_PATIENCE_MS;
+    while (order.status === "PRICING" && Date.now() < deadline && state.order.signature === signature) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      order = await api("GET", `/v1/orders/${order.order_id}`);
+      showPlaced(order);
+    }
   } catch (e) {
     showError(e.message);
   } finally {
-    button.disabled = false;
+    for (const button of buttons) button.disabled = false;
+    showBasket();
   }
+}
+
+function showPlaced(order) {
+  const placed = $("placed");
+  const status = t(`status.${order.status}`);
+  const text = order.total === null || order.total === undefined
+    ? t("quote.placed", { order: shortId(order.order_id), status })
+    : t("quote.placed_total", { order: shortId(order.order_id), status, total: money(order.total, order.currency) });
+  placed.textContent = text;
+  placed.dataset.orderId = order.order_id;
+  placed.dataset.status = order.status;
+  placed.hidden = false;
+  // Shown where the button was pressed: under the part, or under the list.
+  (state.quote ? $("place").parentElement : $("place-basket")).after(placed);
 }
 
 // ---- Start -------------------------------------------------------------------
@@ -227,6 +316,8 @@ async function main() {
     if (file) choose(file).catch((err) => showError(err.message));
   });
   $("place").addEventListener("click", () => place());
+  $("place-basket").addEventListener("click", () => place());
+  $("add").addEventListener("click", () => addToOrder());
 }
 
 main().catch((e) => showError(e.message));
