@@ -43,6 +43,12 @@ pub(crate) fn reference_cube() -> (Vec<u8>, f64) {
 /// Dropping it kills the process.
 pub(crate) struct FarmProcess(testkit::FarmProcess);
 
+impl AsRef<testkit::FarmProcess> for FarmProcess {
+    fn as_ref(&self) -> &testkit::FarmProcess {
+        &self.0
+    }
+}
+
 impl FarmProcess {
     /// Starts `farm ARGS` with `env` and none of the caller's `FARM_*` or
     /// `AWS_*` variables, so a test controls exactly which backends it gets.
@@ -125,55 +131,8 @@ pub(crate) fn mint_key(kind: &str, name: &str, store_args: &[&str], env: &[(&str
     token
 }
 
-/// A client for one farm's HTTP API, calling with one key.
-pub(crate) struct Api {
-    pub(crate) base: String,
-    pub(crate) http: reqwest::Client,
-    pub(crate) token: String,
-}
-
-impl Api {
-    pub(crate) fn new(addr: &str, token: &str) -> Self {
-        // A request the farm never answers fails the test instead of holding
-        // the suite.
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("an HTTP client");
-        Self { base: format!("http://{addr}"), http, token: token.to_string() }
-    }
-
-    pub(crate) async fn upload(&self, bytes: Vec<u8>) -> (u16, Value) {
-        let request = self.http.post(format!("{}/v1/models", self.base)).bearer_auth(&self.token).body(bytes);
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-
-    pub(crate) async fn submit(&self, model_id: &str, material: &str) -> (u16, Value) {
-        let body = serde_json::json!({ "model_id": model_id, "material": material, "quantity": 1 });
-        self.post("/v1/pricing-jobs", &body).await
-    }
-
-    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let request = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body);
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Polls the job until it reaches a final state.
-    pub(crate) async fn wait_for_job(&self, job_id: &str, process: &FarmProcess) -> Value {
-        let path = format!("/v1/pricing-jobs/{job_id}");
-        let ended = testkit::wait_until(Duration::from_secs(60), || async {
-            let (status, job) = self.get(&path).await;
-            assert_eq!(status, 200, "{job}");
-            matches!(job["status"].as_str(), Some("succeeded" | "failed")).then_some(job)
-        })
-        .await;
-        ended.unwrap_or_else(|| panic!("job {job_id} never ended; log:\n{}", process.logs()))
-    }
-}
+/// A client for one farm's HTTP API, calling with one key (the testkit's).
+pub(crate) use testkit::ApiClient as Api;
 
 /// Uploads the reference cube, prices it, and checks the quote's contract.
 pub(crate) async fn price_reference_cube(api: &Api, process: &FarmProcess) -> Value {

@@ -148,7 +148,17 @@ impl Farm {
     }
 }
 
-impl Api {
+/// What the fault tests ask of a farm's API beyond the shared client.
+trait FaultsApi {
+    async fn upload_model(&self, bytes: Vec<u8>) -> String;
+    async fn submit_batch(&self, model_id: &str, count: u32, first_quantity: u32) -> Vec<String>;
+    async fn job(&self, job_id: &str) -> Value;
+    async fn settle(&self, job_ids: &[String], processes: &[&FarmProcess]);
+    async fn running_on(&self, job_ids: &[String], pid: u32) -> String;
+    async fn ready(&self) -> (u16, Value);
+}
+
+impl FaultsApi for Api {
     async fn upload_model(&self, bytes: Vec<u8>) -> String {
         let (status, model) = self.upload(bytes).await;
         assert_eq!(status, 201, "{model}");

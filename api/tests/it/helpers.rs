@@ -18,6 +18,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
+    /// The shared test client, calling as the seller unless told otherwise.
+    pub(crate) client: testkit::ApiClient,
     pub(crate) broker: Broker,
     pub(crate) topology: Topology,
     pub(crate) store: Store,
@@ -134,9 +136,11 @@ pub(crate) async fn spawn_farm(settings: ApiSettings, workers: Vec<WorkerSetting
         let stop = shutdown.clone();
         async move { app.run_until_stopped(stop).await.unwrap() }
     }));
+    let client = testkit::ApiClient::new(&base, &seller);
     TestApp {
         base,
-        http: reqwest::Client::new(),
+        http: client.http.clone(),
+        client,
         broker,
         topology,
         store,
@@ -159,18 +163,7 @@ impl TestApp {
         body: Option<reqwest::Body>,
         json: bool,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if json {
-            request = request.header("content-type", "application/json");
-        }
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+        self.client.send(method, path, token, body, json).await
     }
 
     pub(crate) async fn post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {

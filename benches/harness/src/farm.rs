@@ -166,10 +166,9 @@ impl JobTimes {
 /// A running farm.
 pub struct Farm {
     processes: Vec<Process>,
-    base: String,
-    http: reqwest::Client,
-    /// A seller key: minted for the run, or given for a running farm.
-    token: String,
+    /// The API, called with a seller key: minted for the run, or given for
+    /// a running farm.
+    api: testkit::ApiClient,
     /// What was started; none for a running farm the bench only talks to.
     pub stack: Option<Stack>,
 }
@@ -198,7 +197,7 @@ pub fn mint_key(
 
 impl std::fmt::Debug for Farm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Farm").field("base", &self.base).field("stack", &self.stack).finish()
+        f.debug_struct("Farm").field("base", &self.api.base).field("stack", &self.stack).finish()
     }
 }
 
@@ -206,13 +205,7 @@ impl Farm {
     /// A farm that is already running (a deployment), reached at `base`
     /// with a seller key; the bench starts and stops nothing.
     pub fn connect(base: &str, token: &str) -> Self {
-        Self {
-            processes: Vec::new(),
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-            token: token.to_string(),
-            stack: None,
-        }
+        Self { processes: Vec::new(), api: testkit::ApiClient::new(base, token), stack: None }
     }
 
     /// Starts the farm and waits until every process listens.
@@ -227,7 +220,6 @@ impl Farm {
 
     fn spawn_all(binary: &Path, options: &FarmOptions) -> Result<Self, FarmError> {
         let mut env = options.env.clone();
-        let http = reqwest::Client::new();
         match options.stack {
             Stack::Embedded => {
                 let dir = options.data_dir.to_string_lossy().into_owned();
@@ -240,9 +232,7 @@ impl Farm {
                 )?;
                 Ok(Self {
                     processes: vec![serve],
-                    base: format!("http://{addr}"),
-                    http,
-                    token,
+                    api: testkit::ApiClient::new(&addr, &token),
                     stack: Some(options.stack),
                 })
             }
@@ -264,19 +254,17 @@ impl Farm {
                         processes.push(Process::spawn(binary, options.stack, &args, &env)?.0);
                     }
                 }
-                Ok(Self { processes, base: format!("http://{addr}"), http, token, stack: Some(options.stack) })
+                Ok(Self { processes, api: testkit::ApiClient::new(&addr, &token), stack: Some(options.stack) })
             }
         }
     }
 
     async fn post(&self, path: &str, body: reqwest::Body, json: bool) -> Result<Value, FarmError> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).body(body);
-        if json {
-            request = request.header("content-type", "application/json");
-        }
-        let response = request.send().await.map_err(|e| FarmError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.map_err(|e| FarmError::Unreachable(e.to_string()))?;
+        let (status, body) = self
+            .api
+            .try_send(reqwest::Method::POST, path, Some(&self.api.token), Some(body), json)
+            .await
+            .map_err(|e| FarmError::Unreachable(e.to_string()))?;
         if status >= 300 {
             return Err(FarmError::Http { what: format!("POST {path}"), status, body: body.to_string() });
         }
@@ -297,15 +285,12 @@ impl Farm {
     }
 
     pub async fn job(&self, job_id: &str) -> Result<JobTimes, FarmError> {
-        let response = self
-            .http
-            .get(format!("{}/v1/pricing-jobs/{job_id}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+        let path = format!("/v1/pricing-jobs/{job_id}");
+        let (status, job) = self
+            .api
+            .try_send(reqwest::Method::GET, &path, Some(&self.api.token), None, false)
             .await
             .map_err(|e| FarmError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let job: Value = response.json().await.map_err(|e| FarmError::Unreachable(e.to_string()))?;
         if status != 200 {
             return Err(FarmError::Http { what: format!("GET job {job_id}"), status, body: job.to_string() });
         }
@@ -356,12 +341,12 @@ impl Farm {
 
     /// The API's base URL, `http://127.0.0.1:PORT`.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.api.base
     }
 
     /// The seller key the farm was started or connected with.
     pub fn token(&self) -> &str {
-        &self.token
+        &self.api.token
     }
 
     /// The last lines of every process's log, for a failed run.

@@ -1,17 +1,20 @@
 //! What the tests and the bench harness share: a `farm` process with its
 //! log ([`FarmProcess`]), waiting on state ([`wait_until`]), whether this
 //! run is CI's ([`in_ci`]), the real services a test needs ([`services`]),
-//! and a webhook receiver ([`receiver`]).
+//! a webhook receiver ([`receiver`]), and a client of the farm's HTTP API
+//! ([`ApiClient`]).
 //!
 //! It is a library of its own, not a module included by path, so each
 //! piece is written once and compiled once; the bench harness (which ships
 //! in `farm bench`) uses the same process handling as the tests.
 
+mod client;
 mod process;
 pub mod receiver;
 pub mod services;
 mod wait;
 
+pub use client::ApiClient;
 pub use process::{FarmProcess, NotListening};
 pub use wait::{wait_until, wait_until_blocking};
 

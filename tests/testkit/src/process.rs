@@ -150,6 +150,12 @@ impl Drop for FarmProcess {
     }
 }
 
+impl AsRef<FarmProcess> for FarmProcess {
+    fn as_ref(&self) -> &FarmProcess {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
