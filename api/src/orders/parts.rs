@@ -20,7 +20,7 @@ use super::store::{
     BindListFacts, Created, Moving, NewOrder, NewPricing, Pricing, SET_LIST_FACTS, Transitioned, fixed_move,
     insert_new_order, insert_order_event, set_status,
 };
-use crate::store::column::Text;
+use crate::store::column::{Float, Text};
 use crate::store::{JobRow, Store, StoreError};
 
 /// A part of a new order, with its pricing.
@@ -173,7 +173,7 @@ async fn insert_parts(
         .bind(part.quantity)
         .bind(&job_id)
         .bind(answered.as_ref().map(|(quote, _)| quote.as_str()))
-        .bind(answered.as_ref().map(|(_, total)| *total))
+        .bind(Float(answered.as_ref().map(|(_, total)| *total)))
         .execute(&mut **tx)
         .await?;
         if let Some((quote, _)) = &answered {
@@ -282,7 +282,7 @@ async fn settle_order_of_parts(tx: &mut Transaction<'_, Any>, order_id: &str, at
     )))
     .bind(order_id)
     .bind(&quote)
-    .bind(document["total"].as_f64())
+    .bind(Float(document["total"].as_f64()))
     .bind(&terms.currency)
     .bind(at)
     .bind_list_facts(&facts, at)

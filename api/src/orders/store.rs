@@ -11,7 +11,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::list_facts::QuoteFacts;
 use super::status::{self, IllegalTransition, OrderEvent, OrderStatus};
-use crate::store::column::Text;
+use crate::store::column::{Float, Text};
 use crate::store::{JobRow, Store, StoreError};
 
 /// How many times an optimistic update of an order is tried before it is
@@ -62,10 +62,10 @@ impl<'q> BindListFacts for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> 
     fn bind_list_facts(self, facts: &QuoteFacts, priced_at_ms: i64) -> Self {
         let size = facts.size_mm();
         self.bind(facts.machine())
-            .bind(size.map(|s| s[0]))
-            .bind(size.map(|s| s[1]))
-            .bind(size.map(|s| s[2]))
-            .bind(facts.print_time_s())
+            .bind(Float(size.map(|s| s[0])))
+            .bind(Float(size.map(|s| s[1])))
+            .bind(Float(size.map(|s| s[2])))
+            .bind(Float(facts.print_time_s()))
             .bind(facts.valid_until_ms(priced_at_ms))
     }
 }
@@ -1002,7 +1002,7 @@ pub(super) async fn keep_replaced_quote(
     .bind(&order.order_id)
     .bind(order.job_id.as_deref())
     .bind(quote)
-    .bind(order.total)
+    .bind(Float(order.total))
     .bind(order.currency.as_deref())
     .bind(at)
     .execute(&mut **tx)

@@ -526,3 +526,29 @@ async fn an_order_of_parts_is_never_priced_under_two_books_unnoticed() {
     })
     .await;
 }
+
+/// One statement, on one connection, run first with a NULL float and then
+/// with numbers: sqlx prepares it once with the types of its first run, and
+/// a NULL typed `float4` there makes every later number fail on PostgreSQL
+/// (the swap `api::store::column::Float` works around). This fails the day
+/// sqlx mends the swap, when `Float` must go back to a plain `Option<f64>`.
+#[tokio::test]
+async fn a_nullable_float_binds_as_null_and_as_a_number_on_one_connection() {
+    use api::store::column::Float;
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![Store::sqlite_url(dir.path())];
+    urls.extend(services::fresh_postgres_database().await);
+    for url in urls {
+        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE floats (n INTEGER, x DOUBLE PRECISION)").execute(&pool).await.unwrap();
+        for (n, x) in [(1, None), (2, Some(2.5)), (3, None), (4, Some(0.25))] {
+            let insert = sqlx::query("INSERT INTO floats (n, x) VALUES ($1, $2)").bind(n).bind(Float(x));
+            insert.execute(&pool).await.unwrap_or_else(|e| panic!("{url}: row {n}: {e}"));
+        }
+        let rows = sqlx::query("SELECT x FROM floats ORDER BY n").fetch_all(&pool).await.unwrap();
+        let read: Vec<Option<f64>> = rows.iter().map(|r| r.try_get("x").unwrap()).collect();
+        assert_eq!(read, [None, Some(2.5), None, Some(0.25)], "{url}");
+    }
+}
