@@ -154,28 +154,16 @@ pub(crate) async fn spawn_farm(settings: ApiSettings, workers: Vec<WorkerSetting
 }
 
 impl TestApp {
-    /// A request with `token` (none: anonymous) and a JSON or raw body.
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<reqwest::Body>,
-        json: bool,
-    ) -> (u16, Value) {
-        self.client.send(method, path, token, body, json).await
-    }
-
     pub(crate) async fn post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(token), Some(body.to_string().into()), true).await
+        self.client.send(reqwest::Method::POST, path, Some(token), Some(body.to_string().into()), true).await
     }
 
     pub(crate) async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None, false).await
+        self.client.send(reqwest::Method::GET, path, Some(token), None, false).await
     }
 
     pub(crate) async fn post_model(&self, bytes: Vec<u8>) -> (u16, Value) {
-        self.call(reqwest::Method::POST, "/v1/models", Some(&self.seller), Some(bytes.into()), false).await
+        self.client.send(reqwest::Method::POST, "/v1/models", Some(&self.seller), Some(bytes.into()), false).await
     }
 
     pub(crate) async fn post_job(&self, body: Value) -> (u16, Value) {
@@ -183,7 +171,7 @@ impl TestApp {
     }
 
     pub(crate) async fn post(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(&self.seller), None, false).await
+        self.client.send(reqwest::Method::POST, path, Some(&self.seller), None, false).await
     }
 
     /// Uploads a model and submits a job for it; the job's id.

@@ -274,7 +274,7 @@ async fn a_model_belongs_to_its_uploader_and_its_id_says_nothing_about_other_upl
     assert_eq!((status, mine["created"].as_bool()), (201, Some(true)), "{mine}");
     let other = crate::helpers::mint(&app, api::auth::KeyKind::Seller, "globex").await;
     let (status, theirs) =
-        app.call(reqwest::Method::POST, "/v1/models", Some(&other), Some(bytes.clone().into()), false).await;
+        app.client.send(reqwest::Method::POST, "/v1/models", Some(&other), Some(bytes.clone().into()), false).await;
     assert_eq!((status, theirs["created"].as_bool()), (201, Some(true)), "a first upload for them: {theirs}");
     assert_ne!(theirs["model_id"], mine["model_id"], "their own handle");
     let (_, again) = app.post_model(bytes).await;
@@ -321,7 +321,7 @@ async fn a_model_is_downloaded_by_its_owner_and_operators_only_and_its_analysis_
     }
     let (status, body) = app.get("/v1/models/nope%00").await;
     assert_eq!(status, 404, "{body}");
-    let (status, _) = app.call(reqwest::Method::GET, &format!("/v1/models/{id}"), None, None, false).await;
+    let (status, _) = app.client.send(reqwest::Method::GET, &format!("/v1/models/{id}"), None, None, false).await;
     assert_eq!(status, 401);
 
     // Not priced yet: nothing is known of its mesh.

@@ -134,7 +134,7 @@ async fn the_same_idempotency_key_returns_the_same_order_and_creates_no_other() 
 #[tokio::test]
 async fn keys_are_required_checked_and_scoped_to_their_kind() {
     let app = farm().await;
-    let (status, body) = app.call(reqwest::Method::GET, "/v1/orders", None, None, false).await;
+    let (status, body) = app.client.send(reqwest::Method::GET, "/v1/orders", None, None, false).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
     let (status, _) = app.get_as("farm_seller_0000.nope", "/v1/orders").await;
     assert_eq!(status, 401, "an unknown key");
@@ -493,7 +493,7 @@ async fn orders_from_the_queue_are_deduplicated_and_bad_ones_dead_lettered_and_c
 #[tokio::test]
 async fn the_openapi_document_describes_every_route_and_error_body() {
     let app = farm().await;
-    let (status, doc) = app.call(reqwest::Method::GET, "/v1/openapi.json", None, None, false).await;
+    let (status, doc) = app.client.send(reqwest::Method::GET, "/v1/openapi.json", None, None, false).await;
     assert_eq!(status, 200);
     // The rules no single operation states: keys, limits, quotas, errors.
     let rules = doc["info"]["description"].as_str().unwrap();
@@ -561,7 +561,7 @@ async fn the_openapi_document_describes_every_route_and_error_body() {
             }
             let concrete = path.replace("{job_id}", "nope").replace("{order_id}", "nope").replace("{model_id}", "nope");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let (status, body) = app.call(method.clone(), &concrete, Some(&app.operator), None, false).await;
+            let (status, body) = app.client.send(method.clone(), &concrete, Some(&app.operator), None, false).await;
             assert!(status != 405, "{method} {path} is documented but not routed");
             if status == 404 {
                 assert_eq!(body["error"]["code"], "not_found", "{method} {path} answered the router's 404");

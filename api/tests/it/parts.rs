@@ -254,7 +254,7 @@ async fn an_order_of_parts_is_refused_whole_when_it_is_malformed_or_too_big() {
     // A part the seller may not price is not found, as a single part is.
     let other = mint(&app, api::auth::KeyKind::Seller, "globex").await;
     let upload = Some(cube_stl(9.0).into());
-    let (status, theirs) = app.call(reqwest::Method::POST, "/v1/models", Some(&other), upload, false).await;
+    let (status, theirs) = app.client.send(reqwest::Method::POST, "/v1/models", Some(&other), upload, false).await;
     assert_eq!(status, 201);
     let (status, _) = order(&app, json!({"items": [part, {"model_id": theirs["model_id"], "material": "pla"}]})).await;
     assert_eq!(status, 404);

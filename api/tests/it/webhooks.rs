@@ -194,7 +194,7 @@ async fn webhook_targets_and_requests_are_checked() {
 }
 
 async fn delete(app: &TestApp, token: &str, path: &str) -> u16 {
-    app.call(reqwest::Method::DELETE, path, Some(token), None, false).await.0
+    app.client.send(reqwest::Method::DELETE, path, Some(token), None, false).await.0
 }
 
 /// Receivers that never answer hold a few of the sender's slots (per
