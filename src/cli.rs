@@ -764,6 +764,14 @@ pub(crate) struct JobArgs {
     /// long as stale, seconds.
     #[arg(long, env = "FARM_HEARTBEAT_STALE_S", default_value_t = 30.0)]
     pub(crate) heartbeat_stale_s: f64,
+    /// A redelivered job whose first runner still reports waits, held; it
+    /// asks the API again this often, seconds.
+    #[arg(long, env = "FARM_CLAIM_RECHECK_S", default_value_t = 5.0)]
+    pub(crate) claim_recheck_s: f64,
+    /// With no answer from the API for this long, a redelivered job is
+    /// computed anyway, seconds.
+    #[arg(long, env = "FARM_CLAIM_PATIENCE_S", default_value_t = 60.0)]
+    pub(crate) claim_patience_s: f64,
     /// Tries of a transient failure (the model store down) before the job fails.
     #[arg(long, env = "FARM_RETRY_ATTEMPTS", default_value_t = 5)]
     pub(crate) retry_attempts: u32,

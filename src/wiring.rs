@@ -753,6 +753,8 @@ fn worker_settings(
         deadline,
         grace,
         heartbeat: seconds("--heartbeat-s", jobs.heartbeat_s)?,
+        claim_recheck: seconds("--claim-recheck-s", jobs.claim_recheck_s)?,
+        claim_patience: seconds("--claim-patience-s", jobs.claim_patience_s)?,
         retry: RetryPolicy { attempts: jobs.retry_attempts.max(1), ..RetryPolicy::default() },
         // The in-process queue has no consumer timeout.
         broker_consumer_timeout: durable

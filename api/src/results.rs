@@ -34,7 +34,7 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             };
             let mut backoff = Duration::from_millis(100);
             let applied = loop {
-                match state.services.store.apply_result(&message).await {
+                match state.services.store.apply_result(&message, state.settings.heartbeat_stale_after).await {
                     Ok(applied) => break applied,
                     Err(e) => {
                         tracing::warn!(job_id = %message.job_id, error = %e, "could not store a result; retrying");
@@ -47,8 +47,15 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     }
                 }
             };
+            let claim = match &message.event {
+                scheduler::ResultEvent::Started { worker, claim: true, .. } => Some(worker.as_str()),
+                _ => None,
+            };
             let outcome = match applied {
                 Applied::Changed => {
+                    if let Some(worker) = claim {
+                        tell(&state, Control::Proceed { job_id: message.job_id.clone(), worker: worker.into() }).await;
+                    }
                     if matches!(
                         message.event,
                         scheduler::ResultEvent::Succeeded { .. } | scheduler::ResultEvent::Failed { .. }
@@ -71,34 +78,56 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     }
                     "applied"
                 }
-                Applied::Stale => "duplicate",
+                Applied::Stale => {
+                    // A start of a job this API does not know, or one it is
+                    // past in a way no answer changes: nothing to protect.
+                    if let Some(worker) = claim {
+                        tell(&state, Control::Proceed { job_id: message.job_id.clone(), worker: worker.into() }).await;
+                    }
+                    "duplicate"
+                }
                 Applied::StartedCancelled => {
                     // A worker that missed the cancellation broadcast picked
                     // the job up: say it again; it stops within a second.
-                    let cancel = serde_json::to_vec(&Control::Cancel { job_id: message.job_id.clone() })
-                        .expect("control messages always serialize");
-                    if let Err(e) = state.services.broker.broadcast(&cancel).await {
-                        tracing::warn!(job_id = %message.job_id, error = %e, "could not repeat a cancellation");
-                    }
+                    tell(&state, Control::Cancel { job_id: message.job_id.clone() }).await;
                     "cancelled_job_started"
                 }
                 Applied::StartedFinished => {
                     // A worker picked up a job whose result is in: tell that
                     // worker alone to give it up, so it is not computed again.
                     if let scheduler::ResultEvent::Started { worker, .. } = &message.event {
-                        let give_up = Control::Yield { job_id: message.job_id.clone(), worker: worker.clone() };
-                        let give_up = serde_json::to_vec(&give_up).expect("control messages always serialize");
-                        if let Err(e) = state.services.broker.broadcast(&give_up).await {
-                            tracing::warn!(job_id = %message.job_id, error = %e, "could not tell a worker to give up a finished job");
-                        }
+                        tell(&state, Control::Yield { job_id: message.job_id.clone(), worker: worker.clone() }).await;
                     }
                     metrics::counter!("farm_jobs_started_again_total", "while" => "finished").increment(1);
                     "finished_job_started"
                 }
                 Applied::StartedAgain => {
-                    tracing::warn!(job_id = %message.job_id, "a job was started while it was running: a redelivery or a message sent twice");
+                    tracing::warn!(job_id = %message.job_id, "a job was taken over from a worker that stopped reporting");
+                    if let Some(worker) = claim {
+                        tell(&state, Control::Proceed { job_id: message.job_id.clone(), worker: worker.into() }).await;
+                    }
                     metrics::counter!("farm_jobs_started_again_total", "while" => "running").increment(1);
                     "running_job_started"
+                }
+                Applied::RunningElsewhere { runner } => {
+                    // The runner is alive: the second delivery waits, held,
+                    // instead of computing the job beside it. A start that
+                    // did not claim (a message sent twice) is computing
+                    // already; the same word stops it.
+                    if let scheduler::ResultEvent::Started { worker, .. } = &message.event {
+                        let wait = Control::Wait { job_id: message.job_id.clone(), worker: worker.clone(), runner };
+                        tell(&state, wait).await;
+                    }
+                    let computing = if claim.is_some() { "no" } else { "yes" };
+                    metrics::counter!("farm_jobs_held_back_total", "computing" => computing).increment(1);
+                    "running_job_claimed"
+                }
+                Applied::NotTheRunner { runner } => {
+                    if let scheduler::ResultEvent::Progress { worker, .. } = &message.event {
+                        tracing::warn!(job_id = %message.job_id, %worker, %runner, "a worker still computes a job another took over; telling it to give up");
+                        tell(&state, Control::Yield { job_id: message.job_id.clone(), worker: worker.clone() }).await;
+                    }
+                    "superseded_progress"
                 }
             };
             metrics::counter!("farm_results_total", "outcome" => outcome).increment(1);
@@ -107,4 +136,13 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         }
     })
     .await;
+}
+
+/// Sends `control` to the workers. A lost word is repeated by the worker's
+/// next claim or progress report, so a failure is only logged.
+async fn tell(state: &AppState, control: Control) {
+    let payload = serde_json::to_vec(&control).expect("control messages always serialize");
+    if let Err(e) = state.services.broker.broadcast(&payload).await {
+        tracing::warn!(?control, error = %e, "could not send a control message to the workers");
+    }
 }

@@ -46,10 +46,22 @@ pub enum ResultEvent {
         /// Earlier deliveries of this job (a worker died, or released it).
         #[serde(default)]
         deliveries: u64,
+        /// The worker waits for the API's word ([`Control::Proceed`]) before
+        /// it computes: the job was delivered before, and its first runner
+        /// may still be at it (a lost connection, not a dead worker).
+        #[serde(default)]
+        claim: bool,
     },
     /// How far the job got; also the heartbeat that tells a slow job from a
     /// dead one, sent at least every heartbeat interval.
-    Progress { stage: Stage, percent: u8 },
+    Progress {
+        stage: Stage,
+        percent: u8,
+        /// Which worker: only the job's runner keeps the job alive. Absent
+        /// from older workers, whose word is taken for the runner's.
+        #[serde(default)]
+        worker: String,
+    },
     /// The quote is ready.
     Succeeded {
         quote: Box<QuoteDoc>,
@@ -224,6 +236,15 @@ pub enum Control {
     /// without a result, because the job has already finished (an earlier
     /// delivery's result is recorded).
     Yield { job_id: String, worker: String },
+    /// Only for `worker`: compute the job. The answer to a start that
+    /// claims it, when no other worker is running it (or the one that was
+    /// has stopped reporting).
+    Proceed { job_id: String, worker: String },
+    /// Only for `worker`: another worker (`runner`) is running the job and
+    /// reporting. Do not compute it; hold the delivery and claim again
+    /// later, until the job ends (then [`Control::Yield`]) or its runner
+    /// goes silent (then [`Control::Proceed`]).
+    Wait { job_id: String, worker: String, runner: String },
 }
 
 /// Milliseconds since the Unix epoch, the one clock format on the wire.
@@ -264,12 +285,21 @@ mod tests {
         assert_eq!(serde_json::from_value::<ResultMessage>(json).unwrap(), message);
         let progress = ResultMessage {
             job_id: "j1".into(),
-            event: ResultEvent::Progress { stage: Stage::Slicing, percent: 80 },
+            event: ResultEvent::Progress { stage: Stage::Slicing, percent: 80, worker: String::new() },
             at_ms: 6,
         };
         let json = serde_json::to_value(&progress).unwrap();
         assert_eq!(json["stage"], "slicing");
         assert_eq!(serde_json::from_value::<ResultMessage>(json).unwrap(), progress);
+        // An older worker's events: no claim, no worker on progress.
+        let older: ResultMessage =
+            serde_json::from_str(r#"{"job_id": "j1", "event": "started", "at_ms": 7, "worker": "w1"}"#).unwrap();
+        assert_eq!(older.event, ResultEvent::Started { worker: "w1".into(), deliveries: 0, claim: false });
+        let older: ResultMessage = serde_json::from_str(
+            r#"{"job_id": "j1", "event": "progress", "at_ms": 8, "stage": "parsing", "percent": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(older.event, ResultEvent::Progress { stage: Stage::Parsing, percent: 3, worker: String::new() });
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use calculator::QuoteRequest;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -77,6 +77,13 @@ pub struct WorkerSettings {
     pub grace: Duration,
     /// Progress is reported at least this often while a job runs.
     pub heartbeat: Duration,
+    /// A redelivered job is computed only once the API says nobody else is
+    /// at it; while another worker runs it, the delivery is held and the
+    /// API asked again this often.
+    pub claim_recheck: Duration,
+    /// With no answer from the API for this long, a redelivered job is
+    /// computed anyway: an API that is down must not stall the workers.
+    pub claim_patience: Duration,
     /// For the model store.
     pub retry: RetryPolicy,
     /// The broker's `consumer_timeout`, when the broker has one: a job held
@@ -101,6 +108,9 @@ impl WorkerSettings {
     }
 }
 
+/// Numbers the workers of one process, for their default names.
+static NEXT_WORKER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
@@ -111,9 +121,13 @@ impl Default for WorkerSettings {
             deadline: Self::default_deadline(Lane::Fast),
             grace: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
+            claim_recheck: Duration::from_secs(5),
+            claim_patience: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             broker_consumer_timeout: None,
-            name: format!("worker-{}", std::process::id()),
+            // Unique in the process too: the API tells a job's runner from
+            // another worker by name.
+            name: format!("worker-{}-{}", std::process::id(), NEXT_WORKER.fetch_add(1, Ordering::Relaxed)),
             faults: FaultInjection::default(),
         }
     }
@@ -148,12 +162,14 @@ pub enum Outcome {
     /// Unreadable message, dead-lettered.
     Rejected,
     /// A delivery of a job this worker had already finished (its ack was
-    /// lost with a connection): the result was sent again. Or a second
-    /// delivery of a job this worker is running: acknowledged, not started.
+    /// lost with a connection): the result was sent again.
     Duplicate,
     /// Stopped and acknowledged without a result: the API said the job had
-    /// already finished.
+    /// already finished, or that another worker has taken it over.
     Yielded,
+    /// A second delivery of a job this worker is running: held, not
+    /// started, and settled when the job ends.
+    Adopted,
 }
 
 impl Outcome {
@@ -167,6 +183,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Duplicate => "duplicate",
             Outcome::Yielded => "yielded",
+            Outcome::Adopted => "adopted",
         }
     }
 }
@@ -183,8 +200,9 @@ struct Shared {
     pricing: Arc<Pricing>,
     pool: rayon::ThreadPool,
     settings: WorkerSettings,
-    /// Running jobs, by id: cancelling the token stops the job.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Jobs in this worker's hands (computing, or waiting for the API's
+    /// word), by id.
+    running: Mutex<HashMap<String, RunningJob>>,
     /// Jobs cancelled by the API, most recent last.
     cancelled: Mutex<Recent<()>>,
     /// Jobs the API told this worker to give up (finished elsewhere).
@@ -200,6 +218,39 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("lane", &self.settings.lane).finish_non_exhaustive()
     }
+}
+
+/// A job in this worker's hands.
+struct RunningJob {
+    /// Cancelling it stops the job: a cancel, a yield, the end of the grace.
+    token: CancellationToken,
+    /// The API's answers to this job's starts.
+    answers: mpsc::UnboundedSender<ClaimAnswer>,
+    /// Later deliveries of the same job, held unsettled until it ends and
+    /// then settled as the first one is: if the first delivery's channel
+    /// has died, one of these is what keeps the job safe with the broker.
+    adopted: Vec<Delivery>,
+}
+
+/// The API's word on a start.
+#[derive(Debug)]
+enum ClaimAnswer {
+    Proceed,
+    Wait { runner: String },
+}
+
+/// How a claim ended.
+enum Claimed {
+    Proceed,
+    /// The job's token fired: cancelled, given up, or the grace is over.
+    Stopped,
+}
+
+/// How a job's deliveries are settled when it ends.
+#[derive(Clone, Copy)]
+enum Settle {
+    Ack,
+    Release,
 }
 
 /// A bounded memory of recent keys: the oldest is forgotten first.
@@ -384,7 +435,13 @@ async fn listen_for_control(shared: Arc<Shared>, shutdown: CancellationToken) {
             match serde_json::from_slice::<Control>(&delivery.payload) {
                 Ok(Control::Cancel { job_id }) => shared.cancel(job_id),
                 Ok(Control::Yield { job_id, worker }) if worker == shared.settings.name => shared.give_up(job_id),
-                Ok(Control::Yield { .. }) => {}
+                Ok(Control::Proceed { job_id, worker }) if worker == shared.settings.name => {
+                    shared.answer(&job_id, ClaimAnswer::Proceed);
+                }
+                Ok(Control::Wait { job_id, worker, runner }) if worker == shared.settings.name => {
+                    shared.answer(&job_id, ClaimAnswer::Wait { runner });
+                }
+                Ok(Control::Yield { .. } | Control::Proceed { .. } | Control::Wait { .. }) => {}
                 Err(e) => tracing::warn!(error = %e, "unreadable control message ignored"),
             }
         }
@@ -426,6 +483,15 @@ impl mesh::Observer for JobObserver {
     }
 }
 
+/// How a computation ended.
+enum Worked {
+    Finished(Finish),
+    /// Stopped because `runner` runs the job: the delivery waits.
+    Parked {
+        runner: String,
+    },
+}
+
 /// How a job's work ended, before it is reported.
 enum Finish {
     Report(ResultEvent),
@@ -437,20 +503,28 @@ enum Finish {
 
 impl Shared {
     fn cancel(&self, job_id: String) {
-        if let Some(token) = self.running.lock().expect("running lock poisoned").get(&job_id) {
+        if let Some(job) = self.running.lock().expect("running lock poisoned").get(&job_id) {
             tracing::info!(%job_id, "cancelling a running job");
-            token.cancel();
+            job.token.cancel();
         }
         self.cancelled.lock().expect("cancelled lock poisoned").insert(job_id, ());
     }
 
     /// The API says this job finished already: stop our delivery of it.
     fn give_up(&self, job_id: String) {
-        if let Some(token) = self.running.lock().expect("running lock poisoned").get(&job_id) {
-            tracing::info!(%job_id, "the job finished elsewhere; giving up this delivery");
-            token.cancel();
+        if let Some(job) = self.running.lock().expect("running lock poisoned").get(&job_id) {
+            tracing::info!(%job_id, "the job finished or runs elsewhere; giving up this delivery");
+            job.token.cancel();
         }
         self.yielded.lock().expect("yielded lock poisoned").insert(job_id, ());
+    }
+
+    /// Passes the API's word on a start to the job it is about, if this
+    /// worker still holds it.
+    fn answer(&self, job_id: &str, answer: ClaimAnswer) {
+        if let Some(job) = self.running.lock().expect("running lock poisoned").get(job_id) {
+            let _ = job.answers.send(answer);
+        }
     }
 
     fn has_yielded(&self, job_id: &str) -> bool {
@@ -522,30 +596,38 @@ impl Shared {
             return self.finish(delivery, &job_id, Finish::Report(ResultEvent::Cancelled)).await;
         }
         // Registered before anything is awaited, and checked in the same
-        // step: a second delivery of a job this worker is running (a message
-        // published twice) is acknowledged, never started beside the first,
-        // and never replaces the first one's cancel token. The first
-        // delivery stays unacknowledged until it ends, so nothing is lost.
+        // step: a second delivery of a job this worker holds (a message
+        // published twice, or the broker's redelivery after this worker's
+        // channel died) is never started beside the first and never replaces
+        // its cancel token. It is held, and settled with the first when the
+        // job ends: if the first delivery's channel is gone, this one is
+        // what keeps the job with the broker until then.
         let token = self.hard_stop.child_token();
-        let first = {
+        let (answers_sender, mut answers) = mpsc::unbounded_channel();
+        let delivery = {
             let mut running = self.running.lock().expect("running lock poisoned");
-            let first = !running.contains_key(&job_id);
-            if first {
-                running.insert(job_id.clone(), token.clone());
+            if let Some(held) = running.get_mut(&job_id) {
+                held.adopted.push(delivery);
+                None
+            } else {
+                let job = RunningJob { token: token.clone(), answers: answers_sender, adopted: Vec::new() };
+                running.insert(job_id.clone(), job);
+                Some(delivery)
             }
-            first
         };
-        if !first {
-            tracing::warn!(%job_id, "a second delivery of a job running here; acknowledging it unstarted");
+        let Some(delivery) = delivery else {
+            tracing::warn!(%job_id, "a second delivery of a job held here; holding it until the job ends");
             metrics::counter!("farm_job_duplicates_total", "lane" => self.lane()).increment(1);
-            settle(delivery.ack().await);
-            return Outcome::Duplicate;
-        }
-        let started = ResultEvent::Started { worker: self.settings.name.clone(), deliveries: delivery.delivery_count };
-        if let Err(e) = self.report(&job_id, started).await {
+            return Outcome::Adopted;
+        };
+        // A job delivered before may still be in the hands of the worker that
+        // had it (its connection died, not the worker): it is computed only
+        // once the API says nobody else is at it.
+        let claim = delivery.redelivered || delivery.delivery_count > 0;
+        let deliveries = delivery.delivery_count;
+        if let Err(e) = self.report(&job_id, self.started(deliveries, claim)).await {
             tracing::warn!(%job_id, error = %e, "could not report the start; handing the job back");
-            self.running.lock().expect("running lock poisoned").remove(&job_id);
-            settle(delivery.release().await);
+            self.end(&job_id, delivery, Settle::Release).await;
             return Outcome::Released;
         }
         let queued = (now_ms() - job.submitted_at_ms).max(0) as f64 / 1000.0;
@@ -557,8 +639,22 @@ impl Shared {
         }
         let _in_flight = InFlight::enter(self.lane());
         let started_at = Instant::now();
-        let finish = self.work(&job, token.clone()).await;
-        self.running.lock().expect("running lock poisoned").remove(&job_id);
+        let mut claimed =
+            if claim { self.claim(&job_id, deliveries, &token, &mut answers, false).await } else { Claimed::Proceed };
+        let finish = loop {
+            if let Claimed::Stopped = claimed {
+                break self.stopped(&job_id);
+            }
+            // Boxed: the computation's future is large, and the delivery's task
+            // would otherwise carry it on its stack.
+            match Box::pin(self.work(&job, &token, &mut answers)).await {
+                Worked::Finished(finish) => break finish,
+                Worked::Parked { runner } => {
+                    tracing::info!(%job_id, %runner, "another worker runs this job; stopped, waiting for it to end");
+                    claimed = self.claim(&job_id, deliveries, &token, &mut answers, true).await;
+                }
+            }
+        };
         metrics::histogram!("farm_job_compute_seconds", "lane" => self.lane())
             .record(started_at.elapsed().as_secs_f64());
         let outcome = self.finish(delivery, &job_id, finish).await;
@@ -573,25 +669,68 @@ impl Shared {
         outcome
     }
 
-    /// Fetches and prices the job, reporting progress as it goes.
-    async fn work(&self, job: &JobMessage, token: CancellationToken) -> Finish {
-        let deadline = Instant::now() + self.settings.deadline;
-        let progress = Arc::new(AtomicU16::new(Stage::Fetching.pack(0)));
-        let heartbeat_done = CancellationToken::new();
-        let (event, ()) = tokio::join!(
-            async {
-                let event = self.fetch_and_price(job, token.clone(), deadline, progress.clone()).await;
-                heartbeat_done.cancel();
-                event
-            },
-            self.heartbeat(&job.job_id, progress.clone(), heartbeat_done.clone()),
-        );
-        match event {
-            None if self.has_yielded(&job.job_id) => Finish::Yield,
-            Some(event) => Finish::Report(event),
-            None if self.is_cancelled(&job.job_id) => Finish::Report(ResultEvent::Cancelled),
-            None if self.hard_stop.is_cancelled() => Finish::HandBack,
-            None => Finish::Report(ResultEvent::Failed {
+    fn started(&self, deliveries: u64, claim: bool) -> ResultEvent {
+        ResultEvent::Started { worker: self.settings.name.clone(), deliveries, claim }
+    }
+
+    /// Asks the API, until it answers, whether this worker may compute the
+    /// job. While another worker runs it and reports, the delivery is held
+    /// and the question asked again every `claim_recheck`; that worker's
+    /// result ends the wait with a yield, its silence with a proceed. With
+    /// no answer at all for `claim_patience` (the API is down, or older),
+    /// the job is computed: two computations at once are wasted work, never
+    /// a wrong result, and a stalled worker would be worse.
+    async fn claim(
+        &self,
+        job_id: &str,
+        deliveries: u64,
+        token: &CancellationToken,
+        answers: &mut mpsc::UnboundedReceiver<ClaimAnswer>,
+        ask_first: bool,
+    ) -> Claimed {
+        let mut heard_at = Instant::now();
+        let mut ask = ask_first;
+        loop {
+            if ask && let Err(e) = self.report(job_id, self.started(deliveries, true)).await {
+                tracing::warn!(%job_id, error = %e, "could not ask the API about a redelivered job; asking again");
+            }
+            ask = true;
+            let next = tokio::time::Instant::now() + self.settings.claim_recheck;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return Claimed::Stopped,
+                    _ = tokio::time::sleep_until(next) => break,
+                    answer = answers.recv() => match answer {
+                        Some(ClaimAnswer::Proceed) | None => {
+                            metrics::counter!("farm_job_claims_total", "lane" => self.lane(), "answer" => "proceed").increment(1);
+                            return Claimed::Proceed;
+                        }
+                        Some(ClaimAnswer::Wait { runner }) => {
+                            metrics::counter!("farm_job_claims_total", "lane" => self.lane(), "answer" => "wait").increment(1);
+                            tracing::debug!(%job_id, %runner, "the job's runner still reports; waiting");
+                            heard_at = Instant::now();
+                        }
+                    },
+                }
+            }
+            if heard_at.elapsed() >= self.settings.claim_patience {
+                tracing::warn!(%job_id, "no word from the API on a redelivered job; computing it");
+                metrics::counter!("farm_job_claims_total", "lane" => self.lane(), "answer" => "none").increment(1);
+                return Claimed::Proceed;
+            }
+        }
+    }
+
+    /// How a job stopped by its token ends.
+    fn stopped(&self, job_id: &str) -> Finish {
+        if self.has_yielded(job_id) {
+            Finish::Yield
+        } else if self.is_cancelled(job_id) {
+            Finish::Report(ResultEvent::Cancelled)
+        } else if self.hard_stop.is_cancelled() {
+            Finish::HandBack
+        } else {
+            Finish::Report(ResultEvent::Failed {
                 error: JobFailure::new(
                     FailureKind::DeadlineExceeded,
                     format!(
@@ -600,7 +739,61 @@ impl Shared {
                         self.settings.deadline.as_secs_f64()
                     ),
                 ),
-            }),
+            })
+        }
+    }
+
+    /// Removes the job from this worker's hands and settles its delivery
+    /// and every delivery adopted beside it.
+    async fn end(&self, job_id: &str, delivery: Delivery, how: Settle) {
+        let adopted = self.running.lock().expect("running lock poisoned").remove(job_id).map(|job| job.adopted);
+        for delivery in std::iter::once(delivery).chain(adopted.unwrap_or_default()) {
+            settle(match how {
+                Settle::Ack => delivery.ack().await,
+                Settle::Release => delivery.release().await,
+            });
+        }
+    }
+
+    /// Fetches and prices the job, reporting progress as it goes. The API's
+    /// word that another worker runs the job (a message sent twice) stops
+    /// the computation and parks the job.
+    async fn work(
+        &self,
+        job: &JobMessage,
+        token: &CancellationToken,
+        answers: &mut mpsc::UnboundedReceiver<ClaimAnswer>,
+    ) -> Worked {
+        let deadline = Instant::now() + self.settings.deadline;
+        let compute = token.child_token();
+        let progress = Arc::new(AtomicU16::new(Stage::Fetching.pack(0)));
+        let heartbeat_done = CancellationToken::new();
+        let priced = async {
+            let event = self.fetch_and_price(job, compute.clone(), deadline, progress.clone()).await;
+            heartbeat_done.cancel();
+            event
+        };
+        let priced =
+            async { tokio::join!(priced, self.heartbeat(&job.job_id, progress.clone(), heartbeat_done.clone())).0 };
+        tokio::pin!(priced);
+        let mut parked = None;
+        let event = loop {
+            tokio::select! {
+                event = &mut priced => break event,
+                Some(answer) = answers.recv(), if parked.is_none() => {
+                    // Stopped, and waited for: its memory is freed before the
+                    // job is parked.
+                    if let ClaimAnswer::Wait { runner } = answer {
+                        parked = Some(runner);
+                        compute.cancel();
+                    }
+                }
+            }
+        };
+        match (event, parked) {
+            (Some(event), _) => Worked::Finished(Finish::Report(event)),
+            (None, Some(runner)) if !token.is_cancelled() => Worked::Parked { runner },
+            (None, _) => Worked::Finished(self.stopped(&job.job_id)),
         }
     }
 
@@ -708,7 +901,8 @@ impl Shared {
             if last != Some(now) || last_sent.elapsed() >= self.settings.heartbeat {
                 let (stage, percent) = Stage::unpack(now);
                 // A lost heartbeat is only late news; the next one follows.
-                if self.report(job_id, ResultEvent::Progress { stage, percent }).await.is_ok() {
+                let event = ResultEvent::Progress { stage, percent, worker: self.settings.name.clone() };
+                if self.report(job_id, event).await.is_ok() {
                     last = Some(now);
                     last_sent = Instant::now();
                 }
@@ -721,11 +915,11 @@ impl Shared {
     async fn finish(&self, delivery: Delivery, job_id: &str, finish: Finish) -> Outcome {
         let event = match finish {
             Finish::HandBack => {
-                settle(delivery.release().await);
+                self.end(job_id, delivery, Settle::Release).await;
                 return Outcome::Released;
             }
             Finish::Yield => {
-                settle(delivery.ack().await);
+                self.end(job_id, delivery, Settle::Ack).await;
                 return Outcome::Yielded;
             }
             Finish::Report(event) => event,
@@ -745,7 +939,7 @@ impl Shared {
                 Err(e) => {
                     if self.hard_stop.is_cancelled() {
                         tracing::warn!(%job_id, error = %e, "could not publish the result before stopping; handing the job back");
-                        settle(delivery.release().await);
+                        self.end(job_id, delivery, Settle::Release).await;
                         return Outcome::Released;
                     }
                     let wait = self.settings.retry.backoff(attempt.min(8));
@@ -763,7 +957,7 @@ impl Shared {
         self.finished.lock().expect("finished lock poisoned").insert(job_id.to_string(), event);
         // If the ack is lost with its connection, the broker redelivers the
         // job; `finished` then answers it without computing it again.
-        settle(delivery.ack().await);
+        self.end(job_id, delivery, Settle::Ack).await;
         outcome
     }
 

@@ -119,7 +119,7 @@ impl JobRow {
 }
 
 /// What applying a result did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The job's row changed.
     Changed,
@@ -129,9 +129,17 @@ pub enum Applied {
     StartedCancelled,
     /// A worker started a job that has finished: it must give it up.
     StartedFinished,
-    /// A worker started a job already running (a redelivery after a worker
-    /// died or lost its connection, or a message sent twice): recorded.
+    /// A worker took over a job whose runner had gone silent (a worker that
+    /// died, or lost its connection for longer than the stale limit):
+    /// recorded as a second start.
     StartedAgain,
+    /// A worker started a job that `runner` is running and reporting on (a
+    /// redelivery after a lost connection, or a message sent twice):
+    /// nothing changed, and the worker must wait.
+    RunningElsewhere { runner: String },
+    /// Progress from a worker that is not the job's runner (another took the
+    /// job over): it must give the job up.
+    NotTheRunner { runner: String },
 }
 
 /// What a cancellation did.

@@ -6,6 +6,8 @@
 //! They are here, named, rather than hidden in the jobs' SQL: whoever reads
 //! `apply_result` sees every table it writes.
 
+use std::time::Duration;
+
 use scheduler::{FailureKind, ResultEvent, ResultMessage};
 use sqlx::Row;
 
@@ -48,6 +50,12 @@ impl Store {
                 failed += 1;
             } else {
                 insert_outbox(&mut tx, jobs_destination(job.lane), &job.job_id, &payload_of(&job), now_ms).await?;
+                // Its runner was in the process that stopped: the next start
+                // takes it over at once instead of waiting for it to go stale.
+                sqlx::query("UPDATE pricing_jobs SET worker = NULL WHERE job_id = $1 AND status = 'running'")
+                    .bind(&job.job_id)
+                    .execute(&mut *tx)
+                    .await?;
                 requeued += 1;
             }
         }
@@ -69,20 +77,59 @@ impl Store {
     /// forward (queued, running, then succeeded, failed or cancelled), so a
     /// redelivered or out-of-order event changes nothing. Each change is
     /// written to the job's events in the same transaction.
-    pub async fn apply_result(&self, message: &ResultMessage) -> Result<Applied, StoreError> {
+    ///
+    /// A job has one runner at a time. A start from another worker while the
+    /// runner has reported within `stale_after` (judged at the start's own
+    /// time) changes nothing and is answered [`Applied::RunningElsewhere`];
+    /// once the runner is silent that long, the start takes the job over.
+    pub async fn apply_result(&self, message: &ResultMessage, stale_after: Duration) -> Result<Applied, StoreError> {
         let at = message.at_ms;
         let job_id = &message.job_id;
         let mut tx = self.begin_write().await?;
         let (done, event) = match &message.event {
-            ResultEvent::Started { worker, deliveries } => {
+            ResultEvent::Started { worker, deliveries, .. } => {
                 let deliveries = i64::try_from(*deliveries).unwrap_or(i64::MAX).saturating_add(1);
-                let before = sqlx::query("SELECT status FROM pricing_jobs WHERE job_id = $1")
-                    .bind(job_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get::<Text<JobStatus>, _>("status"))
-                    .transpose()?
-                    .map(|Text(status)| status);
+                let before = sqlx::query(
+                    "SELECT status, worker, deliveries, \
+                            COALESCE(heartbeat_at_ms, started_at_ms, updated_at_ms) AS heard_at_ms \
+                     FROM pricing_jobs WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| -> Result<_, sqlx::Error> {
+                    let Text(status) = r.try_get::<Text<JobStatus>, _>("status")?;
+                    let runner: Option<String> = r.try_get("worker")?;
+                    let heard_at_ms: Option<i64> = r.try_get("heard_at_ms")?;
+                    let counted: i64 = r.try_get("deliveries")?;
+                    Ok((status, runner.unwrap_or_default(), heard_at_ms.unwrap_or(0), counted))
+                })
+                .transpose()?;
+                if let Some((JobStatus::Running, runner, heard_at_ms, counted)) = &before {
+                    if runner == worker && deliveries <= *counted {
+                        // The runner asking again (its answer was lost): it
+                        // is alive, and nothing else changes. (A later
+                        // delivery under the same name is a process that
+                        // restarted in its place: a start like any other.)
+                        sqlx::query(
+                            "UPDATE pricing_jobs SET heartbeat_at_ms = $2 \
+                             WHERE job_id = $1 AND (heartbeat_at_ms IS NULL OR heartbeat_at_ms < $2)",
+                        )
+                        .bind(job_id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        return Ok(Applied::Changed);
+                    }
+                    // No runner named: the farm that ran it restarted (see
+                    // `requeue_unfinished`), so nobody is at it.
+                    let silent_since = at.saturating_sub(stale_after.as_millis() as i64);
+                    if !runner.is_empty() && runner != worker && *heard_at_ms >= silent_since {
+                        tx.commit().await?;
+                        return Ok(Applied::RunningElsewhere { runner: runner.clone() });
+                    }
+                }
                 let done = sqlx::query(
                     "UPDATE pricing_jobs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2), \
                             heartbeat_at_ms = $2, updated_at_ms = $2, worker = $3, stage = 'fetching', percent = 0, \
@@ -97,36 +144,54 @@ impl Store {
                 .await?;
                 if done.rows_affected() == 0 {
                     tx.commit().await?;
-                    return Ok(match before {
+                    return Ok(match before.map(|(status, ..)| status) {
                         Some(JobStatus::Cancelled) => Applied::StartedCancelled,
                         Some(JobStatus::Succeeded | JobStatus::Failed) => Applied::StartedFinished,
                         _ => Applied::Stale,
                     });
                 }
-                if before == Some(JobStatus::Running) {
-                    // Recorded like any start (the newest delivery is the one
-                    // that will report), and counted: two computations of
-                    // one job at once, or one after a worker died.
+                if matches!(before, Some((JobStatus::Running, ..))) {
+                    // Taken over from a runner gone silent (a worker that
+                    // died): recorded like any start, and counted.
                     insert_event(&mut tx, job_id, "started", at).await?;
                     tx.commit().await?;
                     return Ok(Applied::StartedAgain);
                 }
                 (done, "started")
             }
-            ResultEvent::Progress { stage, percent } => {
-                // Progress is not an event worth a row of its own.
+            ResultEvent::Progress { stage, percent, worker } => {
+                // Progress is not an event worth a row of its own. Only the
+                // runner's keeps the job alive; an older worker's (no name)
+                // is taken for the runner's.
                 let done = sqlx::query(
                     "UPDATE pricing_jobs SET stage = $2, percent = $3, heartbeat_at_ms = $4 \
-                     WHERE job_id = $1 AND status = 'running' AND (heartbeat_at_ms IS NULL OR heartbeat_at_ms <= $4)",
+                     WHERE job_id = $1 AND status = 'running' AND (heartbeat_at_ms IS NULL OR heartbeat_at_ms <= $4) \
+                       AND ($5 = '' OR worker IS NULL OR worker = $5)",
                 )
                 .bind(job_id)
                 .bind(stage.as_str())
                 .bind(i64::from(*percent))
                 .bind(at)
+                .bind(worker)
                 .execute(&mut *tx)
                 .await?;
+                if done.rows_affected() == 1 {
+                    tx.commit().await?;
+                    return Ok(Applied::Changed);
+                }
+                // A worker still computing a job another has taken over.
+                let runner = sqlx::query("SELECT worker FROM pricing_jobs WHERE job_id = $1 AND status = 'running'")
+                    .bind(job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get::<Option<String>, _>("worker"))
+                    .transpose()?
+                    .flatten();
                 tx.commit().await?;
-                return Ok(if done.rows_affected() == 1 { Applied::Changed } else { Applied::Stale });
+                return Ok(match runner {
+                    Some(runner) if !worker.is_empty() && runner != *worker => Applied::NotTheRunner { runner },
+                    _ => Applied::Stale,
+                });
             }
             ResultEvent::Succeeded { quote, quote_key } => {
                 let document = serde_json::to_string(quote).expect("quote documents always serialize");

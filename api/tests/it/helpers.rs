@@ -91,6 +91,7 @@ pub(crate) fn test_worker(lane: scheduler::Lane) -> WorkerSettings {
     WorkerSettings {
         compute_threads: 1,
         heartbeat: Duration::from_millis(100),
+        claim_recheck: Duration::from_millis(100),
         grace: Duration::from_secs(5),
         ..WorkerSettings::for_lane(lane)
     }

@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use api::ApiSettings;
-use scheduler::{FaultInjection, Lane, Outgoing, WorkerSettings};
+use scheduler::{FaultInjection, Lane, Outgoing, ResultEvent, ResultMessage, Stage, WorkerSettings};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{cube_stl, spawn_farm, test_worker};
 
@@ -265,4 +266,117 @@ async fn twelve_slow_jobs_at_once_on_sqlite_each_run_once() {
         assert_eq!(events, vec!["queued", "started", "succeeded"], "{job_id} ran once");
     }
     app.stop().await;
+}
+
+/// Takes the job's delivery off the fast queue as a worker named "ghost"
+/// would, and tells the API that it runs the job; then gives the delivery
+/// back, as the broker does when a worker's connection dies while the
+/// worker goes on computing. The ghost's progress keeps it alive until
+/// `silent` fires.
+async fn ghost_runs(app: &crate::helpers::TestApp, job_id: &str, silent: CancellationToken) {
+    let mut consumer = app.broker.consume(&app.topology.fast, 1).await.unwrap();
+    let delivery = consumer.next().await.unwrap().unwrap();
+    consumer.cancel().await;
+    let started = ResultEvent::Started { worker: "ghost".into(), deliveries: 0, claim: false };
+    ghost_says(app, job_id, started).await;
+    app.wait_until(job_id, "run by the ghost", |j| j["status"] == "running" && j["worker"] == "ghost").await;
+    let (broker, topology, job) = (app.broker.clone(), app.topology.clone(), job_id.to_string());
+    tokio::spawn(async move {
+        while !silent.is_cancelled() {
+            let progress = ResultEvent::Progress { stage: Stage::Analysing, percent: 10, worker: "ghost".into() };
+            let message = ResultMessage { job_id: job.clone(), event: progress, at_ms: scheduler::messages::now_ms() };
+            let payload = serde_json::to_vec(&message).unwrap();
+            let _ = broker.publish(&topology.results, &Outgoing::new(payload)).await;
+            tokio::select! {
+                _ = silent.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    });
+    delivery.release().await.unwrap();
+}
+
+async fn ghost_says(app: &crate::helpers::TestApp, job_id: &str, event: ResultEvent) {
+    let message = ResultMessage { job_id: job_id.into(), event, at_ms: scheduler::messages::now_ms() };
+    let payload = serde_json::to_vec(&message).unwrap();
+    app.broker.publish(&app.topology.results, &Outgoing::new(payload).with_id(job_id)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivered_job_waits_while_its_first_worker_reports_and_is_given_up_when_that_worker_finishes() {
+    let model = cube_stl(21.0);
+    let mut app = spawn_farm(ApiSettings::default(), Vec::new()).await;
+    let job_id = app.submit(model.clone()).await;
+    let silent = CancellationToken::new();
+    ghost_runs(&app, &job_id, silent.clone()).await;
+    app.add_worker(test_worker(Lane::Fast)).await;
+    // The redelivery is held, not computed, for as long as the ghost reports.
+    app.wait_for_metrics(&["farm_job_claims_total{lane=\"fast\",answer=\"wait\"}"]).await;
+    app.wait_for_metrics(&["farm_jobs_held_back_total{computing=\"no\"}"]).await;
+    let job = app.get(&format!("/v1/pricing-jobs/{job_id}")).await.1;
+    assert_eq!((status(&job), &job["worker"], &job["deliveries"]), ("running", &Value::from("ghost"), &Value::from(1)));
+    // The ghost finishes: the held delivery is given up, never computed.
+    let quote = scheduler::Pricing::default()
+        .price_bytes(&model, &calculator::QuoteRequest::new("pla", 1), mesh::AnalysisOptions::default())
+        .unwrap();
+    ghost_says(&app, &job_id, ResultEvent::Succeeded { quote: Box::new(quote), quote_key: None }).await;
+    silent.cancel();
+    let done = app.wait_for_job(&job_id).await;
+    assert_eq!((status(&done), &done["worker"]), ("succeeded", &Value::from("ghost")), "{done}");
+    // The API never let it start: a start it allowed is a row of its own.
+    let events = app.store.job_events(&job_id).await.unwrap();
+    assert_eq!(events, vec!["queued", "started", "succeeded"], "one start, one result");
+    assert_given_up(app).await;
+}
+
+/// Waits until no delivery of the fast lane is held (the held one was
+/// settled), checks that none went back to the queue, and stops the app.
+async fn assert_given_up(app: crate::helpers::TestApp) {
+    let scheduler::Broker::Memory(broker) = app.broker.clone() else { unreachable!("the tests' queue is in process") };
+    let queue = app.topology.fast.clone();
+    let settled =
+        testkit::wait_until(Duration::from_secs(30), || async { (broker.unsettled(&queue) == 0).then_some(()) });
+    assert!(settled.await.is_some(), "a delivery is still held: {} unsettled", broker.unsettled(&queue));
+    assert_eq!(broker.depth(&queue), 0, "the held delivery was handed back, not given up");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_job_is_taken_over_once_its_first_worker_goes_silent() {
+    let model = cube_stl(22.0);
+    let settings = ApiSettings { heartbeat_stale_after: Duration::from_secs(1), ..ApiSettings::default() };
+    let mut app = spawn_farm(settings, Vec::new()).await;
+    let job_id = app.submit(model).await;
+    let silent = CancellationToken::new();
+    ghost_runs(&app, &job_id, silent.clone()).await;
+    app.add_worker(test_worker(Lane::Fast)).await;
+    app.wait_for_metrics(&["farm_job_claims_total{lane=\"fast\",answer=\"wait\"}"]).await;
+    // The ghost dies: a second later its job is the waiting worker's.
+    silent.cancel();
+    let done = app.wait_for_job(&job_id).await;
+    assert_eq!(status(&done), "succeeded", "{done}");
+    assert_ne!(done["worker"], "ghost", "{done}");
+    app.wait_for_metrics(&["farm_jobs_started_again_total{while=\"running\"}"]).await;
+    let events = app.store.job_events(&job_id).await.unwrap();
+    assert_eq!(events, vec!["queued", "started", "started", "succeeded"], "taken over once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_sent_twice_is_stopped_on_the_second_worker_while_the_first_runs_it() {
+    let model = cube_stl(23.0);
+    let first = WorkerSettings { slots: 1, ..slowed(Lane::Fast, &model_id(&model), Duration::from_secs(2)) };
+    let mut app = spawn_farm(ApiSettings::default(), vec![first]).await;
+    let job_id = app.submit(model.clone()).await;
+    let running = app.wait_until(&job_id, "started", |j| j["stage"] == "analysing").await;
+    // A second worker that would take a minute over it gets a copy.
+    app.add_worker(WorkerSettings { slots: 1, ..slowed(Lane::Fast, &model_id(&model), Duration::from_secs(60)) }).await;
+    send_again(&app, &running, &app.topology.fast).await;
+    app.wait_for_metrics(&["farm_jobs_held_back_total{computing=\"yes\"}"]).await;
+    let done = app.wait_for_job(&job_id).await;
+    assert_eq!((status(&done), &done["worker"]), ("succeeded", &running["worker"]), "{done}");
+    let events = app.store.job_events(&job_id).await.unwrap();
+    assert_eq!(events, vec!["queued", "started", "succeeded"], "started once, finished once");
+    // The copy is given up once the first worker's result is in.
+    assert_given_up(app).await;
 }

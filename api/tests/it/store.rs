@@ -30,8 +30,19 @@ fn sample_quote() -> QuoteDoc {
 }
 
 fn started() -> ResultEvent {
-    ResultEvent::Started { worker: "w1".into(), deliveries: 0 }
+    started_by("w1")
 }
+
+fn started_by(worker: &str) -> ResultEvent {
+    ResultEvent::Started { worker: worker.into(), deliveries: 0, claim: false }
+}
+
+fn progress_of(worker: &str) -> ResultEvent {
+    ResultEvent::Progress { stage: Stage::Slicing, percent: 50, worker: worker.into() }
+}
+
+/// How long a runner may be silent before another worker may take its job.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Publishes every unsent outbox row, as the relay would.
 async fn relay_all(store: &Store, at_ms: i64) -> Vec<String> {
@@ -102,46 +113,87 @@ async fn a_job_and_its_outbox_row_are_written_together_and_relayed_once() {
 }
 
 #[tokio::test]
+async fn a_job_has_one_runner_until_it_goes_silent() {
+    on_each_engine(async |store: Store| {
+        seed_job(&store, "r1").await;
+        let event = |event: ResultEvent, at_ms: i64| ResultMessage { job_id: "r1".into(), event, at_ms };
+        let stale_ms = STALE_AFTER.as_millis() as i64;
+        assert_eq!(store.apply_result(&event(started_by("a"), 1_000), STALE_AFTER).await.unwrap(), Applied::Changed);
+        assert_eq!(store.apply_result(&event(progress_of("a"), 5_000), STALE_AFTER).await.unwrap(), Applied::Changed);
+        // A redelivery to b while a still reports: b waits, nothing changes.
+        let b_starts = |at_ms| event(started_by("b"), at_ms);
+        let waits = Applied::RunningElsewhere { runner: "a".into() };
+        assert_eq!(store.apply_result(&b_starts(5_000 + stale_ms), STALE_AFTER).await.unwrap(), waits);
+        let job = store.job("r1").await.unwrap().unwrap();
+        assert_eq!((job.worker.as_deref(), job.deliveries, job.heartbeat_at_ms), (Some("a"), 1, Some(5_000)));
+        // b's own progress (it had begun before it was told) keeps nobody alive.
+        let b_progress = event(progress_of("b"), 6_000);
+        let not_b = Applied::NotTheRunner { runner: "a".into() };
+        assert_eq!(store.apply_result(&b_progress, STALE_AFTER).await.unwrap(), not_b);
+        // Once a is silent past the limit, b takes the job over.
+        let later = 5_001 + stale_ms;
+        assert_eq!(store.apply_result(&b_starts(later), STALE_AFTER).await.unwrap(), Applied::StartedAgain);
+        let job = store.job("r1").await.unwrap().unwrap();
+        assert_eq!((job.worker.as_deref(), job.deliveries, job.heartbeat_at_ms), (Some("b"), 2, Some(later)));
+        // a comes back: it is told that it is no longer the runner.
+        let a_progress = event(progress_of("a"), later + 1);
+        assert_eq!(
+            store.apply_result(&a_progress, STALE_AFTER).await.unwrap(),
+            Applied::NotTheRunner { runner: "b".into() }
+        );
+        assert_eq!(store.job_events("r1").await.unwrap(), vec!["queued", "started", "started"]);
+        // The in-process queue's restart forgets the runner with the process
+        // it was in: the next start takes over at once.
+        assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 10, later + 2).await.unwrap(), (1, 0));
+        assert_eq!(
+            store.apply_result(&event(started_by("c"), later + 3), STALE_AFTER).await.unwrap(),
+            Applied::StartedAgain
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn results_apply_once_and_never_move_a_job_backwards() {
     on_each_engine(async |store: Store| {
         seed_job(&store, "j2").await;
         let event = |event: ResultEvent, at_ms: i64| ResultMessage { job_id: "j2".into(), event, at_ms };
         let quote = sample_quote();
-        assert_eq!(store.apply_result(&event(started(), 11)).await.unwrap(), Applied::Changed);
-        let progress = event(ResultEvent::Progress { stage: Stage::Slicing, percent: 80 }, 12);
-        assert_eq!(store.apply_result(&progress).await.unwrap(), Applied::Changed);
+        assert_eq!(store.apply_result(&event(started(), 11), STALE_AFTER).await.unwrap(), Applied::Changed);
+        let progress = event(ResultEvent::Progress { stage: Stage::Slicing, percent: 80, worker: String::new() }, 12);
+        assert_eq!(store.apply_result(&progress, STALE_AFTER).await.unwrap(), Applied::Changed);
         let job = store.job("j2").await.unwrap().unwrap();
         assert_eq!((job.status.as_str(), job.stage.as_deref(), job.percent), ("running", Some("slicing"), Some(80)));
         assert_eq!((job.heartbeat_at_ms, job.deliveries, job.worker.as_deref()), (Some(12), 1, Some("w1")));
         // A late heartbeat does not move the clock back.
-        let late = event(ResultEvent::Progress { stage: Stage::Parsing, percent: 20 }, 11);
-        assert_eq!(store.apply_result(&late).await.unwrap(), Applied::Stale);
-        // A second start while it runs (a redelivery) is recorded and told apart.
-        assert_eq!(store.apply_result(&event(started(), 12)).await.unwrap(), Applied::StartedAgain);
+        let late = event(ResultEvent::Progress { stage: Stage::Parsing, percent: 20, worker: String::new() }, 11);
+        assert_eq!(store.apply_result(&late, STALE_AFTER).await.unwrap(), Applied::Stale);
+        // The runner's own start again (an answer it did not get) changes nothing.
+        assert_eq!(store.apply_result(&event(started(), 12), STALE_AFTER).await.unwrap(), Applied::Changed);
 
         let key = Some("v1|model|pla|1".to_string());
         let done = event(ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: key }, 13);
-        assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Changed);
+        assert_eq!(store.apply_result(&done, STALE_AFTER).await.unwrap(), Applied::Changed);
         // Redelivered and late events are stale.
-        assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Stale);
+        assert_eq!(store.apply_result(&done, STALE_AFTER).await.unwrap(), Applied::Stale);
         assert_eq!(
-            store.apply_result(&event(started(), 14)).await.unwrap(),
+            store.apply_result(&event(started(), 14), STALE_AFTER).await.unwrap(),
             Applied::StartedFinished,
             "its worker must be told to give it up"
         );
         let failed =
             event(ResultEvent::Failed { error: JobFailure::new(scheduler::FailureKind::Internal, "late") }, 15);
-        assert_eq!(store.apply_result(&failed).await.unwrap(), Applied::Stale);
-        assert_eq!(store.apply_result(&progress).await.unwrap(), Applied::Stale);
+        assert_eq!(store.apply_result(&failed, STALE_AFTER).await.unwrap(), Applied::Stale);
+        assert_eq!(store.apply_result(&progress, STALE_AFTER).await.unwrap(), Applied::Stale);
 
         let job = store.job("j2").await.unwrap().unwrap();
         assert_eq!((job.status.as_str(), job.updated_at_ms, job.error), ("succeeded", 13, None));
         assert_eq!((job.started_at_ms, job.finished_at_ms, job.stage), (Some(11), Some(13), None));
         let stored: QuoteDoc = serde_json::from_str(job.quote.as_deref().unwrap()).unwrap();
         assert_eq!(stored, quote);
-        // One effect per change: the duplicates left no trace; the second
-        // start is a row of its own, so a job computed twice shows.
-        assert_eq!(store.job_events("j2").await.unwrap(), vec!["queued", "started", "started", "succeeded"]);
+        // One effect per change: the duplicates and the runner's second word
+        // left no trace (a start by another worker would be a row of its own).
+        assert_eq!(store.job_events("j2").await.unwrap(), vec!["queued", "started", "succeeded"]);
         // The succeeded job's quote now answers its key, and only its key.
         assert_eq!(store.cached_quote("v1|model|pla|1").await.unwrap(), job.quote);
         assert_eq!(store.cached_quote("v2|model|pla|1").await.unwrap(), None);
@@ -174,20 +226,27 @@ async fn cancelling_a_queued_job_drops_its_unsent_row_and_a_relayed_one_tells_th
 
         seed_job(&store, "c2").await;
         relay_all(&store, 21).await;
-        store.apply_result(&ResultMessage { job_id: "c2".into(), event: started(), at_ms: 22 }).await.unwrap();
+        store
+            .apply_result(&ResultMessage { job_id: "c2".into(), event: started(), at_ms: 22 }, STALE_AFTER)
+            .await
+            .unwrap();
         assert_eq!(store.cancel_job("c2", "{}", 23).await.unwrap(), Cancelled::Now { was: "running".into() });
         assert_eq!(relay_all(&store, 24).await, vec!["control"], "a job in a worker's hands gets a broadcast");
         let job = store.job("c2").await.unwrap().unwrap();
         assert_eq!((job.status.as_str(), job.finished_at_ms), ("cancelled", Some(23)));
         // A worker that missed the broadcast and starts it learns again.
         let late = ResultMessage { job_id: "c2".into(), event: started(), at_ms: 25 };
-        assert_eq!(store.apply_result(&late).await.unwrap(), Applied::StartedCancelled);
+        assert_eq!(store.apply_result(&late, STALE_AFTER).await.unwrap(), Applied::StartedCancelled);
         let done = ResultMessage {
             job_id: "c2".into(),
             event: ResultEvent::Succeeded { quote: Box::new(sample_quote()), quote_key: None },
             at_ms: 26,
         };
-        assert_eq!(store.apply_result(&done).await.unwrap(), Applied::Stale, "a cancelled job stays cancelled");
+        assert_eq!(
+            store.apply_result(&done, STALE_AFTER).await.unwrap(),
+            Applied::Stale,
+            "a cancelled job stays cancelled"
+        );
         assert_eq!(
             store.cancel_job("c2", "{}", 27).await.unwrap(),
             Cancelled::AlreadyEnded { status: "cancelled".into() }
@@ -270,10 +329,10 @@ async fn unfinished_jobs_are_requeued_for_a_forgetful_broker_until_the_delivery_
         for (n, at) in [(0, 34), (1, 35), (2, 36)] {
             let start = ResultMessage {
                 job_id: "j3".into(),
-                event: ResultEvent::Started { worker: "w".into(), deliveries: n },
+                event: ResultEvent::Started { worker: "w".into(), deliveries: n, claim: false },
                 at_ms: at,
             };
-            store.apply_result(&start).await.unwrap();
+            store.apply_result(&start, STALE_AFTER).await.unwrap();
         }
         assert_eq!(store.job("j3").await.unwrap().unwrap().deliveries, 3);
         assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 3, 37).await.unwrap(), (0, 1));
@@ -291,7 +350,10 @@ async fn ages_and_stale_jobs_are_counted_per_lane() {
         seed_job(&store, "a1").await;
         assert_eq!(store.oldest_queued_age(Lane::Fast, 1010).await.unwrap(), 1000);
         assert_eq!(store.oldest_queued_age(Lane::Slow, 1010).await.unwrap(), 0);
-        store.apply_result(&ResultMessage { job_id: "a1".into(), event: started(), at_ms: 100 }).await.unwrap();
+        store
+            .apply_result(&ResultMessage { job_id: "a1".into(), event: started(), at_ms: 100 }, STALE_AFTER)
+            .await
+            .unwrap();
         assert_eq!(store.stale_running(50).await.unwrap(), 0);
         assert_eq!(store.stale_running(101).await.unwrap(), 1, "no word since 100");
     })
@@ -351,10 +413,13 @@ async fn the_list_reads_a_priced_orders_facts_without_its_quote_on_each_engine()
             .create_order(&api::orders::store::NewOrder { order_id: "o-job".into(), now_ms: 31, ..order }, queued)
             .await
             .unwrap();
-        store.apply_result(&ResultMessage { job_id: "l3".into(), event: started(), at_ms: 32 }).await.unwrap();
+        store
+            .apply_result(&ResultMessage { job_id: "l3".into(), event: started(), at_ms: 32 }, STALE_AFTER)
+            .await
+            .unwrap();
         quote.print_time_s += 60.0;
         let done = ResultEvent::Succeeded { quote: Box::new(quote.clone()), quote_key: None };
-        store.apply_result(&ResultMessage { job_id: "l3".into(), event: done, at_ms: 33 }).await.unwrap();
+        store.apply_result(&ResultMessage { job_id: "l3".into(), event: done, at_ms: 33 }, STALE_AFTER).await.unwrap();
 
         let filter = api::orders::store::OrderFilter::default();
         let listed = store.list_page(&filter, None, 10).await.unwrap();
@@ -419,7 +484,7 @@ async fn parts_priced_at_the_same_moment_price_their_order() {
                     at_ms: 20,
                 };
                 let store = store.clone();
-                tokio::spawn(async move { store.apply_result(&done).await.unwrap() })
+                tokio::spawn(async move { store.apply_result(&done, STALE_AFTER).await.unwrap() })
             });
             for applied in futures_util::future::join_all(results).await {
                 assert_eq!(applied.unwrap(), Applied::Changed);
@@ -457,7 +522,10 @@ async fn order_of_parts(store: &Store, order_id: &str, terms: &calculator::order
         } else {
             ResultEvent::Failed { error: JobFailure::new(scheduler::FailureKind::Internal, "broken") }
         };
-        store.apply_result(&ResultMessage { job_id: format!("{order_id}p{p}"), event, at_ms: 20 }).await.unwrap();
+        store
+            .apply_result(&ResultMessage { job_id: format!("{order_id}p{p}"), event, at_ms: 20 }, STALE_AFTER)
+            .await
+            .unwrap();
     }
 }
 

@@ -27,6 +27,8 @@ struct Queue {
     messages: Mutex<VecDeque<Message>>,
     arrived: Notify,
     consumers: AtomicU64,
+    /// Delivered and not yet acknowledged, handed back or dead-lettered.
+    unsettled: AtomicU64,
 }
 
 impl Queue {
@@ -115,6 +117,12 @@ impl MemoryBroker {
         QueueStats { messages, consumers: queue.consumers.load(Ordering::Relaxed) }
     }
 
+    /// Messages of `queue` delivered and not yet settled: what a consumer
+    /// holds.
+    pub fn unsettled(&self, queue: &str) -> u64 {
+        self.queue(queue).unsettled.load(Ordering::Relaxed)
+    }
+
     /// Messages waiting in `queue`.
     pub fn depth(&self, queue: &str) -> usize {
         self.queue(queue).messages.lock().expect("queue lock poisoned").len()
@@ -150,6 +158,7 @@ impl MemoryConsumer {
             arrived.as_mut().enable();
             let next = self.queue.messages.lock().expect("queue lock poisoned").pop_front();
             if let Some(m) = next {
+                self.queue.unsettled.fetch_add(1, Ordering::Relaxed);
                 return Some(Delivery {
                     payload: m.payload,
                     redelivered: m.redelivered,
@@ -189,7 +198,13 @@ pub(super) struct MemoryAcker {
 }
 
 impl MemoryAcker {
-    pub(super) fn settle(self) {}
+    pub(super) fn settle(self) {
+        self.settled();
+    }
+
+    fn settled(&self) {
+        self.queue.unsettled.fetch_sub(1, Ordering::Relaxed);
+    }
 
     /// Back to the front of the queue, unless it has now been delivered as
     /// often as the limit allows: then it is dead-lettered, as RabbitMQ does.
@@ -200,6 +215,7 @@ impl MemoryAcker {
         headers: Vec<(String, String)>,
         delivery_count: u64,
     ) {
+        self.settled();
         let message = Message { payload, message_id, headers, redelivered: true, delivery_count, death: None };
         match &self.broker.shared.dead_letters {
             Some((_, limit)) if delivery_count >= u64::from(*limit) => {
@@ -216,6 +232,7 @@ impl MemoryAcker {
         headers: Vec<(String, String)>,
         reason: &str,
     ) {
+        self.settled();
         let message = Message { payload, message_id, headers, redelivered: false, delivery_count: 0, death: None };
         self.broker.dead_letter(&self.name, message, reason);
     }
