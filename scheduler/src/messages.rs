@@ -74,6 +74,13 @@ pub enum ResultEvent {
     Failed { error: JobFailure },
     /// The job was cancelled before or while it ran.
     Cancelled,
+    /// The worker handed the job back to the queue unfinished (its shutdown
+    /// grace ran out): the next worker may take it at once, without waiting
+    /// for this one to go silent.
+    Released {
+        #[serde(default)]
+        worker: String,
+    },
 }
 
 /// Where a job is in its journey through a worker.

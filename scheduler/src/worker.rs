@@ -915,6 +915,13 @@ impl Shared {
     async fn finish(&self, delivery: Delivery, job_id: &str, finish: Finish) -> Outcome {
         let event = match finish {
             Finish::HandBack => {
+                // Said first, so the worker that gets the job next need not
+                // wait for this one to go silent. Best effort: silence says
+                // the same, later.
+                let released = ResultEvent::Released { worker: self.settings.name.clone() };
+                if let Err(e) = self.report(job_id, released).await {
+                    tracing::debug!(%job_id, error = %e, "could not say that the job is handed back");
+                }
                 self.end(job_id, delivery, Settle::Release).await;
                 return Outcome::Released;
             }

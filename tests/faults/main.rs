@@ -75,6 +75,10 @@ async fn farm(extra: &[(&'static str, String)]) -> Option<Farm> {
         ("AWS_ACCESS_KEY_ID", s3.access_key_id),
         ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
         ("FARM_HEARTBEAT_S", "1".into()),
+        // A killed worker's job is taken over 3 s after its last word, and a
+        // redelivery waiting for a live runner asks again every half second.
+        ("FARM_HEARTBEAT_STALE_S", "3".into()),
+        ("FARM_CLAIM_RECHECK_S", "0.5".into()),
         ("FARM_BROKER_CONNECT_PATIENCE_S", "120".into()),
     ];
     env.extend(extra.iter().cloned());
@@ -233,11 +237,30 @@ struct Counts {
     /// Jobs whose computation started more than once (a start recorded
     /// while it ran, or after its result was in).
     started_again: usize,
+    /// Deliveries the API held back because the job's runner still
+    /// reported (`farm_jobs_held_back_total`), by whether the worker had
+    /// begun computing (a copy that did not say it was a redelivery).
+    held_back_waiting: u64,
+    held_back_computing: u64,
+}
+
+/// The sum of the API's counter `name` over the series that carry `labels`.
+async fn api_counter(api: &Api, name: &str, labels: &str) -> u64 {
+    let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(labels))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
     let mut db = sqlx::PgConnection::connect(&farm.database_url).await.unwrap();
-    let mut counts = Counts { submitted: job_ids.len(), ..Counts::default() };
+    let mut counts = Counts {
+        submitted: job_ids.len(),
+        held_back_waiting: api_counter(api, "farm_jobs_held_back_total", "computing=\"no\"").await,
+        held_back_computing: api_counter(api, "farm_jobs_held_back_total", "computing=\"yes\"").await,
+        ..Counts::default()
+    };
     for job_id in job_ids {
         let job = api.job(job_id).await;
         match job["status"].as_str() {
@@ -278,16 +301,21 @@ async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
 fn report(fault: &str, counts: &Counts) {
     eprintln!(
         "\nfault: {fault}\n  submitted {}, succeeded {}, failed {}, lost {} (must be 0), duplicated {} (must be 0); \
-         {} jobs were delivered more than once, {} started more than once\n",
+         {} jobs were delivered more than once, {} started more than once; \
+         {} redeliveries waited for a live runner, {} copies were stopped beside one (must be 0)\n",
         counts.submitted,
         counts.succeeded,
         counts.failed,
         counts.lost,
         counts.duplicated,
         counts.redelivered,
-        counts.started_again
+        counts.started_again,
+        counts.held_back_waiting,
+        counts.held_back_computing,
     );
     assert!(counts.started_again <= counts.redelivered, "only a redelivery starts a job again: {counts:?}");
+    // Every redelivery here says so, so none is computed beside its runner.
+    assert_eq!(counts.held_back_computing, 0, "a job was computed twice at once: {counts:?}");
     assert_eq!((counts.lost, counts.duplicated), (0, 0), "{fault}: {counts:?}");
 }
 
@@ -598,6 +626,8 @@ async fn a_thousand_orders_over_http_and_the_queue_survive_a_broker_restart_each
         duplicated: (orders - distinct) as usize + double_priced as usize,
         redelivered: 0,
         started_again: 0,
+        held_back_waiting: api_counter(&api, "farm_jobs_held_back_total", "computing=\"no\"").await,
+        held_back_computing: api_counter(&api, "farm_jobs_held_back_total", "computing=\"yes\"").await,
     };
     assert_eq!(
         (orders, stats["api"]["received"].as_i64(), stats["queue"]["received"].as_i64()),

@@ -217,6 +217,17 @@ impl Store {
             ResultEvent::Failed { error } => {
                 (fail_job(&mut tx, job_id, error.kind, &error.message, at).await?, "failed")
             }
+            ResultEvent::Released { worker } => {
+                let done = sqlx::query(
+                    "UPDATE pricing_jobs SET worker = NULL WHERE job_id = $1 AND status = 'running' AND worker = $2",
+                )
+                .bind(job_id)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(if done.rows_affected() == 1 { Applied::Changed } else { Applied::Stale });
+            }
             // The API cancels; a worker's word only confirms it.
             ResultEvent::Cancelled => {
                 tx.commit().await?;

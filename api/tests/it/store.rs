@@ -142,8 +142,16 @@ async fn a_job_has_one_runner_until_it_goes_silent() {
             Applied::NotTheRunner { runner: "b".into() }
         );
         assert_eq!(store.job_events("r1").await.unwrap(), vec!["queued", "started", "started"]);
+        // A runner that hands the job back lets the next take it at once.
+        let released = event(ResultEvent::Released { worker: "b".into() }, later + 1);
+        assert_eq!(store.apply_result(&released, STALE_AFTER).await.unwrap(), Applied::Changed);
+        assert_eq!(
+            store.apply_result(&event(started_by("d"), later + 1), STALE_AFTER).await.unwrap(),
+            Applied::StartedAgain
+        );
         // The in-process queue's restart forgets the runner with the process
         // it was in: the next start takes over at once.
+        relay_all(&store, later + 2).await;
         assert_eq!(store.requeue_unfinished(|job| job.job_id.clone(), 10, later + 2).await.unwrap(), (1, 0));
         assert_eq!(
             store.apply_result(&event(started_by("c"), later + 3), STALE_AFTER).await.unwrap(),
