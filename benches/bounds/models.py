@@ -11,6 +11,20 @@
 - sphere_1m.stl: a closed UV sphere of 1,000,000 triangles (1000 segments,
   501 rings), radius 40 mm.
 
+    models.py --family NAME --scale N OUT_FILE
+
+writes one model of a family whose cost grows with N, for the budget sweep
+(budget.sh): each family loads a different stage of the analysis.
+
+- needles: N needles 340 mm tall on a 20 mm plate (contour tracing).
+- sphere: a closed UV sphere of about N triangles (the weld and topology).
+- cubes: N separate 1 mm cubes on a grid (shells).
+- shelves: N floating horizontal slabs stacked in columns (support columns).
+- soup: N unconnected triangles in a 100 mm box (the nearby weld: every edge
+  is open).
+- comb: a closed comb outline with N teeth, 100 mm tall (long contours: many
+  crossings in every layer).
+
 Standard library only, deterministic.
 """
 
@@ -61,7 +75,93 @@ def uv_sphere(segments: int, rings: int, radius: float):
             yield b, c, d
 
 
+def box(x0, y0, z0, x1, y1, z1):
+    """A closed axis-aligned box, outward normals."""
+    v = [(x, y, z) for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)]
+    faces = [(0, 2, 1), (1, 2, 3), (4, 5, 6), (5, 7, 6), (0, 1, 4), (1, 5, 4),
+             (2, 6, 3), (3, 6, 7), (0, 4, 2), (2, 4, 6), (1, 3, 5), (3, 7, 5)]
+    for a, b, c in faces:
+        yield v[a], v[b], v[c]
+
+
+def cubes(count: int):
+    across = max(1, math.ceil(math.sqrt(count)))
+    for n in range(count):
+        x, y = (n % across) * 2.0, (n // across) * 2.0
+        yield from box(x, y, 0.0, x + 1.0, y + 1.0, 1.0)
+
+
+def shelves(count: int):
+    """Slabs 0.5 mm thick, 1.5 mm apart, in columns of 50 on a 2 mm grid."""
+    per_column = 50
+    columns = max(1, math.ceil(count / per_column))
+    across = max(1, math.ceil(math.sqrt(columns)))
+    for n in range(count):
+        column, level = divmod(n, per_column)
+        x, y = (column % across) * 2.0, (column // across) * 2.0
+        z = 1.0 + level * 2.0
+        yield from box(x, y, z, x + 1.5, y + 1.5, z + 0.5)
+
+
+def soup(count: int):
+    state = 12345
+
+    def rand() -> float:
+        nonlocal state
+        state = (state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        return (state >> 11) / float(1 << 53) * 100.0
+
+    for _ in range(count):
+        x, y, z = rand(), rand(), rand()
+        yield (x, y, z), (x + 0.5, y, z + 0.2), (x, y + 0.5, z + 0.4)
+
+
+def comb(teeth: int, height: float = 100.0):
+    """A comb outline (teeth 0.2 mm wide, 5 mm long, on a 0.4 mm pitch),
+    extruded to `height`: its walls, and its top and bottom fanned from a
+    point inside the spine."""
+    outline = [(0.0, 0.0)]
+    for t in range(teeth):
+        x = t * 0.4
+        outline += [(x, 1.0), (x, 6.0), (x + 0.2, 6.0), (x + 0.2, 1.0)]
+    outline += [(teeth * 0.4, 1.0), (teeth * 0.4, 0.0)]
+    # Walls, counter-clockwise seen from above once reversed.
+    outline.reverse()
+    n = len(outline)
+    for i in range(n):
+        (x0, y0), (x1, y1) = outline[i], outline[(i + 1) % n]
+        a, b = (x0, y0, 0.0), (x1, y1, 0.0)
+        c, d = (x0, y0, height), (x1, y1, height)
+        yield a, b, d
+        yield a, d, c
+    # Caps: not a valid triangulation of the outline, but every edge is
+    # shared, which is all the analysis needs to run every stage.
+    for i in range(n):
+        (x0, y0), (x1, y1) = outline[i], outline[(i + 1) % n]
+        yield (0.0, 0.5, 0.0), (x1, y1, 0.0), (x0, y0, 0.0)
+        yield (0.0, 0.5, height), (x0, y0, height), (x1, y1, height)
+
+
+def sphere(triangles: int):
+    segments = max(8, int(math.sqrt(triangles)))
+    rings = max(4, triangles // (2 * segments) + 1)
+    return uv_sphere(segments, rings, 40.0)
+
+
+FAMILIES = {
+    "needles": lambda n: needles(n, 340.0, 20.0),
+    "sphere": sphere,
+    "cubes": cubes,
+    "shelves": shelves,
+    "soup": soup,
+    "comb": comb,
+}
+
+
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--family" and sys.argv[3] == "--scale":
+        write_stl(Path(sys.argv[5]), FAMILIES[sys.argv[2]](int(sys.argv[4])))
+        return
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     write_stl(out / "needle.stl", needles(20_000, 29_000.0, 20.0))
