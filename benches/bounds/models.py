@@ -18,12 +18,12 @@ writes one model of a family whose cost grows with N, for the budget sweep
 
 - needles: N needles 340 mm tall on a 20 mm plate (contour tracing).
 - sphere: a closed UV sphere of about N triangles (the weld and topology).
-- cubes: N separate 1 mm cubes on a grid (shells).
+- cubes: N separate 1 mm cubes on a 3D grid (shells).
 - shelves: N floating horizontal slabs stacked in columns (support columns).
 - soup: N unconnected triangles in a 100 mm box (the nearby weld: every edge
   is open).
-- comb: a closed comb outline with N teeth, 100 mm tall (long contours: many
-  crossings in every layer).
+- comb: closed comb outlines with N teeth in all, in rows, 100 mm tall (long
+  contours: many crossings in every layer).
 
 Standard library only, deterministic.
 """
@@ -85,10 +85,12 @@ def box(x0, y0, z0, x1, y1, z1):
 
 
 def cubes(count: int):
-    across = max(1, math.ceil(math.sqrt(count)))
+    """On a grid 100 across and 100 deep, in layers: fits a machine up to a
+    million cubes."""
     for n in range(count):
-        x, y = (n % across) * 2.0, (n // across) * 2.0
-        yield from box(x, y, 0.0, x + 1.0, y + 1.0, 1.0)
+        layer, cell = divmod(n, 10_000)
+        x, y, z = (cell % 100) * 2.0, (cell // 100) * 2.0, layer * 2.0
+        yield from box(x, y, z, x + 1.0, y + 1.0, z + 1.0)
 
 
 def shelves(count: int):
@@ -117,29 +119,34 @@ def soup(count: int):
 
 
 def comb(teeth: int, height: float = 100.0):
-    """A comb outline (teeth 0.2 mm wide, 5 mm long, on a 0.4 mm pitch),
-    extruded to `height`: its walls, and its top and bottom fanned from a
-    point inside the spine."""
-    outline = [(0.0, 0.0)]
+    """Combs of up to 400 teeth (0.2 mm wide, 5 mm long, on a 0.4 mm
+    pitch) in rows 7 mm apart, extruded to `height`: their walls, and their
+    tops and bottoms fanned from a point inside the spine."""
+    for row in range(math.ceil(teeth / 400)):
+        yield from comb_row(min(400, teeth - row * 400), row * 7.0, height)
+
+
+def comb_row(teeth: int, y0: float, height: float):
+    outline = [(0.0, y0)]
     for t in range(teeth):
         x = t * 0.4
-        outline += [(x, 1.0), (x, 6.0), (x + 0.2, 6.0), (x + 0.2, 1.0)]
-    outline += [(teeth * 0.4, 1.0), (teeth * 0.4, 0.0)]
-    # Walls, counter-clockwise seen from above once reversed.
+        outline += [(x, y0 + 1.0), (x, y0 + 6.0), (x + 0.2, y0 + 6.0), (x + 0.2, y0 + 1.0)]
+    outline += [(teeth * 0.4, y0 + 1.0), (teeth * 0.4, y0)]
     outline.reverse()
     n = len(outline)
     for i in range(n):
-        (x0, y0), (x1, y1) = outline[i], outline[(i + 1) % n]
-        a, b = (x0, y0, 0.0), (x1, y1, 0.0)
-        c, d = (x0, y0, height), (x1, y1, height)
+        (x0, y0_), (x1, y1) = outline[i], outline[(i + 1) % n]
+        a, b = (x0, y0_, 0.0), (x1, y1, 0.0)
+        c, d = (x0, y0_, height), (x1, y1, height)
         yield a, b, d
         yield a, d, c
     # Caps: not a valid triangulation of the outline, but every edge is
     # shared, which is all the analysis needs to run every stage.
+    centre = (0.0, y0 + 0.5)
     for i in range(n):
-        (x0, y0), (x1, y1) = outline[i], outline[(i + 1) % n]
-        yield (0.0, 0.5, 0.0), (x1, y1, 0.0), (x0, y0, 0.0)
-        yield (0.0, 0.5, height), (x0, y0, height), (x1, y1, height)
+        (x0, y0_), (x1, y1) = outline[i], outline[(i + 1) % n]
+        yield (*centre, 0.0), (x1, y1, 0.0), (x0, y0_, 0.0)
+        yield (*centre, height), (x0, y0_, height), (x1, y1, height)
 
 
 def sphere(triangles: int):
