@@ -129,6 +129,12 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     }
                     "superseded_progress"
                 }
+                Applied::ProgressAfterEnd => {
+                    if let scheduler::ResultEvent::Progress { worker, .. } = &message.event {
+                        tell(&state, Control::Yield { job_id: message.job_id.clone(), worker: worker.clone() }).await;
+                    }
+                    "finished_job_progress"
+                }
             };
             metrics::counter!("farm_results_total", "outcome" => outcome).increment(1);
             tracing::debug!(job_id = %message.job_id, outcome, "result applied");

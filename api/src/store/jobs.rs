@@ -140,6 +140,9 @@ pub enum Applied {
     /// Progress from a worker that is not the job's runner (another took the
     /// job over): it must give the job up.
     NotTheRunner { runner: String },
+    /// Progress from a worker on a job whose result is in (another worker's
+    /// that had taken it over): it must give the job up.
+    ProgressAfterEnd,
 }
 
 /// What a cancellation did.

@@ -179,17 +179,22 @@ impl Store {
                     tx.commit().await?;
                     return Ok(Applied::Changed);
                 }
-                // A worker still computing a job another has taken over.
-                let runner = sqlx::query("SELECT worker FROM pricing_jobs WHERE job_id = $1 AND status = 'running'")
+                // A worker still computing a job another has taken over, or
+                // one whose result is in.
+                let now = sqlx::query("SELECT status, worker FROM pricing_jobs WHERE job_id = $1")
                     .bind(job_id)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .map(|r| r.try_get::<Option<String>, _>("worker"))
-                    .transpose()?
-                    .flatten();
+                    .map(|r| -> Result<_, sqlx::Error> {
+                        let Text(status) = r.try_get::<Text<JobStatus>, _>("status")?;
+                        Ok((status, r.try_get::<Option<String>, _>("worker")?.unwrap_or_default()))
+                    })
+                    .transpose()?;
                 tx.commit().await?;
-                return Ok(match runner {
-                    Some(runner) if !worker.is_empty() && runner != *worker => Applied::NotTheRunner { runner },
+                return Ok(match now {
+                    _ if worker.is_empty() => Applied::Stale,
+                    Some((JobStatus::Running, runner)) if runner != *worker => Applied::NotTheRunner { runner },
+                    Some((JobStatus::Succeeded | JobStatus::Failed, _)) => Applied::ProgressAfterEnd,
                     _ => Applied::Stale,
                 });
             }

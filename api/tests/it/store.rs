@@ -142,6 +142,13 @@ async fn a_job_has_one_runner_until_it_goes_silent() {
             Applied::NotTheRunner { runner: "b".into() }
         );
         assert_eq!(store.job_events("r1").await.unwrap(), vec!["queued", "started", "started"]);
+        // Its result, in; a worker still at it is told to stop.
+        seed_job(&store, "r2").await;
+        let r2 = |event: ResultEvent, at_ms: i64| ResultMessage { job_id: "r2".into(), event, at_ms };
+        store.apply_result(&r2(started_by("a"), 1), STALE_AFTER).await.unwrap();
+        let failed = r2(ResultEvent::Failed { error: JobFailure::new(scheduler::FailureKind::Internal, "x") }, 2);
+        assert_eq!(store.apply_result(&failed, STALE_AFTER).await.unwrap(), Applied::Changed);
+        assert_eq!(store.apply_result(&r2(progress_of("b"), 3), STALE_AFTER).await.unwrap(), Applied::ProgressAfterEnd);
         // A runner that hands the job back lets the next take it at once.
         let released = event(ResultEvent::Released { worker: "b".into() }, later + 1);
         assert_eq!(store.apply_result(&released, STALE_AFTER).await.unwrap(), Applied::Changed);
