@@ -171,6 +171,9 @@ pub struct Farm {
     api: testkit::ApiClient,
     /// What was started; none for a running farm the bench only talks to.
     pub stack: Option<Stack>,
+    /// The broker URL and queue prefix of a services run: its queues and
+    /// exchanges are deleted when it stops.
+    broker_objects: Option<(String, String)>,
 }
 
 /// Mints a key with the farm's own `farm keys create-<kind>` (`seller`,
@@ -205,7 +208,7 @@ impl Farm {
     /// A farm that is already running (a deployment), reached at `base`
     /// with a seller key; the bench starts and stops nothing.
     pub fn connect(base: &str, token: &str) -> Self {
-        Self { processes: Vec::new(), api: testkit::ApiClient::new(base, token), stack: None }
+        Self { processes: Vec::new(), api: testkit::ApiClient::new(base, token), stack: None, broker_objects: None }
     }
 
     /// Starts the farm and waits until every process listens.
@@ -234,6 +237,7 @@ impl Farm {
                     processes: vec![serve],
                     api: testkit::ApiClient::new(&addr, &token),
                     stack: Some(options.stack),
+                    broker_objects: None,
                 })
             }
             Stack::Services { fast_workers, slow_workers } => {
@@ -243,7 +247,9 @@ impl Farm {
                     }
                 }
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                env.push(("FARM_QUEUE_PREFIX".into(), format!("bench-{}", &id[..12])));
+                let prefix = format!("bench-{}", &id[..12]);
+                let amqp_url = std::env::var("FARM_AMQP_URL").unwrap_or_default();
+                env.push(("FARM_QUEUE_PREFIX".into(), prefix.clone()));
                 env.push(("FARM_S3_BUCKET".into(), format!("farm-bench-{}", &id[..12])));
                 let token = mint_key(binary, options.stack, "seller", "bench", &[], &env)?;
                 let (api, addr) = Process::spawn(binary, options.stack, &["api", "--listen", "127.0.0.1:0"], &env)?;
@@ -254,7 +260,12 @@ impl Farm {
                         processes.push(Process::spawn(binary, options.stack, &args, &env)?.0);
                     }
                 }
-                Ok(Self { processes, api: testkit::ApiClient::new(&addr, &token), stack: Some(options.stack) })
+                Ok(Self {
+                    processes,
+                    api: testkit::ApiClient::new(&addr, &token),
+                    stack: Some(options.stack),
+                    broker_objects: Some((amqp_url, prefix)),
+                })
             }
         }
     }
@@ -364,5 +375,10 @@ impl Farm {
             }
         })
         .await;
+        // Quorum queues are Raft groups each: left behind, they pile up on
+        // the broker run after run.
+        if let Some((amqp_url, prefix)) = self.broker_objects.take() {
+            testkit::services::delete_broker_objects(&amqp_url, &prefix).await;
+        }
     }
 }
