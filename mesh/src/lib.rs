@@ -392,7 +392,11 @@ fn analyze_mesh(
     // the budget leaves; a soup of loose triangles, every edge open, may not.
     let nearby_wanted = options.weld == Weld::Nearby;
     let max_open = if nearby_wanted { bounds::nearby_edges_within(limits, topology_bytes, vertices) } else { 0 };
-    let (mut topology, mut labels, open_edges) = Topology::with_open_edges(&mesh, max_open);
+    // The topology pass is the longest without a word on millions of faces:
+    // it reports between its passes, within the analysis's 0.2 to 0.5.
+    let between = |share: f64| observer.observe(Stage::Analysing, 0.2 + 0.3 * share);
+    let (mut topology, mut labels, open_edges) =
+        Topology::with_open_edges(&mesh, max_open, &between).ok_or(AnalyzeError::Stopped)?;
     let mut nearby = None;
     let mut warnings = info.warnings;
     if nearby_wanted {
@@ -406,7 +410,8 @@ fn analyze_mesh(
         };
         drop(open_edges);
         if merged > 0 {
-            (topology, labels) = Topology::with_labels(&mesh);
+            let again = |_: f64| observer.observe(Stage::Analysing, 0.5);
+            (topology, labels, _) = Topology::with_open_edges(&mesh, 0, &again).ok_or(AnalyzeError::Stopped)?;
             geometry = Geometry::measure(&mesh);
             fits = fit_all(&mesh, &geometry);
         }

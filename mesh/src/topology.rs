@@ -55,16 +55,28 @@ impl Topology {
     }
 
     pub fn with_labels(mesh: &IndexedMesh) -> (Self, FaceLabels) {
-        let (topology, labels, _) = Self::with_open_edges(mesh, 0);
-        (topology, labels)
+        Self::with_open_edges(mesh, 0, &|_| true)
+            .map(|(topology, labels, _)| (topology, labels))
+            .expect("never stopped")
     }
 
     /// [`Topology::with_labels`], and the edges only one face uses (for the
     /// nearby weld): all of them when there are at most `max_open`, none
     /// otherwise (the caller, seeing more boundary edges than that, skips the
     /// step whose memory they would overrun).
-    pub(crate) fn with_open_edges(mesh: &IndexedMesh, max_open: usize) -> (Self, FaceLabels, Vec<OpenEdge>) {
-        let edges = EdgeUses::of(mesh);
+    ///
+    /// `checkpoint(share)` is called between the passes, each a fraction of
+    /// a second on millions of faces, so a cancellation is heard within one;
+    /// `false` stops the work (`None`).
+    pub(crate) fn with_open_edges(
+        mesh: &IndexedMesh,
+        max_open: usize,
+        checkpoint: &dyn Fn(f64) -> bool,
+    ) -> Option<(Self, FaceLabels, Vec<OpenEdge>)> {
+        let edges = EdgeUses::of(mesh, checkpoint)?;
+        if !checkpoint(0.5) {
+            return None;
+        }
         let mut open_edges = Vec::new();
 
         let faces = mesh.faces.len();
@@ -99,19 +111,29 @@ impl Topology {
         if boundary_edges > max_open as u64 {
             open_edges = Vec::new();
         }
+        if !checkpoint(0.7) {
+            return None;
+        }
         let reoriented = if winding_consistent { vec![false; faces] } else { reorient(mesh) };
+        if !checkpoint(0.8) {
+            return None;
+        }
         let reoriented_faces = reoriented.iter().filter(|&&r| r).count() as u64;
         let (shell_count, shell) = shells.dense_labels();
+        let duplicate_faces = duplicate_faces(mesh, &|share| checkpoint(0.8 + 0.2 * share))?;
+        if !checkpoint(1.0) {
+            return None;
+        }
         let topology = Topology {
             boundary_edges,
             nonmanifold_edges,
             watertight: boundary_edges == 0 && nonmanifold_edges == 0,
             winding_consistent,
             shells: shell_count,
-            duplicate_faces: duplicate_faces(mesh),
+            duplicate_faces,
             reoriented_faces,
         };
-        (topology, FaceLabels { shell, open, reoriented }, open_edges)
+        Some((topology, FaceLabels { shell, open, reoriented }, open_edges))
     }
 }
 
@@ -126,7 +148,9 @@ struct EdgeUses {
 }
 
 impl EdgeUses {
-    fn of(mesh: &IndexedMesh) -> Self {
+    /// `checkpoint` as for [`Topology::with_open_edges`], between its three
+    /// passes (counting, filing, sorting).
+    fn of(mesh: &IndexedMesh, checkpoint: &dyn Fn(f64) -> bool) -> Option<Self> {
         use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
         let vertices = mesh.vertices.len();
         let directed = |&[a, b, c]: &[u32; 3]| [(a, b), (b, c), (c, a)].into_iter().filter(|(x, y)| x != y);
@@ -136,6 +160,9 @@ impl EdgeUses {
                 counts[from.min(to) as usize].fetch_add(1, Relaxed);
             }
         });
+        if !checkpoint(0.1) {
+            return None;
+        }
         let mut start = Vec::with_capacity(vertices + 1);
         let mut total = 0u32;
         start.push(0);
@@ -153,6 +180,9 @@ impl EdgeUses {
                 slots[at].store((u64::from(hi) << 32) | payload, Relaxed);
             }
         });
+        if !checkpoint(0.25) {
+            return None;
+        }
         let mut entries: Vec<u64> = slots.into_iter().map(AtomicU64::into_inner).collect();
         // Sort each vertex's entries; blocks of whole vertices go to threads.
         let mut blocks = Vec::new();
@@ -178,7 +208,7 @@ impl EdgeUses {
                 block[start[v] as usize - base..start[v + 1] as usize - base].sort_unstable();
             }
         });
-        Self { start, entries }
+        Some(Self { start, entries })
     }
 
     /// Each edge's lower vertex and its uses, as `hi << 32 | face << 1 |
@@ -205,7 +235,7 @@ fn reorient(mesh: &IndexedMesh) -> Vec<bool> {
     // Adjacency in compressed rows: neighbour face and "walks the shared edge
     // the same way" (they disagree).
     let mut pairs: Vec<(u32, u32, bool)> = Vec::new();
-    EdgeUses::of(mesh).for_each_edge(|_, run| {
+    EdgeUses::of(mesh, &|_| true).expect("never stopped").for_each_edge(|_, run| {
         if let [first, second] = run {
             let disagree = (first & 1) == (second & 1);
             let (a, b) = (((first & USE_MASK) >> 1) as u32, ((second & USE_MASK) >> 1) as u32);
@@ -251,18 +281,62 @@ fn reorient(mesh: &IndexedMesh) -> Vec<bool> {
     flip
 }
 
-fn duplicate_faces(mesh: &IndexedMesh) -> u64 {
-    let mut sorted: Vec<[u32; 3]> = mesh
-        .faces
-        .par_iter()
-        .map(|face| {
-            let mut f = *face;
-            f.sort_unstable();
-            f
+fn duplicate_faces(mesh: &IndexedMesh, checkpoint: &dyn Fn(f64) -> bool) -> Option<u64> {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+    // Two faces with the same corners have the same lowest corner: faces are
+    // filed by it (a counting sort, as for the edges), and each vertex's few
+    // are compared. Every pass is linear and parallel, with a checkpoint
+    // between passes; one global sort of the faces was neither.
+    let corners = |face: &[u32; 3]| {
+        let mut f = *face;
+        f.sort_unstable();
+        f
+    };
+    let vertices = mesh.vertices.len();
+    let counts: Vec<AtomicU32> = (0..vertices).map(|_| AtomicU32::new(0)).collect();
+    mesh.faces.par_iter().with_min_len(4096).for_each(|face| {
+        counts[corners(face)[0] as usize].fetch_add(1, Relaxed);
+    });
+    if !checkpoint(0.3) {
+        return None;
+    }
+    let mut start = Vec::with_capacity(vertices + 1);
+    let mut total = 0u32;
+    start.push(0);
+    for count in counts {
+        total += count.into_inner();
+        start.push(total);
+    }
+    let cursor: Vec<AtomicU32> = start[..vertices].iter().map(|&s| AtomicU32::new(s)).collect();
+    let slots: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+    mesh.faces.par_iter().with_min_len(4096).for_each(|face| {
+        let [lo, mid, hi] = corners(face);
+        let at = cursor[lo as usize].fetch_add(1, Relaxed) as usize;
+        slots[at].store((u64::from(mid) << 32) | u64::from(hi), Relaxed);
+    });
+    drop(cursor);
+    if !checkpoint(0.6) {
+        return None;
+    }
+    let others: Vec<u64> = slots.into_iter().map(AtomicU64::into_inner).collect();
+    // Within a vertex's faces, each one equal to an earlier one is a
+    // duplicate: m equal faces count m - 1. A crowded vertex (a fan of
+    // thousands) is sorted rather than compared pairwise.
+    let duplicates = (0..vertices)
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|v| {
+            let faces = &others[start[v] as usize..start[v + 1] as usize];
+            if faces.len() <= 32 {
+                (1..faces.len()).filter(|&i| faces[..i].contains(&faces[i])).count() as u64
+            } else {
+                let mut sorted = faces.to_vec();
+                sorted.sort_unstable();
+                sorted.windows(2).filter(|pair| pair[0] == pair[1]).count() as u64
+            }
         })
-        .collect();
-    sorted.par_sort_unstable();
-    sorted.windows(2).filter(|pair| pair[0] == pair[1]).count() as u64
+        .sum();
+    Some(duplicates)
 }
 
 /// Disjoint sets over face ids, with path halving and union by size.
@@ -322,6 +396,47 @@ mod tests {
 
     fn shifted(triangles: &[Triangle], dx: f32) -> Vec<Triangle> {
         triangles.iter().map(|t| t.map(|[x, y, z]| [x + dx, y, z])).collect()
+    }
+
+    #[test]
+    fn the_topology_pass_asks_between_its_passes_and_stops_when_told() {
+        let mesh = IndexedMesh::weld(&crate::uv_sphere(10.0, 64, 32));
+        let asked = std::sync::Mutex::new(Vec::new());
+        let stopped = Topology::with_open_edges(&mesh, 0, &|share| {
+            asked.lock().unwrap().push(share);
+            share < 0.5
+        });
+        assert!(stopped.is_none());
+        assert_eq!(*asked.lock().unwrap(), vec![0.1, 0.25, 0.5], "stopped at the first word after the edges");
+        let asked = std::sync::Mutex::new(Vec::new());
+        let whole = Topology::with_open_edges(&mesh, 0, &|share| {
+            asked.lock().unwrap().push(share);
+            true
+        });
+        assert_eq!(whole.map(|(topology, ..)| topology), Some(Topology::of(&mesh)));
+        let asked = asked.into_inner().unwrap();
+        assert!(asked.len() >= 8 && asked.is_sorted() && asked.last() == Some(&1.0), "{asked:?}");
+    }
+
+    #[test]
+    fn duplicate_faces_count_each_copy_after_the_first_in_any_corner_order() {
+        let cube = cuboid([1.0, 1.0, 1.0]);
+        let mut triangles = cube.clone();
+        // The first face twice more (rotated corners), the second once more.
+        let [a, b, c] = cube[0];
+        triangles.extend([[b, c, a], [c, a, b], cube[1]]);
+        let t = Topology::of(&IndexedMesh::weld(&triangles));
+        assert_eq!(t.duplicate_faces, 3);
+        // A crowded corner (over 32 faces) is counted the same way.
+        let fan: Vec<Triangle> = (0..40)
+            .map(|i| {
+                let angle = i as f32 * 0.1;
+                [[0.0, 0.0, 0.0], [angle.cos(), angle.sin(), 0.0], [angle.cos(), angle.sin(), 1.0]]
+            })
+            .collect();
+        let mut crowded = fan.clone();
+        crowded.extend_from_slice(&fan[..5]);
+        assert_eq!(Topology::of(&IndexedMesh::weld(&crowded)).duplicate_faces, 5);
     }
 
     #[test]
