@@ -298,7 +298,16 @@ async fn count(farm: &Farm, api: &Api, job_ids: &[String]) -> Counts {
     counts
 }
 
-fn report(fault: &str, counts: &Counts) {
+/// Whether the relay may have published a job twice during the fault: a
+/// broker that goes away with a publish unconfirmed gets it again, and that
+/// copy does not say it was delivered before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    Undisturbed,
+    MayRepeat,
+}
+
+fn report(fault: &str, counts: &Counts, relay: Relay) {
     eprintln!(
         "\nfault: {fault}\n  submitted {}, succeeded {}, failed {}, lost {} (must be 0), duplicated {} (must be 0); \
          {} jobs were delivered more than once, {} started more than once; \
@@ -314,8 +323,12 @@ fn report(fault: &str, counts: &Counts) {
         counts.held_back_computing,
     );
     assert!(counts.started_again <= counts.redelivered, "only a redelivery starts a job again: {counts:?}");
-    // Every redelivery here says so, so none is computed beside its runner.
-    assert_eq!(counts.held_back_computing, 0, "a job was computed twice at once: {counts:?}");
+    // Every redelivery says so, and is claimed before it is computed. Only a
+    // copy the relay published again (its confirm lost with the broker)
+    // begins at once, until the API's word stops it.
+    if relay == Relay::Undisturbed {
+        assert_eq!(counts.held_back_computing, 0, "a job was computed twice at once: {counts:?}");
+    }
     assert_eq!((counts.lost, counts.duplicated), (0, 0), "{fault}: {counts:?}");
 }
 
@@ -344,7 +357,7 @@ async fn kill_9_a_worker_in_the_middle_of_a_job() {
     assert!(job["deliveries"].as_i64().unwrap() >= 2, "it was delivered again: {job}");
     let counts = count(&farm, &api, &jobs).await;
     assert_eq!((counts.succeeded, counts.failed), (8, 0), "{counts:?}");
-    report("kill -9 a worker in the middle of a job", &counts);
+    report("kill -9 a worker in the middle of a job", &counts, Relay::Undisturbed);
 }
 
 #[tokio::test]
@@ -383,7 +396,7 @@ async fn restart_rabbitmq_in_the_middle_of_a_batch() {
     api.settle(&jobs, &[&api_process, &worker]).await;
     let counts = count(&farm, &api, &jobs).await;
     assert_eq!((counts.succeeded, counts.failed), (20, 0), "{counts:?}");
-    report("restart RabbitMQ (stop_app, start_app) in the middle of a batch", &counts);
+    report("restart RabbitMQ (stop_app, start_app) in the middle of a batch", &counts, Relay::MayRepeat);
 }
 
 #[tokio::test]
@@ -439,7 +452,11 @@ async fn poison_models_that_panic_or_kill_their_worker() {
     assert!((3..=5).contains(&restarts), "the worker died on each delivery up to the limit: {restarts} restarts");
     let counts = count(&farm, &api, &jobs).await;
     assert_eq!((counts.succeeded, counts.failed), (4, 2), "{counts:?}");
-    report("poison models: one panics the analysis, one aborts the worker on every delivery", &counts);
+    report(
+        "poison models: one panics the analysis, one aborts the worker on every delivery",
+        &counts,
+        Relay::Undisturbed,
+    );
     eprintln!("  the worker was restarted {restarts} times before the killer was dead-lettered");
 }
 
@@ -508,7 +525,7 @@ async fn sigterm_in_the_middle_of_a_job() {
     assert!(job["deliveries"].as_i64().unwrap() >= 2, "it was handed back and delivered again: {job}");
     let counts = count(&farm, &api, &jobs).await;
     assert_eq!((counts.succeeded, counts.failed), (6, 0), "{counts:?}");
-    report("SIGTERM in the middle of a job (grace long enough, then too short)", &counts);
+    report("SIGTERM in the middle of a job (grace long enough, then too short)", &counts, Relay::Undisturbed);
 }
 
 /// Publishes to a queue with a publisher confirm, retrying across a broker
@@ -637,6 +654,7 @@ async fn a_thousand_orders_over_http_and_the_queue_survive_a_broker_restart_each
     report(
         "1,000 orders, half over HTTP and half over the queue, with the broker stopped and restarted mid-way",
         &counts,
+        Relay::MayRepeat,
     );
     drop(worker);
 }
