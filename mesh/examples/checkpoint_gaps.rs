@@ -3,6 +3,9 @@
 //! A cancellation or a yield is heard only at a checkpoint.
 //!
 //!     cargo run --release -p mesh --example checkpoint_gaps -- MODEL.stl
+
+// A command-line tool: printing is what it is for.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 use std::sync::Mutex;
 use std::time::Instant;
 
