@@ -12,6 +12,8 @@
 //! that exactly two faces use. A non-manifold edge (three or more faces) joins
 //! nothing, so parts that merely touch along an edge stay separate.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
 use rayon::prelude::*;
 
 use crate::nearby::OpenEdge;
@@ -151,7 +153,6 @@ impl EdgeUses {
     /// `checkpoint` as for [`Topology::with_open_edges`], between its three
     /// passes (counting, filing, sorting).
     fn of(mesh: &IndexedMesh, checkpoint: &dyn Fn(f64) -> bool) -> Option<Self> {
-        use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
         let vertices = mesh.vertices.len();
         let directed = |&[a, b, c]: &[u32; 3]| [(a, b), (b, c), (c, a)].into_iter().filter(|(x, y)| x != y);
         let counts: Vec<AtomicU32> = (0..vertices).map(|_| AtomicU32::new(0)).collect();
@@ -163,15 +164,7 @@ impl EdgeUses {
         if !checkpoint(0.1) {
             return None;
         }
-        let mut start = Vec::with_capacity(vertices + 1);
-        let mut total = 0u32;
-        start.push(0);
-        for count in counts {
-            total += count.into_inner();
-            start.push(total);
-        }
-        let cursor: Vec<AtomicU32> = start[..vertices].iter().map(|&s| AtomicU32::new(s)).collect();
-        let slots: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+        let (start, cursor, slots) = buckets(counts);
         mesh.faces.par_iter().enumerate().with_min_len(4096).for_each(|(index, face)| {
             for (from, to) in directed(face) {
                 let (lo, hi) = (from.min(to), from.max(to));
@@ -188,7 +181,7 @@ impl EdgeUses {
         let mut blocks = Vec::new();
         let mut rest = entries.as_mut_slice();
         let mut offset = 0usize;
-        let per_block = (total as usize / (rayon::current_num_threads() * 8)).max(4096);
+        let per_block = (start[vertices] as usize / (rayon::current_num_threads() * 8)).max(4096);
         let mut v = 0;
         while v < vertices {
             let first = v;
@@ -224,6 +217,23 @@ impl EdgeUses {
 }
 
 const USE_MASK: u64 = 0xFFFF_FFFF;
+
+/// The buckets of a counting sort by vertex, from each vertex's count: where
+/// each vertex's entries start in one flat array (the total last), a cursor
+/// per vertex to file entries in parallel, and the slots they are filed into.
+fn buckets(counts: Vec<AtomicU32>) -> (Vec<u32>, Vec<AtomicU32>, Vec<AtomicU64>) {
+    let vertices = counts.len();
+    let mut start = Vec::with_capacity(vertices + 1);
+    let mut total = 0u32;
+    start.push(0);
+    for count in counts {
+        total += count.into_inner();
+        start.push(total);
+    }
+    let cursor = start[..vertices].iter().map(|&s| AtomicU32::new(s)).collect();
+    let slots = (0..total).map(|_| AtomicU64::new(0)).collect();
+    (start, cursor, slots)
+}
 
 /// Chooses, per face, whether to read its winding reversed, so that faces
 /// sharing a manifold edge walk it in opposite directions. A breadth-first
@@ -282,7 +292,6 @@ fn reorient(mesh: &IndexedMesh) -> Vec<bool> {
 }
 
 fn duplicate_faces(mesh: &IndexedMesh, checkpoint: &dyn Fn(f64) -> bool) -> Option<u64> {
-    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
     // Two faces with the same corners have the same lowest corner: faces are
     // filed by it (a counting sort, as for the edges), and each vertex's few
     // are compared. Every pass is linear and parallel, with a checkpoint
@@ -300,15 +309,7 @@ fn duplicate_faces(mesh: &IndexedMesh, checkpoint: &dyn Fn(f64) -> bool) -> Opti
     if !checkpoint(0.3) {
         return None;
     }
-    let mut start = Vec::with_capacity(vertices + 1);
-    let mut total = 0u32;
-    start.push(0);
-    for count in counts {
-        total += count.into_inner();
-        start.push(total);
-    }
-    let cursor: Vec<AtomicU32> = start[..vertices].iter().map(|&s| AtomicU32::new(s)).collect();
-    let slots: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+    let (start, cursor, slots) = buckets(counts);
     mesh.faces.par_iter().with_min_len(4096).for_each(|face| {
         let [lo, mid, hi] = corners(face);
         let at = cursor[lo as usize].fetch_add(1, Relaxed) as usize;
