@@ -111,14 +111,15 @@ pub(crate) fn slow_models(args: &BenchRunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bench.json`, `bench.md` and `bench.png` in `out`. A missing font costs
-/// only the chart, with a warning: the figures are what CI gates on.
+/// `bench.json`, `bench.md` and `bench.svg` in `out`. A chart that cannot be
+/// written costs only the chart, with a warning: the figures are what CI
+/// gates on.
 fn write_outputs(out: &Path, report: &slow_models::BenchReport, markdown: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let json = serde_json::to_string_pretty(report).context("cannot encode the report")?;
     std::fs::write(out.join("bench.json"), json).with_context(|| format!("cannot write {}", out.display()))?;
     std::fs::write(out.join("bench.md"), markdown).with_context(|| format!("cannot write {}", out.display()))?;
-    if let Err(e) = bench::chart::draw(report, &out.join("bench.png")) {
+    if let Err(e) = bench::chart::draw(report, &out.join("bench.svg")) {
         tracing::warn!("no chart: {e}");
     }
     Ok(())

@@ -41,7 +41,7 @@ pub(crate) enum Command {
     /// Benchmarks that drive the real farm. With no subcommand: the
     /// slow-model benchmark (a seeded workload through the farm, per-lane
     /// latency, queued against computing, the scaling curve), written as
-    /// JSON, Markdown and a PNG chart, and compared with `--baseline`.
+    /// JSON, Markdown and an SVG chart, and compared with `--baseline`.
     Bench(BenchArgs),
     /// API keys: mint, list and revoke the credentials of sellers,
     /// operators and the CRM.
@@ -242,7 +242,7 @@ pub(crate) struct BenchRunArgs {
     /// Jobs per run (default: the preset's).
     #[arg(long)]
     pub(crate) jobs: Option<usize>,
-    /// Where `bench.json`, `bench.md` and `bench.png` go.
+    /// Where `bench.json`, `bench.md` and `bench.svg` go.
     #[arg(long, default_value = "bench-results")]
     pub(crate) out: PathBuf,
     /// An earlier run's `bench.json`: flag regressions against it and exit

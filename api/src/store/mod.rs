@@ -24,6 +24,7 @@ pub mod column;
 mod dead_letters;
 mod jobs;
 mod keys;
+mod migrations;
 mod models;
 mod outbox;
 mod settle;
@@ -69,11 +70,11 @@ impl Store {
             .await?;
         let store = Self { pool, engine };
         match engine {
-            Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&store.pool).await?,
+            Engine::Postgres => migrations::migrator(engine).run(&store.pool).await?,
             Engine::Sqlite => {
                 // WAL lets readers run while the relay or result consumer writes.
                 sqlx::query("PRAGMA journal_mode = WAL").execute(&store.pool).await?;
-                sqlx::migrate!("./migrations/sqlite").run(&store.pool).await?;
+                migrations::migrator(engine).run(&store.pool).await?;
             }
         }
         Ok(store)
