@@ -74,7 +74,13 @@ fn migration(name: &'static str, sql: &'static str) -> Migration {
     let (version, rest) = name.split_once('_').expect("a migration file is named <version>_<description>.sql");
     let version: i64 = version.parse().expect("a migration file's name starts with its version");
     let description = rest.trim_end_matches(".sql").replace('_', " ");
-    Migration::new(version, Cow::Owned(description), MigrationType::Simple, sql.into_sql_str(), sql.starts_with("-- no-transaction"))
+    Migration::new(
+        version,
+        Cow::Owned(description),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        sql.starts_with("-- no-transaction"),
+    )
 }
 
 #[cfg(test)]

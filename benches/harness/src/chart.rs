@@ -77,7 +77,8 @@ pub fn render(report: &BenchReport) -> Result<String, ChartError> {
     // Throughput against workers, beside perfect linear scaling.
     let measured: Vec<(f64, f64)> = report.runs.iter().map(|r| (r.workers as f64, r.jobs_per_minute)).collect();
     let per_worker = report.runs.first().map_or(0.0, |r| r.jobs_per_minute / r.workers.max(1) as f64);
-    let linear: Vec<(f64, f64)> = report.runs.iter().map(|r| (r.workers as f64, per_worker * r.workers as f64)).collect();
+    let linear: Vec<(f64, f64)> =
+        report.runs.iter().map(|r| (r.workers as f64, per_worker * r.workers as f64)).collect();
     let top = measured.iter().chain(&linear).map(|&(_, y)| y).fold(1.0f64, f64::max) * 1.15;
     let scaling = [
         Series { name: "measured".into(), points: measured, colour: COLOURS[0], width: 2.0, dots: true },
@@ -125,8 +126,11 @@ struct Axis {
 impl Axis {
     /// Where `value` falls along the axis, from 0 (low) to 1 (high).
     fn fraction(&self, value: f64) -> f64 {
-        let (low, high, v) =
-            if self.log { (self.low.log10(), self.high.log10(), value.max(self.low).log10()) } else { (self.low, self.high, value) };
+        let (low, high, v) = if self.log {
+            (self.low.log10(), self.high.log10(), value.max(self.low).log10())
+        } else {
+            (self.low, self.high, value)
+        };
         if high > low { ((v - low) / (high - low)).clamp(0.0, 1.0) } else { 0.5 }
     }
 
@@ -189,8 +193,15 @@ impl Panel {
         let (left, top, width, height) = (self.plot_left(), Self::MARGIN_TOP, self.plot_width(), self.plot_height());
         let bottom = top + height;
         let centre = left + width / 2.0;
-        let _ = writeln!(svg, r#"<text x="{centre}" y="28" text-anchor="middle" font-size="18">{}</text>"#, escape(self.title));
-        let _ = writeln!(svg, r#"<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="black"/>"#);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre}" y="28" text-anchor="middle" font-size="18">{}</text>"#,
+            escape(self.title)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="black"/>"#
+        );
         for workers in 1..=max_workers {
             let (x, _) = self.at((workers as f64, self.y.low));
             let _ = writeln!(svg, r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#e6e6e6"/>"##);
@@ -198,10 +209,25 @@ impl Panel {
         }
         for value in self.y.ticks() {
             let (_, y) = self.at((self.x.low, value));
-            let _ = writeln!(svg, r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e6e6e6"/>"##, left + width);
-            let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, left - 6.0, y + 4.0, number(value));
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e6e6e6"/>"##,
+                left + width
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                left - 6.0,
+                y + 4.0,
+                number(value)
+            );
         }
-        let _ = writeln!(svg, r#"<text x="{centre}" y="{:.1}" text-anchor="middle">{}</text>"#, bottom + 40.0, escape(self.x_label));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            bottom + 40.0,
+            escape(self.x_label)
+        );
         let (label_x, label_y) = (self.left + 18.0, top + height / 2.0);
         let _ = writeln!(
             svg,

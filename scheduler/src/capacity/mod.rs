@@ -24,6 +24,7 @@
 //!    enough (three mean gaps between its jobs, 5 to 60 minutes) that a busy
 //!    lane rarely goes cold between two jobs.
 
+mod mdc;
 pub mod queueing;
 pub mod replay;
 mod rng;
@@ -48,7 +49,8 @@ pub const ASSUMPTIONS: &[&str] = &[
     "A lane is an M/G/c queue: c = workers × slots identical servers taking jobs first come, first served (the broker's FIFO queue with prefetch = slots).",
     "Service times are independent draws from the mix (or the benchmark's measured compute times), each cut at the lane's deadline.",
     "A slot prices as fast as it did where the service times were measured: if a pod gives each slot fewer cores than the benchmark machine gave a job, scale the times up (in `--class`).",
-    "P(wait) is Erlang's C formula; the mean wait is M/M/c's scaled for the service time's variability (Lee–Longton, or Cosmetatos's M/D/c below an SCV of 1); the tail decays at the rate of a single server c times as fast, weighted to that mean (exact for M/M/c).",
+    "Service times less variable than exponential (SCV below 1): P(wait) and the quantiles interpolate by the SCV between M/D/c (solved exactly from its embedded chain) and M/M/c (Erlang's C formula) at the same mean; the mean wait interpolates the same ends by Cosmetatos's M/D/c approximation.",
+    "Service times at least as variable as exponential: P(wait) is Erlang's C formula; the mean wait is M/M/c's scaled by (1 + SCV)/2 (Lee–Longton); the tail decays at the rate of a single server c times as fast, weighted to that mean (exact for M/M/c).",
     "The two lanes share nothing: separate queues, separate pods (on a cluster, each pod brings its own CPU).",
     "The database, broker and object store are never the bottleneck (the queue path costs milliseconds a job; see BENCHMARKS.md).",
     "KEDA sees jobs queued and running (protocol: http); the HPA syncs every 15 s, adds at most max(current, 4) pods a step, removes one pod per scale-down period after its stabilization window; a removed pod drains its running jobs.",
