@@ -424,6 +424,7 @@ const API_DOMAIN: &[&str] = &[
     "store::dead_letters",
     "store::jobs",
     "store::keys",
+    "store::migrations",
     "store::models",
     "store::outbox",
     "store::settle",

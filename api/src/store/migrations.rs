@@ -13,8 +13,6 @@ use std::borrow::Cow;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use super::Engine;
-
 /// One migration file: its name (`<version>_<description>.sql`) and text.
 type Embedded = (&'static str, &'static str);
 
@@ -56,12 +54,17 @@ const SQLITE: &[Embedded] = embed!("sqlite":
     "0013_order_parts.sql",
 );
 
-/// The migrator for `engine`'s schema.
-pub(super) fn migrator(engine: Engine) -> Migrator {
-    let files = match engine {
-        Engine::Postgres => POSTGRES,
-        Engine::Sqlite => SQLITE,
-    };
+/// The migrator for PostgreSQL's schema.
+pub(super) fn postgres() -> Migrator {
+    migrator(POSTGRES)
+}
+
+/// The migrator for SQLite's schema.
+pub(super) fn sqlite() -> Migrator {
+    migrator(SQLITE)
+}
+
+fn migrator(files: &[Embedded]) -> Migrator {
     Migrator::with_migrations(files.iter().map(|&(name, sql)| migration(name, sql)).collect())
 }
 
@@ -102,12 +105,12 @@ mod tests {
 
     #[tokio::test]
     async fn every_migration_file_is_embedded_as_sqlx_reads_it() {
-        for (engine, dialect) in [(Engine::Postgres, "postgres"), (Engine::Sqlite, "sqlite")] {
+        for (embedded, dialect) in [(postgres(), "postgres"), (sqlite(), "sqlite")] {
             let folder = facts(&from_folder(dialect).await);
             assert!(folder.len() >= 13, "{dialect}: {} migrations found", folder.len());
             // A file added to the folder but not to the list, or a list entry
             // whose text differs, fails here with the version that differs.
-            assert_eq!(facts(&migrator(engine)), folder, "{dialect}: the embedded list and the folder differ");
+            assert_eq!(facts(&embedded), folder, "{dialect}: the embedded list and the folder differ");
         }
     }
 }

@@ -70,11 +70,11 @@ impl Store {
             .await?;
         let store = Self { pool, engine };
         match engine {
-            Engine::Postgres => migrations::migrator(engine).run(&store.pool).await?,
+            Engine::Postgres => migrations::postgres().run(&store.pool).await?,
             Engine::Sqlite => {
                 // WAL lets readers run while the relay or result consumer writes.
                 sqlx::query("PRAGMA journal_mode = WAL").execute(&store.pool).await?;
-                migrations::migrator(engine).run(&store.pool).await?;
+                migrations::sqlite().run(&store.pool).await?;
             }
         }
         Ok(store)

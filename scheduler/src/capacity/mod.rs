@@ -440,16 +440,22 @@ fn size(lane: Lane, lambda: f64, service: &ServiceTime, target: f64, input: &Pla
     let mut last = String::from("the lane is unstable at every size");
     for workers in 1..=input.max_workers {
         let servers = workers.saturating_mul(input.slots);
-        match queueing::wait(lambda, servers, service) {
-            Err(_) => continue,
-            Ok(w) if w.utilisation > input.max_utilisation => {
-                last = format!("utilisation {:.2} is above --max-utilisation", w.utilisation);
-            }
-            Ok(w) if w.quantile(0.99) > target => {
-                last = format!("the p99 wait is still {:.1} s", w.quantile(0.99));
-            }
-            Ok(_) => return Ok(workers),
+        // Utilisation first: it is one division, while the wait may solve an
+        // M/D/c chain, which sizes too small to count need not pay for.
+        let utilisation = lambda * service.mean() / f64::from(servers.max(1));
+        if utilisation >= 1.0 {
+            continue;
         }
+        if utilisation > input.max_utilisation {
+            last = format!("utilisation {utilisation:.2} is above --max-utilisation");
+            continue;
+        }
+        let Ok(wait) = queueing::wait(lambda, servers, service) else { continue };
+        let p99 = wait.quantile(0.99);
+        if p99 <= target {
+            return Ok(workers);
+        }
+        last = format!("the p99 wait is still {p99:.1} s");
     }
     Err(PlanError::Unreachable { lane, target_s: target, max_workers: input.max_workers, reason: last })
 }
