@@ -16,29 +16,18 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 /// One migration file: its name (`<version>_<description>.sql`) and text.
 type Embedded = (&'static str, &'static str);
 
+/// Both dialects have the same files, one per schema change, each written
+/// for its engine: one list of names embeds both folders.
 macro_rules! embed {
-    ($dialect:literal: $($file:literal),+ $(,)?) => {
-        &[$(($file, include_str!(concat!("../../migrations/", $dialect, "/", $file)))),+]
+    ($($file:literal),+ $(,)?) => {
+        (
+            &[$(($file, include_str!(concat!("../../migrations/postgres/", $file)))),+],
+            &[$(($file, include_str!(concat!("../../migrations/sqlite/", $file)))),+],
+        )
     };
 }
 
-const POSTGRES: &[Embedded] = embed!("postgres":
-    "0001_pricing.sql",
-    "0002_job_farm.sql",
-    "0003_orders.sql",
-    "0004_trace_context.sql",
-    "0005_crm_event_body.sql",
-    "0006_model_owners.sql",
-    "0007_model_analysis.sql",
-    "0008_dead_letter_replays.sql",
-    "0009_web_sessions.sql",
-    "0010_order_list_facts.sql",
-    "0011_webhooks.sql",
-    "0012_quote_validity.sql",
-    "0013_order_parts.sql",
-);
-
-const SQLITE: &[Embedded] = embed!("sqlite":
+const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     "0001_pricing.sql",
     "0002_job_farm.sql",
     "0003_orders.sql",
@@ -56,12 +45,12 @@ const SQLITE: &[Embedded] = embed!("sqlite":
 
 /// The migrator for PostgreSQL's schema.
 pub(super) fn postgres() -> Migrator {
-    migrator(POSTGRES)
+    migrator(MIGRATIONS.0)
 }
 
 /// The migrator for SQLite's schema.
 pub(super) fn sqlite() -> Migrator {
-    migrator(SQLITE)
+    migrator(MIGRATIONS.1)
 }
 
 fn migrator(files: &[Embedded]) -> Migrator {
