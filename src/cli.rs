@@ -518,6 +518,10 @@ pub(crate) struct PlanArgs {
     /// Days of arrivals each simulation runs.
     #[arg(long, default_value_t = 1.0)]
     pub(crate) days: f64,
+    /// No simulated run goes past this many jobs (bounds a plan's work at a
+    /// high arrival rate; the plan notes when it cuts `--days` short).
+    #[arg(long, default_value_t = 2_000_000.0)]
+    pub(crate) max_simulated_jobs: f64,
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     #[arg(long, value_enum, default_value_t = Format::Table)]

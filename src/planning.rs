@@ -41,6 +41,7 @@ pub(crate) fn plan(args: &PlanArgs) -> anyhow::Result<()> {
         max_workers: args.max_workers,
         max_utilisation: args.max_utilisation,
         days: args.days,
+        max_simulated_jobs: args.max_simulated_jobs,
         seed: args.seed,
     };
     let plan = capacity::plan(&input)?;

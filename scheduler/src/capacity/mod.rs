@@ -144,6 +144,9 @@ pub struct PlanInput {
     pub max_utilisation: f64,
     /// Length of each simulation, days.
     pub days: f64,
+    /// No simulated run goes past this many jobs, whatever `days` and
+    /// [`CHECK_JOBS`] ask: the bound on a plan's work at a high arrival rate.
+    pub max_simulated_jobs: f64,
     pub seed: u64,
 }
 
@@ -253,6 +256,12 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
     if !(input.days.is_finite() && input.days > 0.0 && input.days <= 365.0) {
         return Err(PlanError::Input(format!("--days must be above 0 and at most 365, got {}", input.days)));
     }
+    if !(input.max_simulated_jobs.is_finite() && input.max_simulated_jobs >= 1000.0) {
+        return Err(PlanError::Input(format!(
+            "--max-simulated-jobs must be at least 1000, got {}",
+            input.max_simulated_jobs
+        )));
+    }
     if !(input.max_utilisation > 0.0 && input.max_utilisation < 1.0) {
         return Err(PlanError::Input(format!(
             "--max-utilisation must be between 0 and 1, got {}",
@@ -339,12 +348,15 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
         warmup: (50.0 * mean).max(0.05 * horizon).min(0.5 * horizon),
         seed: input.seed.wrapping_add(seed_offset),
     };
-    let horizon = input.days * 86_400.0;
+    // Every run stops at `max_simulated_jobs`: a day at a million jobs an
+    // hour would otherwise be 24 million simulated jobs a run.
+    let longest = input.max_simulated_jobs / lambda;
+    let horizon = (input.days * 86_400.0).min(longest);
     // The check of the model runs for `days` or CHECK_JOBS jobs, whichever
     // is longer: a day of a slow lane is a thousand jobs, and a p99 of a
     // thousand correlated waits is noise (two days of the README's slow lane
     // gave 347 s where 300,000 jobs give 530 s).
-    let check_horizon = horizon.max(CHECK_JOBS / lambda);
+    let check_horizon = horizon.max(CHECK_JOBS / lambda).min(longest);
     let fixed = simulate::run(&scenario(Scaling::Fixed { replicas: workers }, 0, check_horizon));
     let agreement = agreement(model.quantile(0.99), fixed.wait.p99, mean);
 
@@ -378,6 +390,12 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
     }
     let min = hi;
     let mut notes = Vec::new();
+    if horizon < input.days * 86_400.0 {
+        notes.push(format!(
+            "each simulated run stops after {:.0} jobs ({:.1} s of arrivals, --max-simulated-jobs), short of --days",
+            input.max_simulated_jobs, horizon
+        ));
+    }
     if service.share_over_deadline() > 0.0 {
         notes.push(format!(
             "{:.1}% of the {lane} lane's jobs run past its {} s deadline and fail there",

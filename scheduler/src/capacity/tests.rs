@@ -19,7 +19,7 @@ fn demand(lane: Lane, per_hour: f64, service: ServiceTime, target: f64) -> LaneD
 }
 
 fn input(lanes: Vec<LaneDemand>, slots: u32, days: f64) -> PlanInput {
-    PlanInput { lanes, slots, max_workers: 500, max_utilisation: 0.9, days, seed: 5 }
+    PlanInput { lanes, slots, max_workers: 500, max_utilisation: 0.9, days, max_simulated_jobs: 2e6, seed: 5 }
 }
 
 fn exponential(mean: f64) -> ServiceTime {
@@ -171,6 +171,21 @@ fn deadlines_cut_service_times_and_are_reported() {
 }
 
 #[test]
+fn a_high_arrival_rate_simulates_no_more_jobs_than_the_bound() {
+    // A million jobs an hour of 1–2 ms: a day of them would be 24 million
+    // simulated jobs a run; the bound cuts every run to 20,000 and says so.
+    let busy = demand(Lane::Fast, 1e6, ServiceTime::single(Shape::Uniform(0.001, 0.002)).unwrap(), 1.0);
+    let bounded = PlanInput { max_simulated_jobs: 20_000.0, ..input(vec![busy], 2, 1.0) };
+    let plan = plan(&bounded).unwrap();
+    let lane = &plan.lanes[0];
+    let (fixed, keda) = (lane.simulated_fixed.as_ref().unwrap(), lane.simulated_keda.as_ref().unwrap());
+    // Poisson arrivals over 20,000 jobs' mean time: a few hundred either way.
+    assert!(fixed.jobs > 15_000 && fixed.jobs <= 21_000, "{}", fixed.jobs);
+    assert!(keda.jobs <= 21_000, "{}", keda.jobs);
+    assert!(lane.notes.iter().any(|n| n.contains("--max-simulated-jobs")), "{:?}", lane.notes);
+}
+
+#[test]
 fn bad_input_is_a_clear_error_never_a_panic() {
     let ok = || demand(Lane::Fast, 100.0, exponential(1.0), 10.0);
     let zero = LaneDemand { arrivals_per_hour: 0.0, ..ok() };
@@ -192,6 +207,8 @@ fn bad_input_is_a_clear_error_never_a_panic() {
         PlanInput { slots: 0, ..input(vec![ok()], 1, 1.0) },
         PlanInput { days: 0.0, ..input(vec![ok()], 1, 1.0) },
         PlanInput { max_utilisation: 1.0, ..input(vec![ok()], 1, 1.0) },
+        PlanInput { max_simulated_jobs: 10.0, ..input(vec![ok()], 1, 1.0) },
+        PlanInput { max_simulated_jobs: f64::NAN, ..input(vec![ok()], 1, 1.0) },
         input(vec![LaneDemand { target_p99_wait: -1.0, ..ok() }], 1, 1.0),
         input(vec![LaneDemand { timing: Timing { polling: 0.0, ..timing() }, ..ok() }], 1, 1.0),
     ] {
