@@ -327,17 +327,21 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
     let mean = service.mean();
     let servers = |workers: u32| workers.saturating_mul(input.slots);
     let needed = ((lambda * mean / f64::from(input.slots)).floor() as u32).saturating_add(1);
-    let workers = match demand.workers {
-        Some(workers) => workers.max(1),
+    let (workers, model) = match demand.workers {
+        Some(workers) => {
+            let workers = workers.max(1);
+            let model = queueing::wait(lambda, servers(workers), service).map_err(|u| PlanError::Unstable {
+                lane,
+                workers,
+                slots: input.slots,
+                utilisation: u.utilisation,
+                needed,
+            })?;
+            (workers, model)
+        }
         None => size(lane, lambda, service, demand.target_p99_wait, input)?,
     };
-    let model = queueing::wait(lambda, servers(workers), service).map_err(|u| PlanError::Unstable {
-        lane,
-        workers,
-        slots: input.slots,
-        utilisation: u.utilisation,
-        needed,
-    })?;
+    let model_p99 = model.quantile(0.99);
     let scenario = |scaling: Scaling, seed_offset: u64, horizon: f64| Scenario {
         arrivals: lambda,
         service: service.clone(),
@@ -358,7 +362,7 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
     // gave 347 s where 300,000 jobs give 530 s).
     let check_horizon = horizon.max(CHECK_JOBS / lambda).min(longest);
     let fixed = simulate::run(&scenario(Scaling::Fixed { replicas: workers }, 0, check_horizon));
-    let agreement = agreement(model.quantile(0.99), fixed.wait.p99, mean);
+    let agreement = agreement(model_p99, fixed.wait.p99, mean);
 
     // The cooldown only matters when the lane may go to zero.
     let cooldown = ((3.0 / lambda / 60.0).ceil() * 60.0).clamp(300.0, 3600.0) as u32;
@@ -440,7 +444,7 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
         model: Some(ModelFigures {
             prob_wait: model.prob_wait,
             wait_p50_s: model.quantile(0.5),
-            wait_p99_s: model.quantile(0.99),
+            wait_p99_s: model_p99,
             wait_mean_s: model.mean(),
             utilisation: model.utilisation,
         }),
@@ -453,14 +457,20 @@ fn plan_lane(demand: &LaneDemand, input: &PlanInput) -> Result<LanePlan, PlanErr
 }
 
 /// The fewest workers whose M/G/c p99 wait meets `target` at a utilisation
-/// of at most `max_utilisation`.
-fn size(lane: Lane, lambda: f64, service: &ServiceTime, target: f64, input: &PlanInput) -> Result<u32, PlanError> {
+/// of at most `max_utilisation`, and their wait.
+fn size(
+    lane: Lane,
+    lambda: f64,
+    service: &ServiceTime,
+    target: f64,
+    input: &PlanInput,
+) -> Result<(u32, Wait), PlanError> {
     let mut last = String::from("the lane is unstable at every size");
     for workers in 1..=input.max_workers {
         let servers = workers.saturating_mul(input.slots);
         // Utilisation first: it is one division, while the wait may solve an
         // M/D/c chain, which sizes too small to count need not pay for.
-        let utilisation = lambda * service.mean() / f64::from(servers.max(1));
+        let utilisation = queueing::utilisation(lambda, servers, service);
         if utilisation >= 1.0 {
             continue;
         }
@@ -471,7 +481,7 @@ fn size(lane: Lane, lambda: f64, service: &ServiceTime, target: f64, input: &Pla
         let Ok(wait) = queueing::wait(lambda, servers, service) else { continue };
         let p99 = wait.quantile(0.99);
         if p99 <= target {
-            return Ok(workers);
+            return Ok((workers, wait));
         }
         last = format!("the p99 wait is still {p99:.1} s");
     }

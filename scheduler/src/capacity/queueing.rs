@@ -127,11 +127,16 @@ pub struct Unstable {
     pub utilisation: f64,
 }
 
+/// λ·E[S] / c: cheap, so callers may screen sizes before asking for a wait.
+pub fn utilisation(lambda: f64, servers: u32, service: &ServiceTime) -> f64 {
+    lambda * service.mean() / f64::from(servers.max(1))
+}
+
 /// The wait in an M/G/c queue with `lambda` arrivals per second.
 pub fn wait(lambda: f64, servers: u32, service: &ServiceTime) -> Result<Wait, Unstable> {
     let c = f64::from(servers.max(1));
     let offered = lambda * service.mean();
-    let utilisation = offered / c;
+    let utilisation = utilisation(lambda, servers, service);
     if utilisation.is_nan() || utilisation >= 1.0 {
         return Err(Unstable { utilisation });
     }
