@@ -122,6 +122,10 @@ impl From<crate::store::StoreError> for AppError {
             // Others kept changing the same row: the caller may try again.
             crate::store::StoreError::Contended { .. } => AppError::conflict(format!("{e}; try again")),
             crate::store::StoreError::Database(_) => AppError::internal(e),
+            // The same answer as the check before the transaction gives.
+            crate::store::StoreError::OverQuota { .. } => {
+                AppError::TooManyRequests { message: e.to_string(), retry_after_s: crate::quota::RETRY_JOBS_AFTER_S }
+            }
         }
     }
 }

@@ -105,6 +105,7 @@ pub(crate) async fn prepare_job(
     );
     job.colour = request.colour.clone();
     job.owner_key_id = key_id.map(str::to_string);
+    job.in_flight_quota = key_id.map(|_| state.settings.quotas.jobs_in_flight);
     let cached = cached_quote(state, &job, &request).await?;
     Ok(PreparedJob { job, cached })
 }

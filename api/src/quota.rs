@@ -110,8 +110,14 @@ pub(crate) async fn check_upload(
     Ok(())
 }
 
+/// When a key over its quota of jobs in flight may try again: a quote takes
+/// seconds.
+pub(crate) const RETRY_JOBS_AFTER_S: u64 = 5;
+
 /// Refuses `adding` more pricing jobs (an order's parts are asked for at
-/// once) when they would take the key past its quota in flight.
+/// once) when they would take the key past its quota in flight. A quick
+/// answer before any work; the transaction that writes the jobs checks
+/// again, strictly (`JobRow::in_flight_quota`).
 pub(crate) async fn check_jobs(store: &Store, quotas: &Quotas, key_id: &str, adding: u32) -> Result<(), QuotaError> {
     let limit = quotas.jobs_in_flight;
     if i64::from(adding) > limit {
@@ -124,7 +130,7 @@ pub(crate) async fn check_jobs(store: &Store, quotas: &Quotas, key_id: &str, add
                 "this key has {in_flight} pricing jobs queued or running and asks for {adding} more; the quota is \
                  {limit}"
             ),
-            retry_after_s: 5,
+            retry_after_s: RETRY_JOBS_AFTER_S,
         }
         .into());
     }

@@ -49,7 +49,9 @@ pub async fn reprice_under(
 ) -> Result<Vec<Repriced>, StoreError> {
     let mut repriced = Vec::new();
     for order in store.orders_priced_under_other_books(&terms.price_book_version, limit).await? {
-        let again = price_order_again(store, &order, OrderEvent::Reprice, terms, slow, actor, now_ms).await?;
+        // A repricing of the whole book is the shop's, not a key's ask: no
+        // key's quota of jobs in flight holds it back.
+        let again = price_order_again(store, &order, OrderEvent::Reprice, terms, slow, None, actor, now_ms).await?;
         if let Some((Transitioned::Done(row), job_ids)) = again {
             let job_id = job_ids.first().cloned().unwrap_or_default();
             repriced.push(Repriced { order_id: row.order_id, job_id, job_ids });
@@ -62,13 +64,16 @@ pub async fn reprice_under(
 /// reprice) with new jobs: one for an order of one part; for an order of
 /// several, one per part priced again, under `terms`. The move and the ids
 /// of the jobs queued, or `None` when a model of the order is no longer
-/// stored.
+/// stored. With `in_flight_quota`, the jobs must fit the order's key's
+/// quota of jobs in flight (`StoreError::OverQuota`).
+#[allow(clippy::too_many_arguments)]
 pub async fn price_order_again(
     store: &Store,
     order: &OrderRow,
     event: OrderEvent,
     terms: &OrderTerms,
     slow: SlowLane,
+    in_flight_quota: Option<i64>,
     actor: &str,
     now_ms: i64,
 ) -> Result<Option<(Transitioned, Vec<String>)>, StoreError> {
@@ -83,6 +88,7 @@ pub async fn price_order_again(
         );
         job.colour = colour.clone();
         job.owner_key_id = order.seller_key_id.clone();
+        job.in_flight_quota = in_flight_quota;
         job
     };
     if order.part_count > 1 {

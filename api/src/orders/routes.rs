@@ -402,7 +402,8 @@ async fn price_again(
     }
     let terms = calculator::order::OrderTerms::of(&state.services.pricing.book);
     let slow = crate::pricing::slow_lane(&state.settings);
-    let again = price_order_again(store, &order, event, &terms, slow, &principal.name, now_ms()).await?;
+    let quota = Some(state.settings.quotas.jobs_in_flight);
+    let again = price_order_again(store, &order, event, &terms, slow, quota, &principal.name, now_ms()).await?;
     let Some((moved, _)) = again else {
         return Err(AppError::internal(format!("order {order_id} names a model that is not stored")));
     };

@@ -34,6 +34,11 @@ pub struct JobRow {
     pub deliveries: i64,
     /// The key that submitted it; a seller sees only its own jobs.
     pub owner_key_id: Option<String>,
+    /// Not a column: the quota of jobs in flight that `owner_key_id` must
+    /// stay within when this job is written, checked in the writing
+    /// transaction. `None` for a job no key asked for (a replay, a bulk
+    /// reprice) and for every job read back.
+    pub in_flight_quota: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub started_at_ms: Option<i64>,
@@ -96,6 +101,7 @@ impl JobRow {
             worker: None,
             deliveries: 0,
             owner_key_id: None,
+            in_flight_quota: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             started_at_ms: None,
@@ -165,9 +171,42 @@ pub(crate) async fn insert_job_tx(
     job: &JobRow,
     payload: &str,
 ) -> Result<(), StoreError> {
+    admit_within_quota(tx, job).await?;
     insert_job(tx, job, None).await?;
     insert_outbox(tx, jobs_destination(job.lane), &job.job_id, payload, job.created_at_ms).await?;
     insert_event(tx, &job.job_id, "queued", job.created_at_ms).await
+}
+
+/// Refuses `job` when its key already has its quota of jobs queued or
+/// running, counted inside `tx`. The count and the insert that follows are
+/// one step for every transaction that adds jobs for the key: a quick check
+/// before the transaction (`quota::check_jobs`) alone would let a burst of
+/// concurrent requests all see room for one more.
+async fn admit_within_quota(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &JobRow) -> Result<(), StoreError> {
+    let (Some(key_id), Some(quota)) = (job.owner_key_id.as_deref(), job.in_flight_quota) else { return Ok(()) };
+    if tx.backend_name() == "PostgreSQL" {
+        // Under READ COMMITTED two transactions would count the same rows.
+        // This lock, held to commit, queues the key's writers, so each one
+        // counts what the one before it committed. Other keys' writers hash
+        // elsewhere (a collision only makes two keys wait for each other).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("farm.jobs_in_flight.{key_id}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    // SQLite needs no lock: a writing transaction begins IMMEDIATE and so
+    // holds the database's one write lock already.
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM pricing_jobs WHERE owner_key_id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(key_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let in_flight: i64 = row.try_get("n")?;
+    if in_flight >= quota {
+        return Err(StoreError::OverQuota { in_flight, quota });
+    }
+    Ok(())
 }
 
 /// A job a cached quote already answers, in `tx`.
@@ -248,6 +287,7 @@ pub(super) fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
         worker: r.try_get("worker")?,
         deliveries: r.try_get("deliveries")?,
         owner_key_id: r.try_get("owner_key_id")?,
+        in_flight_quota: None,
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
         started_at_ms: r.try_get("started_at_ms")?,

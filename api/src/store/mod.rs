@@ -43,6 +43,10 @@ pub enum StoreError {
     /// lost to concurrent changes every time it was tried.
     #[error("{what} kept changing under {attempts} attempts to update it")]
     Contended { what: String, attempts: u32 },
+    /// A new job would take its key past its quota of jobs in flight; found
+    /// inside the writing transaction, which wrote nothing.
+    #[error("this key has {in_flight} pricing jobs queued or running and asks for more; the quota is {quota}")]
+    OverQuota { in_flight: i64, quota: i64 },
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {

@@ -406,6 +406,74 @@ async fn a_keys_uploads_and_jobs_in_flight_are_counted_for_its_quotas() {
     .await;
 }
 
+/// A job of a key at its quota of jobs in flight is refused by the
+/// transaction that would write it, whatever a check before it said.
+#[tokio::test]
+async fn the_transaction_writing_a_job_refuses_it_past_the_keys_quota_in_flight() {
+    on_each_engine(async |store: Store| {
+        store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
+        let job_of = |job_id: &str, key: &str| {
+            let mut job = JobRow::queued(job_id.into(), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
+            job.owner_key_id = Some(key.into());
+            job.in_flight_quota = Some(2);
+            job
+        };
+        for id in ["a1", "a2"] {
+            store.create_job(&job_of(id, "ka"), "{}").await.unwrap();
+        }
+        let refused = store.create_job(&job_of("a3", "ka"), "{}").await.unwrap_err();
+        assert!(matches!(refused, api::store::StoreError::OverQuota { in_flight: 2, quota: 2 }), "{refused:?}");
+        assert!(store.job("a3").await.unwrap().is_none(), "nothing of the refused job was written");
+        assert_eq!(store.jobs_in_flight("ka").await.unwrap(), 2);
+        store.create_job(&job_of("b1", "kb"), "{}").await.unwrap();
+        let unlimited = JobRow { in_flight_quota: None, ..job_of("a4", "ka") };
+        store.create_job(&unlimited, "{}").await.unwrap();
+        store.cancel_job("a1", "{}", 11).await.unwrap();
+        store.cancel_job("a4", "{}", 11).await.unwrap();
+        store.create_job(&job_of("a5", "ka"), "{}").await.unwrap();
+        assert_eq!(store.jobs_in_flight("ka").await.unwrap(), 2, "an ended job made room for one more");
+    })
+    .await;
+}
+
+/// Many writers of one key at once: every transaction counts what the others
+/// committed, so exactly the quota's worth get in.
+#[tokio::test]
+async fn writers_racing_for_a_keys_last_jobs_in_flight_admit_exactly_the_quota() {
+    const WRITERS: usize = 24;
+    const QUOTA: i64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![Store::sqlite_url(dir.path())];
+    urls.extend(services::fresh_postgres_database().await);
+    for url in urls {
+        let store = Store::connect(&url, 8).await.unwrap();
+        store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|n| {
+                let (store, start) = (store.clone(), start.clone());
+                tokio::spawn(async move {
+                    let mut job = JobRow::queued(format!("r{n}"), "m1".into(), "pla".into(), 1, Lane::Fast, 10);
+                    job.owner_key_id = Some("racer".into());
+                    job.in_flight_quota = Some(QUOTA);
+                    start.wait().await;
+                    store.create_job(&job, "{}").await
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for writer in writers {
+            match writer.await.unwrap() {
+                Ok(()) => admitted += 1,
+                Err(api::store::StoreError::OverQuota { .. }) => {}
+                Err(other) => panic!("{url}: {other}"),
+            }
+        }
+        assert_eq!(admitted, QUOTA, "{url}");
+        assert_eq!(store.jobs_in_flight("racer").await.unwrap(), QUOTA, "{url}");
+    }
+}
+
 #[tokio::test]
 async fn the_list_reads_a_priced_orders_facts_without_its_quote_on_each_engine() {
     on_each_engine(async |store: Store| {
