@@ -41,6 +41,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     "0011_webhooks.sql",
     "0012_quote_validity.sql",
     "0013_order_parts.sql",
+    "0014_jobs_in_flight_by_key.sql",
 );
 
 /// The migrator for PostgreSQL's schema.
