@@ -120,7 +120,7 @@ pub fn support_angle_deg(profile: &FdmProfile) -> f64 {
 /// How PrusaSlicer shapes supports: contact areas grown around each
 /// overhang, and no support under a gap it can print over.
 pub fn support_shape(profile: &FdmProfile) -> mesh::SupportShape {
-    mesh::SupportShape { margin: SUPPORT_MARGIN_MM, min_gap: profile.layer_height }
+    mesh::SupportShape { margin: SUPPORT_MARGIN_MM, min_gap: profile.layer_height, ..mesh::SupportShape::default() }
 }
 
 /// Checks what PrusaSlicer itself refuses to slice.

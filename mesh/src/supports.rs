@@ -25,14 +25,16 @@ use crate::observe::{Observer, Stage, Ticker, Watch};
 use crate::read::Triangles;
 use crate::{AnalyzeError, Limits};
 
-/// Rays per axis across the larger side of the part's footprint.
-const RAYS_ACROSS: f64 = 400.0;
+/// Rays per axis across the larger side of the part's footprint, unless
+/// the shape asks for another number.
+pub(crate) const RAYS_ACROSS: u32 = 400;
 /// At least this many cells per support margin, so the margin's disk is
 /// round enough; and at most this many, so it stays cheap.
 const CELLS_PER_MARGIN: f64 = 8.0;
 
-/// How a slicer shapes its supports, in the mesh's units.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// How a slicer shapes its supports, in the mesh's units, and how finely
+/// they are measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SupportShape {
     /// Support reaches this far around each overhang: a slicer grows its
     /// contact areas, so a narrow overhang (a letter engraved in a wall, a
@@ -41,6 +43,16 @@ pub struct SupportShape {
     /// Air gaps shorter than this get no support: the overhang is printed
     /// on the layer below.
     pub min_gap: f64,
+    /// Rays per axis across the larger side of the footprint: the columns'
+    /// resolution, and the pass's work (at most its square in rays, for a
+    /// part of any size). 400 unless set; a fuzzer sets fewer.
+    pub rays_across: u32,
+}
+
+impl Default for SupportShape {
+    fn default() -> Self {
+        Self { margin: 0.0, min_gap: 0.0, rays_across: RAYS_ACROSS }
+    }
 }
 
 /// The support columns under a part's overhangs.
@@ -262,7 +274,7 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
 ) -> Result<SupportColumns, AnalyzeError> {
     let size = bbox.size();
     let margin = shape.margin.max(0.0);
-    let mut cell = size[0].max(size[1]) / RAYS_ACROSS;
+    let mut cell = size[0].max(size[1]) / f64::from(shape.rays_across.max(1));
     if margin > 0.0 {
         cell = cell.max(margin / CELLS_PER_MARGIN);
     }
@@ -513,13 +525,39 @@ mod tests {
         let none = vec![false; shape.len()];
         let bbox = BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] };
         let narrow = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape::default());
-        let grown = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 2.0, min_gap: 0.0 });
+        let grown =
+            within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 2.0, ..SupportShape::default() });
         assert!((narrow.volume - 40.0).abs() < 40.0 * 0.05, "{narrow:?}");
         // Roughly (1 + 2) x (4 + 4) plus the rounded corners, 10 mm tall;
         // nothing grows into the wall, which has no air below the ledge.
         assert!(grown.volume > 5.0 * narrow.volume && grown.volume < 300.0, "{grown:?}");
-        let short = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 0.0, min_gap: 11.0 });
+        let short = within_defaults(
+            &shape,
+            &none,
+            &none,
+            &bbox,
+            -0.7,
+            SupportShape { min_gap: 11.0, ..SupportShape::default() },
+        );
         assert_eq!(short.volume, 0.0, "a gap under the minimum is printed without support");
+    }
+
+    #[test]
+    fn fewer_rays_measure_the_same_columns_coarser() {
+        // The ledge of the test above, 40 mm³ of support: 400 rays across
+        // (the default), 32, and 0 (taken as one ray, never a division by 0).
+        let mut shape = cuboid([10.0, 10.0, 20.0]);
+        shape.extend(moved(cuboid([1.0, 4.0, 1.0]), [10.0, 3.0, 10.0]));
+        let none = vec![false; shape.len()];
+        let bbox = BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] };
+        let with = |rays_across| {
+            let shape_of = SupportShape { rays_across, ..SupportShape::default() };
+            within_defaults(&shape, &none, &none, &bbox, -0.7, shape_of).volume
+        };
+        assert_eq!(SupportShape::default().rays_across, RAYS_ACROSS);
+        assert!((with(400) - 40.0).abs() < 2.0, "{}", with(400));
+        assert!((with(32) - 40.0).abs() < 40.0 * 0.5, "{}", with(32));
+        assert!(with(0).is_finite());
     }
 
     #[test]

@@ -8,14 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+mod options;
+
 fuzz_target!(|data: &[u8]| {
-    let options = mesh::AnalysisOptions {
-        // Small limits keep every run fast; the limits themselves are part of
-        // what is being tested.
-        limits: mesh::Limits { max_bytes: 1 << 20, max_triangles: 20_000, max_layers: 2_000, ..mesh::Limits::default() },
-        layering: Some(mesh::Layering { first_layer_height: 0.7, layer_height: 0.5 }),
-        build_volumes: vec![[100.0, 100.0, 100.0]],
-        ..mesh::AnalysisOptions::default()
-    };
-    let _ = mesh::analyze(data, &options);
+    let _ = mesh::analyze(data, &options::small());
 });
