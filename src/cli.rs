@@ -310,6 +310,11 @@ pub(crate) struct OrdersBenchArgs {
     /// The list's request rates under writes, one step each.
     #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000")]
     pub(crate) ladder: Vec<f64>,
+    /// The worker's niceness, 0 to 19 (services stack). Production runs its
+    /// workers on nodes of their own; here they share the API's cores, and
+    /// a higher niceness keeps their quote computing from taking the API's.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub(crate) worker_nice: u8,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

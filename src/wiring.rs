@@ -306,6 +306,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
                 takers: args.takers,
                 write_rate: args.write_rate,
                 ladder: args.ladder.clone(),
+                worker_niceness: args.worker_nice,
                 scratch: scratch.path().to_path_buf(),
             };
             let report = runtime.block_on(bench::orders::run(&settings))?;

@@ -73,6 +73,8 @@ pub struct OrdersBench {
     pub write_rate: f64,
     /// The list rates of the write-load phase, one step each.
     pub ladder: Vec<f64>,
+    /// The worker's niceness (`FarmOptions::worker_niceness`).
+    pub worker_niceness: u8,
     /// A directory for the run's files.
     pub scratch: PathBuf,
 }
@@ -354,6 +356,7 @@ async fn phases(
     let (from_database, database_under_writes) = with_database?;
     let under_writes = cache_under_writes.zip(database_under_writes).map(|(cache, database)| UnderWrites {
         write_rate: settings.write_rate,
+        worker_niceness: settings.worker_niceness,
         cache_holds: writes::holds(&cache),
         database_holds: writes::holds(&database),
         cache,
@@ -1020,8 +1023,13 @@ async fn start_farm(
     // once: this measures the list under writes, not the per-key quota.
     env.push(("FARM_QUOTA_JOBS_IN_FLIGHT".into(), "1000000".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let options =
-        FarmOptions { binary: settings.binary.clone(), stack: settings.stack, env, data_dir: target.data_dir() };
+    let options = FarmOptions {
+        binary: settings.binary.clone(),
+        stack: settings.stack,
+        env,
+        data_dir: target.data_dir(),
+        worker_niceness: settings.worker_niceness,
+    };
     let farm = Farm::start(&options).await?;
     let listening = Instant::now();
     match wait_for_cache(farm.base()).await {

@@ -84,6 +84,7 @@ pub async fn lane_isolation(settings: &LaneIsolation) -> Result<Vec<Phase>, Farm
                 ("FARM_SHUTDOWN_GRACE_S".into(), "1".into()),
             ],
             data_dir: settings.scratch.join(format!("lanes-{index}")),
+            worker_niceness: 0,
         };
         let farm = Farm::start(&options).await?;
         let run = async {
@@ -155,6 +156,7 @@ pub async fn overhead(binary: PathBuf, stack: Stack, jobs: usize, scratch: PathB
         stack,
         env: vec![("FARM_SHUTDOWN_GRACE_S".into(), "1".into())],
         data_dir: scratch.join("overhead"),
+        worker_niceness: 0,
     };
     let farm = Farm::start(&options).await?;
     let run = async {

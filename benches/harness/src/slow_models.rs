@@ -201,6 +201,7 @@ async fn run_once(
             ("FARM_SLOW_LANE_TRIANGLES".into(), bench.slow_lane_triangles.to_string()),
         ],
         data_dir: bench.scratch.join(format!("farm-{workers}")),
+        worker_niceness: 0,
     };
     let farm = match &bench.target {
         Some(target) => Farm::connect(&target.url, &target.key),

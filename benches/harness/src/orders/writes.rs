@@ -34,6 +34,8 @@ const QUANTITIES: usize = 5000;
 pub struct UnderWrites {
     /// Writes per second asked for: half intake, half CRM approvals.
     pub write_rate: f64,
+    /// The worker's niceness: 0 shares the CPU with the API as an equal.
+    pub worker_niceness: u8,
     pub cache: Vec<WriteStep>,
     pub database: Vec<WriteStep>,
     /// The highest list rate of the ladder held at p99 < the goal with no
@@ -229,9 +231,13 @@ impl Writer {
 
 /// The report's section on the list under writes.
 pub(super) fn markdown(under: &UnderWrites, limit: u32) -> String {
+    let worker = match under.worker_niceness {
+        0 => "a worker".to_string(),
+        n => format!("a worker at niceness {n}"),
+    };
     let mut out = format!(
-        "The list under writes: {} writes per second through the API (half `POST /v1/orders`, each priced by a \
-         worker whose result is one more write, half CRM `approved` events on the newest priced orders) while \
+        "The list under writes: {} writes per second through the API (half `POST /v1/orders`, each priced by \
+         {worker} whose result is one more write, half CRM `approved` events on the newest priced orders) while \
          `GET /v1/operator/orders?status={APPROVED}&limit={limit}` runs at each rate below.\n\n\
          | list req/s | cache p50 / p99 ms | cache errors | database p50 / p99 ms | database errors | writes/s \
          achieved (cache, database) | write errors |\n|--:|--:|--:|--:|--:|--:|---|\n",
