@@ -177,6 +177,11 @@ pub(crate) async fn insert_job_tx(
     insert_event(tx, &job.job_id, "queued", job.created_at_ms).await
 }
 
+/// A key's jobs queued or running (`n`), along the partial index of
+/// migration 0014, whose condition this repeats word for word.
+const IN_FLIGHT_OF_KEY: &str =
+    "SELECT COUNT(*) AS n FROM pricing_jobs WHERE owner_key_id = $1 AND status IN ('queued', 'running')";
+
 /// Refuses `job` when its key already has its quota of jobs queued or
 /// running, counted inside `tx`. The count and the insert that follows are
 /// one step for every transaction that adds jobs for the key: a quick check
@@ -196,12 +201,7 @@ async fn admit_within_quota(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &Job
     }
     // SQLite needs no lock: a writing transaction begins IMMEDIATE and so
     // holds the database's one write lock already.
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM pricing_jobs WHERE owner_key_id = $1 AND status IN ('queued', 'running')",
-    )
-    .bind(key_id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(IN_FLIGHT_OF_KEY).bind(key_id).fetch_one(&mut **tx).await?;
     let in_flight: i64 = row.try_get("n")?;
     if in_flight >= quota {
         return Err(StoreError::OverQuota { in_flight, quota });
@@ -298,12 +298,7 @@ pub(super) fn job_from_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
 impl Store {
     /// Jobs `key_id` created that are queued or running.
     pub async fn jobs_in_flight(&self, key_id: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM pricing_jobs WHERE owner_key_id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(key_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(IN_FLIGHT_OF_KEY).bind(key_id).fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 
