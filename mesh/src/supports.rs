@@ -103,7 +103,14 @@ fn unpack(packed: u64) -> (f64, Kind) {
 /// The stretches of air along one ray, bottom up: (floor, ceiling, whether
 /// the ceiling is an overhang). The last one is open to the sky.
 fn air_gaps(ray: &[u64], plate: f64) -> Vec<(f64, f64, bool)> {
-    let (mut floor, mut inside, mut gaps) = (plate, 0u32, Vec::new());
+    let mut gaps = Vec::new();
+    for_each_air_gap(ray, plate, |floor, ceiling, overhang| gaps.push((floor, ceiling, overhang)));
+    gaps
+}
+
+/// `air_gaps` without the list: `visit(floor, ceiling, overhang)` for each.
+fn for_each_air_gap(ray: &[u64], plate: f64, mut visit: impl FnMut(f64, f64, bool)) {
+    let (mut floor, mut inside) = (plate, 0u32);
     for &crossing in ray {
         let (z, kind) = unpack(crossing);
         match kind {
@@ -115,16 +122,15 @@ fn air_gaps(ray: &[u64], plate: f64) -> Vec<(f64, f64, bool)> {
             }
             Kind::Down | Kind::Overhang => {
                 if inside == 0 {
-                    gaps.push((floor, z, kind == Kind::Overhang));
+                    visit(floor, z, kind == Kind::Overhang);
                 }
                 inside += 1;
             }
         }
     }
     if inside == 0 {
-        gaps.push((floor, f64::INFINITY, false));
+        visit(floor, f64::INFINITY, false);
     }
-    gaps
 }
 
 /// The ray grid over the part's footprint, grown by the margin.
@@ -404,15 +410,20 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     let plate = bbox.min[2];
     // Gaps thinner than this are the seam between touching faces, not air.
     let hair = (size[2].max(size[0]).max(size[1]) * 1e-6).max(shape.min_gap);
-    // The overhangs each ray holds up: the tops of its air gaps that need support.
+    // The overhangs each ray holds up: the tops of its air gaps that need
+    // support. Most rays hold none, and their list allocates nothing. (Not
+    // collected from `air_gaps`: collecting in place kept every ray's list
+    // of gaps allocated, 96 bytes a ray, 15 MB at 400 x 400 for a cube.)
     let tops: Vec<Vec<f64>> = (0..cells)
         .into_par_iter()
         .map(|cell| {
-            air_gaps(ray(cell), plate)
-                .into_iter()
-                .filter(|&(floor, ceiling, overhang)| overhang && ceiling - floor > hair)
-                .map(|(_, ceiling, _)| ceiling)
-                .collect()
+            let mut tops = Vec::new();
+            for_each_air_gap(ray(cell), plate, |floor, ceiling, overhang| {
+                if overhang && ceiling - floor > hair {
+                    tops.push(ceiling);
+                }
+            });
+            tops
         })
         .collect();
     // A disk of the margin's radius, in cells.

@@ -340,15 +340,18 @@ fn duplicate_faces(mesh: &IndexedMesh, checkpoint: &dyn Fn(f64) -> bool) -> Opti
     Some(duplicates)
 }
 
-/// Disjoint sets over face ids, with path halving and union by size.
+/// Disjoint sets over face ids, with path halving and union by rank. A
+/// rank is at most log2 of the faces, so a byte holds it: this lives beside
+/// the edge uses at the analysis's peak, where a `u32` size per face cost
+/// 3 MB more per million faces.
 struct UnionFind {
     parent: Vec<u32>,
-    size: Vec<u32>,
+    rank: Vec<u8>,
 }
 
 impl UnionFind {
     fn new(n: usize) -> Self {
-        Self { parent: (0..n as u32).collect(), size: vec![1; n] }
+        Self { parent: (0..n as u32).collect(), rank: vec![0; n] }
     }
 
     fn find(&mut self, mut x: u32) -> u32 {
@@ -365,11 +368,13 @@ impl UnionFind {
         if a == b {
             return;
         }
-        if self.size[a as usize] < self.size[b as usize] {
+        if self.rank[a as usize] < self.rank[b as usize] {
             std::mem::swap(&mut a, &mut b);
         }
         self.parent[b as usize] = a;
-        self.size[a as usize] += self.size[b as usize];
+        if self.rank[a as usize] == self.rank[b as usize] {
+            self.rank[a as usize] += 1;
+        }
     }
 
     /// Numbers the sets `0..count` in order of their first element.
