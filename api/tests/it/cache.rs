@@ -169,6 +169,19 @@ async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_databa
     assert!(back.is_some(), "the other replica never came back");
     assert_eq!(ids(&cache, OrderStatus::Cancelled).await, Some(vec!["order-0002".to_string()]));
     stop.cancel();
+    forget_namespace(&target, &namespace).await;
+}
+
+/// Deletes a test's keys from the shared Redis (every key of a namespace
+/// shares its `{namespace}` hash tag), so runs leave nothing behind.
+async fn forget_namespace(authority: &str, namespace: &str) {
+    let client = redis::Client::open(format!("redis://{authority}/")).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{{{namespace}}}:*")).query_async(&mut connection).await.unwrap();
+    if !keys.is_empty() {
+        redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut connection).await.unwrap();
+    }
 }
 
 #[tokio::test]
