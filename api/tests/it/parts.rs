@@ -267,6 +267,39 @@ async fn an_order_of_parts_is_refused_whole_when_it_is_malformed_or_too_big() {
     app.stop().await;
 }
 
+/// Repricing prices every part again: the new jobs count against the key's
+/// quota of jobs in flight like a new order's, and a refusal leaves the
+/// order as it was.
+#[tokio::test]
+async fn a_reprice_past_the_keys_quota_in_flight_is_refused_and_changes_nothing() {
+    let quotas = api::quota::Quotas { jobs_in_flight: 2, ..api::quota::Quotas::default() };
+    // Only a fast worker: a model past the slow lane's threshold stays
+    // queued, and holds one of the key's two jobs in flight.
+    let settings = ApiSettings { quotas, slow_lane_triangles: 100, ..ApiSettings::default() };
+    let app = spawn_farm(settings, vec![test_worker(Lane::Fast)]).await;
+    let (a, b) = (model(&app, 14.0).await, model(&app, 15.0).await);
+    let body = json!({"items": [{"model_id": a, "material": "pla"}, {"model_id": b, "material": "pla"}]});
+    let (status, created) = order(&app, body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = id_of(&created);
+    let priced = wait_for_status(&app, &id, "PRICED").await;
+    let (status, slow) = app.post_model(mesh::write_binary_stl(&mesh::uv_sphere(10.0, 24, 12))).await;
+    assert_eq!(status, 201, "{slow}");
+    let (status, held) = order(&app, json!({"model_id": slow["model_id"], "material": "pla"})).await;
+    assert_eq!((status, held["status"].as_str()), (201, Some("PRICING")), "{held}");
+
+    let (status, refused) = app.post_as(&app.seller, &format!("/v1/orders/{id}/reprice"), json!({})).await;
+    assert_eq!(status, 429, "two more jobs with one in flight exceed the quota of two: {refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("quota"), "{refused}");
+    let (status, after) = app.get_as(&app.seller, &format!("/v1/orders/{id}")).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(
+        (&after["status"], &after["quote"], &after["version"]),
+        (&priced["status"], &priced["quote"], &priced["version"])
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_parts_of_one_order_count_against_the_key_quota_together() {
     let quotas = api::quota::Quotas { jobs_in_flight: 3, ..api::quota::Quotas::default() };
