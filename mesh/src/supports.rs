@@ -527,14 +527,20 @@ mod tests {
         within_defaults(triangles, &none, &none, &bbox, -(45f64.to_radians().cos()), SupportShape::default())
     }
 
+    /// A 1 mm ledge sticking out of a 10 x 10 x 20 wall, 10 mm up, and the
+    /// bounding box of both: 40 mm³ of support under the ledge.
+    fn ledge_on_a_wall() -> (Vec<crate::Triangle>, BoundingBox) {
+        let mut shape = cuboid([10.0, 10.0, 20.0]);
+        shape.extend(moved(cuboid([1.0, 4.0, 1.0]), [10.0, 3.0, 10.0]));
+        (shape, BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] })
+    }
+
     #[test]
     fn a_margin_grows_a_narrow_overhang_into_a_wide_column() {
         // A 1 mm ledge sticking out of a wall, 10 mm up: grown by 2 mm it
         // is held by a column 2 mm wider on each free side.
-        let mut shape = cuboid([10.0, 10.0, 20.0]);
-        shape.extend(moved(cuboid([1.0, 4.0, 1.0]), [10.0, 3.0, 10.0]));
+        let (shape, bbox) = ledge_on_a_wall();
         let none = vec![false; shape.len()];
-        let bbox = BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] };
         let narrow = within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape::default());
         let grown =
             within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape { margin: 2.0, ..SupportShape::default() });
@@ -557,10 +563,8 @@ mod tests {
     fn fewer_rays_measure_the_same_columns_coarser() {
         // The ledge of the test above, 40 mm³ of support: 400 rays across
         // (the default), 32, and 0 (taken as one ray, never a division by 0).
-        let mut shape = cuboid([10.0, 10.0, 20.0]);
-        shape.extend(moved(cuboid([1.0, 4.0, 1.0]), [10.0, 3.0, 10.0]));
+        let (shape, bbox) = ledge_on_a_wall();
         let none = vec![false; shape.len()];
-        let bbox = BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] };
         let with = |rays_across| {
             let shape_of = SupportShape { rays_across, ..SupportShape::default() };
             within_defaults(&shape, &none, &none, &bbox, -0.7, shape_of).volume

@@ -10,10 +10,16 @@ use crate::services;
 
 /// Runs `check` against each engine available.
 async fn on_each_engine<F: AsyncFn(Store)>(check: F) {
+    on_each_engine_with(2, check).await;
+}
+
+/// As `on_each_engine`, with a pool of `connections` (for checks that race
+/// transactions against each other).
+async fn on_each_engine_with<F: AsyncFn(Store)>(connections: u32, check: F) {
     let dir = tempfile::tempdir().unwrap();
-    check(Store::connect(&Store::sqlite_url(dir.path()), 2).await.unwrap()).await;
+    check(Store::connect(&Store::sqlite_url(dir.path()), connections).await.unwrap()).await;
     if let Some(url) = services::fresh_postgres_database().await {
-        check(Store::connect(&url, 2).await.unwrap()).await;
+        check(Store::connect(&url, connections).await.unwrap()).await;
     }
 }
 
@@ -442,11 +448,8 @@ async fn the_transaction_writing_a_job_refuses_it_past_the_keys_quota_in_flight(
 async fn writers_racing_for_a_keys_last_jobs_in_flight_admit_exactly_the_quota() {
     const WRITERS: usize = 24;
     const QUOTA: i64 = 5;
-    let dir = tempfile::tempdir().unwrap();
-    let mut urls = vec![Store::sqlite_url(dir.path())];
-    urls.extend(services::fresh_postgres_database().await);
-    for url in urls {
-        let store = Store::connect(&url, 8).await.unwrap();
+    on_each_engine_with(8, async |store: Store| {
+        let engine = store.engine();
         store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
         let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
         let writers: Vec<_> = (0..WRITERS)
@@ -466,12 +469,13 @@ async fn writers_racing_for_a_keys_last_jobs_in_flight_admit_exactly_the_quota()
             match writer.await.unwrap() {
                 Ok(()) => admitted += 1,
                 Err(api::store::StoreError::OverQuota { .. }) => {}
-                Err(other) => panic!("{url}: {other}"),
+                Err(other) => panic!("{engine:?}: {other}"),
             }
         }
-        assert_eq!(admitted, QUOTA, "{url}");
-        assert_eq!(store.jobs_in_flight("racer").await.unwrap(), QUOTA, "{url}");
-    }
+        assert_eq!(admitted, QUOTA, "{engine:?}");
+        assert_eq!(store.jobs_in_flight("racer").await.unwrap(), QUOTA, "{engine:?}");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -536,13 +540,10 @@ async fn parts_priced_at_the_same_moment_price_their_order() {
 
     const PARTS: usize = 4;
     const ORDERS: usize = 8;
-    let dir = tempfile::tempdir().unwrap();
-    let mut urls = vec![Store::sqlite_url(dir.path())];
-    urls.extend(services::fresh_postgres_database().await);
     let quote = sample_quote();
     let terms = calculator::order::OrderTerms::of(&calculator::PriceBook::builtin());
-    for url in urls {
-        let store = Store::connect(&url, PARTS as u32 + 1).await.unwrap();
+    on_each_engine_with(PARTS as u32 + 1, async |store: Store| {
+        let engine = store.engine();
         store.insert_model(&crate::helpers::model_row("m1", 684)).await.unwrap();
         for n in 0..ORDERS {
             let order_id = format!("o{n}");
@@ -573,7 +574,7 @@ async fn parts_priced_at_the_same_moment_price_their_order() {
                 assert_eq!(applied.unwrap(), Applied::Changed);
             }
             let row = store.order(&order_id).await.unwrap().unwrap();
-            assert_eq!(row.status, OrderStatus::Priced, "{url}: order {order_id} with every part priced");
+            assert_eq!(row.status, OrderStatus::Priced, "{engine:?}: order {order_id} with every part priced");
             let own: f64 = quote
                 .line_items
                 .iter()
@@ -582,9 +583,10 @@ async fn parts_priced_at_the_same_moment_price_their_order() {
                 .sum();
             let book = calculator::PriceBook::builtin();
             let expected = book.rounding.apply((PARTS as f64 * own + book.setup_fee).max(book.minimum_order));
-            assert_eq!(row.total, Some(expected), "{url}");
+            assert_eq!(row.total, Some(expected), "{engine:?}");
         }
-    }
+    })
+    .await;
 }
 
 /// An order of parts, each part's job either priced (`Some`) or failed.
