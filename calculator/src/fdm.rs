@@ -550,6 +550,7 @@ pub fn estimate(report: &MeshReport, profile: &FdmProfile) -> Result<ProcessEsti
         material_cm3,
         support_cm3: (work.mm3[Feature::Support as usize] + work.mm3[Feature::Raft as usize]) * machine.multiplier
             / 1000.0,
+        waste_cm3: 0.0,
         layers: slices.len() as u64 + u64::from(if raft.area > 0.0 { profile.raft_layers } else { 0 }),
         parts_per_build: 1,
         breakdown,

@@ -14,6 +14,10 @@ pub struct ProcessEstimate {
     pub material_cm3: f64,
     /// The share of `material_cm3` that is support material.
     pub support_cm3: f64,
+    /// The share of `material_cm3` that is used up without being built:
+    /// resin left on the vat and lost in the wash (SLA), powder refreshed
+    /// (SLS); none for FDM. A slicer's figure for the print leaves it out.
+    pub waste_cm3: f64,
     /// Layers the part is built in.
     pub layers: u64,
     /// How many parts one build of `print_time_s` makes (SLA cures a whole

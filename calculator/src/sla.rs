@@ -27,8 +27,10 @@
 //!   the layer covers more than `area_fill` of the display), and the tower's
 //!   move, five seconds per mm of layer.
 //! - **Resin** is the part, the supports under every downward surface (the
-//!   raised bottom included) and the pad under the footprint; the supports'
-//!   and pad's size are fitted ([`crate::fitted`]).
+//!   raised bottom included): heads by the area held, pillars by its area
+//!   times its height over the surface below (the elevation added), and the
+//!   pad under the footprint; the supports' and pad's size are fitted
+//!   ([`crate::fitted`]). Resin lost on the vat is apart from it.
 //!
 //! The part is built in the orientation the fit check found (standing as in
 //! the file when that fits), with no tilt: a real operator tilts parts to
@@ -64,6 +66,7 @@ pub fn estimate(
         print_time_s: exposure_s + overhead_s,
         material_cm3: part_cm3 + support_cm3 + waste_cm3,
         support_cm3,
+        waste_cm3,
         layers: layers as u64,
         parts_per_build,
         breakdown: vec![
@@ -298,7 +301,19 @@ pub fn estimate_with_profile(
     let part_layers = ((extent[2] / p.layer_height).ceil() as usize).max(1);
     let slow_part =
         (0..part_layers).filter(|&i| areas[(i * areas.len() / part_layers).min(areas.len() - 1)] > limit).count();
-    let footprint = (extent[0] + 2.0 * SLA_PAD_MARGIN_MM) * (extent[1] + 2.0 * SLA_PAD_MARGIN_MM);
+    // The pad lies under the pillars that reach down to it: the area they
+    // hold seen from above, grown by the margin as a round outline of that
+    // area would be.
+    let printability = &report.printability;
+    let to_pad = (printability.support_contact_area - printability.support_on_part_area).max(0.0)
+        + if raised > 0.0 { printability.plate_contact_area } else { 0.0 };
+    let footprint = if to_pad > 0.0 {
+        to_pad
+            + 2.0 * (std::f64::consts::PI * to_pad).sqrt() * SLA_PAD_MARGIN_MM
+            + std::f64::consts::PI * SLA_PAD_MARGIN_MM * SLA_PAD_MARGIN_MM
+    } else {
+        0.0
+    };
     let below = layers_n.saturating_sub(part_layers);
     let slow_below =
         if footprint > limit && pad > 0.0 { ((pad / p.layer_height).ceil() as usize).min(below) } else { 0 };
@@ -309,10 +324,12 @@ pub fn estimate_with_profile(
     // Resin: the part, supports under every downward surface (the raised
     // bottom too), the pad under the footprint, and the vat's waste.
     let part_cm3 = report.enclosed_volume_mm3() / 1000.0;
-    let printability = &report.printability;
     let downward = printability.overhang_area + if raised > 0.0 { printability.plate_contact_area } else { 0.0 };
+    // The columns' area × height: from the surface below each overhang,
+    // and the elevation under every downward face.
+    let columns = printability.support_column_volume + raised * downward;
     let support_cm3 = if p.supports_enable {
-        downward * (SLA_SUPPORT_MM3_PER_MM2 + SLA_SUPPORT_MM3_PER_MM2_MM * raised) / 1000.0
+        (SLA_SUPPORT_MM3_PER_MM2 * downward + SLA_SUPPORT_MM3_PER_MM2_MM * columns) / 1000.0
     } else {
         0.0
     };
@@ -324,6 +341,7 @@ pub fn estimate_with_profile(
         print_time_s: exposure_s + tilt_s + tower_s,
         material_cm3: part_cm3 + support_cm3 + pad_cm3 + waste_cm3,
         support_cm3: support_cm3 + pad_cm3,
+        waste_cm3,
         layers: layers as u64,
         parts_per_build,
         breakdown: vec![

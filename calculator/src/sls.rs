@@ -53,6 +53,7 @@ pub fn estimate(
         print_time_s: recoat_s + overhead_s + scan_s,
         material_cm3: part_cm3 + fresh_cm3,
         support_cm3: 0.0,
+        waste_cm3: fresh_cm3,
         layers: layers as u64,
         parts_per_build: 1,
         breakdown: vec![

@@ -291,9 +291,14 @@ pub struct QuoteDoc {
     /// The shop's calibration was applied to the estimate.
     #[serde(default)]
     pub calibrated: bool,
-    /// Resin for one part, ml (SLA): the part, supports, pad and waste.
+    /// Resin the print of one part uses, ml (SLA): the part, its supports
+    /// and pad, as PrusaSlicer's `usedMaterial` counts it. The vat's waste is
+    /// `waste_ml`, priced on top.
     #[serde(default)]
     pub material_ml: Option<f64>,
+    /// Resin lost on the vat and in the wash for one part, ml (SLA).
+    #[serde(default)]
+    pub waste_ml: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -405,7 +410,9 @@ impl QuoteDoc {
                 angle_deg: s.angle_deg,
             }),
             calibrated: quote.calibrated,
-            material_ml: (quote.technology == calculator::Technology::Sla).then_some(quote.material_cm3),
+            material_ml: (quote.technology == calculator::Technology::Sla)
+                .then_some(quote.material_cm3 - quote.estimate.waste_cm3),
+            waste_ml: (quote.technology == calculator::Technology::Sla).then_some(quote.estimate.waste_cm3),
         }
     }
 }

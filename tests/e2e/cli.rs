@@ -265,6 +265,15 @@ fn the_material_picks_the_technology() {
         let quote: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(quote["technology"], technology, "{quote}");
         assert!(quote["print_time_s"].as_f64().unwrap() > 0.0 && quote["total"].as_f64().unwrap() > 0.0);
+        if technology == "sla" {
+            // `material_ml` is the print's resin, as a slicer counts it; the
+            // vat's waste is apart from it, and both are priced.
+            let (printed, waste) = (quote["material_ml"].as_f64().unwrap(), quote["waste_ml"].as_f64().unwrap());
+            assert!(waste > 0.0 && waste < printed, "{quote}");
+            assert!((printed + waste - quote["material_cm3"].as_f64().unwrap()).abs() < 1e-9, "{quote}");
+        } else {
+            assert!(quote["material_ml"].is_null() && quote["waste_ml"].is_null(), "{quote}");
+        }
     }
 }
 
