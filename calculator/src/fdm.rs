@@ -623,7 +623,7 @@ impl Context<'_> {
 
         // Perimeters: each contour's loops, the outermost at the external
         // speed, any loop shorter than a small circle at the small speed.
-        let corners = CORNERS_PER_LOOP * section.contours as f64;
+        let corners = section.stops;
         let loops = f64::from(p.perimeters.max(1));
         let ((outer, outer_small), (rest, rest_small)) = (section.external_loops, section.inner_loops);
         let (_, external_spacing) = line(Role::External);
@@ -1007,7 +1007,8 @@ fn sections(slices: &Slices, profile: &FdmProfile, machine: &Machine) -> Vec<Sec
     (0..slices.len())
         .into_par_iter()
         .map(|i| {
-            let single = [Contour { length: slices.perimeter[i], area: slices.area[i] }];
+            // Untraced, the layer is one loop with a rectangle's corners.
+            let single = [Contour { length: slices.perimeter[i], area: slices.area[i], turns: [0, 0, 0, 4] }];
             let loops = match slices.contours.get(i) {
                 Some(traced) if !traced.is_empty() => traced.as_slice(),
                 _ => &single,
@@ -1016,6 +1017,27 @@ fn sections(slices: &Slices, profile: &FdmProfile, machine: &Machine) -> Vec<Sec
             Section::of(loops, profile, machine, i == 0, slices.thickness(i), slices.area[i].max(0.0), below)
         })
         .collect()
+}
+
+/// What a loop's turns cost, in stops at the jerk speed, for a head fed
+/// at `feed_over_jerk` times its jerk `J`. Keeping the change of its
+/// velocity within `J`, it goes through a turn of θ at `J / (2 sin(θ/2))`:
+/// the jerk itself at 60° and sharper, at full feed when the turn is gentle
+/// enough. A turn costs the square of the share of the feed it sheds, as a
+/// stop at `J` does (the time lost braking and speeding up again grows with
+/// the square of the speed lost). Each of the mesh's bins counts at its
+/// middle angle. A loop stops at least once, at its seam.
+fn stops(turns: &[u32; 4], feed_over_jerk: f64) -> f64 {
+    let weight = |deg: f64| {
+        if deg >= mesh::TURN_BINS_DEG[3] || feed_over_jerk <= 1.0 || !feed_over_jerk.is_finite() {
+            return 1.0;
+        }
+        let junction = 1.0 / (2.0 * (deg.to_radians() / 2.0).sin());
+        ((feed_over_jerk - junction) / (feed_over_jerk - 1.0)).clamp(0.0, 1.0).powi(2)
+    };
+    let edges = mesh::TURN_BINS_DEG;
+    let middles = [(edges[0] + edges[1]) / 2.0, (edges[1] + edges[2]) / 2.0, (edges[2] + edges[3]) / 2.0, edges[3]];
+    turns.iter().zip(middles).map(|(&n, deg)| f64::from(n) * weight(deg)).sum::<f64>().max(1.0)
 }
 
 /// A layer's section as the slicer divides it.
@@ -1031,6 +1053,9 @@ struct Section {
     gap_fill: f64,
     /// Islands and holes.
     contours: usize,
+    /// What the loops' turns cost, counted in stops at the jerk speed (at
+    /// least one a loop, its seam).
+    stops: f64,
     islands: usize,
     /// Length of the outermost loops (at the external perimeter speed) and
     /// of the rest, each split into (normal, small) loops, mm.
@@ -1075,6 +1100,7 @@ impl Section {
             if stripped > 0.0 { (stripped + k * t * t).min(area) } else { 0.0 }
         };
         let classic = profile.perimeter_generator == "classic";
+        let feed_over_jerk = if m.jerk > 0.0 { profile.perimeter_speed / m.jerk } else { f64::INFINITY };
         let mut section = Section { contours: loops.len(), ..Section::default() };
         let (mut islands, mut holes, mut holes_infill, mut hole_length) = (Vec::new(), 0.0, 0.0, 0.0);
         let mut total = 0.0;
@@ -1086,6 +1112,7 @@ impl Section {
                 continue;
             }
             total += contour.area;
+            section.stops += stops(&contour.turns, feed_over_jerk);
             if hole {
                 holes += (-contour.area + contour.length * band + k * band * band).max(0.0);
                 holes_infill += (-contour.area + contour.length * infill_band + k * infill_band * infill_band).max(0.0);
@@ -1384,6 +1411,20 @@ mod tests {
     fn sliced_cube(side: f32, profile: &FdmProfile) -> MeshReport {
         let options = AnalysisOptions { layering: Some(layering(profile)), ..AnalysisOptions::default() };
         analyze(&write_binary_stl(&cuboid([side; 3])), &options).unwrap()
+    }
+
+    #[test]
+    fn a_loop_stops_at_its_sharp_corners_and_its_seam_and_gentle_turns_cost_more_at_a_higher_feed() {
+        assert_eq!(stops(&[0; 4], 5.0), 1.0, "a smooth loop stops at its seam");
+        assert_eq!(stops(&[0, 0, 0, 4], 5.0), 4.0, "a square stops at its corners");
+        // Sixteen turns of 22.5°: nothing at twice the jerk, more the faster it is fed.
+        let gentle = [16, 0, 0, 0];
+        assert_eq!(stops(&gentle, 2.0), 1.0);
+        let (at_5, at_10) = (stops(&gentle, 5.0), stops(&gentle, 10.0));
+        assert!(1.0 < at_5 && at_5 < at_10 && at_10 < 16.0, "{at_5} {at_10}");
+        // A sharper turn never costs less than a gentler one.
+        assert!(stops(&[0, 0, 4, 0], 5.0) > stops(&[0, 4, 0, 0], 5.0));
+        assert_eq!(stops(&[4, 4, 4, 4], f64::INFINITY), 16.0, "without jerk every counted turn is a stop");
     }
 
     #[test]

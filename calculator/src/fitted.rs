@@ -89,8 +89,6 @@ fitted! {
     /// Between π (round contours) and 4 (square ones): how an offset loop
     /// shortens at the corners.
     OFFSET_CORNER_FACTOR = 3.6, "", "corner term of an inward offset", ISSUE_4;
-    /// Sharp corners per perimeter loop where the head slows to the jerk speed.
-    CORNERS_PER_LOOP = 4.0, "", "stops per perimeter loop", ISSUE_4;
     // The three SLA constants were a first guess from one slice of a 20 mm
     // cube (3.0 mm, 0.3, 0.125) until they were fitted together on a grid by
     // the lowest mean |resin error| (each row's capped at 20 %): fitting rows'

@@ -149,13 +149,14 @@ pub(crate) fn slicing(triangles: u64, layers: u64, chunks: u64) -> u64 {
 
 /// Contour tracing, on top of the slices: the faces in layer order, one band
 /// of crossings bucketed by layer, each thread's working set for its layer
-/// (joints, segments, loops: about 120 bytes per crossing), and the loops
-/// themselves, at worst one per crossing. 32 bytes a crossing for the loops
-/// is what was measured (BENCHMARKS.md, "Bounded work": 40,000 needles,
-/// 45 million crossings, peaked at 1,166 MiB; 16 bytes, the first figure,
-/// let that model through a 1 GiB budget).
+/// (joints with their turns, segments, loops: about 136 bytes per
+/// crossing), and the loops themselves, at worst one per crossing. 32 bytes
+/// a crossing for the loops was measured when a loop was 16 bytes
+/// (BENCHMARKS.md, "Bounded work": 40,000 needles, 45 million crossings,
+/// peaked at 1,166 MiB; 16 bytes, the first figure, let that model through
+/// a 1 GiB budget); a loop is 32 bytes since it counts its turns, so 48.
 pub(crate) fn contours(band_crossings: u64, widest_layer: u64, threads: u64, crossings: u64, layers: u64) -> u64 {
-    12 * band_crossings + 120 * widest_layer * threads + 32 * crossings + 24 * layers
+    12 * band_crossings + 136 * widest_layer * threads + 48 * crossings + 24 * layers
 }
 
 /// The most crossings a band of layers holds while its contours are traced.

@@ -37,7 +37,17 @@ pub struct Contour {
     /// Enclosed area, positive for an island's outline and negative for a
     /// hole, file units squared.
     pub area: f64,
+    /// The loop's joints by how sharply it turns there: `turns[k]` counts the
+    /// turns from `TURN_BINS_DEG[k]` up to the next bin's edge (the last bin
+    /// has no upper edge). Gentler turns, such as a tessellated circle's,
+    /// are not counted. A printer's head slows down at a turn, the more the
+    /// sharper it is; what that costs depends on the feed and the jerk,
+    /// which are the process model's business, not the mesh's.
+    pub turns: [u32; 4],
 }
+
+/// The lower edges of [`Contour::turns`]' bins, degrees.
+pub const TURN_BINS_DEG: [f64; 4] = [15.0, 30.0, 45.0, 60.0];
 
 impl Contour {
     pub fn is_hole(&self) -> bool {
@@ -162,11 +172,15 @@ fn layer_loops(
 ) -> Vec<Contour> {
     let mut joints = JointMap::default();
     let mut parent: Vec<u32> = Vec::new();
+    // Per joint: the unit direction of the segment that ends there and of
+    // the one that starts there (NaN until seen), for the turn it makes.
+    let mut turns: Vec<[f32; 4]> = Vec::new();
     // Per segment: its first joint, length and twice its shoelace area term.
     let mut segments: Vec<(u32, f64, f64)> = Vec::with_capacity(faces.len());
-    let mut joint = |key: u64, parent: &mut Vec<u32>| {
+    let mut joint = |key: u64, parent: &mut Vec<u32>, turns: &mut Vec<[f32; 4]>| {
         *joints.entry(key).or_insert_with(|| {
             parent.push(parent.len() as u32);
+            turns.push([f32::NAN; 4]);
             parent.len() as u32 - 1
         })
     };
@@ -182,17 +196,41 @@ fn layer_loops(
         let normal = cross(sub(b, a), sub(c, a));
         let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
         let flip = if flipped.get(index as usize).copied().unwrap_or(false) { -1.0 } else { 1.0 };
-        let (p, q) = if (dy * normal[0] - dx * normal[1]) * flip >= 0.0 { (p, q) } else { (q, p) };
-        let (jp, jq) = (joint(key_p, &mut parent), joint(key_q, &mut parent));
+        let ((p, key_p), (q, key_q)) = if (dy * normal[0] - dx * normal[1]) * flip >= 0.0 {
+            ((p, key_p), (q, key_q))
+        } else {
+            ((q, key_q), (p, key_p))
+        };
+        let (jp, jq) = (joint(key_p, &mut parent, &mut turns), joint(key_q, &mut parent, &mut turns));
         union(&mut parent, jp, jq);
-        segments.push((jp, dx.hypot(dy), p[0] * q[1] - q[0] * p[1]));
+        let length = dx.hypot(dy);
+        if length > 0.0 {
+            let (ux, uy) = (((q[0] - p[0]) / length) as f32, ((q[1] - p[1]) / length) as f32);
+            turns[jp as usize][2..].copy_from_slice(&[ux, uy]);
+            turns[jq as usize][..2].copy_from_slice(&[ux, uy]);
+        }
+        segments.push((jp, length, p[0] * q[1] - q[0] * p[1]));
     }
     let mut loops: HashMap<u32, Contour> = HashMap::new();
     for (first, length, twice_area) in segments {
         let root = find(&mut parent, first);
-        let contour = loops.entry(root).or_insert(Contour { length: 0.0, area: 0.0 });
+        let contour = loops.entry(root).or_insert(Contour { length: 0.0, area: 0.0, turns: [0; 4] });
         contour.length += length;
         contour.area += twice_area / 2.0;
+    }
+    // The turn between the directions in and out of each joint; a joint
+    // with a direction missing (a zero-length segment, an open end) turns
+    // by none. A hair of slack, so a hexagon's 60° turns land in the 60°
+    // bin whatever the rounding.
+    let edges = TURN_BINS_DEG.map(|deg| deg.to_radians().cos() as f32 + 1e-4);
+    for (joint, [in_x, in_y, out_x, out_y]) in turns.into_iter().enumerate() {
+        let cos = in_x * out_x + in_y * out_y;
+        if let Some(bin) = edges.iter().rposition(|&edge| cos <= edge) {
+            let root = find(&mut parent, joint as u32);
+            if let Some(contour) = loops.get_mut(&root) {
+                contour.turns[bin] += 1;
+            }
+        }
     }
     let mut loops: Vec<Contour> = loops.into_values().filter(|c| c.length > 0.0).collect();
     // Largest first, so the order does not depend on hashing.
@@ -261,6 +299,44 @@ mod tests {
     fn layered(triangles: Vec<Triangle>) -> crate::Slices {
         let options = AnalysisOptions { layering: Some(Layering::uniform(1.0)), ..AnalysisOptions::default() };
         analyze_triangles(triangles, &options).slices.unwrap()
+    }
+
+    /// A prism over a polygon that is star-shaped about the origin, listed
+    /// counter-clockwise: side walls and fan caps, wound outward.
+    fn prism(outline: &[[f32; 2]], height: f32) -> Vec<Triangle> {
+        let mut t = Vec::new();
+        for (i, a) in outline.iter().enumerate() {
+            let b = outline[(i + 1) % outline.len()];
+            let (a0, b0, a1, b1) = ([a[0], a[1], 0.0], [b[0], b[1], 0.0], [a[0], a[1], height], [b[0], b[1], height]);
+            t.extend([[a0, b0, b1], [a0, b1, a1], [[0.0, 0.0, 0.0], b0, a0], [[0.0, 0.0, height], a1, b1]]);
+        }
+        t
+    }
+
+    fn ring(points: usize, radius: impl Fn(usize) -> f32) -> Vec<[f32; 2]> {
+        (0..points)
+            .map(|i| {
+                let angle = i as f32 * std::f32::consts::TAU / points as f32;
+                [radius(i) * angle.cos(), radius(i) * angle.sin()]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn turns_are_binned_by_angle_and_a_tessellated_circle_has_none() {
+        let corners = |triangles: Vec<Triangle>| {
+            let s = layered(triangles);
+            let middle = &s.contours[s.contours.len() / 2];
+            assert_eq!(middle.len(), 1, "{middle:?}");
+            middle[0].turns
+        };
+        assert_eq!(corners(cuboid([20.0, 10.0, 5.0])), [0, 0, 0, 4]);
+        assert_eq!(corners(prism(&ring(6, |_| 10.0), 5.0)), [0, 0, 0, 6], "a hexagon turns 60° at each corner");
+        assert_eq!(corners(prism(&ring(8, |_| 10.0), 5.0)), [0, 0, 8, 0], "an octagon turns 45°");
+        assert_eq!(corners(prism(&ring(16, |_| 10.0), 5.0)), [16, 0, 0, 0], "a 16-gon turns 22.5°");
+        assert_eq!(corners(prism(&ring(128, |_| 10.0), 5.0)), [0; 4], "a 128-gon turns under 3°");
+        // A 12-pointed star: every tip and every notch is a sharp corner.
+        assert_eq!(corners(prism(&ring(24, |i| if i % 2 == 0 { 15.0 } else { 6.0 }), 5.0)), [0, 0, 0, 24]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod topology;
 mod weld;
 
 pub use bounds::OverLimit;
-pub use contours::Contour;
+pub use contours::{Contour, TURN_BINS_DEG};
 pub use error::{ReadError, ReadErrorKind};
 pub use formats::{ModelFormat, ModelInfo, ObjectRange, inspect, read_model_chunked};
 pub use generate::{cuboid, needles, uv_sphere, write_binary_stl};
