@@ -34,10 +34,11 @@ def features(row, profile):
     pad_t = float(settings.get("pad_wall_thickness", "1")) if on and settings.get("pad_enable", "1") == "1" else 0.0
     downward = (a["overhang_area_mm2"] + (a["plate_contact_area_mm2"] if raised > 0 else 0.0)) if on else 0.0
     columns = (a["support_column_volume_mm3"] + raised * downward) if on else 0.0
-    # The pad lies under the pillars that reach down to it: the supported area seen from above
-    # (less what stands on the part), grown by the margin as a round outline of that area would be.
+    # The pad lies under the pillars that reach down to it (the supported area seen from above, less
+    # what stands on the part) and under the part's bottom, grown by the margin as a round outline of
+    # that area would be.
     to_pad = a["support_contact_area_mm2"] - a["support_on_part_area_mm2"]
-    held = (to_pad + (a["plate_contact_area_mm2"] if raised > 0 else 0.0)) if on else 0.0
+    held = (to_pad + a["plate_contact_area_mm2"]) if on else 0.0
 
     def pad(margin):
         return (held + 2.0 * math.sqrt(math.pi * held) * margin + math.pi * margin * margin) * pad_t / 1000.0 if held > 0 else 0.0

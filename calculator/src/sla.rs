@@ -301,12 +301,13 @@ pub fn estimate_with_profile(
     let part_layers = ((extent[2] / p.layer_height).ceil() as usize).max(1);
     let slow_part =
         (0..part_layers).filter(|&i| areas[(i * areas.len() / part_layers).min(areas.len() - 1)] > limit).count();
-    // The pad lies under the pillars that reach down to it: the area they
-    // hold seen from above, grown by the margin as a round outline of that
-    // area would be.
+    // The pad lies under the pillars that reach down to it and under the
+    // part's bottom (held by pillars when the part is raised, sitting on the
+    // pad when it is not): that area seen from above, grown by the margin as
+    // a round outline of that area would be.
     let printability = &report.printability;
     let to_pad = (printability.support_contact_area - printability.support_on_part_area).max(0.0)
-        + if raised > 0.0 { printability.plate_contact_area } else { 0.0 };
+        + printability.plate_contact_area;
     let footprint = if to_pad > 0.0 {
         to_pad
             + 2.0 * (std::f64::consts::PI * to_pad).sqrt() * SLA_PAD_MARGIN_MM
@@ -405,5 +406,26 @@ mod tests {
         assert!(e.material_cm3 > 8.0 && e.support_cm3 > 0.0, "{e:?}");
         let err = SlaProfile::from_ini("exposure_time = fast\n").unwrap_err();
         assert_eq!(err.line, 1);
+    }
+
+    #[test]
+    fn resin_grows_with_the_supports_elevation_and_pad_and_waste_is_apart() {
+        let report = analyze_triangles(cuboid([20.0; 3]), &AnalysisOptions::default());
+        let resin = |extra: &str, waste: f64| {
+            let ini = format!("printer_technology = SLA\nlayer_height = 0.05\n{extra}");
+            let profile = SlaProfile::from_ini(&ini).unwrap().profile;
+            estimate_with_profile(&report, &profile, &Resin { support_fill: 0.0, waste }, None)
+        };
+        let bare = resin("supports_enable = 0\n", 0.0);
+        assert!((bare.material_cm3 - 8.0).abs() < 1e-9 && bare.support_cm3 == 0.0, "{bare:?}");
+        let raised_5 = resin("support_object_elevation = 5\npad_wall_thickness = 1\n", 0.0);
+        let raised_10 = resin("support_object_elevation = 10\npad_wall_thickness = 1\n", 0.0);
+        let thick_pad = resin("support_object_elevation = 5\npad_wall_thickness = 2\n", 0.0);
+        assert!(bare.material_cm3 < raised_5.material_cm3, "supports and a pad cost resin");
+        assert!(raised_5.material_cm3 < raised_10.material_cm3, "longer pillars cost more");
+        assert!(raised_5.material_cm3 < thick_pad.material_cm3, "a thicker pad costs more");
+        let wasted = resin("support_object_elevation = 5\npad_wall_thickness = 1\n", 0.1);
+        assert!((wasted.waste_cm3 - 0.1 * raised_5.material_cm3).abs() < 1e-9, "{wasted:?}");
+        assert!((wasted.material_cm3 - raised_5.material_cm3 - wasted.waste_cm3).abs() < 1e-9);
     }
 }
