@@ -393,6 +393,29 @@ s3_check_signed() {
         die "S3: signed ListBuckets as '$S3_ACCESS_KEY' at $S3_ENDPOINT returned HTTP ${code:-000}, expected 200"
 }
 
+# An S3 server already running must also store an object and give it back.
+# A weed whose data folder was deleted under it (its checkout removed and
+# cloned again) still lists buckets, but the tests' writes then hang.
+s3_check_write() {
+    if ! curl --help all 2>/dev/null | grep -q -- '--aws-sigv4'; then
+        return 0
+    fi
+    # S3 wants the payload's hash signed; curl's SigV4 leaves it to us.
+    local bucket="farm-probe-$$-$RANDOM" body ok=1
+    local auth=(--aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY")
+    if curl -sf -m 10 -X PUT "${auth[@]}" "$S3_ENDPOINT/$bucket" >/dev/null &&
+        curl -sf -m 10 -X PUT "${auth[@]}" --data-binary probe "$S3_ENDPOINT/$bucket/probe" \
+            -H "x-amz-content-sha256: $(printf probe | sha256sum | cut -d' ' -f1)" >/dev/null &&
+        body=$(curl -sf -m 10 "${auth[@]}" "$S3_ENDPOINT/$bucket/probe") && [[ $body == probe ]]; then
+        ok=1
+    else
+        ok=0
+    fi
+    curl -s -m 10 -X DELETE "${auth[@]}" "$S3_ENDPOINT/$bucket/probe" >/dev/null 2>&1 || true
+    curl -s -m 10 -X DELETE "${auth[@]}" "$S3_ENDPOINT/$bucket" >/dev/null 2>&1 || true
+    ((ok == 1))
+}
+
 ensure_weed() {
     need_cmd curl
     local pid
@@ -413,7 +436,15 @@ ensure_weed() {
                 log "S3: a server already answers on $S3_ENDPOINT (not started by this script; ${free:-?} free volume slots); not starting another"
             fi
             s3_check_signed
-            return 0
+            if s3_check_write; then
+                return 0
+            fi
+            if pid=$(weed_pid); then
+                log "S3: weed pid $pid lists buckets but cannot store an object; restarting it"
+                stop_weed
+            else
+                die "S3: the server answering on $S3_ENDPOINT lists buckets but cannot store an object (a weed whose data folder is gone?); stop it and run this script again"
+            fi
         fi
     fi
     if pid=$(weed_pid); then
