@@ -283,6 +283,9 @@ struct Machine {
     travel_acceleration: f64,
     /// The speed a line starts and ends at, mm/s.
     jerk: f64,
+    /// What one turn in each of the mesh's turn bins costs a perimeter
+    /// loop, in stops at `jerk` ([`turn_weights`]).
+    turn_stops: [f64; 4],
     max_feed_xy: f64,
     min_extruding_rate: f64,
     travel: f64,
@@ -379,6 +382,7 @@ impl Machine {
             acceleration,
             travel_acceleration,
             jerk,
+            turn_stops: turn_weights(p.perimeter_speed / jerk),
             max_feed_xy,
             min_extruding_rate: limits.machine_min_extruding_rate,
             travel,
@@ -1019,25 +1023,30 @@ fn sections(slices: &Slices, profile: &FdmProfile, machine: &Machine) -> Vec<Sec
         .collect()
 }
 
-/// What a loop's turns cost, in stops at the jerk speed, for a head fed
-/// at `feed_over_jerk` times its jerk `J`. Keeping the change of its
-/// velocity within `J`, it goes through a turn of θ at `J / (2 sin(θ/2))`:
-/// the jerk itself at 60° and sharper, at full feed when the turn is gentle
-/// enough. A turn costs the square of the share of the feed it sheds, as a
-/// stop at `J` does (the time lost braking and speeding up again grows with
-/// the square of the speed lost). Each of the mesh's bins counts at its
-/// middle angle. A loop stops at least once, at its seam.
-fn stops(turns: &[u32; 4], feed_over_jerk: f64) -> f64 {
-    let weight = |deg: f64| {
-        if deg >= mesh::TURN_BINS_DEG[3] || feed_over_jerk <= 1.0 || !feed_over_jerk.is_finite() {
+/// What one turn in each of the mesh's bins costs, in stops at the jerk
+/// speed, for a head fed at `feed_over_jerk` times its jerk `J`. Keeping
+/// the change of its velocity within `J`, it goes through a turn of θ at
+/// `J / (2 sin(θ/2))`: the jerk itself at 60° and sharper, at full feed
+/// when the turn is gentle enough. A turn costs the square of the share of
+/// the feed it sheds, as a stop at `J` does (the time lost braking and
+/// speeding up again grows with the square of the speed lost). Each bin
+/// counts at its middle angle. Worked out once per profile.
+fn turn_weights(feed_over_jerk: f64) -> [f64; 4] {
+    let edges = mesh::TURN_BINS_DEG;
+    let middles = [(edges[0] + edges[1]) / 2.0, (edges[1] + edges[2]) / 2.0, (edges[2] + edges[3]) / 2.0, edges[3]];
+    middles.map(|deg| {
+        if deg >= edges[3] || feed_over_jerk <= 1.0 || !feed_over_jerk.is_finite() {
             return 1.0;
         }
         let junction = 1.0 / (2.0 * (deg.to_radians() / 2.0).sin());
         ((feed_over_jerk - junction) / (feed_over_jerk - 1.0)).clamp(0.0, 1.0).powi(2)
-    };
-    let edges = mesh::TURN_BINS_DEG;
-    let middles = [(edges[0] + edges[1]) / 2.0, (edges[1] + edges[2]) / 2.0, (edges[2] + edges[3]) / 2.0, edges[3]];
-    turns.iter().zip(middles).map(|(&n, deg)| f64::from(n) * weight(deg)).sum::<f64>().max(1.0)
+    })
+}
+
+/// What a loop's turns cost at `weights` ([`turn_weights`]), in stops at
+/// the jerk speed: at least one, at its seam.
+fn stops(turns: &[u32; 4], weights: &[f64; 4]) -> f64 {
+    turns.iter().zip(weights).map(|(&n, w)| f64::from(n) * w).sum::<f64>().max(1.0)
 }
 
 /// A layer's section as the slicer divides it.
@@ -1100,7 +1109,6 @@ impl Section {
             if stripped > 0.0 { (stripped + k * t * t).min(area) } else { 0.0 }
         };
         let classic = profile.perimeter_generator == "classic";
-        let feed_over_jerk = if m.jerk > 0.0 { profile.perimeter_speed / m.jerk } else { f64::INFINITY };
         let mut section = Section { contours: loops.len(), ..Section::default() };
         let (mut islands, mut holes, mut holes_infill, mut hole_length) = (Vec::new(), 0.0, 0.0, 0.0);
         let mut total = 0.0;
@@ -1112,7 +1120,7 @@ impl Section {
                 continue;
             }
             total += contour.area;
-            section.stops += stops(&contour.turns, feed_over_jerk);
+            section.stops += stops(&contour.turns, &m.turn_stops);
             if hole {
                 holes += (-contour.area + contour.length * band + k * band * band).max(0.0);
                 holes_infill += (-contour.area + contour.length * infill_band + k * infill_band * infill_band).max(0.0);
@@ -1415,16 +1423,20 @@ mod tests {
 
     #[test]
     fn a_loop_stops_at_its_sharp_corners_and_its_seam_and_gentle_turns_cost_more_at_a_higher_feed() {
-        assert_eq!(stops(&[0; 4], 5.0), 1.0, "a smooth loop stops at its seam");
-        assert_eq!(stops(&[0, 0, 0, 4], 5.0), 4.0, "a square stops at its corners");
+        assert_eq!(stops(&[0; 4], &turn_weights(5.0)), 1.0, "a smooth loop stops at its seam");
+        assert_eq!(stops(&[0, 0, 0, 4], &turn_weights(5.0)), 4.0, "a square stops at its corners");
         // Sixteen turns of 22.5°: nothing at twice the jerk, more the faster it is fed.
         let gentle = [16, 0, 0, 0];
-        assert_eq!(stops(&gentle, 2.0), 1.0);
-        let (at_5, at_10) = (stops(&gentle, 5.0), stops(&gentle, 10.0));
+        assert_eq!(stops(&gentle, &turn_weights(2.0)), 1.0);
+        let (at_5, at_10) = (stops(&gentle, &turn_weights(5.0)), stops(&gentle, &turn_weights(10.0)));
         assert!(1.0 < at_5 && at_5 < at_10 && at_10 < 16.0, "{at_5} {at_10}");
         // A sharper turn never costs less than a gentler one.
-        assert!(stops(&[0, 0, 4, 0], 5.0) > stops(&[0, 4, 0, 0], 5.0));
-        assert_eq!(stops(&[4, 4, 4, 4], f64::INFINITY), 16.0, "without jerk every counted turn is a stop");
+        assert!(stops(&[0, 0, 4, 0], &turn_weights(5.0)) > stops(&[0, 4, 0, 0], &turn_weights(5.0)));
+        assert_eq!(
+            stops(&[4, 4, 4, 4], &turn_weights(f64::INFINITY)),
+            16.0,
+            "without jerk every counted turn is a stop"
+        );
     }
 
     #[test]
