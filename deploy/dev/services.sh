@@ -401,15 +401,13 @@ s3_check_write() {
         return 0
     fi
     # S3 wants the payload's hash signed; curl's SigV4 leaves it to us.
-    local bucket="farm-probe-$$-$RANDOM" body ok=1
+    local bucket="farm-probe-$$-$RANDOM" body ok=0
     local auth=(--aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY")
     if curl -sf -m 10 -X PUT "${auth[@]}" "$S3_ENDPOINT/$bucket" >/dev/null &&
         curl -sf -m 10 -X PUT "${auth[@]}" --data-binary probe "$S3_ENDPOINT/$bucket/probe" \
             -H "x-amz-content-sha256: $(printf probe | sha256sum | cut -d' ' -f1)" >/dev/null &&
         body=$(curl -sf -m 10 "${auth[@]}" "$S3_ENDPOINT/$bucket/probe") && [[ $body == probe ]]; then
         ok=1
-    else
-        ok=0
     fi
     curl -s -m 10 -X DELETE "${auth[@]}" "$S3_ENDPOINT/$bucket/probe" >/dev/null 2>&1 || true
     curl -s -m 10 -X DELETE "${auth[@]}" "$S3_ENDPOINT/$bucket" >/dev/null 2>&1 || true
