@@ -35,7 +35,11 @@
 //! - **Skirt, brim and raft** on the first layers, and the start and end
 //!   G-code's purge lines and moves.
 //! - **Travel:** hops per layer and per loop, retracted when longer than
-//!   `retract_before_travel`, lifted by `retract_lift`; layer changes.
+//!   `retract_before_travel`, lifted by `retract_lift`; layer changes. A
+//!   retraction's extruder moves accelerate at the retract limit from the E
+//!   jerk, a `wipe` runs back along the path while it retracts, and Z moves
+//!   keep to the Z axis's acceleration and jerk, as PrusaSlicer's estimate
+//!   times them.
 //! - **Cooling:** a layer faster than `slowdown_below_layer_time` has its
 //!   fastest extrusions slowed to a common feed rate, never below
 //!   `min_print_speed`, as PrusaSlicer's cooling buffer does.
@@ -290,6 +294,11 @@ struct Machine {
     min_extruding_rate: f64,
     travel: f64,
     travel_z: f64,
+    /// Z moves are limited by the Z axis's own acceleration and jerk.
+    z_acceleration: f64,
+    z_jerk: f64,
+    /// One retraction and its restart: the extruder's moves (accelerated
+    /// at the retract limit from and to its jerk) and the wipe, if any.
     retract_s: f64,
     multiplier: f64,
 }
@@ -373,7 +382,29 @@ impl Machine {
         let retract = p.retract_speed.min(max_feed_e).max(1e-3);
         let deretract =
             if p.deretract_speed > 0.0 { p.deretract_speed } else { p.retract_speed }.min(max_feed_e).max(1e-3);
-        let retract_s = p.retract_length / retract + (p.retract_length + p.retract_restart_extra) / deretract;
+        // The extruder's own moves: PrusaSlicer's estimate accelerates them
+        // at the retract limit (capped by the E axis's) from the E jerk, so
+        // a short retraction takes twice what its length over its speed says.
+        let e_acceleration = positive_or(limits.machine_max_acceleration_retracting, DEFAULT_ACCELERATION)
+            .min(positive_or(limits.machine_max_acceleration_e, f64::MAX));
+        let e_jerk = positive_or(limits.machine_max_jerk_e, 2.5);
+        let e_move = |length: f64, speed: f64| Self::run(length, 1.0, speed, e_acceleration, e_jerk);
+        // With `wipe`, what is left after `retract_before_wipe` is drawn in
+        // while the nozzle runs back along its last path at 80 % of the
+        // travel speed, for as long as the retract speed needs: one short
+        // move at the print acceleration, from and to a stop.
+        let (standing, wipe_s) = if p.wipe && p.retract_length > 0.0 {
+            let wiped = p.retract_length * (1.0 - p.retract_before_wipe.clamp(0.0, 1.0));
+            let speed = (0.8 * travel).max(1e-3);
+            let distance = wiped / retract * speed;
+            (p.retract_length - wiped, Self::run(distance, 1.0, speed, acceleration.other, jerk))
+        } else {
+            (p.retract_length, 0.0)
+        };
+        let retract_s =
+            e_move(standing, retract) + wipe_s + e_move(p.retract_length + p.retract_restart_extra, deretract);
+        let z_acceleration = travel_acceleration.min(positive_or(limits.machine_max_acceleration_z, f64::MAX));
+        let z_jerk = positive_or(limits.machine_max_jerk_z, 0.2);
         let mut machine = Self {
             nozzle,
             widths,
@@ -387,6 +418,8 @@ impl Machine {
             min_extruding_rate: limits.machine_min_extruding_rate,
             travel,
             travel_z,
+            z_acceleration,
+            z_jerk,
             retract_s,
             multiplier: p.extrusion_multiplier,
         };
@@ -431,6 +464,11 @@ impl Machine {
             Role::Sparse | Role::Solid | Role::Top => self.acceleration.infill,
             _ => self.acceleration.other,
         }
+    }
+
+    /// Time of a Z-only move of `height` mm (a layer change or a lift).
+    fn z_move(&self, height: f64) -> f64 {
+        Self::run(height, 1.0, self.travel_z, self.z_acceleration, self.z_jerk)
     }
 
     /// Time to run `length` mm as `lines` separate lines at `speed`, each
@@ -787,12 +825,12 @@ impl Context<'_> {
         let lifts = p.retract_lift > 0.0
             && z >= p.retract_lift_above
             && (p.retract_lift_below <= 0.0 || z <= p.retract_lift_below);
-        let lift_s = if lifts { 2.0 * p.retract_lift / m.travel_z } else { 0.0 };
+        let lift_s = if lifts { 2.0 * m.z_move(p.retract_lift) } else { 0.0 };
         let travel_nominal = hops * hop_length / m.travel + retracted * (m.retract_s + lift_s);
         let travel = hops * Machine::run(hop_length, 1.0, m.travel, m.travel_acceleration, jerk)
             + retracted * (m.retract_s + lift_s);
         w.record(Feature::Travel, travel, 0.0);
-        let layer_change = h / m.travel_z + if p.retract_layer_change { m.retract_s + lift_s } else { 0.0 };
+        let layer_change = m.z_move(h) + if p.retract_layer_change { m.retract_s + lift_s } else { 0.0 };
         w.record(Feature::LayerChange, layer_change, 0.0);
 
         let time_of = |run: &Run, feed: f64, acceleration: f64| {
@@ -920,7 +958,7 @@ impl Context<'_> {
                 let time = Machine::run(length, runs, v, m.acceleration(role, false), m.jerk);
                 w.record(Feature::Raft, time, length * flow);
             }
-            let layer_changes = f64::from(p.raft_layers) * (layer_h / m.travel_z);
+            let layer_changes = f64::from(p.raft_layers) * m.z_move(layer_h);
             w.record(Feature::LayerChange, layer_changes, 0.0);
         }
         w
@@ -1437,6 +1475,45 @@ mod tests {
             16.0,
             "without jerk every counted turn is a stop"
         );
+    }
+
+    #[test]
+    fn a_retraction_is_timed_with_the_extruders_acceleration_and_its_wipe() {
+        // A bowden printer's 5 mm at 60 mm/s, restarted at 40 mm/s, under
+        // its own limits: 1,000 mm/s² from an E jerk of 5 mm/s.
+        let bowden = FdmProfile {
+            gcode_flavor: "marlin2".into(),
+            machine_limits_usage: crate::profile::MachineLimitsUsage::TimeEstimateOnly,
+            retract_length: 5.0,
+            retract_speed: 60.0,
+            deretract_speed: 40.0,
+            machine_max_acceleration_retracting: 1000.0,
+            machine_max_jerk_e: 5.0,
+            machine_max_feedrate_e: 100.0,
+            ..FdmProfile::default()
+        };
+        let by_speed_alone = 5.0 / 60.0 + 5.0 / 40.0;
+        let accelerated =
+            5.0 / 60.0 + 55.0_f64.powi(2) / (1000.0 * 60.0) + 5.0 / 40.0 + 35.0_f64.powi(2) / (1000.0 * 40.0);
+        let m = Machine::new(&bowden);
+        assert!((m.retract_s - accelerated).abs() < 1e-9, "{} against {accelerated}", m.retract_s);
+        assert!(m.retract_s > 1.3 * by_speed_alone);
+        // A wipe retracts 30 % standing, the rest while it runs back along
+        // the path: 1.5 mm at 60 mm/s is 25 ms at 80 % of 150 mm/s, 3 mm.
+        let wiping = FdmProfile { wipe: true, retract_before_wipe: 0.7, travel_speed: 150.0, ..bowden.clone() };
+        let w = Machine::new(&wiping);
+        let wipe = Machine::run(3.0, 1.0, 120.0, w.acceleration.other, w.jerk);
+        let standing = Machine::run(3.5, 1.0, 60.0, 1000.0, 5.0);
+        let restart = Machine::run(5.0, 1.0, 40.0, 1000.0, 5.0);
+        assert!((w.retract_s - (standing + wipe + restart)).abs() < 1e-9);
+        assert!(w.retract_s > m.retract_s, "a wipe at the print acceleration is slower than retracting in place");
+        // A lift keeps to the Z axis: 0.4 mm at 12 mm/s takes much longer
+        // than 1/30 s at 200 mm/s² from a jerk of 0.4 mm/s.
+        let lifted =
+            FdmProfile { travel_speed_z: 12.0, machine_max_acceleration_z: 200.0, machine_max_jerk_z: 0.4, ..bowden };
+        let z = Machine::new(&lifted).z_move(0.4);
+        assert!((z - 2.0 * (f64::sqrt(0.16 + 200.0 * 0.4) - 0.4) / 200.0).abs() < 1e-9, "{z}");
+        assert!(z > 2.0 * 0.4 / 12.0);
     }
 
     #[test]

@@ -217,7 +217,11 @@ pub struct FdmProfile {
     pub retract_lift_above: f64,
     pub retract_lift_below: f64,
     pub only_retract_when_crossing_perimeters: bool,
+    /// Wipe along the last path while retracting.
     pub wipe: bool,
+    /// The share of a wiped retraction made standing still, before the
+    /// wipe (the rest is made while wiping).
+    pub retract_before_wipe: f64,
 
     // Skirt, brim and raft.
     pub skirts: u32,
@@ -352,6 +356,7 @@ impl Default for FdmProfile {
             retract_lift_below: 0.0,
             only_retract_when_crossing_perimeters: false,
             wipe: false,
+            retract_before_wipe: 0.0,
             skirts: 1,
             skirt_distance: 6.0,
             skirt_height: 1,
@@ -477,6 +482,8 @@ mod kinds {
     /// A percentage from 0% to 100%, stored as a share.
     pub(super) mod share {
         pub(in super::super) fn parse(value: &str) -> Result<f64, String> {
+            // Per-extruder lists ("70%,70%"): the first extruder prints.
+            let value = value.split(',').next().unwrap_or("").trim();
             let percent = value.strip_suffix('%').unwrap_or(value).trim();
             percent
                 .parse::<f64>()
@@ -653,6 +660,7 @@ read_keys! {
     retract_lift_below: number,
     only_retract_when_crossing_perimeters: flag,
     wipe: flag,
+    retract_before_wipe: share,
     skirts: count,
     skirt_distance: number,
     skirt_height: count,
