@@ -12,15 +12,21 @@
 //!   start, after Redis lost its data), the list is read from the database.
 //!   One rebuild runs at a time, in this process (a lock) and across replicas
 //!   (a Redis lock): no stampede.
-//! - **Redis outage.** Any Redis error turns the cache off for this replica,
-//!   and reads go to the database. When Redis answers again, the replica
-//!   first invalidates the shared cache (it may have missed writes), then
-//!   rebuilds it; only then is the cache used again. It falls back to the
-//!   database, never to stale data.
+//! - **Redis outage.** A change that cannot reach Redis, an error on a read,
+//!   or Redis not answering its pings for a while turns the cache off for
+//!   this replica, and reads go to the database. When Redis answers again,
+//!   the replica first invalidates the shared cache (it may have missed
+//!   writes), then rebuilds it; only then is the cache used again. It falls
+//!   back to the database, never to stale data.
+//! - **A slow moment is not an outage.** A page that Redis is slow to give
+//!   is read from the database that once, and the cache stays on: a read
+//!   cannot make it stale, and turning it off means a rebuild of every order
+//!   (seconds of work) on a machine that is already busy. A write-through
+//!   waits longer than a read before it gives up, for the same reason.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -185,8 +191,16 @@ table.insert(docs, 1, 'ok')
 return docs
 ";
 
-/// How long a Redis call may take before the database answers instead.
+/// How long a read from Redis may take before the database answers it.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long a write-through may take before the cache is turned off: the
+/// change is committed already, and giving up costs a rebuild.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pings in a row that go unanswered (each within `REDIS_TIMEOUT`, half a
+/// second apart) before a replica that writes nothing calls it an outage.
+const PINGS_TO_OUTAGE: u32 = 3;
 
 /// Orders read from the database per page during a rebuild.
 const REBUILD_PAGE: usize = 5000;
@@ -236,6 +250,9 @@ pub struct OrderCache {
     backend: Backend,
     /// A rebuild has finished and no error has been seen since.
     ready: AtomicBool,
+    /// Counts the times the cache was lost: a rebuild during which it
+    /// changed missed a change, and must not declare the cache ready.
+    losses: AtomicU64,
     /// One rebuild at a time in this process.
     rebuilding: Mutex<()>,
 }
@@ -254,12 +271,21 @@ impl std::fmt::Debug for OrderCache {
 #[error("cannot use the order cache: {0}")]
 pub struct CacheError(String);
 
+/// Why Redis gave no page: slow (the database answers this once) or failed
+/// (the cache goes off).
+#[derive(Debug)]
+enum PageError {
+    TimedOut,
+    Failed(String),
+}
+
 impl OrderCache {
     /// The in-process cache of the embedded farm.
     pub fn memory() -> Arc<Self> {
         Arc::new(Self {
             backend: Backend::Memory(std::sync::Mutex::new(MemoryIndex::default())),
             ready: AtomicBool::new(false),
+            losses: AtomicU64::new(0),
             rebuilding: Mutex::new(()),
         })
     }
@@ -288,6 +314,7 @@ impl OrderCache {
         Ok(Arc::new(Self {
             backend: Backend::Redis(Box::new(cache)),
             ready: AtomicBool::new(false),
+            losses: AtomicU64::new(0),
             rebuilding: Mutex::new(()),
         }))
     }
@@ -323,7 +350,7 @@ impl OrderCache {
         let document = serde_json::to_string(summary).expect("summaries always serialize");
         let invocation = redis.apply_invocation(summary, &document);
         let mut connection = redis.connection.clone();
-        tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<i64>(&mut connection))
+        tokio::time::timeout(APPLY_TIMEOUT, invocation.invoke_async::<i64>(&mut connection))
             .await
             .map_err(|_| "timed out".to_string())?
             .map(drop)
@@ -345,7 +372,11 @@ impl OrderCache {
                     self.ready.store(false, Ordering::Release);
                     None
                 }
-                Err(e) => {
+                Err(PageError::TimedOut) => {
+                    metrics::counter!("farm_operator_cache_slow_reads_total").increment(1);
+                    None
+                }
+                Err(PageError::Failed(e)) => {
                     self.lost(&format!("could not read a page: {e}"));
                     None
                 }
@@ -359,7 +390,7 @@ impl OrderCache {
         status: OrderStatus,
         cursor: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Option<Vec<OrderSummary>>, String> {
+    ) -> Result<Option<Vec<OrderSummary>>, PageError> {
         let mut invocation = redis.page.prepare_invoke();
         invocation.key(redis.key("ready")).key(redis.status_key(status)).key(redis.key("docs"));
         match cursor {
@@ -370,8 +401,8 @@ impl OrderCache {
         let mut connection = redis.connection.clone();
         let reply: Vec<Option<String>> = tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection))
             .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PageError::TimedOut)?
+            .map_err(|e| PageError::Failed(e.to_string()))?;
         match reply.first().and_then(|m| m.as_deref()) {
             Some("ok") => {}
             _ => return Ok(None),
@@ -381,7 +412,7 @@ impl OrderCache {
             // An id without its document means a change is half applied:
             // not an answer to trust.
             let Some(document) = document else { return Ok(None) };
-            page.push(serde_json::from_str(&document).map_err(|e| e.to_string())?);
+            page.push(serde_json::from_str(&document).map_err(|e| PageError::Failed(e.to_string()))?);
         }
         Ok(Some(page))
     }
@@ -389,6 +420,7 @@ impl OrderCache {
     /// Turns the cache off after an error; reads go to the database until a
     /// rebuild succeeds.
     fn lost(&self, why: &str) {
+        self.losses.fetch_add(1, Ordering::AcqRel);
         if self.ready.swap(false, Ordering::AcqRel) {
             tracing::warn!(reason = why, "the order cache is off; reading orders from the database");
         }
@@ -403,6 +435,10 @@ impl OrderCache {
             return Ok(());
         }
         let Ok(_guard) = self.rebuilding.try_lock() else { return Ok(()) };
+        // A change that fails to reach the cache while it is rebuilt is
+        // missing from what the rebuild read before it: such a rebuild must
+        // not make the cache ready (the supervisor starts another).
+        let losses = self.losses.load(Ordering::Acquire);
         match &self.backend {
             Backend::Memory(index) => {
                 for_each_page(store, |orders| {
@@ -414,14 +450,21 @@ impl OrderCache {
                 })
                 .await?;
             }
-            Backend::Redis(redis) => self.redis_rebuild(redis, store).await?,
+            Backend::Redis(redis) => self.redis_rebuild(redis, store, losses).await?,
+        }
+        if self.missed_a_change_since(losses) {
+            return Err(CacheError("a change could not reach the cache during its rebuild".into()));
         }
         self.ready.store(true, Ordering::Release);
         metrics::counter!("farm_operator_cache_rebuilds_total").increment(1);
         Ok(())
     }
 
-    async fn redis_rebuild(&self, redis: &RedisCache, store: &Store) -> Result<(), CacheError> {
+    fn missed_a_change_since(&self, losses: u64) -> bool {
+        self.losses.load(Ordering::Acquire) != losses
+    }
+
+    async fn redis_rebuild(&self, redis: &RedisCache, store: &Store, losses: u64) -> Result<(), CacheError> {
         use redis::AsyncCommands;
         let err = |e: redis::RedisError| CacheError(e.to_string());
         let mut connection = redis.connection.clone();
@@ -477,6 +520,11 @@ impl OrderCache {
             }
         })
         .await?;
+        if self.missed_a_change_since(losses) {
+            // Not ready for anyone: the shared copy lacks that change.
+            let _: () = connection.del(&lock).await.map_err(err)?;
+            return Err(CacheError("a change could not reach the cache during its rebuild".into()));
+        }
         let _: () = connection.set(redis.key("ready"), "1").await.map_err(err)?;
         let _: () = connection.del(&lock).await.map_err(err)?;
         tracing::info!(orders = rebuilt, "the order cache was rebuilt from the database");
@@ -488,15 +536,20 @@ impl OrderCache {
     /// the memory cache: the first build. Runs until `shutdown`.
     pub async fn supervise(self: Arc<Self>, store: Store, shutdown: tokio_util::sync::CancellationToken) {
         let mut was_lost = false;
+        let mut unanswered = 0u32;
         loop {
             // A replica that writes nothing still learns of an outage: a
             // Redis that stops answering turns this cache off too, so it
-            // cannot come back serving what it missed.
+            // cannot come back serving what it missed. One late answer on a
+            // busy machine is not an outage.
             if self.is_ready()
                 && let Backend::Redis(redis) = &self.backend
-                && !redis_ping(redis).await
             {
-                self.lost("Redis stopped answering");
+                unanswered = if redis_ping(redis).await { 0 } else { unanswered + 1 };
+                if unanswered >= PINGS_TO_OUTAGE {
+                    unanswered = 0;
+                    self.lost("Redis stopped answering");
+                }
             }
             if !self.is_ready() {
                 if let Backend::Redis(redis) = &self.backend {

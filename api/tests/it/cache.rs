@@ -19,10 +19,13 @@ use tokio_util::sync::CancellationToken;
 use crate::services;
 
 /// Forwards connections to Redis until cut; a cut also drops the open ones.
+/// Stalled, it holds Redis's answers back (as a busy machine might) until
+/// resumed.
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     cut: Arc<tokio::sync::Notify>,
+    stalled: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -31,24 +34,46 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let cut = Arc::new(tokio::sync::Notify::new());
+        let (stalled, stall) = tokio::sync::watch::channel(false);
         let (target, flag, signal) = (target.to_string(), up.clone(), cut.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else { return };
                 if !flag.load(Ordering::SeqCst) {
                     continue;
                 }
-                let (target, signal) = (target.clone(), signal.clone());
+                let (target, signal, stall) = (target.clone(), signal.clone(), stall.clone());
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else { return };
+                    let Ok(server) = TcpStream::connect(&target).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let answers = async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut stall = stall;
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        loop {
+                            let Ok(n @ 1..) = server_read.read(&mut buffer).await else { return };
+                            if stall.wait_for(|stalled| !stalled).await.is_err() {
+                                return;
+                            }
+                            if client_write.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                        () = answers => {}
                         () = signal.notified() => {}
                     }
                 });
             }
         });
-        Self { port, up, cut }
+        Self { port, up, cut, stalled }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.send_replace(on);
     }
 
     fn url(&self) -> String {
@@ -169,6 +194,26 @@ async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_databa
     assert!(back.is_some(), "the other replica never came back");
     assert_eq!(ids(&cache, OrderStatus::Cancelled).await, Some(vec!["order-0002".to_string()]));
     stop.cancel();
+    forget_namespace(&target, &namespace).await;
+}
+
+#[tokio::test]
+async fn a_page_redis_is_slow_to_give_is_read_from_the_database_that_once_and_the_cache_stays_on() {
+    let Some(target) = redis_target().await else { return };
+    let proxy = Proxy::start(&target).await;
+    let (_dir, store, orders) = store_with_orders(3).await;
+    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let cache = OrderCache::redis(&proxy.url(), &namespace).await.unwrap();
+    cache.rebuild(&store).await.unwrap();
+    let newest_first: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first.clone()));
+
+    proxy.stall(true);
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, None, "too slow: the caller reads the database");
+    assert!(cache.is_ready(), "a slow read cannot make the cache stale, so it stays on");
+    proxy.stall(false);
+    let back = testkit::wait_until(Duration::from_secs(5), || async { ids(&cache, OrderStatus::Priced).await }).await;
+    assert_eq!(back, Some(newest_first), "served from the cache again, without a rebuild");
     forget_namespace(&target, &namespace).await;
 }
 
