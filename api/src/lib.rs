@@ -20,6 +20,7 @@ mod numbers;
 pub mod orders;
 mod pricing;
 pub mod quota;
+mod redis_client;
 mod relay;
 mod results;
 mod routes;

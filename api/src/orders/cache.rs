@@ -293,7 +293,7 @@ impl OrderCache {
     /// A cache in Redis at `url`, its keys under `namespace` (the queue
     /// prefix, so environments sharing a Redis stay apart).
     pub async fn redis(url: &str, namespace: &str) -> Result<Arc<Self>, CacheError> {
-        let client = redis::Client::open(url).map_err(|e| CacheError(e.to_string()))?;
+        let client = crate::redis_client::open(url).map_err(|e| CacheError(e.to_string()))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)));

@@ -60,7 +60,7 @@ impl std::fmt::Debug for RedisLink {
 impl Hub {
     pub(crate) fn new(settings: &WebSettings) -> Self {
         let (sender, _) = broadcast::channel(settings.event_buffer.max(16));
-        let redis = settings.redis_url.as_deref().and_then(|url| match redis::Client::open(url) {
+        let redis = settings.redis_url.as_deref().and_then(|url| match crate::redis_client::open(url) {
             Ok(client) => {
                 Some(RedisLink { client, channel: settings.channel.clone(), publisher: tokio::sync::OnceCell::new() })
             }
