@@ -7,6 +7,7 @@
 //! (statistics, reports) can be tested on their own.
 
 pub mod chart;
+pub mod cpu;
 pub mod farm;
 pub mod orders;
 pub mod scenarios;

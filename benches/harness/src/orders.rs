@@ -147,6 +147,10 @@ pub struct ListRun {
     pub served_from: BTreeMap<String, usize>,
     /// Pages shorter than the page size asked for.
     pub short_pages: usize,
+    /// How busy the machine's cores were during the phase, percent of all
+    /// of them (none where it cannot be read): near 100, every process
+    /// waits its turn for a core and the tail shows it.
+    pub machine_busy_pct: Option<f64>,
 }
 
 /// Many operators taking one order at the same instant.
@@ -1098,9 +1102,18 @@ async fn list_under_load(
     let client = http_client()?;
     check_page(&client, &url, token, mode).await?;
     fixed_rate(&client, &url, token, rate, WARMUP).await?;
+    let before = crate::cpu::CpuTimes::now();
     let samples = fixed_rate(&client, &url, token, rate, settings.duration).await?;
-    let run = ListRun::of(mode, &samples, settings.limit as usize);
-    tracing::info!(mode, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, errors = run.errors, "measured");
+    let busy = before.zip(crate::cpu::CpuTimes::now()).and_then(|(b, a)| b.busy_percent_until(&a));
+    let run = ListRun { machine_busy_pct: busy, ..ListRun::of(mode, &samples, settings.limit as usize) };
+    tracing::info!(
+        mode,
+        p50_ms = run.latency.p50_ms,
+        p99_ms = run.latency.p99_ms,
+        errors = run.errors,
+        machine_busy_pct = run.machine_busy_pct,
+        "measured"
+    );
     Ok(run)
 }
 
@@ -1274,6 +1287,7 @@ impl ListRun {
             errors,
             served_from,
             short_pages,
+            machine_busy_pct: None,
         }
     }
 }
@@ -1744,6 +1758,7 @@ mod tests {
             errors: 0,
             served_from: BTreeMap::from([(mode.to_string(), 10_000)]),
             short_pages: 0,
+            machine_busy_pct: Some(61.5),
         };
         let (from_cache, from_database) = (run("cache", 0.5, cache_p99), run("database", database_p50, 9.0));
         OrdersReport {

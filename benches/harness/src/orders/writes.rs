@@ -240,15 +240,17 @@ pub(super) fn markdown(under: &UnderWrites, limit: u32) -> String {
          {worker} whose result is one more write, half CRM `approved` events on the newest priced orders) while \
          `GET /v1/operator/orders?status={APPROVED}&limit={limit}` runs at each rate below.\n\n\
          | list req/s | cache p50 / p99 ms | cache errors | database p50 / p99 ms | database errors | writes/s \
-         achieved (cache, database) | write errors |\n|--:|--:|--:|--:|--:|--:|---|\n",
+         achieved (cache, database) | write errors | machine busy % (cache, database) | cache phase's pages \
+         from the database |\n|--:|--:|--:|--:|--:|--:|---|--:|--:|\n",
         thousands(under.write_rate.round() as usize),
     );
+    let busy = |pct: Option<f64>| pct.map_or("–".to_string(), |p| format!("{p:.0}"));
     for (cache, database) in under.cache.iter().zip(&under.database) {
         let errors = |s: &WriteStats| s.errors.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>();
         let mut write_errors = errors(&cache.writes);
         write_errors.extend(errors(&database.writes));
         out.push_str(&format!(
-            "| {} | {:.2} / {:.2} | {} | {:.2} / {:.2} | {} | {:.0}, {:.0} | {} |\n",
+            "| {} | {:.2} / {:.2} | {} | {:.2} / {:.2} | {} | {:.0}, {:.0} | {} | {}, {} | {} |\n",
             thousands(cache.list_rate.round() as usize),
             cache.list.latency.p50_ms,
             cache.list.latency.p99_ms,
@@ -259,6 +261,11 @@ pub(super) fn markdown(under: &UnderWrites, limit: u32) -> String {
             cache.writes.achieved_rate,
             database.writes.achieved_rate,
             if write_errors.is_empty() { "0".to_string() } else { write_errors.join(", ") },
+            busy(cache.list.machine_busy_pct),
+            busy(database.list.machine_busy_pct),
+            // The cache turned off (or was slow) for these: they say what
+            // the cache's figures are made of.
+            thousands(cache.list.served_from.get("database").copied().unwrap_or(0)),
         ));
     }
     let held = |rate: Option<f64>| rate.map_or("none of the ladder".to_string(), |r| format!("{r:.0} req/s"));
@@ -287,6 +294,7 @@ mod tests {
                 errors,
                 served_from: BTreeMap::new(),
                 short_pages: 0,
+                machine_busy_pct: Some(97.0),
             },
             writes: WriteStats::default(),
         }
@@ -305,5 +313,25 @@ mod tests {
         // A step the server could not keep up with does not count, however
         // fast the answers it gave.
         assert_eq!(holds(&[step(250.0, 1.0, 0, 200.0)]), None);
+    }
+
+    #[test]
+    fn each_step_says_how_busy_the_machine_was_or_that_it_could_not_tell() {
+        let mut database = step(1000.0, 30.0, 0, 1000.0);
+        database.list.machine_busy_pct = None;
+        let mut cache = step(1000.0, 4.0, 0, 1000.0);
+        cache.list.served_from = BTreeMap::from([("cache".to_string(), 9_000), ("database".to_string(), 1_200)]);
+        let under = UnderWrites {
+            write_rate: 200.0,
+            worker_niceness: 19,
+            cache: vec![cache],
+            database: vec![database],
+            cache_holds: Some(1000.0),
+            database_holds: None,
+        };
+        let table = markdown(&under, 50);
+        let row = table.lines().find(|l| l.starts_with("| 1,000 |")).expect("the step's row");
+        assert!(row.ends_with("| 97, – | 1,200 |"), "{row}");
+        assert!(table.contains("machine busy % (cache, database)"));
     }
 }
