@@ -902,6 +902,19 @@ pub(crate) struct ServiceArgs {
     /// database, for comparison).
     #[arg(long, env = "FARM_OPERATOR_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) operator_cache: bool,
+    /// Seconds a page (or a ping) of the Redis cache may take before the
+    /// database answers that request instead; the cache stays on.
+    #[arg(long, env = "FARM_OPERATOR_CACHE_READ_TIMEOUT_S", default_value_t = 0.25)]
+    pub(crate) operator_cache_read_timeout_s: f64,
+    /// Seconds a change may take to reach the Redis cache before the cache
+    /// is turned off and rebuilt.
+    #[arg(long, env = "FARM_OPERATOR_CACHE_WRITE_TIMEOUT_S", default_value_t = 1.0)]
+    pub(crate) operator_cache_write_timeout_s: f64,
+    /// Unanswered pings in a row (half a second apart) before Redis counts
+    /// as gone and the cache is turned off.
+    #[arg(long, env = "FARM_OPERATOR_CACHE_PINGS_TO_OUTAGE", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) operator_cache_pings_to_outage: u32,
     /// The lane a worker consumes (`serve` runs a worker for each).
     #[arg(long, env = "FARM_LANE", value_parser = parse_lane, default_value = "fast")]
     pub(crate) lane: scheduler::Lane,

@@ -677,7 +677,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             ..ApiSettings::default()
         };
         let cache = match &args.redis_url {
-            Some(url) => api::orders::cache::OrderCache::redis(url, &args.queue_prefix)
+            Some(url) => api::orders::cache::OrderCache::redis(url, &args.queue_prefix, cache_timeouts(&args)?)
                 .await
                 .context("cannot connect to Redis (FARM_REDIS_URL)")?,
             None => api::orders::cache::OrderCache::memory(),
@@ -705,6 +705,14 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     }
     tracing::info!("stopped");
     outcome
+}
+
+fn cache_timeouts(args: &crate::cli::ServiceArgs) -> anyhow::Result<api::orders::cache::CacheTimeouts> {
+    Ok(api::orders::cache::CacheTimeouts {
+        read: seconds("--operator-cache-read-timeout-s", args.operator_cache_read_timeout_s)?,
+        write: seconds("--operator-cache-write-timeout-s", args.operator_cache_write_timeout_s)?,
+        pings_to_outage: args.operator_cache_pings_to_outage,
+    })
 }
 
 /// A positive, finite number of seconds from a flag.

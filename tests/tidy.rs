@@ -419,6 +419,7 @@ const API_DOMAIN: &[&str] = &[
     "orders::store",
     "pricing",
     "quota",
+    "redis_client",
     "store",
     "store::column",
     "store::dead_letters",

@@ -191,16 +191,25 @@ table.insert(docs, 1, 'ok')
 return docs
 ";
 
-/// How long a read from Redis may take before the database answers it.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long the Redis cache waits, and how many silences make an outage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheTimeouts {
+    /// A page (or a ping) not given within this is read from the database
+    /// instead; the cache stays on.
+    pub read: Duration,
+    /// A write-through not done within this turns the cache off: the change
+    /// is committed already, and giving up costs a rebuild.
+    pub write: Duration,
+    /// Pings in a row that go unanswered (each within `read`, half a second
+    /// apart) before a replica that writes nothing calls it an outage.
+    pub pings_to_outage: u32,
+}
 
-/// How long a write-through may take before the cache is turned off: the
-/// change is committed already, and giving up costs a rebuild.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Pings in a row that go unanswered (each within `REDIS_TIMEOUT`, half a
-/// second apart) before a replica that writes nothing calls it an outage.
-const PINGS_TO_OUTAGE: u32 = 3;
+impl Default for CacheTimeouts {
+    fn default() -> Self {
+        Self { read: Duration::from_millis(250), write: Duration::from_secs(1), pings_to_outage: 3 }
+    }
+}
 
 /// Orders read from the database per page during a rebuild.
 const REBUILD_PAGE: usize = 5000;
@@ -215,6 +224,7 @@ struct RedisCache {
     namespace: String,
     apply: redis::Script,
     page: redis::Script,
+    timeouts: CacheTimeouts,
 }
 
 impl RedisCache {
@@ -292,7 +302,7 @@ impl OrderCache {
 
     /// A cache in Redis at `url`, its keys under `namespace` (the queue
     /// prefix, so environments sharing a Redis stay apart).
-    pub async fn redis(url: &str, namespace: &str) -> Result<Arc<Self>, CacheError> {
+    pub async fn redis(url: &str, namespace: &str, timeouts: CacheTimeouts) -> Result<Arc<Self>, CacheError> {
         let client = crate::redis_client::open(url).map_err(|e| CacheError(e.to_string()))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -310,6 +320,7 @@ impl OrderCache {
             namespace: namespace.to_string(),
             apply: redis::Script::new(APPLY_SCRIPT),
             page: redis::Script::new(PAGE_SCRIPT),
+            timeouts,
         };
         Ok(Arc::new(Self {
             backend: Backend::Redis(Box::new(cache)),
@@ -350,7 +361,7 @@ impl OrderCache {
         let document = serde_json::to_string(summary).expect("summaries always serialize");
         let invocation = redis.apply_invocation(summary, &document);
         let mut connection = redis.connection.clone();
-        tokio::time::timeout(APPLY_TIMEOUT, invocation.invoke_async::<i64>(&mut connection))
+        tokio::time::timeout(redis.timeouts.write, invocation.invoke_async::<i64>(&mut connection))
             .await
             .map_err(|_| "timed out".to_string())?
             .map(drop)
@@ -399,10 +410,11 @@ impl OrderCache {
         };
         invocation.arg(limit);
         let mut connection = redis.connection.clone();
-        let reply: Vec<Option<String>> = tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection))
-            .await
-            .map_err(|_| PageError::TimedOut)?
-            .map_err(|e| PageError::Failed(e.to_string()))?;
+        let reply: Vec<Option<String>> =
+            tokio::time::timeout(redis.timeouts.read, invocation.invoke_async(&mut connection))
+                .await
+                .map_err(|_| PageError::TimedOut)?
+                .map_err(|e| PageError::Failed(e.to_string()))?;
         match reply.first().and_then(|m| m.as_deref()) {
             Some("ok") => {}
             _ => return Ok(None),
@@ -546,7 +558,7 @@ impl OrderCache {
                 && let Backend::Redis(redis) = &self.backend
             {
                 unanswered = if redis_ping(redis).await { 0 } else { unanswered + 1 };
-                if unanswered >= PINGS_TO_OUTAGE {
+                if unanswered >= redis.timeouts.pings_to_outage.max(1) {
                     unanswered = 0;
                     self.lost("Redis stopped answering");
                 }
@@ -585,7 +597,7 @@ impl OrderCache {
 async fn redis_ping(redis: &RedisCache) -> bool {
     let mut connection = redis.connection.clone();
     let ping = redis::cmd("PING");
-    matches!(tokio::time::timeout(REDIS_TIMEOUT, ping.query_async::<String>(&mut connection)).await, Ok(Ok(_)))
+    matches!(tokio::time::timeout(redis.timeouts.read, ping.query_async::<String>(&mut connection)).await, Ok(Ok(_)))
 }
 
 async fn redis_invalidate(redis: &RedisCache) -> Result<(), redis::RedisError> {

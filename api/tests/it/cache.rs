@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use api::Store;
-use api::orders::cache::OrderCache;
+use api::orders::cache::{CacheTimeouts, OrderCache};
 use api::orders::status::{OrderEvent, OrderStatus};
 use api::orders::store::{Created, OrderRow, Pricing, Transitioned};
 use api::store::JobRow;
@@ -136,9 +136,9 @@ async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_databa
     let proxy = Proxy::start(&target).await;
     let (_dir, store, orders) = store_with_orders(5).await;
     let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let cache = OrderCache::redis(&proxy.url(), &namespace).await.unwrap();
+    let cache = OrderCache::redis(&proxy.url(), &namespace, CacheTimeouts::default()).await.unwrap();
     // A second replica sharing the Redis.
-    let other = OrderCache::redis(&proxy.url(), &namespace).await.unwrap();
+    let other = OrderCache::redis(&proxy.url(), &namespace, CacheTimeouts::default()).await.unwrap();
     assert_eq!(ids(&cache, OrderStatus::Priced).await, None, "cold: the database answers");
 
     let stop = CancellationToken::new();
@@ -203,7 +203,7 @@ async fn a_page_redis_is_slow_to_give_is_read_from_the_database_that_once_and_th
     let proxy = Proxy::start(&target).await;
     let (_dir, store, orders) = store_with_orders(3).await;
     let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let cache = OrderCache::redis(&proxy.url(), &namespace).await.unwrap();
+    let cache = OrderCache::redis(&proxy.url(), &namespace, CacheTimeouts::default()).await.unwrap();
     cache.rebuild(&store).await.unwrap();
     let newest_first: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
     assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first.clone()));
