@@ -464,16 +464,20 @@ impl OrderCache {
             }
             Backend::Redis(redis) => self.redis_rebuild(redis, store, losses).await?,
         }
-        if self.missed_a_change_since(losses) {
-            return Err(CacheError("a change could not reach the cache during its rebuild".into()));
-        }
+        self.no_change_missed_since(losses)?;
         self.ready.store(true, Ordering::Release);
         metrics::counter!("farm_operator_cache_rebuilds_total").increment(1);
         Ok(())
     }
 
-    fn missed_a_change_since(&self, losses: u64) -> bool {
-        self.losses.load(Ordering::Acquire) != losses
+    /// An error if the cache was lost (a change failed to reach it) since
+    /// `losses` was read.
+    fn no_change_missed_since(&self, losses: u64) -> Result<(), CacheError> {
+        if self.losses.load(Ordering::Acquire) == losses {
+            Ok(())
+        } else {
+            Err(CacheError("a change could not reach the cache during its rebuild".into()))
+        }
     }
 
     async fn redis_rebuild(&self, redis: &RedisCache, store: &Store, losses: u64) -> Result<(), CacheError> {
@@ -532,10 +536,10 @@ impl OrderCache {
             }
         })
         .await?;
-        if self.missed_a_change_since(losses) {
+        if let Err(missed) = self.no_change_missed_since(losses) {
             // Not ready for anyone: the shared copy lacks that change.
             let _: () = connection.del(&lock).await.map_err(err)?;
-            return Err(CacheError("a change could not reach the cache during its rebuild".into()));
+            return Err(missed);
         }
         let _: () = connection.set(redis.key("ready"), "1").await.map_err(err)?;
         let _: () = connection.del(&lock).await.map_err(err)?;
