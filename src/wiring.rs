@@ -567,6 +567,9 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
     // The metrics recorder first: what is recorded before it exists is lost
     // (the price book a worker announces when it is built, for one).
     api::telemetry::metrics_handle();
+    // Checked before anything connects, Redis or not: a bad value is an
+    // error now, not when FARM_REDIS_URL is set one day.
+    let cache_timeouts = cache_timeouts(&args)?;
 
     let topology =
         Topology { delivery_limit: args.jobs.delivery_limit.max(1), ..Topology::with_prefix(&args.queue_prefix) };
@@ -677,7 +680,7 @@ async fn run_services_async(args: ServiceArgs, role: Role) -> anyhow::Result<()>
             ..ApiSettings::default()
         };
         let cache = match &args.redis_url {
-            Some(url) => api::orders::cache::OrderCache::redis(url, &args.queue_prefix, cache_timeouts(&args)?)
+            Some(url) => api::orders::cache::OrderCache::redis(url, &args.queue_prefix, cache_timeouts)
                 .await
                 .context("cannot connect to Redis (FARM_REDIS_URL)")?,
             None => api::orders::cache::OrderCache::memory(),

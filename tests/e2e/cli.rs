@@ -146,6 +146,20 @@ fn assert_refused(args: &[&str], expected: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// The order cache's limits are checked at start even when no Redis is
+/// set, before anything is opened: a bad value waits for no one to set
+/// FARM_REDIS_URL one day.
+#[test]
+fn the_order_caches_limits_are_checked_without_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (flag, value) in [("--operator-cache-read-timeout-s", "0"), ("--operator-cache-write-timeout-s", "-1")] {
+        let set = format!("{flag}={value}");
+        assert_refused(&["serve", "--data-dir", data, &set], &format!("{flag} must be a positive number"));
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was opened");
+}
+
 #[test]
 fn api_and_worker_refuse_to_run_without_a_shared_broker() {
     for role in ["api", "worker"] {
