@@ -95,7 +95,15 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
             plate_area: x.plate_area + y.plate_area,
         },
     );
-    let columns = crate::supports::columns(triangles, flipped, in_cavity, bbox, threshold, support, bounds, observer)?;
+    // The rays find a column only under a face they see as an overhang and
+    // that is not on the plate (a plate face's gap is under the hair they
+    // ignore). The sums above classify faces the same way: with no such
+    // face, every ray would come back empty, and none is cast.
+    let columns = if sums.overhang_area > 0.0 {
+        crate::supports::columns(triangles, flipped, in_cavity, bbox, threshold, support, bounds, observer)?
+    } else {
+        crate::supports::SupportColumns::default()
+    };
     Ok(Printability {
         overhang_angle_deg: angle_deg,
         overhang_area: sums.overhang_area,

@@ -146,6 +146,30 @@ impl Grid {
     fn cells(&self) -> usize {
         self.nx * self.ny
     }
+
+    /// The first and last column, and the first and last row, of the rays
+    /// inside the box of these corners' projection (first > last: none).
+    fn span(&self, [a, b, c]: [[f64; 3]; 3]) -> ((i64, i64), (i64, i64)) {
+        let (lo_x, hi_x) = (a[0].min(b[0]).min(c[0]), a[0].max(b[0]).max(c[0]));
+        let (lo_y, hi_y) = (a[1].min(b[1]).min(c[1]), a[1].max(b[1]).max(c[1]));
+        let first = |lo: f64, origin: f64| ceil((lo - origin) / self.cell).max(0);
+        let last = |hi: f64, origin: f64, n: usize| floor((hi - origin) / self.cell).min(n as i64 - 1);
+        ((first(lo_x, self.x0), last(hi_x, self.x0, self.nx)), (first(lo_y, self.y0), last(hi_y, self.y0, self.ny)))
+    }
+}
+
+/// `x.floor() as i64`, without the call into libm that `floor` is on
+/// x86-64's baseline (no SSE4.1): this pass rounds a few times per face.
+/// NaN gives 0 and the infinities saturate, as `as` does.
+fn floor(x: f64) -> i64 {
+    let truncated = x as i64;
+    if (truncated as f64) > x { truncated.saturating_sub(1) } else { truncated }
+}
+
+/// `x.ceil() as i64`, as [`floor`].
+fn ceil(x: f64) -> i64 {
+    let truncated = x as i64;
+    if (truncated as f64) < x { truncated.saturating_add(1) } else { truncated }
 }
 
 /// A triangle as the rays see it: its corners, its normal and its kind.
@@ -156,15 +180,22 @@ struct Facet {
 }
 
 impl Facet {
-    /// `None` for a face no vertical ray meets (vertical, or a sliver).
+    /// `None` for a face no vertical ray meets (vertical, a sliver, or one
+    /// whose box holds no ray: most faces of a finely meshed part, answered
+    /// before the normal is worked out).
     fn of<T: Triangles + ?Sized>(
         triangles: &T,
         index: usize,
+        grid: &Grid,
         flipped: &[bool],
         in_cavity: &[bool],
         threshold_nz: f64,
     ) -> Option<Self> {
         let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
+        let (columns, rows) = grid.span([a, b, c]);
+        if columns.0 > columns.1 || rows.0 > rows.1 {
+            return None;
+        }
         let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
         let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
         let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
@@ -190,24 +221,18 @@ impl Facet {
     /// corner on an edge included, whichever way the face winds).
     fn rows(&self, grid: &Grid, mut visit: impl FnMut(usize, usize, usize)) {
         let [a, b, c] = self.corners;
-        let (nx, ny, cell) = (grid.nx, grid.ny, grid.cell);
-        let lo_x = a[0].min(b[0]).min(c[0]);
-        let hi_x = a[0].max(b[0]).max(c[0]);
-        let lo_y = a[1].min(b[1]).min(c[1]);
-        let hi_y = a[1].max(b[1]).max(c[1]);
-        let first = |lo: f64, origin: f64| ((lo - origin) / cell).ceil().max(0.0) as i64;
-        let last = |hi: f64, origin: f64, n: usize| (((hi - origin) / cell).floor() as i64).min(n as i64 - 1);
+        let cell = grid.cell;
         // Edge functions of the projection, signed so the inside is
         // positive whichever way it winds in the plane.
         let sign = ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])).signum();
         let edge =
             |p: [f64; 3], q: [f64; 3], x: f64, y: f64| sign * ((q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]));
         let inside = |x: f64, y: f64| edge(a, b, x, y) >= 0.0 && edge(b, c, x, y) >= 0.0 && edge(c, a, x, y) >= 0.0;
-        let (i_min, i_max) = (first(lo_x, grid.x0), last(hi_x, grid.x0, nx));
+        let ((i_min, i_max), (j_min, j_max)) = grid.span(self.corners);
         if i_min > i_max {
             return;
         }
-        for j in first(lo_y, grid.y0)..=last(hi_y, grid.y0, ny) {
+        for j in j_min..=j_max {
             let y = grid.y0 + j as f64 * cell;
             let x_at = |i: i64| grid.x0 + i as f64 * cell;
             // Each edge function is linear in x along the row: it bounds the
@@ -231,8 +256,8 @@ impl Facet {
             // The columns those bounds give, clipped to the face's box, then
             // settled by the exact test at each end, so rounding in the
             // bounds never adds or drops a ray.
-            let mut from = (((x_lo - grid.x0) / cell).ceil() as i64).clamp(i_min, i_max);
-            let mut to = (((x_hi - grid.x0) / cell).floor() as i64).clamp(i_min, i_max);
+            let mut from = ceil((x_lo - grid.x0) / cell).clamp(i_min, i_max);
+            let mut to = floor((x_hi - grid.x0) / cell).clamp(i_min, i_max);
             while from > i_min && inside(x_at(from - 1), y) {
                 from -= 1;
             }
@@ -303,7 +328,7 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
         y0: bbox.min[1] - reach as f64 * cell + cell * 0.500_371_9,
     };
     let cells = grid.cells();
-    let facet = |index| Facet::of(triangles, index, flipped, in_cavity, threshold_nz);
+    let facet = |index| Facet::of(triangles, index, &grid, flipped, in_cavity, threshold_nz);
 
     // Count: per ray, by a difference along each row (one slot more per row
     // than it has rays), so a face costs its rows, not its rays.
@@ -505,6 +530,21 @@ mod tests {
     use super::*;
     use crate::generate::cuboid;
 
+    #[test]
+    fn floor_and_ceil_round_as_the_float_functions_do() {
+        let values = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.999_999, -2.999_999, 1e15 + 0.5, -1e15 - 0.5, 4.2e-300];
+        for x in values {
+            assert_eq!(floor(x), x.floor() as i64, "floor {x}");
+            assert_eq!(ceil(x), x.ceil() as i64, "ceil {x}");
+        }
+        // Saturating, as `as` is, where the float functions' results are
+        // out of an i64's range.
+        assert_eq!((floor(f64::NAN), ceil(f64::NAN)), (0, 0));
+        assert_eq!((floor(1e30), ceil(1e30)), (i64::MAX, i64::MAX));
+        assert_eq!((floor(-1e30), ceil(-1e30)), (i64::MIN, i64::MIN));
+        assert_eq!((floor(f64::NEG_INFINITY), ceil(f64::INFINITY)), (i64::MIN, i64::MAX));
+    }
+
     fn moved(triangles: Vec<crate::Triangle>, by: [f32; 3]) -> Vec<crate::Triangle> {
         triangles.into_iter().map(|t| t.map(|v| [v[0] + by[0], v[1] + by[1], v[2] + by[2]])).collect()
     }
@@ -533,6 +573,28 @@ mod tests {
         let mut shape = cuboid([10.0, 10.0, 20.0]);
         shape.extend(moved(cuboid([1.0, 4.0, 1.0]), [10.0, 3.0, 10.0]));
         (shape, BoundingBox { min: [0.0; 3], max: [11.0, 10.0, 20.0] })
+    }
+
+    /// `printability` casts no rays for a part whose only down-facing faces
+    /// lie on the plate: the rays would find nothing, margin or not.
+    #[test]
+    fn faces_on_the_plate_hold_up_no_column() {
+        // A box, and a stepped block whose lower step is on the plate too.
+        let mut stepped = cuboid([10.0, 10.0, 5.0]);
+        stepped.extend(moved(cuboid([5.0, 10.0, 10.0]), [0.0, 0.0, 5.0]));
+        for shape in [cuboid([10.0, 20.0, 30.0]), stepped] {
+            let bbox = crate::Geometry::measure(&shape[..]).bounding_box;
+            let none = vec![false; shape.len()];
+            for margin in [0.0, 2.0] {
+                let grown = SupportShape { margin, ..SupportShape::default() };
+                let found = within_defaults(&shape, &none, &none, &bbox, -0.7, grown);
+                assert_eq!(found, SupportColumns::default());
+            }
+        }
+        // And the ledge, which overhangs, does get one.
+        let (shape, bbox) = ledge_on_a_wall();
+        let none = vec![false; shape.len()];
+        assert!(within_defaults(&shape, &none, &none, &bbox, -0.7, SupportShape::default()).volume > 0.0);
     }
 
     #[test]
