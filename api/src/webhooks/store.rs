@@ -195,37 +195,42 @@ impl Store {
                 .iter()
                 .map(|r| r.try_get("seq"))
                 .collect::<Result<_, _>>()?;
-        let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
+        if seqs.is_empty() {
             tx.commit().await?;
             return Ok(0);
-        };
-        sqlx::query(
+        }
+        // Exactly the events that SELECT saw, by their numbers, not by the
+        // range between the first and the last. On PostgreSQL each
+        // statement takes its own snapshot, and a sequence number is taken
+        // before its transaction commits: an event numbered inside the range
+        // that committed after the INSERT and before the UPDATE was marked
+        // fanned out with no delivery made, and lost. Such an event is now
+        // left for the next pass.
+        let listed = (2..seqs.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let insert = format!(
             "INSERT INTO webhook_deliveries (webhook_id, event_seq, event_id, event_type, status, attempts, \
                                              next_attempt_at_ms, created_at_ms) \
-             SELECT w.webhook_id, e.seq, e.event_id, e.event_type, 'pending', 0, $3, $3 \
+             SELECT w.webhook_id, e.seq, e.event_id, e.event_type, 'pending', 0, $1, $1 \
              FROM farm_events e \
              JOIN webhooks w ON w.deleted_at_ms IS NULL AND w.created_at_ms <= e.created_at_ms \
              JOIN api_keys k ON k.key_id = w.key_id AND k.revoked_at_ms IS NULL \
-             WHERE e.seq >= $1 AND e.seq <= $2 AND e.fanned_out_at_ms IS NULL \
+             WHERE e.seq IN ({listed}) AND e.fanned_out_at_ms IS NULL \
                AND (',' || w.events || ',') LIKE ('%,' || e.event_type || ',%') \
                AND (e.owner_key_id = w.key_id \
                     OR (k.kind = 'seller' AND e.seller = k.name) \
                     OR (k.kind = 'crm' AND e.event_type = 'order.status_changed')) \
-             ON CONFLICT (webhook_id, event_id) DO NOTHING",
-        )
-        .bind(first)
-        .bind(last)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE farm_events SET fanned_out_at_ms = $3 WHERE seq >= $1 AND seq <= $2 AND fanned_out_at_ms IS NULL",
-        )
-        .bind(first)
-        .bind(last)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+             ON CONFLICT (webhook_id, event_id) DO NOTHING"
+        );
+        let mark = format!(
+            "UPDATE farm_events SET fanned_out_at_ms = $1 WHERE seq IN ({listed}) AND fanned_out_at_ms IS NULL"
+        );
+        for statement in [insert, mark] {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now_ms);
+            for seq in &seqs {
+                query = query.bind(*seq);
+            }
+            query.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(seqs.len())
     }
