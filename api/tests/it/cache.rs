@@ -99,6 +99,36 @@ async fn redis_target() -> Option<String> {
     }
 }
 
+/// A test's own namespace in the shared Redis, reached through a proxy the
+/// test can cut or stall. `None` (after a loud skip) without Redis.
+struct RedisUnderTest {
+    target: String,
+    proxy: Proxy,
+    namespace: String,
+}
+
+impl RedisUnderTest {
+    async fn start() -> Option<Self> {
+        let target = redis_target().await?;
+        let proxy = Proxy::start(&target).await;
+        Some(Self { target, proxy, namespace: format!("test-{}", uuid::Uuid::new_v4().simple()) })
+    }
+
+    /// A cache replica on this namespace, through the proxy.
+    async fn cache(&self) -> std::sync::Arc<OrderCache> {
+        OrderCache::redis(&self.proxy.url(), &self.namespace, CacheTimeouts::default()).await.unwrap()
+    }
+
+    /// Deletes the namespace's keys, so runs leave nothing behind.
+    async fn forget(&self) {
+        forget_namespace(&self.target, &self.namespace).await;
+    }
+}
+
+fn newest_first(orders: &[OrderRow]) -> Vec<String> {
+    orders.iter().rev().map(|o| o.order_id.clone()).collect()
+}
+
 async fn store_with_orders(n: usize) -> (tempfile::TempDir, Store, Vec<OrderRow>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&Store::sqlite_url(dir.path()), 4).await.unwrap();
@@ -132,13 +162,12 @@ async fn wait_ready(cache: &OrderCache) {
 
 #[tokio::test]
 async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_database_when_redis_is_cut() {
-    let Some(target) = redis_target().await else { return };
-    let proxy = Proxy::start(&target).await;
+    let Some(redis) = RedisUnderTest::start().await else { return };
+    let proxy = &redis.proxy;
     let (_dir, store, orders) = store_with_orders(5).await;
-    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let cache = OrderCache::redis(&proxy.url(), &namespace, CacheTimeouts::default()).await.unwrap();
+    let cache = redis.cache().await;
     // A second replica sharing the Redis.
-    let other = OrderCache::redis(&proxy.url(), &namespace, CacheTimeouts::default()).await.unwrap();
+    let other = redis.cache().await;
     assert_eq!(ids(&cache, OrderStatus::Priced).await, None, "cold: the database answers");
 
     let stop = CancellationToken::new();
@@ -146,9 +175,8 @@ async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_databa
     tokio::spawn(other.clone().supervise(store.clone(), stop.clone()));
     wait_ready(&cache).await;
     wait_ready(&other).await;
-    let newest_first: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
-    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first.clone()));
-    assert_eq!(ids(&other, OrderStatus::Priced).await, Some(newest_first.clone()), "one rebuild serves both");
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first(&orders)));
+    assert_eq!(ids(&other, OrderStatus::Priced).await, Some(newest_first(&orders)), "one rebuild serves both");
 
     // Write-through: the database first, then the cache, seen by both.
     let Transitioned::Done(approved) =
@@ -194,27 +222,25 @@ async fn a_redis_cache_is_rebuilt_once_kept_current_and_falls_back_to_the_databa
     assert!(back.is_some(), "the other replica never came back");
     assert_eq!(ids(&cache, OrderStatus::Cancelled).await, Some(vec!["order-0002".to_string()]));
     stop.cancel();
-    forget_namespace(&target, &namespace).await;
+    redis.forget().await;
 }
 
 #[tokio::test]
 async fn a_page_redis_is_slow_to_give_is_read_from_the_database_that_once_and_the_cache_stays_on() {
-    let Some(target) = redis_target().await else { return };
-    let proxy = Proxy::start(&target).await;
+    let Some(redis) = RedisUnderTest::start().await else { return };
+    let proxy = &redis.proxy;
     let (_dir, store, orders) = store_with_orders(3).await;
-    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let cache = OrderCache::redis(&proxy.url(), &namespace, CacheTimeouts::default()).await.unwrap();
+    let cache = redis.cache().await;
     cache.rebuild(&store).await.unwrap();
-    let newest_first: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
-    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first.clone()));
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first(&orders)));
 
     proxy.stall(true);
     assert_eq!(ids(&cache, OrderStatus::Priced).await, None, "too slow: the caller reads the database");
     assert!(cache.is_ready(), "a slow read cannot make the cache stale, so it stays on");
     proxy.stall(false);
     let back = testkit::wait_until(Duration::from_secs(5), || async { ids(&cache, OrderStatus::Priced).await }).await;
-    assert_eq!(back, Some(newest_first), "served from the cache again, without a rebuild");
-    forget_namespace(&target, &namespace).await;
+    assert_eq!(back, Some(newest_first(&orders)), "served from the cache again, without a rebuild");
+    redis.forget().await;
 }
 
 /// Deletes a test's keys from the shared Redis (every key of a namespace
@@ -235,7 +261,6 @@ async fn the_memory_cache_builds_from_the_database_and_pages_like_it() {
     let cache = OrderCache::memory();
     assert_eq!(ids(&cache, OrderStatus::Priced).await, None);
     cache.rebuild(&store).await.unwrap();
-    let expected: Vec<String> = orders.iter().rev().map(|o| o.order_id.clone()).collect();
-    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(expected));
+    assert_eq!(ids(&cache, OrderStatus::Priced).await, Some(newest_first(&orders)));
     assert_eq!(cache.backend(), "memory");
 }
