@@ -172,11 +172,13 @@ fn ceil(x: f64) -> i64 {
     if (truncated as f64) < x { truncated.saturating_add(1) } else { truncated }
 }
 
-/// A triangle as the rays see it: its corners, its normal and its kind.
+/// A triangle as the rays see it: its corners, its normal, its kind, and
+/// the columns and rows of the rays in its box ([`Grid::span`]).
 struct Facet {
     corners: [[f64; 3]; 3],
     normal: [f64; 3],
     kind: Kind,
+    span: ((i64, i64), (i64, i64)),
 }
 
 impl Facet {
@@ -192,7 +194,8 @@ impl Facet {
         threshold_nz: f64,
     ) -> Option<Self> {
         let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
-        let (columns, rows) = grid.span([a, b, c]);
+        let span = grid.span([a, b, c]);
+        let (columns, rows) = span;
         if columns.0 > columns.1 || rows.0 > rows.1 {
             return None;
         }
@@ -213,7 +216,7 @@ impl Facet {
         } else {
             Kind::Down
         };
-        Some(Self { corners: [a, b, c], normal: n, kind })
+        Some(Self { corners: [a, b, c], normal: n, kind, span })
     }
 
     /// The rays through the face: per grid row it spans, the first and
@@ -228,7 +231,7 @@ impl Facet {
         let edge =
             |p: [f64; 3], q: [f64; 3], x: f64, y: f64| sign * ((q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]));
         let inside = |x: f64, y: f64| edge(a, b, x, y) >= 0.0 && edge(b, c, x, y) >= 0.0 && edge(c, a, x, y) >= 0.0;
-        let ((i_min, i_max), (j_min, j_max)) = grid.span(self.corners);
+        let ((i_min, i_max), (j_min, j_max)) = self.span;
         if i_min > i_max {
             return;
         }
