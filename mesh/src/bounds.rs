@@ -129,16 +129,17 @@ pub(crate) fn nearby_edges_within(limits: &Limits, held: u64, vertices: u64) -> 
 }
 
 /// The shell summaries and the per-face flags they produce, beside the mesh
-/// and its labels.
+/// and its labels; with few shells, a set of sums per chunk of faces.
 pub(crate) fn shells(triangles: u64, shells: u64) -> u64 {
-    14 * triangles + 112 * shells
+    let chunk_sums = crate::shells::parallel_sums(triangles, shells);
+    14 * triangles + 112 * shells + chunk_sums
 }
 
 /// The support columns, beside the mesh: 8 bytes per ray crossing and at
 /// most half as many overhang tops, per-cell offsets, counts and column
-/// lengths.
-pub(crate) fn supports(ray_crossings: u64, cells: u64) -> u64 {
-    16 * ray_crossings + 64 * cells
+/// lengths, and a bit per face for the faces that meet a ray.
+pub(crate) fn supports(ray_crossings: u64, cells: u64, triangles: u64) -> u64 {
+    16 * ray_crossings + 64 * cells + triangles.div_ceil(64) * 8
 }
 
 /// Slicing, beside the mesh: each triangle's span of layers, the per-chunk

@@ -123,7 +123,14 @@ impl Sums {
 impl Geometry {
     /// Measures `triangles`; an empty slice gives zeros and an inverted box.
     pub fn measure<T: Triangles + ?Sized>(triangles: &T) -> Self {
-        let origin = corner_mean(triangles);
+        Self::measure_about(triangles, &corner_mean(triangles))
+    }
+
+    /// Measures `triangles` about `origin`, their [`corner_mean`], which the
+    /// caller has worked out once for every pass that sums about it (a pass
+    /// over all corners of a large mesh is not free).
+    pub(crate) fn measure_about<T: Triangles + ?Sized>(triangles: &T, origin: &Vector3<f64>) -> Self {
+        let origin = *origin;
         let sums = crate::par::fold_chunks(
             triangles.count(),
             4096,

@@ -368,7 +368,9 @@ fn analyze_mesh(
     let resident = bounds::resident(triangles, vertices);
     checkpoint(Stage::Analysing, 0.0)?;
     let mut mesh = mesh;
-    let mut geometry = Geometry::measure(&mesh);
+    // Every sum of volume is taken about the mean corner (see `geometry`).
+    let mut origin = geometry::corner_mean(&mesh);
+    let mut geometry = Geometry::measure_about(&mesh, &origin);
     // The fit needs only the corners: a part no machine holds is answered
     // before anything costly.
     let fit_all = |mesh: &IndexedMesh, geometry: &Geometry| -> Vec<Fit> {
@@ -412,7 +414,8 @@ fn analyze_mesh(
         if merged > 0 {
             let again = |_: f64| observer.observe(Stage::Analysing, 0.5);
             (topology, labels, _) = Topology::with_open_edges(&mesh, 0, &again).ok_or(AnalyzeError::Stopped)?;
-            geometry = Geometry::measure(&mesh);
+            origin = geometry::corner_mean(&mesh);
+            geometry = Geometry::measure_about(&mesh, &origin);
             fits = fit_all(&mesh, &geometry);
         }
         nearby = Some(NearbyWeld { tolerance, open_edges_before, merged_vertices: merged });
@@ -422,10 +425,10 @@ fn analyze_mesh(
     }
     bounds::check_memory(limits, "the shells", resident + bounds::shells(triangles, topology.shells))?;
     checkpoint(Stage::Analysing, 0.5)?;
-    let (shells, faces) = shells::summarize(&mesh, &labels, topology.shells as usize);
+    let (shells, faces) = shells::summarize(&mesh, &labels, topology.shells as usize, &origin);
     checkpoint(Stage::Analysing, 0.6)?;
     let flipped = faces.flipped;
-    let objects = objects::measure(&mesh, &info.objects, &labels, &flipped);
+    let objects = objects::measure(&mesh, &info.objects, &labels, &flipped, &origin);
     drop(labels);
     let printability = printability::measure(
         &mesh,

@@ -10,8 +10,10 @@
 
 use std::collections::BTreeSet;
 
+use nalgebra::Vector3;
+
 use crate::formats::ObjectRange;
-use crate::geometry::{BoundingBox, corner_mean};
+use crate::geometry::BoundingBox;
 use crate::read::Triangles;
 use crate::shells::ShellAcc;
 use crate::topology::FaceLabels;
@@ -36,11 +38,11 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
     objects: &[ObjectRange],
     labels: &FaceLabels,
     flipped: &[bool],
+    origin: &Vector3<f64>,
 ) -> Vec<ObjectReport> {
     if objects.is_empty() {
         return Vec::new();
     }
-    let origin = corner_mean(triangles);
     objects
         .iter()
         .map(|object| {
@@ -52,7 +54,7 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
                 ShellAcc::new,
                 |mut s, i| {
                     let face = first + i;
-                    s.add(triangles.triangle(face), &origin, flipped[face], labels.open[face]);
+                    s.add(triangles.triangle(face), origin, flipped[face], labels.open[face]);
                     s
                 },
                 ShellAcc::merge,

@@ -8,7 +8,7 @@
 
 use nalgebra::Vector3;
 
-use crate::geometry::{BoundingBox, corner_mean};
+use crate::geometry::BoundingBox;
 use crate::read::{Triangle, Triangles};
 use crate::topology::FaceLabels;
 
@@ -17,6 +17,22 @@ const STRAY_AREA_SHARE: f64 = 0.01;
 /// How far outside the main part's box (as a share of its diagonal) a small
 /// shell must sit to count as stray.
 const STRAY_GAP_SHARE: f64 = 0.1;
+
+/// Up to this many shells, the sums run in parallel, a set of sums per chunk
+/// of faces; beyond it (a soup of loose facets can be a shell per face), one
+/// set of sums, in one pass.
+const PARALLEL_SHELLS: usize = 256;
+/// Faces per chunk of the parallel sums.
+const SHELL_CHUNK: usize = 64 * 1024;
+
+/// Bytes the parallel sums hold at once: every chunk's set of sums.
+pub(crate) fn parallel_sums(triangles: u64, shells: u64) -> u64 {
+    if shells > PARALLEL_SHELLS as u64 {
+        return 0;
+    }
+    let chunks = triangles.div_ceil(SHELL_CHUNK as u64);
+    chunks * shells * std::mem::size_of::<ShellAcc>() as u64
+}
 
 /// What the shells add to the whole-mesh picture.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,14 +111,30 @@ pub(crate) fn summarize<T: Triangles + ?Sized>(
     triangles: &T,
     labels: &FaceLabels,
     shells: usize,
+    origin: &Vector3<f64>,
 ) -> (ShellSummary, FaceFlags) {
-    let origin = corner_mean(triangles);
-    let mut acc = vec![ShellAcc::new(); shells];
-    for (index, ((&shell, &open), &reoriented)) in
-        labels.shell.iter().zip(&labels.open).zip(&labels.reoriented).enumerate()
-    {
-        acc[shell as usize].add(triangles.triangle(index), &origin, reoriented, open);
-    }
+    let add = |mut acc: Vec<ShellAcc>, index: usize| {
+        let shell = labels.shell[index] as usize;
+        acc[shell].add(triangles.triangle(index), origin, labels.reoriented[index], labels.open[index]);
+        acc
+    };
+    let faces = labels.shell.len();
+    let acc = if shells <= PARALLEL_SHELLS {
+        // Fixed chunks, each with a sum per shell, merged in order: the same
+        // bits on any number of threads (see `par`).
+        crate::par::fold_chunks(
+            faces,
+            SHELL_CHUNK,
+            || vec![ShellAcc::new(); shells],
+            add,
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a = a.merge(b));
+                a
+            },
+        )
+    } else {
+        (0..faces).fold(vec![ShellAcc::new(); shells], add)
+    };
 
     let closed_positive: Vec<&ShellAcc> = acc.iter().filter(|s| !s.open && s.six_volume > 0.0).collect();
     let mut inverted_shell = vec![false; shells];
@@ -201,6 +233,25 @@ mod tests {
         let report = analyze_triangles(triangles, &AnalysisOptions::default());
         assert_eq!((report.shells.inverted, report.shells.cavities), (0, 1));
         assert!((report.volume - (1000.0 - 64.0)).abs() < 1e-9, "{}", report.volume);
+    }
+
+    #[test]
+    fn many_faces_sum_to_the_same_bits_on_any_number_of_threads() {
+        // Two spheres and an inverted one inside, over several chunks of the
+        // parallel sums; the same volume, bit for bit, on one thread or three.
+        let mut triangles = crate::uv_sphere(10.0, 300, 151);
+        triangles.extend(moved(&crate::uv_sphere(10.0, 300, 151), [30.0, 0.0, 0.0], 1.0));
+        triangles.extend(inverted(&moved(&crate::uv_sphere(10.0, 300, 151), [0.0, 0.0, 0.0], 0.5)));
+        assert!(triangles.len() > 2 * super::SHELL_CHUNK);
+        let measure = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| analyze_triangles(triangles.clone(), &AnalysisOptions::default()))
+        };
+        let (one, three) = (measure(1), measure(3));
+        assert_eq!(one.shells.cavities, 1);
+        assert_eq!(one.volume.to_bits(), three.volume.to_bits());
+        let sphere = one.volume / (2.0 - 0.125);
+        assert!((sphere - 4.0 / 3.0 * std::f64::consts::PI * 1000.0).abs() < 5.0, "{sphere}");
     }
 
     #[test]

@@ -338,6 +338,9 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     let counting = Watch::new(observer, Stage::Analysing, (0.6, 0.65), triangles.count() as u64);
     let row = nx + 1;
     let diff: Vec<AtomicU32> = (0..ny * row).map(|_| AtomicU32::new(0)).collect();
+    // The faces that meet a ray, one bit each: on a finely meshed part most
+    // meet none, and the fill need not fetch their corners again.
+    let meeting: Vec<AtomicU64> = (0..triangles.count().div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
     let needed: u64 = (0..triangles.count())
         .into_par_iter()
         .with_min_len(1024)
@@ -357,6 +360,9 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
                     rows += 1;
                 });
                 ticker.add(1 + rows);
+                if rays > 0 {
+                    meeting[index / 64].fetch_or(1 << (index % 64), Ordering::Relaxed);
+                }
                 rays
             },
         )
@@ -370,7 +376,7 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     bounds::check_memory(
         limits,
         "the support columns",
-        resident.saturating_add(bounds::supports(needed, cells as u64)),
+        resident.saturating_add(bounds::supports(needed, cells as u64, triangles.count() as u64)),
     )?;
     // Where each ray's crossings start.
     let mut starts = Vec::with_capacity(cells + 1);
@@ -389,24 +395,30 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     let filling = Watch::new(observer, Stage::Analysing, (0.65, 0.75), needed + triangles.count() as u64);
     let cursor: Vec<AtomicU32> = starts[..cells].iter().map(|&s| AtomicU32::new(s)).collect();
     let slots: Vec<AtomicU64> = (0..needed).map(|_| AtomicU64::new(0)).collect();
-    (0..triangles.count()).into_par_iter().with_min_len(1024).for_each_init(
+    let meeting: Vec<u64> = meeting.into_iter().map(AtomicU64::into_inner).collect();
+    meeting.par_iter().enumerate().with_min_len(16).for_each_init(
         || Ticker::new(&filling),
-        |ticker, index| {
-            if ticker.stopped() {
-                return;
+        |ticker, (word, &meets)| {
+            // The faces of this word that meet no ray are done at once.
+            let faces = (triangles.count() - word * 64).min(64) as u64;
+            ticker.add(faces - u64::from(meets.count_ones()));
+            let mut bits = meets;
+            while bits != 0 && !ticker.stopped() {
+                let index = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(facet) = facet(index) else { continue };
+                let mut rays = 0;
+                facet.rows(&grid, |j, from, to| {
+                    let y = grid.y0 + j as f64 * cell;
+                    for i in from..=to {
+                        let x = grid.x0 + i as f64 * cell;
+                        let at = cursor[j * nx + i].fetch_add(1, Ordering::Relaxed) as usize;
+                        slots[at].store(pack(facet.height_at(x, y) as f32, facet.kind), Ordering::Relaxed);
+                    }
+                    rays += (to - from + 1) as u64;
+                });
+                ticker.add(1 + rays);
             }
-            let Some(facet) = facet(index) else { return };
-            let mut rays = 0;
-            facet.rows(&grid, |j, from, to| {
-                let y = grid.y0 + j as f64 * cell;
-                for i in from..=to {
-                    let x = grid.x0 + i as f64 * cell;
-                    let at = cursor[j * nx + i].fetch_add(1, Ordering::Relaxed) as usize;
-                    slots[at].store(pack(facet.height_at(x, y) as f32, facet.kind), Ordering::Relaxed);
-                }
-                rays += (to - from + 1) as u64;
-            });
-            ticker.add(1 + rays);
         },
     );
     filling.finish()?;
