@@ -60,50 +60,45 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
     // A face overhangs when its outward normal points down more steeply than
     // the angle allows: n.z < -cos(angle).
     let threshold = -angle_deg.to_radians().cos();
-    let sums = crate::par::fold_chunks(
-        flipped.len(),
-        4096,
-        Sums::default,
-        |mut sums, index| {
-            let flip = flipped[index];
-            let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
-            let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-            let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-            let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
-            if flip {
-                n = n.map(|x| -x);
-            }
-            let double_area = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-            if double_area == 0.0 {
-                return sums;
-            }
-            let nz = n[2] / double_area;
-            let area = double_area / 2.0;
-            let on_plate = [a, b, c].iter().all(|p| p[2] - z_min <= on_plate_tolerance);
-            if on_plate && nz < -0.999 {
-                sums.plate_area += area;
-            } else if nz < threshold && !in_cavity.get(index).copied().unwrap_or(false) {
-                sums.overhang_area += area;
-                let height = (a[2] + b[2] + c[2]) / 3.0 - z_min;
-                sums.support_volume += area * -nz * height;
-            }
-            sums
-        },
-        |x, y| Sums {
+    let add = |sums: &mut Sums, index: usize, [a, b, c]: [[f64; 3]; 3]| {
+        let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+        if flipped.get(index).copied().unwrap_or(false) {
+            n = n.map(|x| -x);
+        }
+        let double_area = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+        if double_area == 0.0 {
+            return;
+        }
+        let nz = n[2] / double_area;
+        let area = double_area / 2.0;
+        let on_plate = [a, b, c].iter().all(|p| p[2] - z_min <= on_plate_tolerance);
+        if on_plate && nz < -0.999 {
+            sums.plate_area += area;
+        } else if nz < threshold && !in_cavity.get(index).copied().unwrap_or(false) {
+            sums.overhang_area += area;
+            let height = (a[2] + b[2] + c[2]) / 3.0 - z_min;
+            sums.support_volume += area * -nz * height;
+        }
+    };
+    // The sums come from the rays' counting pass, which fetches every face
+    // anyway. The rays find a column only under a face they see as an
+    // overhang and that is not on the plate (a plate face's gap is under the
+    // hair they ignore). The sums classify faces the same way: with no such
+    // face, every ray would come back empty, and none is cast.
+    let face_sums = crate::supports::FaceSums {
+        add: &add,
+        merge: |x: Sums, y: Sums| Sums {
             overhang_area: x.overhang_area + y.overhang_area,
             support_volume: x.support_volume + y.support_volume,
             plate_area: x.plate_area + y.plate_area,
         },
-    );
-    // The rays find a column only under a face they see as an overhang and
-    // that is not on the plate (a plate face's gap is under the hair they
-    // ignore). The sums above classify faces the same way: with no such
-    // face, every ray would come back empty, and none is cast.
-    let columns = if sums.overhang_area > 0.0 {
-        crate::supports::columns(triangles, flipped, in_cavity, bbox, threshold, support, bounds, observer)?
-    } else {
-        crate::supports::SupportColumns::default()
+        rays_wanted: |sums: &Sums| sums.overhang_area > 0.0,
     };
+    let (sums, columns) = crate::supports::columns_with_sums(
+        triangles, flipped, in_cavity, bbox, threshold, support, bounds, observer, face_sums,
+    )?;
     Ok(Printability {
         overhang_angle_deg: angle_deg,
         overhang_area: sums.overhang_area,
@@ -309,6 +304,39 @@ mod tests {
         let bar: Vec<Triangle> =
             cuboid([30.0, 10.0, 5.0]).iter().map(|t| t.map(|[x, y, z]| [x - 10.0, y, z + 10.0])).collect();
         stem.into_iter().chain(bar).collect()
+    }
+
+    #[test]
+    fn the_sums_from_the_rays_pass_have_the_same_bits_on_any_number_of_threads() {
+        // A sphere of many chunks of faces, its lower half overhanging.
+        let triangles = crate::uv_sphere(10.0, 300, 151);
+        assert!(triangles.len() > 8 * crate::supports::SUM_CHUNK);
+        let bbox = Geometry::measure(&triangles).bounding_box;
+        let (none, limits) = (vec![false; triangles.len()], crate::Limits::default());
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                measure(
+                    &triangles,
+                    &none,
+                    &[],
+                    &bbox,
+                    45.0,
+                    crate::SupportShape::default(),
+                    (&limits, 0),
+                    &crate::Unobserved,
+                )
+                .unwrap()
+            })
+        };
+        let (one, three) = (run(1), run(3));
+        assert_eq!(one, three);
+        assert_eq!(one.overhang_area.to_bits(), three.overhang_area.to_bits());
+        // The cap below 45 degrees from straight down: 2 pi r^2 (1 - cos 45).
+        let cap = 2.0 * std::f64::consts::PI * 100.0 * (1.0 - std::f64::consts::FRAC_1_SQRT_2);
+        // Whole faces count, so the ring across 45 degrees adds a little.
+        assert!((one.overhang_area - cap).abs() < 0.02 * cap, "{} vs {cap}", one.overhang_area);
+        assert!(one.support_column_volume > 0.0);
     }
 
     #[test]

@@ -193,7 +193,19 @@ impl Facet {
         in_cavity: &[bool],
         threshold_nz: f64,
     ) -> Option<Self> {
-        let [a, b, c] = triangles.triangle(index).map(|v| v.map(f64::from));
+        let corners = triangles.triangle(index).map(|v| v.map(f64::from));
+        Self::from_corners(corners, index, grid, flipped, in_cavity, threshold_nz)
+    }
+
+    /// [`Facet::of`], for face `index` whose corners the caller has fetched.
+    fn from_corners(
+        [a, b, c]: [[f64; 3]; 3],
+        index: usize,
+        grid: &Grid,
+        flipped: &[bool],
+        in_cavity: &[bool],
+        threshold_nz: f64,
+    ) -> Option<Self> {
         let span = grid.span([a, b, c]);
         let (columns, rows) = span;
         if columns.0 > columns.1 || rows.0 > rows.1 {
@@ -286,15 +298,24 @@ impl Facet {
     }
 }
 
-/// Casts the rays; `flipped` and `in_cavity` are per face, as the shell pass
-/// found them; `threshold_nz` is the unit normal's z below which a
-/// down-facing face needs support.
-///
-/// The rays each face meets are counted first, row by row (no crossing is
-/// stored), and their total must be within [`Limits::max_ray_crossings`] and
-/// the memory budget (with `resident` what the caller holds). Then each
-/// crossing is written straight into its ray's slot, and each ray sorted
-/// on its own.
+/// Per-face sums a caller takes from the rays' counting pass, which fetches
+/// every face's corners anyway: one pass over the faces instead of two.
+pub(crate) struct FaceSums<'f, S> {
+    /// Adds face `index`, with its corners, to a chunk's sums.
+    pub(crate) add: &'f (dyn Fn(&mut S, usize, [[f64; 3]; 3]) + Sync),
+    pub(crate) merge: fn(S, S) -> S,
+    /// Whether, given the sums, any ray can find a column: when not, the
+    /// rays are only counted, never cast.
+    pub(crate) rays_wanted: fn(&S) -> bool,
+}
+
+/// Faces per chunk of the sums, each chunk summed in order from zero and
+/// the chunks merged in order, as [`crate::par::fold_chunks`] does: the same
+/// bits on any number of threads.
+pub(crate) const SUM_CHUNK: usize = 4096;
+
+/// [`columns_with_sums`] without sums.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn columns<T: Triangles + ?Sized>(
     triangles: &T,
@@ -303,9 +324,47 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     bbox: &BoundingBox,
     threshold_nz: f64,
     shape: SupportShape,
-    (limits, resident): (&Limits, u64),
+    bounds: (&Limits, u64),
     observer: &dyn Observer,
 ) -> Result<SupportColumns, AnalyzeError> {
+    let none = FaceSums::<()> { add: &|_, _, _| {}, merge: |_, _| (), rays_wanted: |_| true };
+    columns_with_sums(triangles, flipped, in_cavity, bbox, threshold_nz, shape, bounds, observer, none)
+        .map(|(_, columns)| columns)
+}
+
+/// Casts the rays; `flipped` and `in_cavity` are per face, as the shell pass
+/// found them; `threshold_nz` is the unit normal's z below which a
+/// down-facing face needs support. Also gives the caller's per-face sums.
+///
+/// The rays each face meets are counted first, row by row (no crossing is
+/// stored), and their total must be within [`Limits::max_ray_crossings`] and
+/// the memory budget (with `resident` what the caller holds). Then each
+/// crossing is written straight into its ray's slot, and each ray sorted
+/// on its own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn columns_with_sums<T: Triangles + ?Sized, S: Default + Send>(
+    triangles: &T,
+    flipped: &[bool],
+    in_cavity: &[bool],
+    bbox: &BoundingBox,
+    threshold_nz: f64,
+    shape: SupportShape,
+    (limits, resident): (&Limits, u64),
+    observer: &dyn Observer,
+    sums: FaceSums<'_, S>,
+) -> Result<(S, SupportColumns), AnalyzeError> {
+    let face_sums = || {
+        crate::par::fold_chunks(
+            triangles.count(),
+            SUM_CHUNK,
+            S::default,
+            |mut chunk, index| {
+                (sums.add)(&mut chunk, index, triangles.triangle(index).map(|v| v.map(f64::from)));
+                chunk
+            },
+            sums.merge,
+        )
+    };
     let size = bbox.size();
     let margin = shape.margin.max(0.0);
     let mut cell = size[0].max(size[1]) / f64::from(shape.rays_across.max(1));
@@ -315,7 +374,7 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     // NaN sizes fail these comparisons too: a part with no extent has no supports.
     let usable = cell.is_finite() && cell > 0.0 && size[2] > 0.0;
     if !usable {
-        return Ok(SupportColumns::default());
+        return Ok((face_sums(), SupportColumns::default()));
     }
     // The grid reaches a margin beyond the part, where grown supports stand.
     let reach = (margin / cell).ceil() as i64;
@@ -341,33 +400,50 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
     // The faces that meet a ray, one bit each: on a finely meshed part most
     // meet none, and the fill need not fetch their corners again.
     let meeting: Vec<AtomicU64> = (0..triangles.count().div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-    let needed: u64 = (0..triangles.count())
+    let faces = triangles.count();
+    let per_chunk: Vec<(u64, S)> = (0..faces.div_ceil(SUM_CHUNK))
         .into_par_iter()
-        .with_min_len(1024)
         .map_init(
             || Ticker::new(&counting),
-            |ticker, index| {
-                if ticker.stopped() {
-                    return 0;
-                }
-                let Some(facet) = facet(index) else { return 0 };
+            |ticker, chunk| {
+                let mut chunk_sums = S::default();
                 let mut rays = 0u64;
-                let mut rows = 0u64;
-                facet.rows(&grid, |j, from, to| {
-                    diff[j * row + from].fetch_add(1, Ordering::Relaxed);
-                    diff[j * row + to + 1].fetch_sub(1, Ordering::Relaxed);
-                    rays += (to - from + 1) as u64;
-                    rows += 1;
-                });
-                ticker.add(1 + rows);
-                if rays > 0 {
-                    meeting[index / 64].fetch_or(1 << (index % 64), Ordering::Relaxed);
+                for index in chunk * SUM_CHUNK..((chunk + 1) * SUM_CHUNK).min(faces) {
+                    if ticker.stopped() {
+                        break;
+                    }
+                    let corners = triangles.triangle(index).map(|v| v.map(f64::from));
+                    (sums.add)(&mut chunk_sums, index, corners);
+                    let Some(facet) = Facet::from_corners(corners, index, &grid, flipped, in_cavity, threshold_nz)
+                    else {
+                        ticker.add(1);
+                        continue;
+                    };
+                    let mut face_rays = 0u64;
+                    let mut rows = 0u64;
+                    facet.rows(&grid, |j, from, to| {
+                        diff[j * row + from].fetch_add(1, Ordering::Relaxed);
+                        diff[j * row + to + 1].fetch_sub(1, Ordering::Relaxed);
+                        face_rays += (to - from + 1) as u64;
+                        rows += 1;
+                    });
+                    ticker.add(1 + rows);
+                    if face_rays > 0 {
+                        meeting[index / 64].fetch_or(1 << (index % 64), Ordering::Relaxed);
+                    }
+                    rays += face_rays;
                 }
-                rays
+                (rays, chunk_sums)
             },
         )
-        .sum();
+        .collect();
     counting.finish()?;
+    let (needed, face_sums) = per_chunk
+        .into_iter()
+        .fold((0u64, S::default()), |(needed, all), (rays, chunk)| (needed + rays, (sums.merge)(all, chunk)));
+    if !(sums.rays_wanted)(&face_sums) {
+        return Ok((face_sums, SupportColumns::default()));
+    }
     // Rays index their crossings with 32 bits.
     let limit = limits.max_ray_crossings.min(u64::from(u32::MAX));
     if needed > limit {
@@ -532,12 +608,13 @@ pub(crate) fn columns<T: Triangles + ?Sized>(
         }
     }
     let cell_area = cell * cell;
-    Ok(SupportColumns {
+    let columns = SupportColumns {
         volume: column_length * cell_area,
         contact_area: count as f64 * cell_area,
         on_part_area: on_part as f64 * cell_area,
         side_area: side_length * cell,
-    })
+    };
+    Ok((face_sums, columns))
 }
 
 #[cfg(test)]
