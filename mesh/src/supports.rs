@@ -302,12 +302,15 @@ impl Facet {
 /// every face's corners anyway: one pass over the faces instead of two.
 pub(crate) struct FaceSums<'f, S> {
     /// Adds face `index`, with its corners, to a chunk's sums.
-    pub(crate) add: &'f (dyn Fn(&mut S, usize, [[f64; 3]; 3]) + Sync),
+    pub(crate) add: &'f AddFace<'f, S>,
     pub(crate) merge: fn(S, S) -> S,
     /// Whether, given the sums, any ray can find a column: when not, the
     /// rays are only counted, never cast.
     pub(crate) rays_wanted: fn(&S) -> bool,
 }
+
+/// Adds face `index`, with its corners, to a chunk's sums.
+pub(crate) type AddFace<'f, S> = dyn Fn(&mut S, usize, [[f64; 3]; 3]) + Sync + 'f;
 
 /// Faces per chunk of the sums, each chunk summed in order from zero and
 /// the chunks merged in order, as [`crate::par::fold_chunks`] does: the same
