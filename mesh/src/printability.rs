@@ -61,12 +61,7 @@ pub(crate) fn measure<T: Triangles + ?Sized>(
     // the angle allows: n.z < -cos(angle).
     let threshold = -angle_deg.to_radians().cos();
     let add = |sums: &mut Sums, index: usize, [a, b, c]: [[f64; 3]; 3]| {
-        let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-        let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-        let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
-        if flipped.get(index).copied().unwrap_or(false) {
-            n = n.map(|x| -x);
-        }
+        let n = crate::supports::outward_normal([a, b, c], flipped.get(index).copied().unwrap_or(false));
         let double_area = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
         if double_area == 0.0 {
             return;
@@ -312,22 +307,9 @@ mod tests {
         let triangles = crate::uv_sphere(10.0, 300, 151);
         assert!(triangles.len() > 8 * crate::supports::SUM_CHUNK);
         let bbox = Geometry::measure(&triangles).bounding_box;
-        let (none, limits) = (vec![false; triangles.len()], crate::Limits::default());
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                measure(
-                    &triangles,
-                    &none,
-                    &[],
-                    &bbox,
-                    45.0,
-                    crate::SupportShape::default(),
-                    (&limits, 0),
-                    &crate::Unobserved,
-                )
-                .unwrap()
-            })
+            pool.install(|| at_45_degrees(&triangles, &bbox))
         };
         let (one, three) = (run(1), run(3));
         assert_eq!(one, three);
@@ -339,22 +321,18 @@ mod tests {
         assert!(one.support_column_volume > 0.0);
     }
 
+    /// Printability at a 45-degree support angle, no face flipped, no cavity.
+    fn at_45_degrees(triangles: &[Triangle], bbox: &BoundingBox) -> Printability {
+        let (none, limits) = (vec![false; triangles.len()], crate::Limits::default());
+        let shape = crate::SupportShape::default();
+        measure(triangles, &none, &[], bbox, 45.0, shape, (&limits, 0), &crate::Unobserved).unwrap()
+    }
+
     #[test]
     fn a_t_shape_overhangs_under_its_bar_and_rests_on_its_stem() {
         let triangles = t_shape();
         let bbox = Geometry::measure(&triangles).bounding_box;
-        let (none, limits) = (vec![false; triangles.len()], crate::Limits::default());
-        let p = measure(
-            &triangles,
-            &none,
-            &[],
-            &bbox,
-            45.0,
-            crate::SupportShape::default(),
-            (&limits, 0),
-            &crate::Unobserved,
-        )
-        .unwrap();
+        let p = at_45_degrees(&triangles, &bbox);
         // The bar's whole underside faces down (300 mm²), the plate is the
         // stem's bottom (100 mm²).
         assert!((p.overhang_area - 300.0).abs() < 1e-9, "{p:?}");

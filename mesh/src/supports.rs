@@ -172,6 +172,15 @@ fn ceil(x: f64) -> i64 {
     if (truncated as f64) < x { truncated.saturating_add(1) } else { truncated }
 }
 
+/// A face's normal, twice its area long, turned round when its shell reads
+/// it `flipped`.
+pub(crate) fn outward_normal([a, b, c]: [[f64; 3]; 3], flipped: bool) -> [f64; 3] {
+    let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+    let n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+    if flipped { n.map(|x| -x) } else { n }
+}
+
 /// A triangle as the rays see it: its corners, its normal, its kind, and
 /// the columns and rows of the rays in its box ([`Grid::span`]).
 struct Facet {
@@ -182,23 +191,10 @@ struct Facet {
 }
 
 impl Facet {
-    /// `None` for a face no vertical ray meets (vertical, a sliver, or one
-    /// whose box holds no ray: most faces of a finely meshed part, answered
-    /// before the normal is worked out).
-    fn of<T: Triangles + ?Sized>(
-        triangles: &T,
-        index: usize,
-        grid: &Grid,
-        flipped: &[bool],
-        in_cavity: &[bool],
-        threshold_nz: f64,
-    ) -> Option<Self> {
-        let corners = triangles.triangle(index).map(|v| v.map(f64::from));
-        Self::from_corners(corners, index, grid, flipped, in_cavity, threshold_nz)
-    }
-
-    /// [`Facet::of`], for face `index` whose corners the caller has fetched.
-    fn from_corners(
+    /// Face `index`, with its corners. `None` for a face no vertical ray
+    /// meets (vertical, a sliver, or one whose box holds no ray: most faces
+    /// of a finely meshed part, answered before the normal is worked out).
+    fn of(
         [a, b, c]: [[f64; 3]; 3],
         index: usize,
         grid: &Grid,
@@ -211,12 +207,7 @@ impl Facet {
         if columns.0 > columns.1 || rows.0 > rows.1 {
             return None;
         }
-        let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-        let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-        let mut n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
-        if flipped.get(index).copied().unwrap_or(false) {
-            n = n.map(|x| -x);
-        }
+        let n = outward_normal([a, b, c], flipped.get(index).copied().unwrap_or(false));
         let length = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
         if length == 0.0 || n[2].abs() < 1e-12 * length || !length.is_finite() {
             return None;
@@ -317,24 +308,6 @@ pub(crate) type AddFace<'f, S> = dyn Fn(&mut S, usize, [[f64; 3]; 3]) + Sync + '
 /// bits on any number of threads.
 pub(crate) const SUM_CHUNK: usize = 4096;
 
-/// [`columns_with_sums`] without sums.
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn columns<T: Triangles + ?Sized>(
-    triangles: &T,
-    flipped: &[bool],
-    in_cavity: &[bool],
-    bbox: &BoundingBox,
-    threshold_nz: f64,
-    shape: SupportShape,
-    bounds: (&Limits, u64),
-    observer: &dyn Observer,
-) -> Result<SupportColumns, AnalyzeError> {
-    let none = FaceSums::<()> { add: &|_, _, _| {}, merge: |_, _| (), rays_wanted: |_| true };
-    columns_with_sums(triangles, flipped, in_cavity, bbox, threshold_nz, shape, bounds, observer, none)
-        .map(|(_, columns)| columns)
-}
-
 /// Casts the rays; `flipped` and `in_cavity` are per face, as the shell pass
 /// found them; `threshold_nz` is the unit normal's z below which a
 /// down-facing face needs support. Also gives the caller's per-face sums.
@@ -393,7 +366,10 @@ pub(crate) fn columns_with_sums<T: Triangles + ?Sized, S: Default + Send>(
         y0: bbox.min[1] - reach as f64 * cell + cell * 0.500_371_9,
     };
     let cells = grid.cells();
-    let facet = |index| Facet::of(triangles, index, &grid, flipped, in_cavity, threshold_nz);
+    let facet = |index: usize| {
+        let corners = triangles.triangle(index).map(|v| v.map(f64::from));
+        Facet::of(corners, index, &grid, flipped, in_cavity, threshold_nz)
+    };
 
     // Count: per ray, by a difference along each row (one slot more per row
     // than it has rays), so a face costs its rows, not its rays.
@@ -417,8 +393,7 @@ pub(crate) fn columns_with_sums<T: Triangles + ?Sized, S: Default + Send>(
                     }
                     let corners = triangles.triangle(index).map(|v| v.map(f64::from));
                     (sums.add)(&mut chunk_sums, index, corners);
-                    let Some(facet) = Facet::from_corners(corners, index, &grid, flipped, in_cavity, threshold_nz)
-                    else {
+                    let Some(facet) = Facet::of(corners, index, &grid, flipped, in_cavity, threshold_nz) else {
                         ticker.add(1);
                         continue;
                     };
@@ -653,7 +628,11 @@ mod tests {
         shape: SupportShape,
     ) -> SupportColumns {
         let limits = Limits::default();
-        columns(triangles, flipped, in_cavity, bbox, threshold_nz, shape, (&limits, 0), &crate::Unobserved).unwrap()
+        let none = FaceSums::<()> { add: &|_, _, _| {}, merge: |_, _| (), rays_wanted: |_| true };
+        let bounds = (&limits, 0);
+        columns_with_sums(triangles, flipped, in_cavity, bbox, threshold_nz, shape, bounds, &crate::Unobserved, none)
+            .unwrap()
+            .1
     }
 
     fn measure(triangles: &[crate::Triangle]) -> SupportColumns {
