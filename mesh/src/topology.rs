@@ -507,7 +507,7 @@ mod tests {
         let cases: Vec<(Vec<Triangle>, u64)> = vec![
             // A pillow: a face and its reverse, a closed shell of two faces.
             ([cube.clone(), vec![far([a, b, c]), far([a, c, b])]].concat(), 1),
-            // Two faces of two shells on the same corners, wound alike.
+            // Two faces on the same corners, wound alike: a shell of two too.
             ([cube.clone(), vec![far([a, b, c]), far([b, c, a])]].concat(), 1),
             // A pillow of two different faces (a sliver's two sides) is none.
             ([cube.clone(), vec![far([a, b, c]), far([a, c, [0.5, 0.5, 0.0]])]].concat(), 0),

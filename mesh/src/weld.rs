@@ -59,13 +59,13 @@ impl IndexedMesh {
 /// held as a whole soup: only the vertices and faces it welds to.
 ///
 /// A chunk is welded in two steps, both split among the threads:
-/// - each thread first welds a contiguous range of the chunk's corners in a
-///   small table of its own, which stays in the CPU's cache. On the files
-///   users upload, a vertex repeats a few triangles later, so a range holds
-///   about a third as many distinct vertices as corners.
+/// - each thread first thins a contiguous range of the chunk's corners
+///   through a small cache of recent vertices, which stays in the CPU's
+///   cache: on the files users upload, a vertex repeats a few triangles
+///   later, so most corners are answered there. The rest are listed.
 /// - each thread then owns the vertices whose hash falls in its partition,
-///   with a large table of its own, and numbers its share of the ranges'
-///   distinct vertices, range by range.
+///   with a large table of its own, and numbers its share of the listed
+///   corners, range by range.
 ///
 /// Before, every thread read and hashed every corner of the chunk to pick
 /// out its partition's share, so two threads welded only 1.23× faster than
