@@ -671,8 +671,14 @@ impl Context<'_> {
         let (_, external_spacing) = line(Role::External);
         let (_, perimeter_spacing) = line(Role::Perimeter);
         let overhang_share = if p.overhangs { section.overhang_share } else { 0.0 };
-        let ext_flow = h * external_spacing;
-        let per_flow = h * perimeter_spacing;
+        // Arachne's widened beads carry the cores they absorbed.
+        let inner_length = rest + rest_small;
+        let outer_length = outer + outer_small;
+        let widen = |length: f64| if length > 0.0 { section.absorbed * h / length } else { 0.0 };
+        let (ext_widen, per_widen) =
+            if inner_length > 0.0 { (0.0, widen(inner_length)) } else { (widen(outer_length), 0.0) };
+        let ext_flow = h * external_spacing + ext_widen;
+        let per_flow = h * perimeter_spacing + per_widen;
         push(
             &mut runs,
             Feature::ExternalPerimeter,
@@ -1096,6 +1102,9 @@ struct Section {
     perimeters: f64,
     /// Inner area of islands too small for sparse infill, mm².
     small_islands: f64,
+    /// Cores narrower than a line that Arachne's perimeters widen to cover,
+    /// mm²: their plastic goes into the loops, which keep their paths.
+    absorbed: f64,
     /// The classic generator's gap fill, mm².
     gap_fill: f64,
     /// Islands and holes.
@@ -1193,12 +1202,19 @@ impl Section {
         section.inner = islands.iter().map(|i| i.0).sum();
         // Too small for sparse infill: a small island, or a narrow one (a
         // wall's core, which the slicer leaves as strips it fills solid, or
-        // with the classic generator as gap fill).
+        // with the classic generator as gap fill). Arachne's perimeters take
+        // a core narrower than a line.
         let narrow = NARROW_INFILL_MM;
         let small_area = profile.solid_infill_below_area;
         for island in &islands {
             let is_narrow = 2.0 * island.0 < narrow * island.2;
-            if island.1 < small_area || is_narrow {
+            // Arachne widens its beads over a core narrower than a line
+            // (a 2 mm wall with two loops a side is all perimeters in
+            // PrusaSlicer's G-code, at the loops' own paths).
+            if !classic && profile.perimeters > 0 && 2.0 * island.0 < per_spacing * island.2 {
+                section.absorbed += island.0;
+                section.inner -= island.0;
+            } else if island.1 < small_area || is_narrow {
                 if classic && 2.0 * island.0 < 2.0 * per_spacing * island.2 {
                     if profile.gap_fill_enabled {
                         section.gap_fill += island.0;

@@ -43,6 +43,10 @@ const DERIVED_ISSUE_4: &str =
     "derived from issue 4's base fill (0.15) over the default pattern's line density (0.124); not refitted";
 /// The fitting set of `benches/slicer/split.toml` (BENCHMARKS.md, issue 16).
 const SPLIT_FIT: &str = "fitting set of benches/slicer/split.toml (382 rows compared of 414), issue 16";
+/// The same fitting set with the four thin-walled models added on 2026-12-05
+/// (BENCHMARKS.md, issue 16).
+const SPLIT_FIT_GROWN: &str =
+    "fitting set of benches/slicer/split.toml with its thin-walled models (478 rows compared of 518), issue 16";
 /// The SLA fitting set of `benches/slicer/split.toml` (BENCHMARKS.md, issue 16).
 const SLA_SPLIT_FIT: &str = "SLA fitting set of benches/slicer/split.toml (24 rows: 8 models × 3 SL1/SL1S presets) \
      by benches/slicer/fit_sla.py, issue 16";
@@ -93,9 +97,16 @@ fitted! {
     /// An island whose infill region is narrower than this on average (twice
     /// its area over its contours' length) is filled solid. 2.5 from issue
     /// 4; refitted on the split's fitting set (382 rows) by trying 2.5, 2.0,
-    /// 1.5, 1.2 and 0.8: rows beyond 20 % 38, 33, 30, 30, 30; 1.5 is the
+    /// 1.5, 1.2 and 0.8: rows beyond 20 % 38, 33, 30, 30, 30; 1.5 was the
     /// largest value on the plateau (medians 4.3 % time, 2.4 % material).
-    NARROW_INFILL_MM = 1.5, "mm", "narrowest island that gets sparse infill", SPLIT_FIT;
+    /// Refitted again once Arachne's perimeters took the cores narrower than
+    /// a line, on the fitting set grown by four thin-walled models (478 rows
+    /// compared): median time error 3.77 % at 0 (never), 3.77 % at 0.45,
+    /// **3.72 % at 0.6**, 3.77 % at 0.75, 3.87 % at 0.9, 1.2 and 1.5; 0.6 also
+    /// has the lowest material median (2.59 %) and 29 rows beyond 20 %
+    /// (28-33 for the others). PrusaSlicer's G-code fills a square tube's
+    /// 0.8 mm core with sparse infill, not solid.
+    NARROW_INFILL_MM = 0.6, "mm", "narrowest island that gets sparse infill", SPLIT_FIT_GROWN;
     /// Between π (round contours) and 4 (square ones): how an offset loop
     /// shortens at the corners.
     OFFSET_CORNER_FACTOR = 3.6, "", "corner term of an inward offset", ISSUE_4;

@@ -370,3 +370,56 @@ fn calibrate_recovers_a_known_correction() {
     assert!(q.warnings.iter().any(|w| matches!(w, QuoteWarning::CalibrationForAnotherProfile)));
     assert!(calibration::fit(&observations[..2], 5, "x").is_err(), "too few to cross-validate");
 }
+
+/// A square tube `side` mm across, `wall` mm thick, `height` tall, wound
+/// outward.
+fn square_tube(side: f32, wall: f32, height: f32) -> Vec<Triangle> {
+    let outer = [[0.0, 0.0], [side, 0.0], [side, side], [0.0, side]];
+    let (near, far) = (wall, side - wall);
+    let inner = [[near, near], [far, near], [far, far], [near, far]];
+    let at = |p: [f32; 2], z: f32| [p[0], p[1], z];
+    let mut t = Vec::new();
+    for i in 0..4 {
+        let j = (i + 1) % 4;
+        let (oi, oj, ii, ij) = (outer[i], outer[j], inner[i], inner[j]);
+        // Outer wall out, inner wall in, the top ring up, the bottom ring down.
+        t.push([at(oi, 0.0), at(oj, 0.0), at(oj, height)]);
+        t.push([at(oi, 0.0), at(oj, height), at(oi, height)]);
+        t.push([at(ii, 0.0), at(ij, height), at(ij, 0.0)]);
+        t.push([at(ii, 0.0), at(ii, height), at(ij, height)]);
+        t.push([at(oi, height), at(oj, height), at(ij, height)]);
+        t.push([at(oi, height), at(ij, height), at(ii, height)]);
+        t.push([at(oi, 0.0), at(ij, 0.0), at(oj, 0.0)]);
+        t.push([at(oi, 0.0), at(ii, 0.0), at(ij, 0.0)]);
+    }
+    t
+}
+
+fn material_of(estimate: &ProcessEstimate, features: &[&str]) -> f64 {
+    estimate.breakdown.iter().filter(|c| features.contains(&c.feature)).map(|c| c.material_cm3).sum()
+}
+
+/// PrusaSlicer's G-code for a 2 mm wall with two loops a side is all
+/// perimeters under Arachne (its beads widen over the core), gap fill under
+/// the classic generator, and a 3 mm wall keeps a core of sparse infill.
+#[test]
+fn a_wall_core_narrower_than_a_line_is_in_the_perimeters() {
+    let base = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = 15%\nperimeters = 2\n\
+                top_solid_layers = 0\nbottom_solid_layers = 0\n";
+    let infill = ["solid infill", "top solid infill", "bridge infill", "sparse infill"];
+    let thin = square_tube(30.0, 2.0, 10.0);
+    let volume_cm3 = (30.0 * 30.0 - 26.0 * 26.0) * 10.0 / 1000.0;
+
+    let arachne = estimate(&thin, &profile(base));
+    assert_eq!(material_of(&arachne, &infill), 0.0, "{arachne:?}");
+    let loops = material_of(&arachne, &["external perimeters", "perimeters"]);
+    assert!(loops > 0.9 * volume_cm3 && loops < 1.1 * volume_cm3, "{loops} cm³ of loops for {volume_cm3} cm³");
+
+    let classic = estimate(&thin, &profile(&format!("{base}perimeter_generator = classic\n")));
+    assert!(material_of(&classic, &["gap fill"]) > 0.0, "{classic:?}");
+    assert_eq!(material_of(&classic, &infill), 0.0, "{classic:?}");
+
+    let thick = estimate(&square_tube(30.0, 3.0, 10.0), &profile(base));
+    assert!(material_of(&thick, &["sparse infill"]) > 0.0, "{thick:?}");
+    assert_eq!(material_of(&thick, &["solid infill"]), 0.0, "{thick:?}");
+}
