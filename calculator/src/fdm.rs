@@ -1394,6 +1394,10 @@ fn infill_motion(pattern: &str, chord: f64, full: bool) -> (f64, f64) {
 /// estimate counts them: each `G0`/`G1` move's length over its feed rate and
 /// the filament it extrudes, and `G4` pauses. Lines with placeholders or
 /// conditions (`{...}`, `[...]`) cannot be evaluated here and are skipped.
+/// Conditions are not evaluated either: of an `{if}` block spread over
+/// lines, only its `{else}` branch runs, the default the vendor presets keep
+/// there (Prusa's MK3S purges 21.5 mm of filament unless the filament is
+/// PA11; running both branches counted 39.5).
 fn custom_gcode(profile: &FdmProfile) -> (f64, f64) {
     let filament_area = PI / 4.0 * profile.filament_diameter * profile.filament_diameter;
     let mut time_s = 0.0;
@@ -1403,9 +1407,27 @@ fn custom_gcode(profile: &FdmProfile) -> (f64, f64) {
         let mut e = 0.0f64;
         let mut relative_e = false;
         let mut feed = 0.0f64; // mm/min
+        // Per open `{if}`, whether the branch the lines are in runs.
+        let mut branches: Vec<bool> = Vec::new();
         for line in template.split("\\n") {
+            for (at, _) in line.match_indices('{') {
+                let tag = &line[at + 1..];
+                if tag.starts_with("if") && !tag[2..].starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+                    branches.push(false);
+                } else if tag.starts_with("elsif") {
+                    if let Some(branch) = branches.last_mut() {
+                        *branch = false;
+                    }
+                } else if tag.starts_with("else}") {
+                    if let Some(branch) = branches.last_mut() {
+                        *branch = true;
+                    }
+                } else if tag.starts_with("endif}") {
+                    branches.pop();
+                }
+            }
             let code = line.split(';').next().unwrap_or("").trim();
-            if code.is_empty() || code.contains('{') || code.contains('[') {
+            if code.is_empty() || code.contains('{') || code.contains('[') || branches.contains(&false) {
                 continue;
             }
             let mut words = code.split_whitespace();
@@ -1556,7 +1578,25 @@ mod tests {
     #[test]
     fn the_start_gcode_purge_line_counts() {
         let purge = FdmProfile {
-            start_gcode: "M83\\nG1 Y-3.0 F1000.0\\nG92 E0.0\\nG1 X60.0 E9.0 F1000.0 ; intro line\\nG1 X100.0 E12.5 F1000.0\\n{if x}G1 X5 E100{endif}".into(),
+            start_gcode: [
+                "M83",
+                "G1 Y-3.0 F1000.0",
+                "G92 E0.0",
+                "{if pa11}",
+                "G1 X60 E9 F1000",
+                "G1 X100 E9 F1000",
+                "{elsif pla}",
+                "G1 X60 E50 F1000",
+                "{else}",
+                "G1 X60.0 E9.0 F1000.0 ; intro line",
+                "G1 X100.0 E12.5 F1000.0",
+                "{endif}",
+                "{if x}G1 X5 E100{endif}",
+                "{if y}",
+                "G1 X0 E7",
+                "{endif}",
+            ]
+            .join("\\n"),
             ..FdmProfile::default()
         };
         let (time, mm3) = custom_gcode(&purge);
