@@ -1052,8 +1052,10 @@ def build_report(args, meta, rows, models, profiles, notes):
              f"({', '.join(p['name'] for p in profiles)}), rows: {len(rows)}")
     L.append(f"- Goal: {GOAL_TEXT if meta['goal'] is GOAL else SLA_GOAL_TEXT}")
     L.append("- Error = (farm − PrusaSlicer) / PrusaSlicer. PrusaSlicer cm³ = `filament used [mm]` × π(d/2)² "
-             "(its `[cm3]` comment is rounded to 0.01). Times are one part; walls are whole-process "
-             "wall times of one run each, PrusaSlicer's including the G-code export.")
+             "(its `[cm3]` comment is rounded to 0.01), plus, for FDM, what the start and end G-code extrude "
+             "(`;TYPE:Custom`): PrusaSlicer's figure leaves the purge line out, the farm's material counts it. "
+             "Times are one part; walls are whole-process wall times of one run each, PrusaSlicer's including "
+             "the G-code export.")
     for n in notes:
         L.append(f"- Note: {n}")
     L.append("")
@@ -1324,6 +1326,12 @@ def main():
     for i, (m, p) in enumerate(pairs, 1):
         tag = f"{i}/{n} {m['name']} × {p['name']}"
         pr = prusa_row(m, p, version, args)
+        if pr["ok"] and not args.sla:
+            # PrusaSlicer's `filament used` leaves out what its start and end G-code extrude (on every
+            # row of the split it is the G-code's extrusion less the Custom feature's, to 0.01 %); the
+            # farm's material, like the spool, counts the purge line. Like is compared with like.
+            pr["filament_used_cm3"] = pr["cm3"]
+            pr["cm3"] += pr.get("features", {}).get("Custom", {}).get("cm3", 0.0)
         if pr["ok"]:
             log(f"{tag}: PrusaSlicer {hms(pr['time_s'])}, {pr['cm3']:.2f} {meta['unit']}, "
                 f"{pr['wall_s']:.2f} s{' (cached)' if pr.get('cached') else ''}")
