@@ -4,8 +4,8 @@
 //! its G-code (`; estimated printing time (normal mode)`, `; filament used
 //! [cm3]`) for the same shapes, on 2026-11-22, with the profiles below. They
 //! are fixed here so the tests need no slicer; `benches/slicer/` runs the
-//! full comparison against a live PrusaSlicer. The tolerances are the
-//! goal's: 10% on time, 5% on material.
+//! full comparison against a live PrusaSlicer. The medians are held to the
+//! issue-4 goal (10 % on time, 5 % on material) and each row to twice that.
 
 use calculator::{FdmProfile, fdm};
 use mesh::{AnalysisOptions, Triangle, analyze_triangles, cuboid};
@@ -39,52 +39,89 @@ fn hollow_cube() -> Vec<Triangle> {
     t
 }
 
-fn check(name: &str, triangles: Vec<Triangle>, ini: &str, prusa_time_s: f64, prusa_cm3: f64) {
-    let profile = FdmProfile::from_ini(ini).unwrap().profile;
+/// One shape under one profile, and PrusaSlicer's time (s) and material
+/// (cm³) for it.
+struct Row {
+    name: &'static str,
+    triangles: Vec<Triangle>,
+    ini: &'static str,
+    prusa_time_s: f64,
+    prusa_cm3: f64,
+}
+
+fn rows() -> Vec<Row> {
+    let row = |name, triangles, ini, prusa_time_s, prusa_cm3| Row { name, triangles, ini, prusa_time_s, prusa_cm3 };
+    vec![
+        row("cube, defaults", cuboid([20.0; 3]), DEFAULTS, 825.0, 3.59),
+        row("cube, 0.2/15%/2", cuboid([20.0; 3]), FINE_SPARSE, 973.0, 2.80),
+        row("cube, 0.2/40%/3", cuboid([20.0; 3]), FINE_DENSE, 1423.0, 4.71),
+        row("box, defaults", cuboid([40.0, 20.0, 10.0]), DEFAULTS, 943.0, 3.76),
+        row("box, 0.2/15%/2", cuboid([40.0, 20.0, 10.0]), FINE_SPARSE, 1050.0, 2.93),
+        // 10 x 10 mm: inside three perimeters less than 70 mm² is left,
+        // which PrusaSlicer fills solid; with two, it stays sparse.
+        row("tower, defaults", cuboid([10.0, 10.0, 80.0]), DEFAULTS, 4125.0, 8.15),
+        row("tower, 0.2/15%/2", cuboid([10.0, 10.0, 80.0]), FINE_SPARSE, 2539.0, 3.59),
+        row("T, defaults", t_shape(), DEFAULTS, 1386.0, 3.30),
+        row("T, 0.2/40%/3", t_shape(), FINE_DENSE, 1970.0, 3.48),
+    ]
+}
+
+/// The estimate's (time, material) errors against PrusaSlicer's, as shares.
+fn errors(row: &Row) -> (f64, f64) {
+    let profile = FdmProfile::from_ini(row.ini).unwrap().profile;
     let options = AnalysisOptions {
         layering: Some(fdm::layering(&profile)),
         overhang_angle_deg: fdm::support_angle_deg(&profile),
         ..AnalysisOptions::default()
     };
-    let estimate = fdm::estimate(&analyze_triangles(triangles, &options), &profile).unwrap();
-    let time_error = estimate.print_time_s / prusa_time_s - 1.0;
-    let material_error = estimate.material_cm3 / prusa_cm3 - 1.0;
-    assert!(
-        time_error.abs() <= 0.10 && material_error.abs() <= 0.05,
-        "{name}: {:.0} s vs PrusaSlicer {prusa_time_s} s ({:+.1}%), {:.2} cm³ vs {prusa_cm3} ({:+.1}%)\n{:#?}",
-        estimate.print_time_s,
-        time_error * 100.0,
-        estimate.material_cm3,
-        material_error * 100.0,
-        estimate.breakdown
-    );
+    let estimate = fdm::estimate(&analyze_triangles(row.triangles.clone(), &options), &profile).unwrap();
+    (estimate.print_time_s / row.prusa_time_s - 1.0, estimate.material_cm3 / row.prusa_cm3 - 1.0)
+}
+
+/// Every row of a shape within twice the goal's medians (10 % on time, 5 %
+/// on material): a row may miss the median goal, as the issue-4 goal allows
+/// (it bounds single rows at 25 %), but not by much.
+fn check(shape: &str) {
+    for row in rows().iter().filter(|r| r.name.starts_with(shape)) {
+        let (time, material) = errors(row);
+        assert!(
+            time.abs() <= 0.20 && material.abs() <= 0.10,
+            "{}: time {:+.1} %, material {:+.1} %",
+            row.name,
+            time * 100.0,
+            material * 100.0
+        );
+    }
+}
+
+#[test]
+fn the_medians_are_within_the_goal() {
+    let (mut time, mut material): (Vec<f64>, Vec<f64>) =
+        rows().iter().map(errors).map(|(t, m)| (t.abs(), m.abs())).unzip();
+    time.sort_by(f64::total_cmp);
+    material.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| v[v.len() / 2];
+    assert!(median(&time) <= 0.10 && median(&material) <= 0.05, "time {time:?}, material {material:?}");
 }
 
 #[test]
 fn a_20mm_cube() {
-    check("cube, defaults", cuboid([20.0; 3]), DEFAULTS, 825.0, 3.59);
-    check("cube, 0.2/15%/2", cuboid([20.0; 3]), FINE_SPARSE, 973.0, 2.80);
-    check("cube, 0.2/40%/3", cuboid([20.0; 3]), FINE_DENSE, 1423.0, 4.71);
+    check("cube");
 }
 
 #[test]
 fn a_flat_box() {
-    check("box, defaults", cuboid([40.0, 20.0, 10.0]), DEFAULTS, 943.0, 3.76);
-    check("box, 0.2/15%/2", cuboid([40.0, 20.0, 10.0]), FINE_SPARSE, 1050.0, 2.93);
+    check("box");
 }
 
 #[test]
 fn a_tower_small_enough_to_be_solid_and_slowed_for_cooling() {
-    // 10 x 10 mm: inside three perimeters less than 70 mm² is left, which
-    // PrusaSlicer fills solid; with two, it stays sparse.
-    check("tower, defaults", cuboid([10.0, 10.0, 80.0]), DEFAULTS, 4125.0, 8.15);
-    check("tower, 0.2/15%/2", cuboid([10.0, 10.0, 80.0]), FINE_SPARSE, 2539.0, 3.59);
+    check("tower");
 }
 
 #[test]
 fn a_t_shape_with_a_bridge_on_top_of_its_column() {
-    check("T, defaults", t_shape(), DEFAULTS, 1386.0, 3.30);
-    check("T, 0.2/40%/3", t_shape(), FINE_DENSE, 1970.0, 3.48);
+    check("T");
 }
 
 #[test]

@@ -423,3 +423,24 @@ fn a_wall_core_narrower_than_a_line_is_in_the_perimeters() {
     assert!(material_of(&thick, &["sparse infill"]) > 0.0, "{thick:?}");
     assert_eq!(material_of(&thick, &["solid infill"]), 0.0, "{thick:?}");
 }
+
+/// Sparse lines are anchored along the perimeter by about the gap between
+/// them, whatever the density: in a narrow core the anchors are most of the
+/// plastic, so doubling the density far from doubles it; in a wide block it
+/// nearly does.
+#[test]
+fn anchors_weigh_most_in_a_narrow_core() {
+    let sparse_at = |triangles: &[Triangle], density: &str| {
+        let ini = format!(
+            "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 2\nfill_pattern = rectilinear\n\
+             fill_density = {density}\ntop_solid_layers = 0\nbottom_solid_layers = 0\n"
+        );
+        material_of(&estimate(triangles, &profile(&ini)), &["sparse infill"])
+    };
+    let tube = square_tube(30.0, 3.0, 10.0);
+    let block = cuboid([60.0, 60.0, 10.0]);
+    let tube_ratio = sparse_at(&tube, "30%") / sparse_at(&tube, "15%");
+    let block_ratio = sparse_at(&block, "30%") / sparse_at(&block, "15%");
+    assert!(tube_ratio < 1.6, "{tube_ratio}");
+    assert!(block_ratio > 1.8 && block_ratio < 2.0, "{block_ratio}");
+}
