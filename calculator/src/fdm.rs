@@ -1401,6 +1401,30 @@ fn infill_motion(pattern: &str, chord: f64, full: bool) -> (f64, f64) {
     }
 }
 
+/// A tag of PrusaSlicer's template language that opens, switches or closes
+/// a conditional block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConditionTag {
+    If,
+    Elsif,
+    Else,
+    Endif,
+}
+
+impl ConditionTag {
+    /// The tag `text` starts with (the text after a `{`), if it is one.
+    fn at(text: &str) -> Option<Self> {
+        let end = text.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len());
+        match &text[..end] {
+            "if" => Some(Self::If),
+            "elsif" => Some(Self::Elsif),
+            "else" => Some(Self::Else),
+            "endif" => Some(Self::Endif),
+            _ => None,
+        }
+    }
+}
+
 /// The start and end G-code's moves and extrusion, as PrusaSlicer's
 /// estimate counts them: each `G0`/`G1` move's length over its feed rate and
 /// the filament it extrudes, and `G4` pauses. Lines with placeholders or
@@ -1418,27 +1442,37 @@ fn custom_gcode(profile: &FdmProfile) -> (f64, f64) {
         let mut e = 0.0f64;
         let mut relative_e = false;
         let mut feed = 0.0f64; // mm/min
-        // Per open `{if}`, whether the branch the lines are in runs.
+        // Per open `{if}`, whether the branch the lines are in runs, and how
+        // many do not (so a line costs the same however deep the nesting).
         let mut branches: Vec<bool> = Vec::new();
+        let mut skipping = 0usize;
         for line in template.split("\\n") {
-            for (at, _) in line.match_indices('{') {
-                let tag = &line[at + 1..];
-                if tag.starts_with("if") && !tag[2..].starts_with(|c: char| c.is_alphanumeric() || c == '_') {
-                    branches.push(false);
-                } else if tag.starts_with("elsif") {
-                    if let Some(branch) = branches.last_mut() {
-                        *branch = false;
+            for tag in line.match_indices('{').filter_map(|(at, _)| ConditionTag::at(&line[at + 1..])) {
+                match tag {
+                    ConditionTag::If => {
+                        branches.push(false);
+                        skipping += 1;
                     }
-                } else if tag.starts_with("else}") {
-                    if let Some(branch) = branches.last_mut() {
-                        *branch = true;
+                    ConditionTag::Elsif | ConditionTag::Else => {
+                        let runs = tag == ConditionTag::Else;
+                        if let Some(branch) = branches.last_mut() {
+                            match (*branch, runs) {
+                                (false, true) => skipping -= 1,
+                                (true, false) => skipping += 1,
+                                _ => {}
+                            }
+                            *branch = runs;
+                        }
                     }
-                } else if tag.starts_with("endif}") {
-                    branches.pop();
+                    ConditionTag::Endif => {
+                        if branches.pop() == Some(false) {
+                            skipping -= 1;
+                        }
+                    }
                 }
             }
             let code = line.split(';').next().unwrap_or("").trim();
-            if code.is_empty() || code.contains('{') || code.contains('[') || branches.contains(&false) {
+            if code.is_empty() || code.contains('{') || code.contains('[') || skipping > 0 {
                 continue;
             }
             let mut words = code.split_whitespace();
@@ -1614,6 +1648,33 @@ mod tests {
         let area = PI / 4.0 * 1.75 * 1.75;
         assert!((mm3 - 21.5 * area).abs() < 1e-9, "{mm3}");
         assert!((time - (3.0 + 60.0 + 40.0) / (1000.0 / 60.0)).abs() < 1e-9, "{time}");
+    }
+
+    #[test]
+    fn only_else_branches_run_at_any_depth() {
+        let nested = [
+            "M83",
+            "{if a}",
+            "{if b}",
+            "G1 X10 E100 F600",
+            "{else}",
+            "G1 X10 E100 F600",
+            "{endif}",
+            "{else}",
+            "{if c}",
+            "G1 X10 E100 F600",
+            "{else}",
+            "G1 X10 E3 F600",
+            "{endif}",
+            "{endif}",
+        ]
+        .join("\\n");
+        let deep = format!("M83\\n{}\\nG1 X1 E5\\n{}\\nG1 X2 E1", "{if x}".repeat(10_000), "{endif}".repeat(10_000));
+        let area = PI / 4.0 * 1.75 * 1.75;
+        for (template, filament_mm) in [(nested, 3.0), (deep, 1.0)] {
+            let (_, mm3) = custom_gcode(&FdmProfile { start_gcode: template, ..FdmProfile::default() });
+            assert!((mm3 - filament_mm * area).abs() < 1e-9, "{mm3}");
+        }
     }
 
     #[test]
