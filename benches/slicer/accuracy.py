@@ -284,12 +284,6 @@ def shape_defs():
         cap = [(0, 1, 2), (0, 2, 3), (0, 3, 4), (0, 4, 5)]
         return [(prism_xz(poly, cap, 0, 30), 1)]
 
-    def tube():
-        n = 128
-        outer = [(15 + 15 * math.cos(2 * math.pi * i / n), 15 + 15 * math.sin(2 * math.pi * i / n)) for i in range(n)]
-        inner = [(15 + 12 * math.cos(2 * math.pi * i / n), 15 + 12 * math.sin(2 * math.pi * i / n)) for i in range(n)]
-        return [(ring_extrusion(outer, inner, 30.0), 1)]
-
     def round_tube(diameter, wall, height):
         n, r = 128, diameter / 2
         def circle(radius):
@@ -344,7 +338,7 @@ def shape_defs():
         BIG_SPHERE: ("UV sphere Ø40, 1M triangles", sphere_1m),
         "gear30": ("20-tooth gear Ø30×8 with an Ø8 bore", gear),
         "bracket": ("L bracket: 40×30×5 foot, 5×30×30 wall", bracket),
-        "tube30": ("tube Ø30/Ø24 × 30", tube),
+        "tube30": ("tube Ø30/Ø24 × 30", round_tube(30, 3.0, 30.0)),
         "pyramid30": ("square pyramid, 30 mm sides turned 45°, 30 tall", pyramid),
         "stepped": ("three steps 40/30/20 wide, 8 high, 40 deep", stepped),
         "cup40": ("cup Ø40 × 40, 2 mm walls and floor", cup),
