@@ -1104,6 +1104,32 @@ fn stops(turns: &[u32; 4], weights: &[f64; 4]) -> f64 {
     turns.iter().zip(weights).map(|(&n, w)| f64::from(n) * w).sum::<f64>().max(1.0)
 }
 
+/// When Arachne adds a bead, as shares of a bead's spacing: `split` turns
+/// an odd middle bead into two, `add` puts a new one between an even
+/// count's innermost two (PrusaSlicer derives both from `min_bead_width`).
+#[derive(Debug, Clone, Copy)]
+struct BeadThresholds {
+    split: f64,
+    add: f64,
+}
+
+/// How many beads Arachne lays across a wall `thickness` wide (its edges'
+/// rounding left out): one outer bead, or two at the external spacing, then
+/// inner ones at the perimeter spacing, one more where the space left holds
+/// the threshold's share of one.
+fn arachne_beads(thickness: f64, ext_spacing: f64, per_spacing: f64, thresholds: BeadThresholds) -> u32 {
+    if thickness <= 2.0 * ext_spacing {
+        return if thickness > (1.0 + thresholds.split) * ext_spacing { 2 } else { 1 };
+    }
+    let rest = thickness - 2.0 * ext_spacing;
+    // A wall's beads are bounded by its loops; the count cannot overflow.
+    let whole = (rest / per_spacing).floor().min(f64::from(u16::MAX));
+    let left = rest - whole * per_spacing;
+    let whole = whole as u32;
+    let threshold = if whole % 2 == 1 { thresholds.split } else { thresholds.add };
+    2 + whole + u32::from(left >= threshold * per_spacing)
+}
+
 /// A layer's section as the slicer divides it.
 #[derive(Debug, Clone, Default)]
 struct Section {
@@ -1245,7 +1271,49 @@ impl Section {
         let loop_length =
             section.external_loops.0 + section.external_loops.1 + section.inner_loops.0 + section.inner_loops.1;
         let fits = section.perimeters / per_spacing;
-        if loop_length > fits && loop_length > 0.0 {
+        let boundary = outer_length + hole_length;
+        // Arachne lays a wall too thin for its loops as a whole number of
+        // beads along it, widened to fill it: a 1.6 mm wall with two loops a
+        // side and 0.6 mm lines is two beads, both outer ones. Its thickness
+        // is the section's across its outline (less the outer beads' rounded
+        // edges); a wide island's loops all fit, whatever that says. Only a
+        // wall around a hole (a tube, a cup) is taken to be as thick all
+        // along: a solid island thins to its tips (a wing's airfoil), where
+        // the beads' mean count is nearer the fraction that fills it.
+        let min_bead = profile.min_bead_width.resolve(m.nozzle, 0.0);
+        let thresholds = BeadThresholds {
+            split: (2.0 * min_bead / ext_width - 1.0).clamp(0.01, 0.99),
+            add: (min_bead / width).clamp(0.01, 0.99),
+        };
+        let thickness = if boundary > 0.0 { 2.0 * total / boundary - (ext_width - ext_spacing) } else { 0.0 };
+        let thin_wall = !classic
+            && hole_length > 0.0
+            && boundary > 0.0
+            && arachne_beads(thickness, ext_spacing, per_spacing, thresholds) < count.saturating_mul(2);
+        if loop_length > fits && loop_length > 0.0 && thin_wall {
+            let beads = arachne_beads(thickness, ext_spacing, per_spacing, thresholds);
+            let along = boundary / 2.0;
+            let outer_path = f64::from(beads.min(2)) * along;
+            let mut inner_path = f64::from(beads.saturating_sub(2)) * along;
+            if section.inner_loops.0 + section.inner_loops.1 <= 0.0 {
+                section.external_loops.0 += inner_path;
+                inner_path = 0.0;
+            }
+            let outer_beads = section.external_loops.0 + section.external_loops.1;
+            let inner_beads = section.inner_loops.0 + section.inner_loops.1;
+            for (part, path, beads) in [
+                (&mut section.external_loops, outer_path, outer_beads),
+                (&mut section.inner_loops, inner_path, inner_beads),
+            ] {
+                let scale = if beads > 0.0 { path / beads } else { 0.0 };
+                part.0 *= scale;
+                part.1 *= scale;
+            }
+            // The beads widen (or narrow) to carry the wall's plastic.
+            let laid = (section.external_loops.0 + section.external_loops.1) * ext_spacing
+                + (section.inner_loops.0 + section.inner_loops.1) * per_spacing;
+            section.absorbed = section.perimeters - laid;
+        } else if loop_length > fits && loop_length > 0.0 {
             let scale = fits / loop_length;
             for part in [&mut section.external_loops, &mut section.inner_loops] {
                 part.0 *= scale;

@@ -108,6 +108,9 @@ pub struct FdmProfile {
     pub ensure_vertical_shell_thickness: bool,
     /// `arachne` (variable-width walls) or `classic`.
     pub perimeter_generator: String,
+    /// Arachne's narrowest bead (mm, or a percentage of the nozzle): with
+    /// the widths, it decides how many beads a thin wall gets.
+    pub min_bead_width: Width,
     /// Thin walls and gap fill only matter to the classic generator.
     pub thin_walls: bool,
     pub gap_fill_enabled: bool,
@@ -280,6 +283,7 @@ impl Default for FdmProfile {
             bottom_solid_min_thickness: 0.0,
             ensure_vertical_shell_thickness: false,
             perimeter_generator: "arachne".into(),
+            min_bead_width: Width::PercentOfNozzle(85.0),
             thin_walls: true,
             gap_fill_enabled: true,
             overhangs: true,
@@ -584,6 +588,7 @@ read_keys! {
     bottom_solid_min_thickness: number,
     ensure_vertical_shell_thickness: flag,
     perimeter_generator: text,
+    min_bead_width: width,
     thin_walls: flag,
     gap_fill_enabled: flag,
     overhangs: flag,
@@ -846,7 +851,7 @@ fn irrelevant_while_off(key: &str, values: &BTreeMap<String, String>) -> bool {
     let off = |switch: &str, off_value: &str| values.get(switch).is_none_or(|v| v.trim() == off_value);
     (key.starts_with("ironing_") && off("ironing", "0"))
         || (key.starts_with("fuzzy_skin_") && off("fuzzy_skin", "none"))
-        || ((key.starts_with("wall_") || key == "min_bead_width" || key == "min_feature_size")
+        || ((key.starts_with("wall_") || key == "min_feature_size")
             && values.get("perimeter_generator").is_some_and(|v| v.trim() == "classic"))
 }
 

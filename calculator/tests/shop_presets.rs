@@ -424,6 +424,37 @@ fn a_wall_core_narrower_than_a_line_is_in_the_perimeters() {
     assert_eq!(material_of(&thick, &["solid infill"]), 0.0, "{thick:?}");
 }
 
+/// A wall too thin for its loops is a whole number of beads under Arachne,
+/// widened to fill it. PrusaSlicer prints a 1.6 mm tube wall with 0.68 mm
+/// lines and two loops a side as two beads, both external perimeters, where
+/// filling the wall with loops at their spacing would lay 30 % more path.
+#[test]
+fn a_thin_tube_wall_is_two_outer_beads_under_arachne() {
+    let ini = "nozzle_diameter = 0.6\nlayer_height = 0.3\nfirst_layer_height = 0.3\nperimeters = 2\n\
+               extrusion_width = 0.68\nfirst_layer_extrusion_width = 0.68\nexternal_perimeter_extrusion_width = 0.68\n\
+               perimeter_extrusion_width = 0.68\nfill_density = 15%\ntop_solid_layers = 0\nbottom_solid_layers = 0\n\
+               perimeter_speed = 20\nexternal_perimeter_speed = 20\nsmall_perimeter_speed = 20\nfirst_layer_speed = 20\n\
+               cooling = 0\nskirts = 0\n";
+    let (side, wall, height) = (30.0, 1.6, 9.0);
+    let tube = estimate(&square_tube(side, wall, height), &profile(ini));
+    let volume_cm3 = f64::from(side * side - (side - 2.0 * wall).powi(2)) * f64::from(height) / 1000.0;
+    let outer = material_of(&tube, &["external perimeters"]);
+    assert!(outer > 0.9 * volume_cm3 && outer < 1.1 * volume_cm3, "{outer} cm³ of outer beads for {volume_cm3} cm³");
+    assert_eq!(material_of(&tube, &["perimeters", "sparse infill", "solid infill"]), 0.0, "{tube:?}");
+    // Two beads a layer, each along the wall's middle, at 20 mm/s.
+    let middle = 4.0 * f64::from(side - wall);
+    let layers = f64::from(height) / 0.3;
+    let expected_s = 2.0 * middle * layers / 20.0;
+    let loops_s: f64 = tube.breakdown.iter().filter(|c| c.feature.contains("perimeters")).map(|c| c.time_s).sum();
+    assert!((loops_s / expected_s - 1.0).abs() < 0.1, "loops {loops_s} s, two beads {expected_s} s");
+
+    // A narrower bead minimum than the default 85 % of the nozzle lets a
+    // third bead into the 0.3 mm left between the two.
+    let thin_beads = estimate(&square_tube(side, wall, height), &profile(&format!("{ini}min_bead_width = 0.3\n")));
+    let three_s: f64 = thin_beads.breakdown.iter().filter(|c| c.feature.contains("perimeters")).map(|c| c.time_s).sum();
+    assert!((three_s / loops_s - 1.5).abs() < 0.1, "three beads {three_s} s, two {loops_s} s");
+}
+
 /// Sparse lines are anchored along the perimeter by about the gap between
 /// them, whatever the density: in a narrow core the anchors are most of the
 /// plastic, so doubling the density far from doubles it; in a wide block it
