@@ -1118,7 +1118,7 @@ struct BeadThresholds {
 /// inner ones at the perimeter spacing, one more where the space left holds
 /// the threshold's share of one.
 fn arachne_beads(thickness: f64, ext_spacing: f64, per_spacing: f64, thresholds: BeadThresholds) -> u32 {
-    if thickness <= 2.0 * ext_spacing {
+    if thickness.is_nan() || thickness <= 2.0 * ext_spacing {
         return if thickness > (1.0 + thresholds.split) * ext_spacing { 2 } else { 1 };
     }
     let rest = thickness - 2.0 * ext_spacing;
@@ -1286,12 +1286,9 @@ impl Section {
             add: (min_bead / width).clamp(0.01, 0.99),
         };
         let thickness = if boundary > 0.0 { 2.0 * total / boundary - (ext_width - ext_spacing) } else { 0.0 };
-        let thin_wall = !classic
-            && hole_length > 0.0
-            && boundary > 0.0
-            && arachne_beads(thickness, ext_spacing, per_spacing, thresholds) < count.saturating_mul(2);
+        let beads = arachne_beads(thickness, ext_spacing, per_spacing, thresholds);
+        let thin_wall = !classic && hole_length > 0.0 && boundary > 0.0 && beads < count.saturating_mul(2);
         if loop_length > fits && loop_length > 0.0 && thin_wall {
-            let beads = arachne_beads(thickness, ext_spacing, per_spacing, thresholds);
             let along = boundary / 2.0;
             let outer_path = f64::from(beads.min(2)) * along;
             let mut inner_path = f64::from(beads.saturating_sub(2)) * along;
@@ -1608,6 +1605,20 @@ mod tests {
     fn sliced_cube(side: f32, profile: &FdmProfile) -> MeshReport {
         let options = AnalysisOptions { layering: Some(layering(profile)), ..AnalysisOptions::default() };
         analyze(&write_binary_stl(&cuboid([side; 3])), &options).unwrap()
+    }
+
+    #[test]
+    fn arachne_adds_a_bead_where_the_space_left_holds_its_threshold_share() {
+        let thresholds = BeadThresholds { split: 0.5, add: 0.75 };
+        let beads = |thickness: f64| arachne_beads(thickness, 0.4, 0.4, thresholds);
+        // One bead splits into two past 1.5 spacings.
+        assert_eq!((beads(0.2), beads(0.55), beads(0.65)), (1, 1, 2));
+        // Two outer beads, then a middle one once 0.75 of a spacing is left.
+        assert_eq!((beads(1.05), beads(1.15)), (2, 3));
+        // An odd count splits its middle bead once half a spacing is left.
+        assert_eq!((beads(1.25), beads(1.45)), (3, 4));
+        assert_eq!(beads(f64::NAN), 1, "a section with no thickness gets no more than one bead");
+        assert!(beads(f64::INFINITY) <= 3 + u32::from(u16::MAX), "the count is bounded");
     }
 
     #[test]
