@@ -1268,53 +1268,54 @@ impl Section {
         let gap = if count > 0 { outer_length * (ext_width - ext_spacing) / 2.0 } else { 0.0 };
         section.perimeters = (total.max(0.0) - section.inner - section.gap_fill - gap).max(0.0);
         // Loops cannot hold more plastic than the band they fill.
-        let loop_length =
-            section.external_loops.0 + section.external_loops.1 + section.inner_loops.0 + section.inner_loops.1;
+        let outer_loops = section.external_loops.0 + section.external_loops.1;
+        let inner_loops = section.inner_loops.0 + section.inner_loops.1;
+        let loop_length = outer_loops + inner_loops;
         let fits = section.perimeters / per_spacing;
-        let boundary = outer_length + hole_length;
-        // Arachne lays a wall too thin for its loops as a whole number of
-        // beads along it, widened to fill it: a 1.6 mm wall with two loops a
-        // side and 0.6 mm lines is two beads, both outer ones. Its thickness
-        // is the section's across its outline (less the outer beads' rounded
-        // edges); a wide island's loops all fit, whatever that says. Only a
-        // wall around a hole (a tube, a cup) is taken to be as thick all
-        // along: a solid island thins to its tips (a wing's airfoil), where
-        // the beads' mean count is nearer the fraction that fills it.
-        let min_bead = profile.min_bead_width.resolve(m.nozzle, 0.0);
-        let thresholds = BeadThresholds {
-            split: (2.0 * min_bead / ext_width - 1.0).clamp(0.01, 0.99),
-            add: (min_bead / width).clamp(0.01, 0.99),
-        };
-        let thickness = if boundary > 0.0 { 2.0 * total / boundary - (ext_width - ext_spacing) } else { 0.0 };
-        let beads = arachne_beads(thickness, ext_spacing, per_spacing, thresholds);
-        let thin_wall = !classic && hole_length > 0.0 && boundary > 0.0 && beads < count.saturating_mul(2);
-        if loop_length > fits && loop_length > 0.0 && thin_wall {
-            let along = boundary / 2.0;
-            let outer_path = f64::from(beads.min(2)) * along;
-            let mut inner_path = f64::from(beads.saturating_sub(2)) * along;
-            if section.inner_loops.0 + section.inner_loops.1 <= 0.0 {
-                section.external_loops.0 += inner_path;
-                inner_path = 0.0;
-            }
-            let outer_beads = section.external_loops.0 + section.external_loops.1;
-            let inner_beads = section.inner_loops.0 + section.inner_loops.1;
-            for (part, path, beads) in [
-                (&mut section.external_loops, outer_path, outer_beads),
-                (&mut section.inner_loops, inner_path, inner_beads),
+        if loop_length > fits && loop_length > 0.0 {
+            // Arachne lays a wall too thin for its loops as a whole number
+            // of beads along it, widened to fill it: a 1.6 mm wall with two
+            // loops a side and 0.6 mm lines is two beads, both outer ones.
+            // Only a wall around a hole (a tube, a cup) is taken to be as
+            // thick all along: a solid island thins to its tips (a wing's
+            // airfoil), where the beads' mean count is nearer the fraction
+            // of loops that fills it.
+            let boundary = outer_length + hole_length;
+            let beads = if classic || hole_length <= 0.0 {
+                None
+            } else {
+                let min_bead = profile.min_bead_width.resolve(m.nozzle, 0.0);
+                let thresholds = BeadThresholds {
+                    split: (2.0 * min_bead / ext_width - 1.0).clamp(0.01, 0.99),
+                    add: (min_bead / width).clamp(0.01, 0.99),
+                };
+                // Its thickness across its outline, less the outer beads'
+                // rounded edges.
+                let thickness = 2.0 * total / boundary - (ext_width - ext_spacing);
+                Some(arachne_beads(thickness, ext_spacing, per_spacing, thresholds))
+                    .filter(|&b| b < count.saturating_mul(2))
+            };
+            let (outer_path, inner_path) = match beads {
+                Some(beads) => {
+                    // Two outer beads, the rest inner ones (outer, with no
+                    // inner loop to take them).
+                    let outer = if inner_loops > 0.0 { beads.min(2) } else { beads };
+                    let along = boundary / 2.0;
+                    (f64::from(outer) * along, f64::from(beads - outer) * along)
+                }
+                None => (outer_loops * fits / loop_length, inner_loops * fits / loop_length),
+            };
+            for (part, path, now) in [
+                (&mut section.external_loops, outer_path, outer_loops),
+                (&mut section.inner_loops, inner_path, inner_loops),
             ] {
-                let scale = if beads > 0.0 { path / beads } else { 0.0 };
+                let scale = if now > 0.0 { path / now } else { 0.0 };
                 part.0 *= scale;
                 part.1 *= scale;
             }
-            // The beads widen (or narrow) to carry the wall's plastic.
-            let laid = (section.external_loops.0 + section.external_loops.1) * ext_spacing
-                + (section.inner_loops.0 + section.inner_loops.1) * per_spacing;
-            section.absorbed = section.perimeters - laid;
-        } else if loop_length > fits && loop_length > 0.0 {
-            let scale = fits / loop_length;
-            for part in [&mut section.external_loops, &mut section.inner_loops] {
-                part.0 *= scale;
-                part.1 *= scale;
+            if beads.is_some() {
+                // The beads widen (or narrow) to carry the wall's plastic.
+                section.absorbed = section.perimeters - outer_path * ext_spacing - inner_path * per_spacing;
             }
         }
         // The outer loop overhangs where this layer reaches past the one
