@@ -362,7 +362,8 @@ def write_if_changed(path, data):
             if fh.read() == data:
                 return False
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
+    # One temporary name per process: two runs side by side write the same files.
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
@@ -900,7 +901,7 @@ def prusa_row(model, profile, version, args):
                    sliced_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    model_sha256=model["sha256"], profile=profile["name"], model=model["name"],
                    gcode_kept=gpath if args.keep_gcode else None)
-        tmp = cpath + ".tmp"
+        tmp = f"{cpath}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({k: v for k, v in res.items() if k != "cached"}, fh)
         os.replace(tmp, cpath)

@@ -21,7 +21,8 @@
 //!   air are bridges (threads of the nozzle's width, or of the layer's height
 //!   without `thick_bridges`), the exposed top at the top width and speed.
 //! - **Sparse infill** at `fill_density`, every `infill_every_layers` layers,
-//!   `infill_every_layers` thick, plus its anchors. At 100 % it fills the
+//!   `infill_every_layers` thick, plus its anchors: each line ends in an
+//!   anchor move along the perimeter, a stop of its own. At 100 % it fills the
 //!   whole inner area at the infill speed, as PrusaSlicer does (it refuses
 //!   patterns that cannot print at 100 %). Crossing patterns stop at their
 //!   crossings, curved ones pay the planner's slowdown, and the lines'
@@ -770,31 +771,40 @@ impl Context<'_> {
             let infill_h = h * layers_here;
             let width = m.width(Role::Sparse, first);
             let infill_spacing = spacing(width, infill_h);
-            // The plastic: each line is anchored, or joined to the next, along
-            // the perimeter by about the gap between lines (spacing / density),
-            // so the anchors add spacing / chord to the density: a few
-            // percent in a wide region, most of the core's share in a narrow
-            // one (a 3 mm wall's core). The time keeps the fitted share its
-            // per-line constants were fitted with.
+            // Each line is anchored, or joined to the next, along the
+            // perimeter by about the gap between lines (spacing / density).
+            // The plastic: the anchors add spacing / chord to the density, a
+            // few percent in a wide region and most of the core's share in a
+            // narrow one (a 3 mm wall's core). The time: every line ends in
+            // a short anchor move, a stop of its own, so a narrow core's
+            // zig-zag is twice as many moves as its lines, each too short to
+            // reach the feed rate. PrusaSlicer's connection runs along the
+            // perimeter only part of the way at speed, hence the fitted share
+            // of the gap in the anchors' path.
+            let flow = infill_h * infill_spacing;
+            let region_chord = chord(sparse, angle);
             let (density, plastic) = if full {
                 (1.0, 1.0)
             } else {
-                let anchors = infill_spacing / chord(sparse, angle);
-                ((p.fill_density + SPARSE_ANCHOR_DENSITY).min(1.0), (p.fill_density + anchors).min(1.0))
+                (p.fill_density, (p.fill_density + infill_spacing / region_chord).min(1.0))
             };
             let length = sparse * density / infill_spacing;
-            let (run, _) = infill_motion(&p.fill_pattern, chord(sparse, angle), full);
+            let (run, _) = infill_motion(&p.fill_pattern, region_chord, full);
             let turn = if full { jerk } else { INFILL_TURN_OF_JERK * jerk };
-            let flow = infill_h * infill_spacing;
-            runs.push(Run {
+            let infill = |length: f64, lines: f64, mm3: f64| Run {
                 feature: Feature::SparseInfill,
                 role: Role::Sparse,
                 length,
-                lines: length / run,
+                lines,
                 flow,
-                mm3: sparse * plastic / infill_spacing * flow,
+                mm3,
                 entry: turn,
-            });
+            };
+            runs.push(infill(length, length / run, sparse * plastic / infill_spacing * flow));
+            if !full {
+                let anchors = INFILL_ANCHOR_OF_GAP * sparse / region_chord;
+                runs.push(infill(anchors, length / region_chord, 0.0));
+            }
         }
 
         // Supports: the per-layer share, as short lines at the support speed.

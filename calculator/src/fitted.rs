@@ -4,7 +4,7 @@
 //!
 //! The harness in `benches/slicer/` splits its rows before anything is
 //! fitted (`benches/slicer/split.toml`; `NARROW_INFILL_MM`,
-//! `RETRACTIONS_PER_CONTOUR` and the SLA constants have been fitted on its
+//! `RETRACTIONS_PER_CONTOUR`, the sparse infill's anchors and turns and the SLA constants have been fitted on its
 //! fitting sets, each says where it comes from): the **fitting set** is the models
 //! and presets marked `fit`, the **held-out set** those marked `held-out`,
 //! and a held-out row shares neither its model nor its preset with a fitting
@@ -37,8 +37,8 @@ macro_rules! fitted {
 
 const ISSUE_4: &str = "issue 4 harness (119 rows, PrusaSlicer defaults and six variants; all in the fitting set)";
 /// Not refitted on the fitting set of `benches/slicer/split.toml`: of the
-/// FDM constants only `NARROW_INFILL_MM` and `RETRACTIONS_PER_CONTOUR` have
-/// been so far (BENCHMARKS.md).
+/// FDM constants only `NARROW_INFILL_MM`, `RETRACTIONS_PER_CONTOUR`,
+/// `INFILL_ANCHOR_OF_GAP` and `INFILL_TURN_OF_JERK` have been so far (BENCHMARKS.md).
 const DERIVED_ISSUE_4: &str =
     "derived from issue 4's base fill (0.15) over the default pattern's line density (0.124); not refitted";
 /// The fitting set of `benches/slicer/split.toml` (BENCHMARKS.md, issue 16).
@@ -77,15 +77,19 @@ fitted! {
     /// part (the fitting set's cube20 and tower10x80) retracts about twice a
     /// layer, once for its travels and once at the layer change.
     RETRACTIONS_PER_CONTOUR = 1.0, "", "retracted travels per island or hole and layer", SPLIT_FIT;
-    /// Sparse infill is anchored along the perimeters: it runs as if it were
-    /// this much denser. Its time only, since 2026-12-05: the plastic comes
-    /// from the geometry (line spacing over the region's chord, which is
-    /// about this much in the issue-4 parts of 20-40 mm). On the grown
-    /// fitting set that took the material median from 2.54 % to 1.57 %; the
-    /// same geometric share in the time moved the time median from 3.66 % to
-    /// 4.51 %, because the per-line time constants were fitted beside this
-    /// one. Refitting them together is left to do.
-    SPARSE_ANCHOR_DENSITY = 0.025, "", "extra density of sparse infill's anchors, in its time", ISSUE_4;
+    /// Every sparse-infill line ends in an anchor move along the perimeter,
+    /// a stop of its own: the anchors' path is this share of the gap
+    /// between lines (spacing / density) per line. It replaced a fitted
+    /// 0.025 of extra density (issue 4) on 2026-12-05, refitted with
+    /// `INFILL_TURN_OF_JERK` on the grown fitting set (478 rows), median
+    /// time error (rows beyond 20 %): 0.025 of density and 2 jerks before,
+    /// 3.62 % (22); share 1.0 at 2, 3, 4 jerks 4.07, 4.33, 4.62 %; 0.5 at
+    /// 1.0, 1.25, 1.5, 2.5 jerks 3.77, 3.69, 3.68, 4.07 %; 0.75 at 1.25
+    /// 3.96 %; 0.3 at 0.75, **1.0**, 1.5 jerks 3.57, **3.53 % (16)**,
+    /// 3.62 %; 0.2 at 0.75, 1.0 3.54, 3.56 %; 0.1 at 1.0 3.59 %.
+    /// `INFILL_RUN_MM` was tried again beside them (5, 7.5, 10, 12.5, 15 mm:
+    /// 3.75, 3.53, 3.49, 3.64, 3.68 %) and left at 7.5.
+    INFILL_ANCHOR_OF_GAP = 0.3, "", "anchor path of a sparse-infill line over the gap between lines", SPLIT_FIT_GROWN;
     /// Infill reaches this share of a line spacing into the innermost loop.
     INFILL_OVERLAP_OF_SPACING = 0.25, "", "infill overlap into the last perimeter", ISSUE_4;
     /// Typical run of a crossing sparse-infill pattern between stops.
@@ -97,9 +101,11 @@ fitted! {
     /// Exposed skin wider than this on average (area over contour length) is
     /// a top surface or a bridge; narrower rings are plain solid infill.
     WIDE_SURFACE_MM = 2.0, "mm", "narrowest exposure that is a surface of its own", ISSUE_4;
-    /// Sparse infill turns at its anchors without stopping: the speed it
-    /// keeps through a turn, in multiples of the machine's XY jerk.
-    INFILL_TURN_OF_JERK = 2.0, "jerks", "speed of sparse infill through its turns", ISSUE_4;
+    /// Sparse infill's lines and anchors start and end at this speed, in
+    /// multiples of the machine's XY jerk: about the jerk itself, where the
+    /// zig-zag turns sharply. 2.0 from issue 4, when the anchors were extra
+    /// density rather than moves; refitted with `INFILL_ANCHOR_OF_GAP`.
+    INFILL_TURN_OF_JERK = 1.0, "jerks", "speed of sparse infill at its turns", SPLIT_FIT_GROWN;
     /// An island whose infill region is narrower than this on average (twice
     /// its area over its contours' length) is filled solid. 2.5 from issue
     /// 4; refitted on the split's fitting set (382 rows) by trying 2.5, 2.0,

@@ -475,3 +475,20 @@ fn anchors_weigh_most_in_a_narrow_core() {
     assert!(tube_ratio < 1.6, "{tube_ratio}");
     assert!(block_ratio > 1.8 && block_ratio < 2.0, "{block_ratio}");
 }
+
+/// In a narrow core every sparse line ends in an anchor move, and both are
+/// too short to reach the feed rate. PrusaSlicer 2.5's G-code for the
+/// harness's 2.5 mm square tube (30 × 30 × 20) at 0.2 mm, 15 % and two
+/// perimeters lays its core's infill as 5,640 moves of 1.74 mm on average:
+/// 123 s at their feed rates. Its estimate of the whole part is 293 s above
+/// its moves' feed time, most of it in those short moves. The farm's infill
+/// must take well over its feed time, and no more than that whole excess on
+/// top of it (it took 114 s when the anchors were a share of density).
+#[test]
+fn a_narrow_core_is_a_zig_zag_of_short_moves() {
+    let ini = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = 15%\nperimeters = 2\n";
+    let tube = estimate(&square_tube(30.0, 2.5, 20.0), &profile(ini));
+    let sparse_s: f64 = tube.breakdown.iter().filter(|c| c.feature == "sparse infill").map(|c| c.time_s).sum();
+    let (feed_s, excess_s) = (123.0, 293.0);
+    assert!(sparse_s > 1.5 * feed_s && sparse_s < feed_s + excess_s, "sparse infill {sparse_s} s");
+}
