@@ -314,6 +314,18 @@ def shape_defs():
     def pyramid():
         return [(lathe([(0, 0), (15 * math.sqrt(2), 0), (0, 30)], 4, 15, 15), 1)]
 
+    def blade():
+        # A solid blade standing up: a lens 40 long, 2.4 mm thick at its middle, thinning to points
+        # at both ends (a thin solid island, as an airfoil's trailing edge is), 20 tall. Made in the
+        # x-z plane and turned upright: (x, y, z) -> (x, z, y) mirrors it, so the faces are flipped.
+        length, thick, steps = 40.0, 2.4, 40
+        upper = [(length * i / steps, thick / 2 * (1 - (2 * i / steps - 1) ** 2)) for i in range(steps + 1)]
+        lower = [(x, -z) for x, z in reversed(upper[1:-1])]
+        poly = [(x, thick / 2 - z) for x, z in upper] + [(x, thick / 2 - z) for x, z in lower]
+        cap = [(0, i, i + 1) for i in range(1, len(poly) - 1)]
+        verts, tris = prism_xz(poly, cap, 0.0, 20.0)
+        return [(flipped(([(x, z, y) for x, y, z in verts], tris)), 1)]
+
     def stepped():
         # Three steps, 40 deep: 40, 30 and 20 mm wide, 8 mm each.
         poly = [(0, 0), (40, 0), (40, 8), (30, 8), (30, 16), (20, 16), (20, 24), (0, 24), (0, 16), (0, 8)]
@@ -353,6 +365,8 @@ def shape_defs():
         "vase30": ("vase Ø30 × 45, 1.6 mm walls", vase),
         "ring50_w3": ("tube Ø50 × 10, 3 mm wall", round_tube(50, 3.0, 10)),
         "tray40": ("square tray 40 × 40 × 10, 2 mm walls and floor", tray),
+        # Added on 2026-12-05 (eighteenth session), written and sliced before any farm ran on it.
+        "blade40": ("blade 40 × 2.4 × 20, a lens thinning to points", blade),
     }
 
 
