@@ -843,9 +843,9 @@ impl Context<'_> {
         } else {
             section.contours as f64
         };
-        let hops = TRAVELS_PER_LAYER + TRAVELS_PER_CONTOUR * islands_and_holes;
-        let retracted =
-            if hop_length > p.retract_before_travel { RETRACTIONS_PER_CONTOUR * islands_and_holes } else { 0.0 };
+        let hops = TRAVELS_PER_LAYER + TRAVELS_PER_CONTOUR * islands_and_holes + section.open_paths;
+        let retracted = section.open_paths
+            + if hop_length > p.retract_before_travel { RETRACTIONS_PER_CONTOUR * islands_and_holes } else { 0.0 };
         let retracted =
             retracted * if p.only_retract_when_crossing_perimeters { RETRACT_SHARE_CROSSING_ONLY } else { 1.0 };
         let z = slices.z.get(i).copied().unwrap_or(0.0);
@@ -1156,6 +1156,10 @@ struct Section {
     gap_fill: f64,
     /// Islands and holes.
     contours: usize,
+    /// Paths that end inside a thin solid island: Arachne lays such an
+    /// island's inner loops as open lines, each ending in a retracted
+    /// travel to the next.
+    open_paths: f64,
     /// What the loops' turns cost, counted in stops at the jerk speed (at
     /// least one a loop, its seam).
     stops: f64,
@@ -1221,6 +1225,16 @@ impl Section {
                 hole_length += contour.length;
             } else {
                 section.islands += 1;
+                // Long, and thinner than its loops from both sides (a
+                // wing's airfoil, a blade): Arachne lays the loops that do
+                // not fit as open lines, each ending in a retracted travel
+                // (PrusaSlicer's G-code for the wing: about five retractions
+                // a layer with three perimeters). A small round island (a
+                // screw's shaft) closes its loops instead.
+                let long = contour.length * contour.length > THIN_ISLAND_ELONGATION * contour.area;
+                if !classic && long && contour.area < band * contour.length {
+                    section.open_paths += f64::from(count);
+                }
                 islands.push((
                     shrink(contour.area, contour.length, band),
                     shrink(contour.area, contour.length, infill_band),

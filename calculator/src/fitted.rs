@@ -119,6 +119,13 @@ fitted! {
     /// (28-33 for the others). PrusaSlicer's G-code fills a square tube's
     /// 0.8 mm core with sparse infill, not solid.
     NARROW_INFILL_MM = 0.6, "mm", "narrowest island that gets sparse infill", SPLIT_FIT_GROWN;
+    /// An island thinner than its loops is long, and lays its inner loops
+    /// as open lines, when its outline squared exceeds this many times its
+    /// area (a rectangle about 6:1; a circle is 4π). Tried on the fitting
+    /// set (478 rows) with the open lines' retractions: any thin island
+    /// (no bound) 3.60 %, with the M3 screw's round shaft 12 to 37 points
+    /// over; **32: 3.53 %**; 64: 3.55 % (the DC-DC case's thin ribs move).
+    THIN_ISLAND_ELONGATION = 32.0, "", "outline squared over area of a long thin island", SPLIT_FIT_GROWN;
     /// Between π (round contours) and 4 (square ones): how an offset loop
     /// shortens at the corners.
     OFFSET_CORNER_FACTOR = 3.6, "", "corner term of an inward offset", ISSUE_4;

@@ -492,3 +492,23 @@ fn a_narrow_core_is_a_zig_zag_of_short_moves() {
     let (feed_s, excess_s) = (123.0, 293.0);
     assert!(sparse_s > 1.5 * feed_s && sparse_s < feed_s + excess_s, "sparse infill {sparse_s} s");
 }
+
+/// A long island thinner than its loops (a wing's airfoil, a blade) is laid
+/// by Arachne as open lines, each ending in a retracted travel: PrusaSlicer's
+/// G-code for the held-out wing retracts about five times a layer with three
+/// perimeters. A 40 × 1.6 mm fin with three perimeters must spend at least
+/// two more retractions a layer travelling than a 40 × 10 mm block, whose
+/// loops close (and whose longer hops alone would make it the slower one).
+#[test]
+fn a_thin_fin_retracts_at_the_end_of_each_open_line() {
+    let ini = "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 3\nretract_length = 2\n\
+               retract_speed = 40\nretract_before_travel = 1\nwipe = 0\nretract_lift = 0\n";
+    let travel_s = |size: [f32; 3]| {
+        let e = estimate(&cuboid(size), &profile(ini));
+        e.breakdown.iter().filter(|c| c.feature == "travel and retraction").map(|c| c.time_s).sum::<f64>()
+    };
+    let (fin, block) = (travel_s([40.0, 1.6, 10.0]), travel_s([40.0, 10.0, 10.0]));
+    // 50 layers; a retraction and its restart take at least 2 × 2 mm at 40 mm/s.
+    let two_retractions_a_layer_s = 2.0 * 50.0 * (2.0 * 2.0 / 40.0);
+    assert!(fin - block > two_retractions_a_layer_s, "fin {fin} s, block {block} s");
+}
