@@ -36,7 +36,9 @@
 //! - **Skirt, brim and raft** on the first layers, and the start and end
 //!   G-code's purge lines and moves.
 //! - **Travel:** hops per layer and per loop, retracted when longer than
-//!   `retract_before_travel`, lifted by `retract_lift`; layer changes. A
+//!   `retract_before_travel`, lifted by `retract_lift`, and a retracted hop
+//!   per perimeter where a long thin island's loops are open lines; layer
+//!   changes. A
 //!   retraction's extruder moves accelerate at the retract limit from the E
 //!   jerk, a `wipe` runs back along the path while it retracts, and Z moves
 //!   keep to the Z axis's acceleration and jerk, as PrusaSlicer's estimate
