@@ -38,11 +38,10 @@
 //! - **Travel:** hops per layer and per loop, retracted when longer than
 //!   `retract_before_travel`, lifted by `retract_lift`, and a retracted hop
 //!   per perimeter where a long thin island's loops are open lines; layer
-//!   changes. A
-//!   retraction's extruder moves accelerate at the retract limit from the E
-//!   jerk, a `wipe` runs back along the path while it retracts, and Z moves
-//!   keep to the Z axis's acceleration and jerk, as PrusaSlicer's estimate
-//!   times them.
+//!   changes. A retraction's extruder moves accelerate at the retract limit
+//!   from the E jerk, a `wipe` runs back along the path while it retracts,
+//!   and Z moves keep to the Z axis's acceleration and jerk, as
+//!   PrusaSlicer's estimate times them.
 //! - **Cooling:** a layer faster than `slowdown_below_layer_time` has its
 //!   fastest extrusions slowed to a common feed rate, never below
 //!   `min_print_speed`, as PrusaSlicer's cooling buffer does.
