@@ -4,7 +4,8 @@
 //!
 //! The harness in `benches/slicer/` splits its rows before anything is
 //! fitted (`benches/slicer/split.toml`; `NARROW_INFILL_MM`,
-//! `RETRACTIONS_PER_CONTOUR`, the sparse infill's anchors and turns and the SLA constants have been fitted on its
+//! `RETRACTIONS_PER_CONTOUR`, the sparse infill's anchors and turns,
+//! `THIN_ISLAND_ELONGATION` and the SLA constants have been fitted on its
 //! fitting sets, each says where it comes from): the **fitting set** is the models
 //! and presets marked `fit`, the **held-out set** those marked `held-out`,
 //! and a held-out row shares neither its model nor its preset with a fitting
@@ -38,7 +39,8 @@ macro_rules! fitted {
 const ISSUE_4: &str = "issue 4 harness (119 rows, PrusaSlicer defaults and six variants; all in the fitting set)";
 /// Not refitted on the fitting set of `benches/slicer/split.toml`: of the
 /// FDM constants only `NARROW_INFILL_MM`, `RETRACTIONS_PER_CONTOUR`,
-/// `INFILL_ANCHOR_OF_GAP` and `INFILL_TURN_OF_JERK` have been so far (BENCHMARKS.md).
+/// `INFILL_ANCHOR_OF_GAP`, `INFILL_TURN_OF_JERK` and `THIN_ISLAND_ELONGATION`
+/// have been so far (BENCHMARKS.md).
 const DERIVED_ISSUE_4: &str =
     "derived from issue 4's base fill (0.15) over the default pattern's line density (0.124); not refitted";
 /// The fitting set of `benches/slicer/split.toml` (BENCHMARKS.md, issue 16).
