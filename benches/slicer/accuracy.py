@@ -319,9 +319,10 @@ def shape_defs():
         # at both ends (a thin solid island, as an airfoil's trailing edge is), 20 tall. Made in the
         # x-z plane and turned upright: (x, y, z) -> (x, z, y) mirrors it, so the faces are flipped.
         length, thick, steps = 40.0, 2.4, 40
-        upper = [(length * i / steps, thick / 2 * (1 - (2 * i / steps - 1) ** 2)) for i in range(steps + 1)]
-        lower = [(x, -z) for x, z in reversed(upper[1:-1])]
-        poly = [(x, thick / 2 - z) for x, z in upper] + [(x, thick / 2 - z) for x, z in lower]
+        # Half the lens's thickness at each step along it: 0 at the points.
+        half = [(length * i / steps, thick / 2 * (1 - (2 * i / steps - 1) ** 2)) for i in range(steps + 1)]
+        # Counter-clockwise: along the bottom from point to point, back along the top.
+        poly = [(x, thick / 2 - h) for x, h in half] + [(x, thick / 2 + h) for x, h in reversed(half[1:-1])]
         cap = [(0, i, i + 1) for i in range(1, len(poly) - 1)]
         verts, tris = prism_xz(poly, cap, 0.0, 20.0)
         return [(flipped(([(x, z, y) for x, y, z in verts], tris)), 1)]
