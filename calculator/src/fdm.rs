@@ -1155,7 +1155,7 @@ struct Section {
     absorbed: f64,
     /// The classic generator's gap fill, mm².
     gap_fill: f64,
-    /// Islands and holes.
+    /// Islands and holes that are printed.
     contours: usize,
     /// Paths that end inside a thin solid island: Arachne lays such an
     /// island's inner loops as open lines, each ending in a retracted
@@ -1208,16 +1208,27 @@ impl Section {
             if stripped > 0.0 { (stripped + k * t * t).min(area) } else { 0.0 }
         };
         let classic = profile.perimeter_generator == "classic";
-        let mut section = Section { contours: loops.len(), ..Section::default() };
+        let min_feature = profile.min_feature_size.resolve(m.nozzle, 0.0);
+        let mut section = Section::default();
         let (mut islands, mut holes, mut holes_infill, mut hole_length) = (Vec::new(), 0.0, 0.0, 0.0);
         let mut total = 0.0;
         for contour in loops {
             let hole = contour.is_hole();
             // The classic generator drops a section thinner than a line
-            // unless it detects thin walls.
-            if !hole && classic && !profile.thin_walls && 2.0 * contour.area < ext_width * contour.length {
+            // unless it detects thin walls; Arachne drops one thinner than
+            // its smallest feature (a sliver of a broken mesh, a knife edge).
+            // Twice the area over the outline is a strip's width.
+            let thinnest = if classic && !profile.thin_walls {
+                ext_width
+            } else if classic {
+                0.0
+            } else {
+                min_feature
+            };
+            if !hole && 2.0 * contour.area < thinnest * contour.length {
                 continue;
             }
+            section.contours += 1;
             total += contour.area;
             section.stops += stops(&contour.turns, &m.turn_stops);
             if hole {

@@ -111,6 +111,9 @@ pub struct FdmProfile {
     /// Arachne's narrowest bead (mm, or a percentage of the nozzle): with
     /// the widths, it decides how many beads a thin wall gets.
     pub min_bead_width: Width,
+    /// Arachne's thinnest feature (mm, or a percentage of the nozzle): a
+    /// part of a layer thinner than this is not printed at all.
+    pub min_feature_size: Width,
     /// Thin walls and gap fill only matter to the classic generator.
     pub thin_walls: bool,
     pub gap_fill_enabled: bool,
@@ -284,6 +287,7 @@ impl Default for FdmProfile {
             ensure_vertical_shell_thickness: false,
             perimeter_generator: "arachne".into(),
             min_bead_width: Width::PercentOfNozzle(85.0),
+            min_feature_size: Width::PercentOfNozzle(25.0),
             thin_walls: true,
             gap_fill_enabled: true,
             overhangs: true,
@@ -589,6 +593,7 @@ read_keys! {
     ensure_vertical_shell_thickness: flag,
     perimeter_generator: text,
     min_bead_width: width,
+    min_feature_size: width,
     thin_walls: flag,
     gap_fill_enabled: flag,
     overhangs: flag,
@@ -851,8 +856,7 @@ fn irrelevant_while_off(key: &str, values: &BTreeMap<String, String>) -> bool {
     let off = |switch: &str, off_value: &str| values.get(switch).is_none_or(|v| v.trim() == off_value);
     (key.starts_with("ironing_") && off("ironing", "0"))
         || (key.starts_with("fuzzy_skin_") && off("fuzzy_skin", "none"))
-        || ((key.starts_with("wall_") || key == "min_feature_size")
-            && values.get("perimeter_generator").is_some_and(|v| v.trim() == "classic"))
+        || (key.starts_with("wall_") && values.get("perimeter_generator").is_some_and(|v| v.trim() == "classic"))
 }
 
 /// Whether an unread key of an SLA preset may change its time or resin: the

@@ -141,6 +141,7 @@ fn no_key_the_estimate_depends_on_is_ignored() {
         "top_infill_extrusion_width",
         "support_material_extrusion_width",
         "slowdown_below_layer_time",
+        "min_feature_size",
         "min_print_speed",
         "max_print_speed",
         "filament_max_volumetric_speed",
@@ -511,4 +512,33 @@ fn a_thin_fin_retracts_at_the_end_of_each_open_line() {
     // 50 layers; a retraction and its restart take at least 2 × 2 mm at 40 mm/s.
     let two_retractions_a_layer_s = 2.0 * 50.0 * (2.0 * 2.0 / 40.0);
     assert!(fin - block > two_retractions_a_layer_s, "fin {fin} s, block {block} s");
+}
+
+/// Arachne prints nothing of a part of a layer thinner than
+/// `min_feature_size` (25 % of the nozzle): a sliver island, a broken mesh's
+/// knife edge, gets no loops and no travel to reach it. Before, being long
+/// and thinner than its loops, it also counted as a thin island whose open
+/// lines each end in a retraction.
+#[test]
+fn a_sliver_thinner_than_the_smallest_feature_is_not_printed() {
+    let ini = "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 3\nslowdown_below_layer_time = 0\n\
+               skirts = 0\nretract_length = 2\nretract_speed = 40\nretract_before_travel = 1\nwipe = 0\n";
+    let mut with_sliver = cuboid([20.0, 20.0, 10.0]);
+    // 0.05 mm thick, 30 mm beside the block: its own island on every layer.
+    with_sliver.extend(moved(cuboid([40.0, 0.05, 10.0]), [0.0, 50.0, 0.0]));
+    let walls = ["external perimeters", "perimeters"];
+    let travel = |e: &ProcessEstimate| {
+        e.breakdown.iter().filter(|c| c.feature == "travel and retraction").map(|c| c.time_s).sum::<f64>()
+    };
+    let dropped = estimate(&with_sliver, &profile(ini));
+    // A smallest feature below the sliver's width lets it through.
+    let printed = estimate(&with_sliver, &profile(&format!("{ini}min_feature_size = 0.04\n")));
+    // Its loops fill it: most of its 0.02 cm³.
+    let sliver_cm3 = 40.0 * 0.05 * 10.0 / 1000.0;
+    let walls_added = material_of(&printed, &walls) - material_of(&dropped, &walls);
+    assert!(walls_added > sliver_cm3 / 2.0, "{walls_added} cm³");
+    // 50 layers of a travel to it and three open lines, each a 2 mm
+    // retraction and restart at 40 mm/s.
+    let retractions_s = 50.0 * 3.0 * (2.0 * 2.0 / 40.0);
+    assert!(travel(&printed) - travel(&dropped) > retractions_s, "{} -> {}", travel(&dropped), travel(&printed));
 }
