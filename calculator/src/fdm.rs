@@ -1217,7 +1217,9 @@ impl Section {
             // The classic generator drops a section thinner than a line
             // unless it detects thin walls; Arachne drops one thinner than
             // its smallest feature (a sliver of a broken mesh, a knife edge).
-            // Twice the area over the outline is a strip's width.
+            // Twice the area over the outline is a long strip's width (half
+            // a round island's diameter, so a pin narrower than twice the
+            // smallest feature goes too: a few tenths of a millimetre).
             let thinnest = if classic && !profile.thin_walls {
                 ext_width
             } else if classic {
