@@ -400,6 +400,10 @@ fn material_of(estimate: &ProcessEstimate, features: &[&str]) -> f64 {
     estimate.breakdown.iter().filter(|c| features.contains(&c.feature)).map(|c| c.material_cm3).sum()
 }
 
+fn time_of(estimate: &ProcessEstimate, features: &[&str]) -> f64 {
+    estimate.breakdown.iter().filter(|c| features.contains(&c.feature)).map(|c| c.time_s).sum()
+}
+
 /// PrusaSlicer's G-code for a 2 mm wall with two loops a side is all
 /// perimeters under Arachne (its beads widen over the core), gap fill under
 /// the classic generator, and a 3 mm wall keeps a core of sparse infill.
@@ -489,7 +493,7 @@ fn anchors_weigh_most_in_a_narrow_core() {
 fn a_narrow_core_is_a_zig_zag_of_short_moves() {
     let ini = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = 15%\nperimeters = 2\n";
     let tube = estimate(&square_tube(30.0, 2.5, 20.0), &profile(ini));
-    let sparse_s: f64 = tube.breakdown.iter().filter(|c| c.feature == "sparse infill").map(|c| c.time_s).sum();
+    let sparse_s = time_of(&tube, &["sparse infill"]);
     let (feed_s, excess_s) = (123.0, 293.0);
     assert!(sparse_s > 1.5 * feed_s && sparse_s < feed_s + excess_s, "sparse infill {sparse_s} s");
 }
@@ -504,10 +508,7 @@ fn a_narrow_core_is_a_zig_zag_of_short_moves() {
 fn a_thin_fin_retracts_at_the_end_of_each_open_line() {
     let ini = "layer_height = 0.2\nfirst_layer_height = 0.2\nperimeters = 3\nretract_length = 2\n\
                retract_speed = 40\nretract_before_travel = 1\nwipe = 0\nretract_lift = 0\n";
-    let travel_s = |size: [f32; 3]| {
-        let e = estimate(&cuboid(size), &profile(ini));
-        e.breakdown.iter().filter(|c| c.feature == "travel and retraction").map(|c| c.time_s).sum::<f64>()
-    };
+    let travel_s = |size: [f32; 3]| time_of(&estimate(&cuboid(size), &profile(ini)), &["travel and retraction"]);
     let (fin, block) = (travel_s([40.0, 1.6, 10.0]), travel_s([40.0, 10.0, 10.0]));
     // 50 layers; a retraction and its restart take at least 2 × 2 mm at 40 mm/s.
     let two_retractions_a_layer_s = 2.0 * 50.0 * (2.0 * 2.0 / 40.0);
@@ -527,9 +528,7 @@ fn a_sliver_thinner_than_the_smallest_feature_is_not_printed() {
     // 0.05 mm thick, 30 mm beside the block: its own island on every layer.
     with_sliver.extend(moved(cuboid([40.0, 0.05, 10.0]), [0.0, 50.0, 0.0]));
     let walls = ["external perimeters", "perimeters"];
-    let travel = |e: &ProcessEstimate| {
-        e.breakdown.iter().filter(|c| c.feature == "travel and retraction").map(|c| c.time_s).sum::<f64>()
-    };
+    let travel = |e: &ProcessEstimate| time_of(e, &["travel and retraction"]);
     let dropped = estimate(&with_sliver, &profile(ini));
     // A smallest feature below the sliver's width lets it through.
     let printed = estimate(&with_sliver, &profile(&format!("{ini}min_feature_size = 0.04\n")));
