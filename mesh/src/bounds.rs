@@ -138,8 +138,9 @@ pub(crate) fn shells(triangles: u64, shells: u64) -> u64 {
 }
 
 /// The support columns, beside the mesh: 8 bytes per ray crossing and at
-/// most half as many overhang tops, per-cell offsets, counts and column
-/// lengths, and a bit per face for the faces that meet a ray.
+/// most half as many overhang tops, per-cell offsets, counts, running
+/// counts of the cells holding tops and column lengths, and a bit per face
+/// for the faces that meet a ray.
 pub(crate) fn supports(ray_crossings: u64, cells: u64, triangles: u64) -> u64 {
     16 * ray_crossings + 64 * cells + triangles.div_ceil(64) * 8
 }
