@@ -29,8 +29,8 @@ use crate::{AnalyzeError, Limits};
 /// the shape asks for another number.
 pub(crate) const RAYS_ACROSS: u32 = 400;
 /// At least this many cells per support margin, so the margin's disk is
-/// round enough and an overhang narrower than the margin still meets a ray;
-/// and at most this many, so it stays cheap. At 8 a cell of a 3.5 mm
+/// round enough and an overhang a twelfth of the margin wide still meets a
+/// ray; and at most this many, so it stays cheap. At 8 a cell of a 3.5 mm
 /// margin was 0.44 mm, and the thread flanks of an M3 screw met no ray at
 /// some margins: its support came and went with the margin's second digit.
 /// At 12 and at 16 its columns agree within 2 %. The disk's empty
