@@ -15,8 +15,8 @@
 //! - **Skins:** what lies within `top_solid_layers` (at least
 //!   `top_solid_min_thickness`) below an exposed surface, or
 //!   `bottom_solid_layers` above one, is solid; exposed slivers narrower than
-//!   about a line are dropped unless `ensure_vertical_shell_thickness` fills
-//!   them. Islands under `solid_infill_below_area` and every
+//!   about a line are dropped, or with `ensure_vertical_shell_thickness`
+//!   those whose shell band PrusaSlicer's opening removes. Islands under `solid_infill_below_area` and every
 //!   `solid_infill_every_layers`-th layer are solid throughout. Surfaces over
 //!   air are bridges (threads of the nozzle's width, or of the layer's height
 //!   without `thick_bridges`), the exposed top at the top width and speed.
@@ -77,6 +77,10 @@ const SMALL_PERIMETER_LENGTH_MM: f64 = 2.0 * PI * 6.5;
 /// PrusaSlicer's automatic widths, in nozzle diameters: 1.125 for walls and
 /// infill, 1 for top skins and supports.
 const AUTO_WIDTH_OF_NOZZLE: f64 = 1.125;
+/// The width, in solid infill spacings, below which PrusaSlicer's opening
+/// removes a vertical shell's band (its `min_perimeter_infill_spacing`
+/// factor in `discover_vertical_shells`).
+const VERTICAL_SHELL_OPENING_OF_SPACING: f64 = 1.05;
 /// PrusaSlicer's gap between bridge threads, mm.
 const BRIDGE_EXTRA_SPACING_MM: f64 = 0.05;
 /// The built-in limits PrusaSlicer's estimate uses when the profile's
@@ -106,10 +110,26 @@ pub fn layering(profile: &FdmProfile) -> Layering {
     }
 }
 
-/// The narrowest exposed skin the slicer fills: about a line, or every
-/// sliver when it keeps the shells' vertical thickness.
+/// The narrowest ledge a layer's flank may leave for the slicer to fill it
+/// as skin: about a line, or with `ensure_vertical_shell_thickness` the
+/// width whose shell band survives PrusaSlicer's opening.
+///
+/// With that setting PrusaSlicer (`discover_vertical_shells`) makes a
+/// slope's shell the ring between a layer's infill area and that of the
+/// layer `top_solid_layers - 1` above, so the ring is that many ledges
+/// wide. It then opens the ring by half of `VERTICAL_SHELL_OPENING_OF_SPACING`
+/// solid spacings, and a ring narrower than that whole width vanishes: a
+/// gentle flank keeps its shell, a steep one under a wide nozzle or few
+/// top layers has none.
 fn skin_min_width(profile: &FdmProfile) -> f64 {
-    if profile.ensure_vertical_shell_thickness { 0.0 } else { SKIN_MIN_WIDTH_OF_NOZZLE * profile.nozzle_diameter }
+    if !profile.ensure_vertical_shell_thickness {
+        return SKIN_MIN_WIDTH_OF_NOZZLE * profile.nozzle_diameter;
+    }
+    let layers = solid_layers(profile.top_solid_layers, profile.top_solid_min_thickness, profile.layer_height);
+    let ledges = layers.saturating_sub(1).max(1) as f64;
+    let solid_spacing =
+        spacing(role_width(profile, profile.solid_infill_extrusion_width, AUTO_WIDTH_OF_NOZZLE), profile.layer_height);
+    VERTICAL_SHELL_OPENING_OF_SPACING * solid_spacing / ledges
 }
 
 /// The overhang angle (degrees from straight down) beyond which the profile

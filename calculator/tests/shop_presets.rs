@@ -541,3 +541,44 @@ fn a_sliver_thinner_than_the_smallest_feature_is_not_printed() {
     let retractions_s = 50.0 * 3.0 * (2.0 * 2.0 / 40.0);
     assert!(travel(&printed) - travel(&dropped) > retractions_s, "{} -> {}", travel(&dropped), travel(&printed));
 }
+
+/// A square frustum: 30 mm square at the foot, 10 mm at the top, 16 mm
+/// high, so each flank rises at 58° and a 0.2 mm layer leaves a 0.125 mm
+/// ledge.
+fn frustum() -> Vec<Triangle> {
+    let b = [[0.0, 0.0, 0.0], [30.0, 0.0, 0.0], [30.0, 30.0, 0.0], [0.0, 30.0, 0.0]];
+    let t = [[10.0, 10.0, 16.0], [20.0, 10.0, 16.0], [20.0, 20.0, 16.0], [10.0, 20.0, 16.0]];
+    let mut faces = vec![[b[0], b[3], b[2]], [b[0], b[2], b[1]], [t[0], t[1], t[2]], [t[0], t[2], t[3]]];
+    for i in 0..4 {
+        let j = (i + 1) % 4;
+        faces.push([b[i], b[j], t[j]]);
+        faces.push([b[i], t[j], t[i]]);
+    }
+    faces
+}
+
+#[test]
+fn a_slopes_shell_is_solid_only_where_prusaslicers_opening_leaves_it() {
+    let shells = |ini: &str| {
+        let solid = |ensure: u8| {
+            let p = profile(&format!("{ini}ensure_vertical_shell_thickness = {ensure}\n"));
+            material_of(&estimate(&frustum(), &p), &["solid infill", "top solid infill", "bridge infill"])
+        };
+        (solid(1), solid(0))
+    };
+    let common = "perimeters = 2\nfill_density = 20%\nfill_pattern = rectilinear\n";
+    // A 0.4 mm nozzle at 0.2 mm, 5 top layers: the band is four 0.125 mm
+    // ledges, wider than an opened line (1.05 x 0.41 mm): solid.
+    let (kept, without) = shells(&format!(
+        "{common}nozzle_diameter = 0.4\nlayer_height = 0.2\nfirst_layer_height = 0.2\n\
+         top_solid_layers = 5\nbottom_solid_layers = 5\n"
+    ));
+    assert!(kept > 1.3 * without, "the band is filled: {kept} against {without} without the setting");
+    // A 0.8 mm nozzle at 0.4 mm, 4 top layers: three 0.25 mm ledges, under
+    // an opened line (1.05 x 0.81 mm): no shell, as without the setting.
+    let (dropped, without) = shells(&format!(
+        "{common}nozzle_diameter = 0.8\nlayer_height = 0.4\nfirst_layer_height = 0.4\n\
+         top_solid_layers = 4\nbottom_solid_layers = 4\n"
+    ));
+    assert!(dropped < 1.1 * without, "the band is opened away: {dropped} against {without} without the setting");
+}
