@@ -16,10 +16,11 @@
 //!   `top_solid_min_thickness`) below an exposed surface, or
 //!   `bottom_solid_layers` above one, is solid; exposed slivers narrower than
 //!   about a line are dropped, or with `ensure_vertical_shell_thickness`
-//!   those whose shell band PrusaSlicer's opening removes. Islands under `solid_infill_below_area` and every
-//!   `solid_infill_every_layers`-th layer are solid throughout. Surfaces over
-//!   air are bridges (threads of the nozzle's width, or of the layer's height
-//!   without `thick_bridges`), the exposed top at the top width and speed.
+//!   those whose shell band PrusaSlicer's opening removes. Islands under
+//!   `solid_infill_below_area` and every `solid_infill_every_layers`-th
+//!   layer are solid throughout. Surfaces over air are bridges (threads of
+//!   the nozzle's width, or of the layer's height without `thick_bridges`),
+//!   the exposed top at the top width and speed.
 //! - **Sparse infill** at `fill_density`, every `infill_every_layers` layers,
 //!   `infill_every_layers` thick, plus its anchors: each line ends in an
 //!   anchor move along the perimeter, a stop of its own. At 100 % it fills the
@@ -127,9 +128,11 @@ fn skin_min_width(profile: &FdmProfile) -> f64 {
     }
     let layers = solid_layers(profile.top_solid_layers, profile.top_solid_min_thickness, profile.layer_height);
     let ledges = layers.saturating_sub(1).max(1) as f64;
-    let solid_spacing =
-        spacing(role_width(profile, profile.solid_infill_extrusion_width, AUTO_WIDTH_OF_NOZZLE), profile.layer_height);
-    VERTICAL_SHELL_OPENING_OF_SPACING * solid_spacing / ledges
+    VERTICAL_SHELL_OPENING_OF_SPACING * spacing(solid_width(profile), profile.layer_height) / ledges
+}
+
+fn solid_width(profile: &FdmProfile) -> f64 {
+    role_width(profile, profile.solid_infill_extrusion_width, AUTO_WIDTH_OF_NOZZLE)
 }
 
 /// The overhang angle (degrees from straight down) beyond which the profile
@@ -351,7 +354,7 @@ impl Machine {
             external: external_width(p),
             perimeter: role_width(p, p.perimeter_extrusion_width, AUTO_WIDTH_OF_NOZZLE),
             infill: role_width(p, p.infill_extrusion_width, AUTO_WIDTH_OF_NOZZLE),
-            solid: role_width(p, p.solid_infill_extrusion_width, AUTO_WIDTH_OF_NOZZLE),
+            solid: solid_width(p),
             top: role_width(p, p.top_infill_extrusion_width, 1.0),
             support: role_width(p, p.support_material_extrusion_width, 1.0),
         };

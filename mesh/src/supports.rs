@@ -557,9 +557,10 @@ pub(crate) fn columns_with_sums<T: Triangles + ?Sized, S: Default + Send>(
                 let (i, j) = ((cell % nx) as i64, (cell / nx) as i64);
                 let mut near = Vec::new();
                 for &(dj, half) in &disk {
+                    // The ray's own column is on the grid, so `from <= to`.
                     let y = j + dj;
                     let (from, to) = ((i - half).max(0), (i + half).min(nx as i64 - 1));
-                    if y < 0 || y >= ny as i64 || from > to {
+                    if y < 0 || y >= ny as i64 {
                         continue;
                     }
                     let (y, from, to) = (y as usize, from as usize, to as usize);
