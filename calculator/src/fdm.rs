@@ -1017,11 +1017,12 @@ impl Context<'_> {
 }
 
 /// Top or bottom layers: the count, or as many as the minimum thickness
-/// needs.
+/// needs. No more than a count could say (`u32::MAX`): an absurd thickness
+/// would otherwise make `usize::MAX`, and a layer's index plus it overflow.
 fn solid_layers(count: u32, min_thickness: f64, layer_height: f64) -> usize {
     let by_thickness =
         if min_thickness > 0.0 && count > 0 { (min_thickness / layer_height - 1e-9).ceil() } else { 0.0 };
-    (count as usize).max(by_thickness as usize)
+    (count as usize).max(by_thickness.min(f64::from(u32::MAX)) as usize)
 }
 
 /// The length of the first layer's outline as a skirt goes round it: its

@@ -582,3 +582,20 @@ fn a_slopes_shell_is_solid_only_where_prusaslicers_opening_leaves_it() {
     ));
     assert!(dropped < 1.1 * without, "the band is opened away: {dropped} against {without} without the setting");
 }
+
+/// A careless preset's absurd minimum shell thickness makes every layer
+/// solid, and never an overflowing layer count.
+#[test]
+fn an_absurd_minimum_shell_thickness_is_all_solid_not_a_panic() {
+    let block = cuboid([20.0, 20.0, 10.0]);
+    let ini = "layer_height = 0.2\nfirst_layer_height = 0.2\nfill_density = 20%\nfill_pattern = rectilinear\n\
+               ensure_vertical_shell_thickness = 1\n";
+    let solid = profile(&format!("{ini}fill_density = 100%\n"));
+    for key in ["top_solid_min_thickness", "bottom_solid_min_thickness"] {
+        let absurd = estimate(&block, &profile(&format!("{ini}{key} = 1e308\n")));
+        let all_solid = estimate(&block, &solid);
+        let infill = |e: &ProcessEstimate| material_of(e, &["sparse infill"]);
+        assert_eq!(infill(&absurd), 0.0, "{key}: no sparse infill left");
+        assert!(absurd.material_cm3.is_finite() && absurd.material_cm3 > 0.5 * all_solid.material_cm3, "{key}");
+    }
+}
