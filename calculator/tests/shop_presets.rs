@@ -599,3 +599,19 @@ fn an_absurd_minimum_shell_thickness_is_all_solid_not_a_panic() {
         assert!(absurd.material_cm3.is_finite() && absurd.material_cm3 > 0.5 * all_solid.material_cm3, "{key}");
     }
 }
+
+/// The brim's loops are summed in closed form, so a careless 10⁹ mm brim
+/// (2.5 billion loops, which the old per-loop sum walked one by one) is
+/// priced at once; its plastic still grows as the square of its width, the
+/// loops' count times their mean length.
+#[test]
+fn a_huge_brim_is_priced_in_closed_form() {
+    let block = cuboid([20.0, 20.0, 5.0]);
+    let brim = |width: &str| {
+        let p = profile(&format!("layer_height = 0.2\nfirst_layer_height = 0.2\nskirts = 0\nbrim_width = {width}\n"));
+        material_of(&estimate(&block, &p), &["skirt and brim"])
+    };
+    let (wide, huge) = (brim("1e4"), brim("1e9"));
+    let squared = huge / wide / 1e10;
+    assert!(huge.is_finite() && (squared - 1.0).abs() < 0.01, "{wide} -> {huge}");
+}
