@@ -591,6 +591,7 @@ pub fn estimate(report: &MeshReport, profile: &FdmProfile) -> Result<ProcessEsti
     let (up, down) = exposures(slices, profile);
     let supports = support_per_layer(report, slices, profile, &machine);
     let raft = raft_layers(slices, profile);
+    let raft_layer_count = if raft.is_empty() { 0 } else { profile.raft_layers };
     let context = Context { slices, inner: &inner, up: &up, down: &down, supports, raft, profile, speeds, shape };
 
     // Layers in parallel, summed in layer order: the same part always gets
@@ -618,7 +619,7 @@ pub fn estimate(report: &MeshReport, profile: &FdmProfile) -> Result<ProcessEsti
         support_cm3: (work.mm3[Feature::Support as usize] + work.mm3[Feature::Raft as usize]) * machine.multiplier
             / 1000.0,
         waste_cm3: 0.0,
-        layers: slices.len() as u64 + u64::from(if raft.area > 0.0 { profile.raft_layers } else { 0 }),
+        layers: slices.len() as u64 + u64::from(raft_layer_count),
         parts_per_build: 1,
         breakdown,
     })
@@ -671,7 +672,7 @@ impl Context<'_> {
     fn layer(&self, i: usize) -> Work {
         let (slices, p, m) = (self.slices, self.profile, self.speeds.machine);
         let h = slices.thickness(i);
-        let first = i == 0 && self.raft.area <= 0.0;
+        let first = i == 0 && self.raft.is_empty();
         let over_raft = i == 0 && !first;
         let section = &self.inner[i];
         let area_in = section.inner;
@@ -987,31 +988,40 @@ impl Context<'_> {
                 w.record(Feature::SkirtBrim, time, first_layer_length * f);
             }
         }
-        // Raft: base layers at the support's density and dense interface
-        // layers on top, over the footprint grown by the raft's expansion.
-        let raft = self.raft;
-        if raft.area > 0.0 {
-            let support_width = m.widths.support;
-            let layer_h = p.layer_height;
-            let raft_spacing = spacing(support_width, layer_h);
-            let flow = layer_h * raft_spacing;
-            let interface_layers = p.support_material_interface_layers.min(p.raft_layers);
-            let base_layers = p.raft_layers - interface_layers;
-            let base_density = support_density(p, raft_spacing);
-            for (layers, density, role) in
-                [(base_layers, base_density, Role::Support), (interface_layers, 1.0, Role::SupportInterface)]
-            {
-                if layers == 0 {
-                    continue;
-                }
-                let length = raft.area * density / raft_spacing * f64::from(layers);
-                let v = self.speeds.feed(role, flow, false, false);
-                let runs = length / SUPPORT_BASE_SEGMENT_MM.max(raft.area.sqrt());
-                let time = Machine::run(length, runs, v, m.acceleration(role, false), m.jerk);
+        // Raft: PrusaSlicer's layers, bottom up. The first is printed like
+        // any first layer (its speed, width and height) at
+        // `raft_first_layer_density`, with a loop round it, over the
+        // footprint grown by `raft_first_layer_expansion` more; then base
+        // layers at the support's density; then interface layers, the last
+        // of which (the contact layer) carries the part. Half the layers,
+        // rounded up, are interface. Above the first, a raft layer is as
+        // thick as the nozzle allows (`0.75 × nozzle`), however thin the
+        // part's layers.
+        let raft = &self.raft;
+        if !raft.is_empty() {
+            for layer in raft_stack(p, h) {
+                let width = m.width(Role::Support, layer.first);
+                let line_spacing = spacing(width, layer.height);
+                let flow = layer.height * line_spacing;
+                let density = match layer.role {
+                    _ if layer.first => p.raft_first_layer_density,
+                    Role::SupportInterface => interface_density(p, line_spacing),
+                    _ => support_density(p, line_spacing),
+                };
+                let grid = p.support_material_spacing.max(0.0) + line_spacing;
+                // Snapped to the support grid: the footprint is every cell it
+                // touches, half a cell beyond its outline on average, and its
+                // holes lose the cells their edges touch.
+                let area = raft
+                    .area(layer.grow + RAFT_GRID_OVERSHOOT_CELLS * grid, layer.grow + RAFT_HOLE_CLOSING_CELLS * grid);
+                let sheath = if layer.first { raft.outline(layer.grow) } else { 0.0 };
+                let length = area * density.clamp(0.0, 1.0) / line_spacing + sheath;
+                let v = self.speeds.feed(layer.role, flow, layer.first, false);
+                let runs = length / SUPPORT_BASE_SEGMENT_MM.max(area.sqrt());
+                let time = Machine::run(length, runs.max(1.0), v, m.acceleration(layer.role, layer.first), m.jerk);
                 w.record(Feature::Raft, time, length * flow);
+                w.record(Feature::LayerChange, m.z_move(layer.height), 0.0);
             }
-            let layer_changes = f64::from(p.raft_layers) * m.z_move(layer_h);
-            w.record(Feature::LayerChange, layer_changes, 0.0);
         }
         w
     }
@@ -1465,11 +1475,7 @@ fn support_per_layer(report: &MeshReport, slices: &Slices, profile: &FdmProfile,
     };
     let gap = contact.max(0.0) * profile.support_material_contact_distance;
     let base = (columns - gap).max(0.0) * support_density(profile, support_spacing) * SUPPORT_BASE_FILL_FACTOR;
-    let interface_density = if profile.support_material_interface_spacing > 0.0 {
-        support_spacing / (profile.support_material_interface_spacing + support_spacing)
-    } else {
-        1.0
-    };
+    let interface_density = interface_density(profile, support_spacing);
     let top_layers = f64::from(profile.support_material_interface_layers);
     let bottom_layers = if profile.support_material_bottom_interface_layers < 0 {
         top_layers
@@ -1483,21 +1489,136 @@ fn support_per_layer(report: &MeshReport, slices: &Slices, profile: &FdmProfile,
     SupportPerLayer { base: base / layers, interface: interface / layers }
 }
 
-/// A raft's footprint, mm².
-#[derive(Debug, Clone, Copy, Default)]
-struct Raft {
-    area: f64,
+/// The dense interface's share of a layer: its lines' spacing over their
+/// pitch (`support_material_interface_spacing` apart; 0 is solid). With no
+/// interface layers PrusaSlicer prints the interface as base.
+fn interface_density(p: &FdmProfile, line_spacing: f64) -> f64 {
+    if p.support_material_interface_layers == 0 {
+        support_density(p, line_spacing)
+    } else if p.support_material_interface_spacing > 0.0 {
+        line_spacing / (p.support_material_interface_spacing + line_spacing)
+    } else {
+        1.0
+    }
 }
 
-/// The raft's footprint: the first layer's, grown by `raft_expansion`.
+/// The part's first layer, as a raft grows it: its islands, and its holes,
+/// which the raft's grid closes from their edges.
+#[derive(Debug, Clone, Default)]
+struct Raft {
+    /// The islands' total area, mm², their outlines' length, mm, and how
+    /// many there are.
+    island_area: f64,
+    island_outline: f64,
+    islands: f64,
+    /// Each hole's area (positive), mm², and outline, mm.
+    holes: Vec<(f64, f64)>,
+}
+
+impl Raft {
+    fn is_empty(&self) -> bool {
+        self.island_area <= 0.0
+    }
+
+    /// The footprint with its islands grown by `grow` and its holes closed
+    /// by `close` from their edges, mm². Islands grow as convex shapes do
+    /// (each gains its outline times the distance and a disk); a hole
+    /// shrinks likewise, and is gone once `close` reaches its inner radius
+    /// (twice its area over its outline: a disk's radius, a square's half
+    /// side).
+    fn area(&self, grow: f64, close: f64) -> f64 {
+        let grow = grow.max(0.0);
+        let islands = self.island_area + self.island_outline * grow + self.islands * PI * grow * grow;
+        let holes: f64 = self
+            .holes
+            .iter()
+            .map(|&(area, outline)| {
+                let inner_radius = 2.0 * area / outline.max(1e-9);
+                if close >= inner_radius { 0.0 } else { (area - outline * close + PI * close * close).max(0.0) }
+            })
+            .sum();
+        (islands - holes).max(0.0)
+    }
+
+    /// The islands' outline once grown by `grow`, mm.
+    fn outline(&self, grow: f64) -> f64 {
+        self.island_outline + self.islands * 2.0 * PI * grow.max(0.0)
+    }
+}
+
+/// The part's first layer, when the profile prints a raft under it.
 fn raft_layers(slices: &Slices, p: &FdmProfile) -> Raft {
     if p.raft_layers == 0 || slices.is_empty() {
         return Raft::default();
     }
-    let footprint = slices.area[0].max(0.0).max(1e-9);
-    let outline = first_layer_outline(slices);
+    let area = slices.area[0].max(0.0);
+    match slices.contours.first() {
+        Some(loops) if !loops.is_empty() => {
+            let islands = loops.iter().filter(|c| !c.is_hole());
+            let holes = loops.iter().filter(|c| c.is_hole());
+            Raft {
+                island_area: islands.clone().map(|c| c.area).sum::<f64>().max(1e-9),
+                island_outline: islands.clone().map(|c| c.length).sum(),
+                islands: islands.count().max(1) as f64,
+                holes: holes.map(|c| (-c.area, c.length)).collect(),
+            }
+        }
+        _ => Raft {
+            island_area: area.max(1e-9),
+            island_outline: slices.perimeter.first().copied().unwrap_or(0.0).max(2.0 * (PI * area).sqrt()),
+            islands: 1.0,
+            holes: Vec::new(),
+        },
+    }
+}
+
+/// How much further than the contact layer the raft's layers under it
+/// reach, mm: PrusaSlicer's `inflate_factor_fine` in `generate_raft_base`.
+const RAFT_UNDER_CONTACT_MM: f64 = 0.5;
+
+/// How far past an outline a raft snapped to PrusaSlicer's support grid
+/// reaches, in grid cells: the grid keeps every cell the footprint touches,
+/// and an outline falls anywhere in a cell, so half a cell on average.
+/// Derived, not fitted (on the fitting set's raft rows 0.25 gave the same
+/// time and a little more material error).
+const RAFT_GRID_OVERSHOOT_CELLS: f64 = 0.5;
+
+/// One layer of a raft: how thick, in which role, how far beyond the part's
+/// first layer it reaches, and whether it is the print's first layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RaftLayer {
+    height: f64,
+    role: Role,
+    grow: f64,
+    first: bool,
+}
+
+/// PrusaSlicer's raft (its `SlicingParameters` and `generate_raft_base`):
+/// of `raft_layers`, half rounded up are interface and the rest base, the
+/// first layer counted as base and the contact layer as interface. The
+/// first layer is `first_layer_height` thick, the others at least `0.75 ×
+/// nozzle`. The contact layer covers the part's first layer grown by
+/// `raft_expansion`; the layers under it reach half a millimetre further,
+/// and the first layer `raft_first_layer_expansion` further. A raft of one
+/// layer is only its contact layer.
+fn raft_stack(p: &FdmProfile, first_layer_height: f64) -> Vec<RaftLayer> {
+    let n = p.raft_layers;
     let grow = p.raft_expansion.max(0.0);
-    Raft { area: footprint + outline * grow + PI * grow * grow }
+    let contact = |height| RaftLayer { height, role: Role::SupportInterface, grow, first: n == 1 };
+    if n == 1 {
+        return vec![contact(first_layer_height)];
+    }
+    let interface = n.div_ceil(2);
+    let base = n - interface;
+    let thick = p.layer_height.max(0.75 * p.nozzle_diameter);
+    let under = grow + RAFT_UNDER_CONTACT_MM;
+    let first_grow = grow + RAFT_UNDER_CONTACT_MM.max(p.raft_first_layer_expansion);
+    let mut stack = vec![RaftLayer { height: first_layer_height, role: Role::Support, grow: first_grow, first: true }];
+    let layer = |role| RaftLayer { height: thick, role, grow: under, first: false };
+    stack.extend((1..base).map(|_| layer(Role::Support)));
+    stack.extend((1..interface).map(|_| layer(Role::SupportInterface)));
+    stack.push(contact(thick));
+    stack
 }
 
 /// How much more contour a section has than one square of its area:
@@ -1669,6 +1790,46 @@ mod tests {
     fn sliced_cube(side: f32, profile: &FdmProfile) -> MeshReport {
         let options = AnalysisOptions { layering: Some(layering(profile)), ..AnalysisOptions::default() };
         analyze(&write_binary_stl(&cuboid([side; 3])), &options).unwrap()
+    }
+
+    #[test]
+    fn a_raft_is_stacked_as_prusaslicer_stacks_it() {
+        let p = FdmProfile { layer_height: 0.2, nozzle_diameter: 0.4, raft_expansion: 1.5, ..FdmProfile::default() };
+        let stack = |layers: u32| raft_stack(&FdmProfile { raft_layers: layers, ..p.clone() }, 0.2);
+        let first = RaftLayer { height: 0.2, role: Role::Support, grow: 4.5, first: true };
+        let nozzles = 0.75 * 0.4;
+        let base = RaftLayer { height: nozzles, role: Role::Support, grow: 2.0, first: false };
+        let interface = RaftLayer { height: nozzles, role: Role::SupportInterface, grow: 2.0, first: false };
+        let contact = RaftLayer { height: nozzles, role: Role::SupportInterface, grow: 1.5, first: false };
+        // Half the layers, rounded up, are interface; above the first, a
+        // layer is 0.75 of the nozzle thick although the part's are 0.2.
+        assert_eq!(stack(3), vec![first, interface, contact]);
+        assert_eq!(stack(5), vec![first, base, interface, interface, contact]);
+        assert_eq!(stack(2), vec![first, contact]);
+        // One layer is the contact layer alone, printed as the first layer.
+        assert_eq!(stack(1), vec![RaftLayer { height: 0.2, grow: 1.5, first: true, ..contact }]);
+        // Thick layers stay as thick as the part's.
+        let thick = raft_stack(&FdmProfile { raft_layers: 3, layer_height: 0.35, ..p.clone() }, 0.3);
+        assert_eq!(thick[1].height, 0.35);
+    }
+
+    #[test]
+    fn a_rafts_grid_narrows_a_wide_hole_and_closes_a_small_one() {
+        let circle = |r: f64| (PI * r * r, 2.0 * PI * r);
+        let tube = Raft {
+            island_area: circle(20.0).0,
+            island_outline: circle(20.0).1,
+            islands: 1.0,
+            holes: vec![circle(18.0)],
+        };
+        let ring = |outer: f64, inner: f64| PI * (outer * outer - inner * inner);
+        assert!((tube.area(0.0, 0.0) - ring(20.0, 18.0)).abs() < 1e-9);
+        // Grown by 1.5 mm, its hole closed by 6 mm: a disk's offsets exactly.
+        assert!((tube.area(1.5, 6.0) - ring(21.5, 12.0)).abs() < 1e-9);
+        // A hole narrower than the closing is gone, and never grows back.
+        assert!((tube.area(1.5, 18.0) - ring(21.5, 0.0)).abs() < 1e-9);
+        assert!((tube.area(1.5, 40.0) - ring(21.5, 0.0)).abs() < 1e-9);
+        assert!((tube.outline(1.5) - 2.0 * PI * 21.5).abs() < 1e-9);
     }
 
     #[test]

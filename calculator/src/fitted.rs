@@ -49,11 +49,23 @@ const SPLIT_FIT: &str = "fitting set of benches/slicer/split.toml (382 rows comp
 /// (BENCHMARKS.md, issue 16).
 const SPLIT_FIT_GROWN: &str =
     "fitting set of benches/slicer/split.toml with its thin-walled models (478 rows compared of 518), issue 16";
+/// The same fitting set with its raft variants added on 2026-12-05
+/// (twenty-first session; BENCHMARKS.md, issue 16).
+const SPLIT_FIT_RAFT: &str = "fitting set of benches/slicer/split.toml with its raft variants (v_fit_raft*), issue 16";
 /// The SLA fitting set of `benches/slicer/split.toml` (BENCHMARKS.md, issue 16).
 const SLA_SPLIT_FIT: &str = "SLA fitting set of benches/slicer/split.toml (24 rows: 8 models × 3 SL1/SL1S presets) \
      by benches/slicer/fit_sla.py, issue 16";
 
 fitted! {
+    /// How far a raft's grid closes the holes of the part's first layer, in
+    /// grid cells (the support spacing plus a line) beyond the raft's own
+    /// expansion. PrusaSlicer fills every cell of its support grid that the
+    /// footprint touches, and the contact layers of the fitting set's Ø40
+    /// and Ø50 tubes lose about two cells across each hole's edge. On the
+    /// fitting set's 60 raft rows 0, 1, 2 and 3 cells gave a median
+    /// material error of 3.00 / 2.18 / 1.59 / 1.59 % (MK3S, 3 layers) and
+    /// 5.29 / 4.32 / 3.65 / 3.61 % (0.6 mm nozzle, 5 layers).
+    RAFT_HOLE_CLOSING_CELLS = 2.0, "cells", "a raft's grid closing the first layer's holes", SPLIT_FIT_RAFT;
     /// Share of the support columns the base fills, over the density the
     /// support pattern's spacing gives (the sheath and the grid's walls).
     SUPPORT_BASE_FILL_FACTOR = 1.2, "", "support base volume over its line density", DERIVED_ISSUE_4;

@@ -240,6 +240,11 @@ pub struct FdmProfile {
     pub raft_layers: u32,
     pub raft_contact_distance: f64,
     pub raft_expansion: f64,
+    /// The first raft layer's fill, as a share.
+    pub raft_first_layer_density: f64,
+    /// How much further than the raft's other layers its first layer
+    /// reaches, mm.
+    pub raft_first_layer_expansion: f64,
 
     // Supports.
     pub support_material: bool,
@@ -374,6 +379,8 @@ impl Default for FdmProfile {
             raft_layers: 0,
             raft_contact_distance: 0.1,
             raft_expansion: 1.5,
+            raft_first_layer_density: 0.9,
+            raft_first_layer_expansion: 3.0,
             support_material: false,
             support_material_auto: true,
             support_material_threshold: 0.0,
@@ -680,6 +687,8 @@ read_keys! {
     raft_layers: count,
     raft_contact_distance: number,
     raft_expansion: number,
+    raft_first_layer_density: share,
+    raft_first_layer_expansion: number,
     support_material: flag,
     support_material_auto: flag,
     support_material_threshold: number,
