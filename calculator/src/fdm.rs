@@ -999,7 +999,8 @@ impl Context<'_> {
         // part's layers.
         let raft = &self.raft;
         if !raft.is_empty() {
-            for layer in raft_stack(p, h) {
+            for (layer, count) in raft_stack(p, h) {
+                let count = f64::from(count);
                 let width = m.width(Role::Support, layer.first);
                 let line_spacing = spacing(width, layer.height);
                 let flow = layer.height * line_spacing;
@@ -1019,8 +1020,8 @@ impl Context<'_> {
                 let v = self.speeds.feed(layer.role, flow, layer.first, false);
                 let runs = length / SUPPORT_BASE_SEGMENT_MM.max(area.sqrt());
                 let time = Machine::run(length, runs.max(1.0), v, m.acceleration(layer.role, layer.first), m.jerk);
-                w.record(Feature::Raft, time, length * flow);
-                w.record(Feature::LayerChange, m.z_move(layer.height), 0.0);
+                w.record(Feature::Raft, time * count, length * flow * count);
+                w.record(Feature::LayerChange, m.z_move(layer.height) * count, 0.0);
             }
         }
         w
@@ -1593,32 +1594,40 @@ struct RaftLayer {
     first: bool,
 }
 
-/// PrusaSlicer's raft (its `SlicingParameters` and `generate_raft_base`):
-/// of `raft_layers`, half rounded up are interface and the rest base, the
+/// PrusaSlicer's raft (its `SlicingParameters` and `generate_raft_base`),
+/// bottom up, each kind of layer with how many of it there are: of
+/// `raft_layers`, half rounded up are interface and the rest base, the
 /// first layer counted as base and the contact layer as interface. The
 /// first layer is `first_layer_height` thick, the others at least `0.75 ×
 /// nozzle`. The contact layer covers the part's first layer grown by
 /// `raft_expansion`; the layers under it reach half a millimetre further,
 /// and the first layer `raft_first_layer_expansion` further. A raft of one
-/// layer is only its contact layer.
-fn raft_stack(p: &FdmProfile, first_layer_height: f64) -> Vec<RaftLayer> {
+/// layer is only its contact layer. Counted rather than listed, so a
+/// careless `raft_layers` of four billion costs no memory.
+fn raft_stack(p: &FdmProfile, first_layer_height: f64) -> Vec<(RaftLayer, u32)> {
     let n = p.raft_layers;
     let grow = p.raft_expansion.max(0.0);
     let contact = |height| RaftLayer { height, role: Role::SupportInterface, grow, first: n == 1 };
-    if n == 1 {
-        return vec![contact(first_layer_height)];
+    match n {
+        0 => return Vec::new(),
+        1 => return vec![(contact(first_layer_height), 1)],
+        _ => {}
     }
     let interface = n.div_ceil(2);
     let base = n - interface;
     let thick = p.layer_height.max(0.75 * p.nozzle_diameter);
     let under = grow + RAFT_UNDER_CONTACT_MM;
     let first_grow = grow + RAFT_UNDER_CONTACT_MM.max(p.raft_first_layer_expansion);
-    let mut stack = vec![RaftLayer { height: first_layer_height, role: Role::Support, grow: first_grow, first: true }];
     let layer = |role| RaftLayer { height: thick, role, grow: under, first: false };
-    stack.extend((1..base).map(|_| layer(Role::Support)));
-    stack.extend((1..interface).map(|_| layer(Role::SupportInterface)));
-    stack.push(contact(thick));
-    stack
+    [
+        (RaftLayer { height: first_layer_height, role: Role::Support, grow: first_grow, first: true }, 1),
+        (layer(Role::Support), base - 1),
+        (layer(Role::SupportInterface), interface - 1),
+        (contact(thick), 1),
+    ]
+    .into_iter()
+    .filter(|&(_, count)| count > 0)
+    .collect()
 }
 
 /// How much more contour a section has than one square of its area:
@@ -1803,14 +1812,17 @@ mod tests {
         let contact = RaftLayer { height: nozzles, role: Role::SupportInterface, grow: 1.5, first: false };
         // Half the layers, rounded up, are interface; above the first, a
         // layer is 0.75 of the nozzle thick although the part's are 0.2.
-        assert_eq!(stack(3), vec![first, interface, contact]);
-        assert_eq!(stack(5), vec![first, base, interface, interface, contact]);
-        assert_eq!(stack(2), vec![first, contact]);
+        assert_eq!(stack(3), vec![(first, 1), (interface, 1), (contact, 1)]);
+        assert_eq!(stack(5), vec![(first, 1), (base, 1), (interface, 2), (contact, 1)]);
+        assert_eq!(stack(2), vec![(first, 1), (contact, 1)]);
         // One layer is the contact layer alone, printed as the first layer.
-        assert_eq!(stack(1), vec![RaftLayer { height: 0.2, grow: 1.5, first: true, ..contact }]);
+        assert_eq!(stack(1), vec![(RaftLayer { height: 0.2, grow: 1.5, first: true, ..contact }, 1)]);
+        assert_eq!(stack(0), vec![]);
+        // Four billion layers are four counts, not four billion entries.
+        assert_eq!(stack(u32::MAX).iter().map(|(_, count)| u64::from(*count)).sum::<u64>(), u64::from(u32::MAX));
         // Thick layers stay as thick as the part's.
         let thick = raft_stack(&FdmProfile { raft_layers: 3, layer_height: 0.35, ..p.clone() }, 0.3);
-        assert_eq!(thick[1].height, 0.35);
+        assert_eq!(thick[1].0.height, 0.35);
     }
 
     #[test]

@@ -103,6 +103,11 @@ pub enum PricingError {
     /// but the minimum order could be given, and that would be a guess.
     #[error("the model has no volume and no surface area ({triangles} triangles, all degenerate): nothing to print")]
     NothingToPrint { triangles: u64 },
+    /// The estimate or the price came out infinite or as no number: a
+    /// setting is beyond anything a printer does (a raft expansion of
+    /// 1e308 mm, say). Refused rather than quoted as "inf EUR".
+    #[error("the {what} is not a finite number: a profile or price-book setting is out of range")]
+    OutOfRange { what: &'static str },
 }
 
 /// One priced line with the inputs that produced it.
@@ -613,6 +618,16 @@ pub fn quote(
         price_lines(book, material, machine, &estimate, material_g, machine_time_s, &settings.fdm, quantity)?;
     let sum: f64 = line_items.iter().map(|item| item.amount).sum();
     let total = book.rounding.apply(sum.max(book.minimum_order));
+    for (what, value) in [
+        ("print time", estimate.print_time_s),
+        ("material", estimate.material_cm3),
+        ("machine time", machine_time_s),
+        ("total", total),
+    ] {
+        if !value.is_finite() {
+            return Err(PricingError::OutOfRange { what });
+        }
+    }
 
     if !fits {
         warnings.push(QuoteWarning::TooBigForEveryMachine { machine: machine.name.clone() });
@@ -808,6 +823,21 @@ mod tests {
         let refused = quote(&report, &request, &book, &default_profile()).unwrap_err();
         assert_eq!(refused, PricingError::NothingToPrint { triangles: 2_000 });
         assert!(refused.to_string().contains("nothing to print"));
+    }
+
+    #[test]
+    fn an_estimate_that_overflows_is_refused_not_priced_at_infinity() {
+        let book = PriceBook::builtin();
+        let request = QuoteRequest::new("pla", 1);
+        let report = report_for(&cuboid([20.0; 3]), &request, &book);
+        let mut settings = default_profile();
+        settings.fdm.profile.raft_layers = 3;
+        assert!(quote(&report, &request, &book, &settings).unwrap().total.is_finite());
+        // A raft reaching 1e308 mm out covers an infinite area.
+        settings.fdm.profile.raft_expansion = 1e308;
+        let refused = quote(&report, &request, &book, &settings).unwrap_err();
+        assert!(matches!(refused, PricingError::OutOfRange { .. }), "{refused:?}");
+        assert!(refused.to_string().contains("not a finite number"), "{refused}");
     }
 
     #[test]
