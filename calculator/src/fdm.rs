@@ -941,7 +941,7 @@ impl Context<'_> {
         let flow = h * line_spacing;
         let speed = self.speeds.feed(Role::FirstLayerExtra, flow, true, false);
         let acceleration = m.acceleration(Role::FirstLayerExtra, true);
-        let outline = first_layer_outline(slices);
+        let outline = skirt_outline(slices, p.skirt_height.max(1) as usize);
         let islands = self.inner.first().map_or(1, |s| s.islands.max(1)) as f64;
         let mut extra = 0.0;
         // Brim: loops one spacing apart out to the brim's width, around
@@ -968,13 +968,19 @@ impl Context<'_> {
             extra = p.brim_width;
         }
         // Skirt: loops around everything at the skirt distance, for
-        // `skirt_height` layers, as many as `min_skirt_length` needs.
+        // `skirt_height` layers, as many as `min_skirt_length` needs. That
+        // is a length of filament (PrusaSlicer's `_make_skirt` adds loops
+        // until the first layer's extrude that much), not of path: 4 mm of
+        // 1.75 mm filament is some 130 mm of first-layer line, more than one
+        // loop round a small part.
         if p.skirts > 0 && outline > 0.0 {
             let distance = p.skirt_distance + extra;
             let loop_length = |k: u32| outline + 2.0 * PI * (distance + f64::from(k) * line_spacing);
+            let filament_area = PI / 4.0 * p.filament_diameter * p.filament_diameter;
+            let filament_of = |path: f64| path * flow / filament_area;
             let mut loops = p.skirts;
             let mut first_layer_length: f64 = (0..loops).map(loop_length).sum();
-            while first_layer_length < p.min_skirt_length && loops < 1000 {
+            while filament_of(first_layer_length) < p.min_skirt_length && loops < 1000 {
                 first_layer_length += loop_length(loops);
                 loops += 1;
             }
@@ -1037,15 +1043,24 @@ fn solid_layers(count: u32, min_thickness: f64, layer_height: f64) -> usize {
     (count as usize).max(by_thickness.min(f64::from(u32::MAX)) as usize)
 }
 
-/// The length of the first layer's outline as a skirt goes round it: its
+/// The length of the outline a skirt goes round: PrusaSlicer's skirt
+/// follows the convex hull of every layer it is printed on
+/// (`skirt_height`), so a part that stands on a small foot and widens above
+/// it gets the wider loop. The hull of the union is at least the longest of
+/// the layers' own.
+fn skirt_outline(slices: &Slices, layers: usize) -> f64 {
+    (0..layers.min(slices.len())).map(|i| layer_outline(slices, i)).fold(0.0, f64::max)
+}
+
+/// The length of a layer's outline as a skirt goes round it: its
 /// islands' outlines, but never more than its bounding rectangle's
 /// perimeter-like hull (a skirt goes round a plate of parts, not into it).
-fn first_layer_outline(slices: &Slices) -> f64 {
-    let outer: f64 = match slices.contours.first() {
+fn layer_outline(slices: &Slices, layer: usize) -> f64 {
+    let outer: f64 = match slices.contours.get(layer) {
         Some(loops) if !loops.is_empty() => loops.iter().filter(|c| !c.is_hole()).map(|c| c.length).sum(),
-        _ => slices.perimeter.first().copied().unwrap_or(0.0),
+        _ => slices.perimeter.get(layer).copied().unwrap_or(0.0),
     };
-    let area = slices.area.first().copied().unwrap_or(0.0).max(0.0);
+    let area = slices.area.get(layer).copied().unwrap_or(0.0).max(0.0);
     // A convex hull is at least as long as a circle of the same area and no
     // longer than the islands' own outlines.
     outer.max(2.0 * (PI * area).sqrt())

@@ -131,6 +131,32 @@ fn each_newly_read_key_moves_the_estimate_the_right_way() {
     );
 }
 
+/// PrusaSlicer's skirt (`Print::_make_skirt`): loops until the first layer
+/// has used `min_skirt_length` mm of filament, round the hull of every layer
+/// the skirt is printed on.
+#[test]
+fn the_skirt_is_as_long_as_prusaslicer_makes_it() {
+    let skirt_mm3 = |triangles: &[Triangle], extra: &str| {
+        let ini = format!("layer_height = 0.2\nfirst_layer_height = 0.2\nskirts = 1\nskirt_distance = 2\n{extra}");
+        let estimate = estimate(triangles, &profile(&ini));
+        estimate.breakdown.iter().find(|c| c.feature == "skirt and brim").unwrap().material_cm3 * 1000.0
+    };
+    let cube = cuboid([10.0, 10.0, 10.0]);
+    // 4 mm of 1.75 mm filament is 9.6 mm³, more than one loop round a
+    // 10 mm cube holds: a second loop follows.
+    let one_loop = skirt_mm3(&cube, "min_skirt_length = 0\nskirt_height = 1\n");
+    assert!(one_loop < 9.0, "one loop: {one_loop} mm³");
+    let long = skirt_mm3(&cube, "min_skirt_length = 4\nfilament_diameter = 1.75\nskirt_height = 1\n");
+    assert!(long >= 4.0 * std::f64::consts::PI / 4.0 * 1.75 * 1.75, "min_skirt_length = 4: {long} mm³");
+    assert!(long < 3.0 * one_loop, "no more loops than needed: {long} mm³");
+    // A part on a small foot: printed on two layers, the skirt goes round
+    // the part above the foot on both.
+    let mut footed = moved(cuboid([4.0, 4.0, 0.2]), [8.0, 8.0, 0.0]);
+    footed.extend(moved(cuboid([20.0, 20.0, 10.0]), [0.0, 0.0, 0.2]));
+    let (low, high) = (skirt_mm3(&footed, "skirt_height = 1\n"), skirt_mm3(&footed, "skirt_height = 2\n"));
+    assert!(high > 3.0 * low, "skirt_height 1 -> 2: {low} -> {high} mm³");
+}
+
 /// Every key the issue names is read, not ignored.
 #[test]
 fn no_key_the_estimate_depends_on_is_ignored() {
