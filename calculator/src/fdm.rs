@@ -1567,7 +1567,6 @@ fn raft_layers(slices: &Slices, p: &FdmProfile) -> Raft {
     if p.raft_layers == 0 || slices.is_empty() {
         return Raft::default();
     }
-    let area = slices.area[0].max(0.0);
     match slices.contours.first() {
         Some(loops) if !loops.is_empty() => {
             let islands = loops.iter().filter(|c| !c.is_hole());
@@ -1580,8 +1579,8 @@ fn raft_layers(slices: &Slices, p: &FdmProfile) -> Raft {
             }
         }
         _ => Raft {
-            island_area: area.max(1e-9),
-            island_outline: slices.perimeter.first().copied().unwrap_or(0.0).max(2.0 * (PI * area).sqrt()),
+            island_area: slices.area[0].max(1e-9),
+            island_outline: layer_outline(slices, 0),
             islands: 1.0,
             holes: Vec::new(),
         },
