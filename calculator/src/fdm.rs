@@ -592,7 +592,9 @@ pub fn estimate(report: &MeshReport, profile: &FdmProfile) -> Result<ProcessEsti
     let supports = support_per_layer(report, slices, profile, &machine);
     let raft = raft_layers(slices, profile);
     let raft_layer_count = if raft.is_empty() { 0 } else { profile.raft_layers };
-    let context = Context { slices, inner: &inner, up: &up, down: &down, supports, raft, profile, speeds, shape };
+    let skirt = skirt(slices, profile, &machine);
+    let context =
+        Context { slices, inner: &inner, up: &up, down: &down, supports, raft, profile, speeds, shape, skirt };
 
     // Layers in parallel, summed in layer order: the same part always gets
     // the same estimate, to the last digit (quotes are cached and compared).
@@ -651,6 +653,8 @@ struct Context<'a> {
     profile: &'a FdmProfile,
     speeds: Speeds<'a>,
     shape: Shape,
+    /// Worked out once: every layer it goes round needs it.
+    skirt: Option<Skirt>,
 }
 
 /// One run of lines of a role in a layer, before cooling.
@@ -666,6 +670,46 @@ struct Run {
     mm3: f64,
     /// The speed lines enter and leave at.
     entry: f64,
+}
+
+/// The skirt: loops around everything at the skirt distance (beyond the
+/// brim), for `skirt_height` layers, as many as `min_skirt_length`
+/// needs. That is a length of filament (PrusaSlicer's `_make_skirt` adds
+/// loops until the first layer's extrude that much), not of path: 4 mm
+/// of 1.75 mm filament is some 130 mm of first-layer line, more than one
+/// loop round a small part.
+fn skirt(slices: &Slices, p: &FdmProfile, m: &Machine) -> Option<Skirt> {
+    if p.skirts == 0 || slices.is_empty() {
+        return None;
+    }
+    let outline = skirt_outline(slices, p.skirt_height.max(1) as usize);
+    if outline <= 0.0 {
+        return None;
+    }
+    let h = slices.thickness(0);
+    let line_spacing = spacing(m.width(Role::FirstLayerExtra, true), h);
+    let flow = h * line_spacing;
+    let brim = if p.brim_width > 0.0 && p.brim_type != "no_brim" { p.brim_width } else { 0.0 };
+    let distance = p.skirt_distance + brim;
+    let loop_length = |k: u32| outline + 2.0 * PI * (distance + f64::from(k) * line_spacing);
+    let filament_area = PI / 4.0 * p.filament_diameter * p.filament_diameter;
+    let filament_of = |path: f64| path * flow / filament_area;
+    let mut loops = p.skirts;
+    let mut length: f64 = (0..loops).map(loop_length).sum();
+    while filament_of(length) < p.min_skirt_length && loops < 1000 {
+        length += loop_length(loops);
+        loops += 1;
+    }
+    Some(Skirt { length, loops, layers: p.skirt_height.max(1).min(slices.len() as u32) })
+}
+
+/// The skirt's loops: their length on each layer it goes round, how many,
+/// and how many layers.
+#[derive(Debug, Clone, Copy)]
+struct Skirt {
+    length: f64,
+    loops: u32,
+    layers: u32,
 }
 
 impl Context<'_> {
@@ -851,6 +895,15 @@ impl Context<'_> {
             );
         }
 
+        // The skirt round this layer, if any: printed with it, so cooling
+        // counts it and slows it too (PrusaSlicer's cooling buffer sees the
+        // whole layer's G-code).
+        if self.raft.is_empty()
+            && let Some(run) = self.skirt.and_then(|skirt| self.skirt_run(&skirt, i as u32))
+        {
+            runs.push(run);
+        }
+
         // Time the runs at their feed rates, then let cooling slow the
         // fastest down until the layer takes its minimum time.
         let timed: Vec<(Run, f64, f64)> = runs
@@ -928,6 +981,27 @@ impl Context<'_> {
         chord.max(nozzle)
     }
 
+    /// The skirt's lines on `layer`, if it goes round that layer: at the
+    /// first layer's width there, the perimeters' above.
+    fn skirt_run(&self, skirt: &Skirt, layer: u32) -> Option<Run> {
+        if layer >= skirt.layers {
+            return None;
+        }
+        let m = self.speeds.machine;
+        let h = self.slices.thickness(layer as usize);
+        let width = if layer == 0 { m.width(Role::FirstLayerExtra, true) } else { m.widths.perimeter };
+        let flow = h * spacing(width, h);
+        Some(Run {
+            feature: Feature::SkirtBrim,
+            role: Role::FirstLayerExtra,
+            length: skirt.length,
+            lines: f64::from(skirt.loops),
+            flow,
+            mm3: skirt.length * flow,
+            entry: m.jerk,
+        })
+    }
+
     /// Skirt and brim around the first layer, and the raft under it.
     fn first_layer_extras(&self) -> Work {
         let (slices, p, m) = (self.slices, self.profile, self.speeds.machine);
@@ -941,9 +1015,7 @@ impl Context<'_> {
         let flow = h * line_spacing;
         let speed = self.speeds.feed(Role::FirstLayerExtra, flow, true, false);
         let acceleration = m.acceleration(Role::FirstLayerExtra, true);
-        let outline = skirt_outline(slices, p.skirt_height.max(1) as usize);
         let islands = self.inner.first().map_or(1, |s| s.islands.max(1)) as f64;
-        let mut extra = 0.0;
         // Brim: loops one spacing apart out to the brim's width, around
         // each island's outline (and inside its holes, for the inner types).
         if p.brim_width > 0.0 && p.brim_type != "no_brim" {
@@ -965,33 +1037,19 @@ impl Context<'_> {
                 Machine::run(length, loops.max(1.0), speed, acceleration, m.jerk),
                 length * flow,
             );
-            extra = p.brim_width;
         }
-        // Skirt: loops around everything at the skirt distance, for
-        // `skirt_height` layers, as many as `min_skirt_length` needs. That
-        // is a length of filament (PrusaSlicer's `_make_skirt` adds loops
-        // until the first layer's extrude that much), not of path: 4 mm of
-        // 1.75 mm filament is some 130 mm of first-layer line, more than one
-        // loop round a small part.
-        if p.skirts > 0 && outline > 0.0 {
-            let distance = p.skirt_distance + extra;
-            let loop_length = |k: u32| outline + 2.0 * PI * (distance + f64::from(k) * line_spacing);
-            let filament_area = PI / 4.0 * p.filament_diameter * p.filament_diameter;
-            let filament_of = |path: f64| path * flow / filament_area;
-            let mut loops = p.skirts;
-            let mut first_layer_length: f64 = (0..loops).map(loop_length).sum();
-            while filament_of(first_layer_length) < p.min_skirt_length && loops < 1000 {
-                first_layer_length += loop_length(loops);
-                loops += 1;
-            }
-            let layers = p.skirt_height.max(1).min(slices.len() as u32);
-            for layer in 0..layers {
-                let lh = slices.thickness(layer as usize);
-                let f = lh * spacing(if layer == 0 { width } else { m.widths.perimeter }, lh);
-                let v = self.speeds.feed(Role::FirstLayerExtra, f, layer == 0, false);
-                let a = m.acceleration(Role::FirstLayerExtra, layer == 0);
-                let time = Machine::run(first_layer_length, f64::from(loops), v, a, m.jerk);
-                w.record(Feature::SkirtBrim, time, first_layer_length * f);
+        // The skirt is printed with the layers it goes round (`layer`), and
+        // slowed with them; with a raft it goes round the raft, timed here.
+        if !self.raft.is_empty()
+            && let Some(skirt) = self.skirt
+        {
+            for layer in 0..skirt.layers {
+                let (time, mm3) = self.skirt_run(&skirt, layer).map_or((0.0, 0.0), |run| {
+                    let v = self.speeds.feed(run.role, run.flow, layer == 0, false);
+                    let a = m.acceleration(run.role, layer == 0);
+                    (Machine::run(run.length, run.lines, v, a, run.entry), run.mm3)
+                });
+                w.record(Feature::SkirtBrim, time, mm3);
             }
         }
         // Raft: PrusaSlicer's layers, bottom up. The first is printed like

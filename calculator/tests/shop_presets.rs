@@ -157,6 +157,27 @@ fn the_skirt_is_as_long_as_prusaslicer_makes_it() {
     assert!(high > 3.0 * low, "skirt_height 1 -> 2: {low} -> {high} mm³");
 }
 
+/// The skirt is printed with the layers it goes round, and PrusaSlicer's
+/// cooling slows it with them: on a small part whose layers are slowed to a
+/// minimum time, the skirt takes the time cooling would otherwise have
+/// added, rather than coming on top of it.
+#[test]
+fn the_skirt_is_slowed_with_the_layer_it_goes_round() {
+    let cube = cuboid([5.0, 5.0, 2.0]);
+    let run = |skirts: u32| {
+        let ini = format!(
+            "layer_height = 0.2\nfirst_layer_height = 0.2\nskirts = {skirts}\nskirt_distance = 2\nskirt_height = 1\n\
+             min_skirt_length = 0\nslowdown_below_layer_time = 30\nmin_print_speed = 1\n"
+        );
+        estimate(&cube, &profile(&ini))
+    };
+    let (with, without) = (run(3), run(0));
+    let skirt_s = time_of(&with, &["skirt and brim"]);
+    assert!(skirt_s > 2.0, "three loops round the cube take a while at full speed: {skirt_s} s");
+    let added = with.print_time_s - without.print_time_s;
+    assert!(added < 0.25 * skirt_s, "the skirt fills the slowed first layer: {added} s added, {skirt_s} s on its own");
+}
+
 /// Every key the issue names is read, not ignored.
 #[test]
 fn no_key_the_estimate_depends_on_is_ignored() {
