@@ -45,7 +45,8 @@
 //!   PrusaSlicer's estimate times them.
 //! - **Cooling:** a layer faster than `slowdown_below_layer_time` has its
 //!   fastest extrusions slowed to a common feed rate, never below
-//!   `min_print_speed`, as PrusaSlicer's cooling buffer does.
+//!   `min_print_speed`, as PrusaSlicer's cooling buffer does. The skirt
+//!   counts with the layers it goes round, and is slowed with them.
 //!
 //! Speeds are each role's, or the first layer's, with 0 meaning "auto"
 //! (`max_print_speed` on the thinnest line), capped by `max_volumetric_speed`
