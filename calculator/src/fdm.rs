@@ -695,8 +695,11 @@ fn skirt(slices: &Slices, p: &FdmProfile, m: &Machine) -> Option<Skirt> {
     let loop_length = |k: u32| outline + 2.0 * PI * (distance + f64::from(k) * line_spacing);
     let filament_area = PI / 4.0 * p.filament_diameter * p.filament_diameter;
     let filament_of = |path: f64| path * flow / filament_area;
+    // The loops asked for, summed in closed form: `skirts` may be any u32,
+    // and a profile must not buy seconds of work with one number.
     let mut loops = p.skirts;
-    let mut length: f64 = (0..loops).map(loop_length).sum();
+    let asked = f64::from(loops);
+    let mut length = asked * (outline + 2.0 * PI * distance) + PI * line_spacing * asked * (asked - 1.0);
     while filament_of(length) < p.min_skirt_length && loops < 1000 {
         length += loop_length(loops);
         loops += 1;
