@@ -1047,13 +1047,10 @@ impl Context<'_> {
         if !self.raft.is_empty()
             && let Some(skirt) = self.skirt
         {
-            for layer in 0..skirt.layers {
-                let (time, mm3) = self.skirt_run(&skirt, layer).map_or((0.0, 0.0), |run| {
-                    let v = self.speeds.feed(run.role, run.flow, layer == 0, false);
-                    let a = m.acceleration(run.role, layer == 0);
-                    (Machine::run(run.length, run.lines, v, a, run.entry), run.mm3)
-                });
-                w.record(Feature::SkirtBrim, time, mm3);
+            for (layer, run) in (0..skirt.layers).filter_map(|layer| Some((layer, self.skirt_run(&skirt, layer)?))) {
+                let v = self.speeds.feed(run.role, run.flow, layer == 0, false);
+                let a = m.acceleration(run.role, layer == 0);
+                w.record(Feature::SkirtBrim, Machine::run(run.length, run.lines, v, a, run.entry), run.mm3);
             }
         }
         // Raft: PrusaSlicer's layers, bottom up. The first is printed like
