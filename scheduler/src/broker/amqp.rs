@@ -19,6 +19,7 @@
 //! lapin's own auto-recovery is not used: its maintainers do not call it
 //! production-ready, and a process-level supervisor is simple to reason about.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -500,16 +501,32 @@ fn read_death(entry: &AMQPValue) -> Option<Death> {
     })
 }
 
-/// Turns an acker's answer into ours. `Ok(false)` means the channel the
-/// delivery came on is gone (a reconnect replaced it): the broker has already
-/// requeued the message, so settling it here is impossible.
-pub(super) fn settle(result: lapin::Result<bool>, operation: &'static str) -> Result<(), BrokerError> {
-    match result {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(BrokerError::Operation {
+/// How long settling a delivery may take. An ack is one frame with no
+/// answer; when the connection dies while it is being written, lapin may
+/// never resolve it, and a consumer awaiting it would stop for good (a
+/// fault test once saw the API's result consumer stay silent for minutes
+/// after a broker restart). Past this, the delivery counts as unsettled:
+/// its channel is gone and the broker redelivers it.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Settles a delivery within `SETTLE_PATIENCE` and turns the acker's answer
+/// into ours. `Ok(false)` means the channel the delivery came on is gone (a
+/// reconnect replaced it): the broker has already requeued the message, so
+/// settling it here is impossible.
+pub(super) async fn settle(
+    answer: impl Future<Output = lapin::Result<bool>>,
+    operation: &'static str,
+) -> Result<(), BrokerError> {
+    match tokio::time::timeout(SETTLE_PATIENCE, answer).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(BrokerError::Operation {
             operation,
             message: "the delivery's channel is closed; the broker will redeliver it".into(),
         }),
-        Err(e) => Err(BrokerError::Operation { operation, message: e.to_string() }),
+        Ok(Err(e)) => Err(BrokerError::Operation { operation, message: e.to_string() }),
+        Err(_) => Err(BrokerError::Operation {
+            operation,
+            message: format!("no answer within {} s; the broker will redeliver it", SETTLE_PATIENCE.as_secs()),
+        }),
     }
 }

@@ -343,7 +343,7 @@ impl Delivery {
     /// The message is done with; the broker forgets it.
     pub async fn ack(self) -> Result<(), BrokerError> {
         match self.acker {
-            Acker::Amqp(acker) => amqp::settle(acker.ack(Default::default()).await, "basic.ack"),
+            Acker::Amqp(acker) => amqp::settle(acker.ack(Default::default()), "basic.ack").await,
             Acker::Memory(acker) => {
                 acker.settle();
                 Ok(())
@@ -356,10 +356,13 @@ impl Delivery {
     /// delivery towards the delivery limit.
     pub async fn release(self) -> Result<(), BrokerError> {
         match self.acker {
-            Acker::Amqp(acker) => amqp::settle(
-                acker.nack(lapin::options::BasicNackOptions { multiple: false, requeue: true }).await,
-                "basic.nack",
-            ),
+            Acker::Amqp(acker) => {
+                amqp::settle(
+                    acker.nack(lapin::options::BasicNackOptions { multiple: false, requeue: true }),
+                    "basic.nack",
+                )
+                .await
+            }
             Acker::Memory(acker) => {
                 acker.requeue(self.payload, self.message_id, self.headers, self.delivery_count + 1);
                 Ok(())
@@ -373,7 +376,7 @@ impl Delivery {
     pub async fn reject(self) -> Result<(), BrokerError> {
         match self.acker {
             Acker::Amqp(acker) => {
-                amqp::settle(acker.reject(lapin::options::BasicRejectOptions { requeue: false }).await, "basic.reject")
+                amqp::settle(acker.reject(lapin::options::BasicRejectOptions { requeue: false }), "basic.reject").await
             }
             Acker::Memory(acker) => {
                 acker.dead_letter(self.payload, self.message_id, self.headers, "rejected");
